@@ -1,0 +1,110 @@
+"""The `leadrouter` command line: one subcommand per service, plus operator tools."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from importlib import import_module
+
+from shared.settings import get_settings
+
+SERVICES = {
+    "ingest": (
+        "services.ingest.app",
+        "ingest_port",
+        "HTTP front door (port 8000): takes lead events and webhooks, publishes them to "
+        "Kafka and answers 202 once Kafka acknowledged them.",
+    ),
+    "scoring": (
+        "services.scoring.app",
+        "scoring_port",
+        "Consumes lead events, keeps explainable scores and stages in PostgreSQL (port 8001 "
+        "serves them) and emits lifecycle transitions such as became_mql.",
+    ),
+    "handoff": (
+        "services.handoff.app",
+        "handoff_port",
+        "Consumes lifecycle transitions, routes qualified leads to sales reps and publishes "
+        "handoff events for sales tools (port 8002).",
+    ),
+}
+
+
+def _serve(service: str, port: int | None) -> int:
+    import uvicorn
+
+    from shared.playbook import PlaybookError
+
+    module, port_field, _ = SERVICES[service]
+    settings = get_settings()
+    build_app: Callable[..., object] = import_module(module).build_app
+    try:
+        app = build_app(settings)
+    except PlaybookError as exc:
+        print(f"leadrouter {service}: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=port or getattr(settings, port_field),
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _playbook_check(path: str) -> int:
+    from shared.playbook import PlaybookError, load_playbook, summary
+
+    try:
+        playbook = load_playbook(path)
+    except PlaybookError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{path}: valid playbook")
+    print(summary(playbook))
+    return 0
+
+
+def _migrate() -> int:
+    from shared.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    print("database is at the newest migration")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `leadrouter` command."""
+    parser = argparse.ArgumentParser(
+        prog="leadrouter",
+        description="Event-driven lead routing. Settings come from LEADROUTER_* environment "
+        "variables (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, port_field, help_text) in SERVICES.items():
+        sub = commands.add_parser(name, help=help_text.split(":")[0].split(" (")[0],
+                                  description=help_text)
+        sub.add_argument("--port", type=int, help=f"HTTP port (default: LEADROUTER_{port_field.upper()})")
+    commands.add_parser("migrate", help="apply database migrations and exit",
+                        description="Apply the alembic migrations to LEADROUTER_DATABASE_URL.")
+    playbook = commands.add_parser("playbook", help="playbook tools",
+                                   description="Validate and summarise playbooks.")
+    playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True)
+    check = playbook_commands.add_parser("check", help="validate a playbook and print a summary")
+    check.add_argument("file")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=get_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command in SERVICES:
+        return _serve(args.command, args.port)
+    if args.command == "migrate":
+        return _migrate()
+    return _playbook_check(args.file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The one consumer loop: projection, processed ids and offsets commit in one Postgres transaction.
+
+On partition assignment the consumer seeks to the offsets stored in Postgres (aiokafka's
+"storing offsets outside Kafka"), so Kafka's own commits are only advisory. Records that
+cannot be decoded or keep failing go to `<topic>.dlq` through the outbox, in the same
+transaction that moves the offset past them, and the partition moves on.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import metrics
+from shared.db import consumer_offsets, processed_events
+from shared.events import CloudEvent
+from shared.kafka import dlq
+from shared.outbox import add_raw
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A decoded event with where it came from."""
+
+    event: CloudEvent
+    topic: str
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[AsyncSession, Sequence[Delivered]], Awaitable[None]]
+
+
+class _SeekToStoredOffsets(ConsumerRebalanceListener):
+    def __init__(self, loop: "TransactionalConsumer") -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass  # nothing in flight: batches are processed between getmany() calls
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._loop.seek_to_stored(assigned)
+
+
+class TransactionalConsumer:
+    """Consumes topics as one group and hands decoded batches to a handler inside a transaction."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        group_id: str,
+        topics: Sequence[str],
+        bootstrap: str,
+        sessions: async_sessionmaker[AsyncSession],
+        handler: BatchHandler,
+        relay: str,
+        on_commit: Callable[[], None] = lambda: None,
+        batch_max: int = 500,
+        poll_timeout_ms: int = 500,
+        max_retries: int = 3,
+    ) -> None:
+        self.name = name
+        self.group_id = group_id
+        self.topics = list(topics)
+        self._sessions = sessions
+        self._handler = handler
+        self._relay = relay
+        self._on_commit = on_commit
+        self._batch_max = batch_max
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_retries = max_retries
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            client_id=f"leadrouter-{name}",
+        )
+
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member owns now."""
+        return set(self.consumer.assignment())
+
+    async def start(self) -> None:
+        """Join the group; partitions are assigned on the first poll."""
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
+
+    async def stop(self) -> None:
+        """Leave the group."""
+        await self.consumer.stop()
+
+    async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
+        """Position each partition at the offset stored with the projection, or at its start."""
+        if not partitions:
+            return
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(consumer_offsets.c.topic, consumer_offsets.c.partition,
+                       consumer_offsets.c.next_offset)
+                .where(consumer_offsets.c.consumer_group == self.group_id)
+                .where(tuple_(consumer_offsets.c.topic, consumer_offsets.c.partition).in_(
+                    [(tp.topic, tp.partition) for tp in partitions]
+                ))
+            )
+            stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
+        for tp in partitions:
+            if tp in stored:
+                self.consumer.seek(tp, stored[tp])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        log.info("%s assigned %s, stored offsets %s", self.name, sorted(partitions), stored)
+
+    async def run(self) -> None:
+        """Poll and process until cancelled; after an unexpected failure, resume from stored offsets."""
+        while True:
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._batch_max
+                )
+                for tp, records in batches.items():
+                    await self.process(tp, records)
+                await self._observe_lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: consumer loop failed; resuming from stored offsets", self.name)
+                await asyncio.sleep(1.0)
+                try:
+                    await self.seek_to_stored(list(self.consumer.assignment()))
+                except Exception:
+                    log.exception("%s: could not read stored offsets yet", self.name)
+
+    async def process(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """Process one partition's batch in one transaction; isolate and dead-letter poison."""
+        started = time.perf_counter()
+        tries = 1 if len(records) > 1 else self._max_retries + 1
+        error = await self._attempt(tp, records, tries)
+        if error is not None:
+            if len(records) > 1:
+                # Split the batch so only the failing record is dead-lettered.
+                for record in records:
+                    await self.process(tp, [record])
+                return
+            await self._dead_letter(tp, records[0], error)
+        metrics.CONSUMER_BATCH_SIZE.labels(self.name).observe(len(records))
+        metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        self._on_commit()
+
+    async def _attempt(self, tp: TopicPartition, records: list[ConsumerRecord], tries: int) -> str | None:
+        """Commit the batch, retrying; returns the error once `tries` non-transient failures pass.
+
+        Infrastructure errors (Postgres unreachable) are retried without limit: they say
+        nothing about the record, and dead-lettering a healthy stream would lose it.
+        """
+        failures, delay_s = 0, 0.1
+        while True:
+            try:
+                await self._commit_batch(tp, records)
+                return None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_transient(exc):
+                    log.warning("%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay_s)
+                else:
+                    failures += 1
+                    log.exception("%s: %d record(s) on %s failed (try %d of %d)",
+                                  self.name, len(records), tp, failures, tries)
+                    if failures >= tries:
+                        return f"{exc.__class__.__name__}: {exc}"[:500]
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+
+    async def _commit_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        decoded: list[Delivered] = []
+        undecodable: list[tuple[ConsumerRecord, str]] = []
+        for record in records:
+            try:
+                event = CloudEvent.from_bytes(record.value or b"")
+            except ValueError as exc:
+                undecodable.append((record, f"undecodable: {exc.__class__.__name__}: {exc}"[:500]))
+                continue
+            decoded.append(Delivered(event, record.topic, record.partition, record.offset))
+
+        async with self._sessions() as session, session.begin():
+            fresh = await self._claim_new_ids(session, decoded)
+            if fresh:
+                await self._handler(session, fresh)
+            for record, reason in undecodable:
+                await self._write_dead_letter(session, record, reason)
+            await self._store_offset(session, tp, records[-1].offset + 1)
+
+        duplicates = len(decoded) - len(fresh)
+        metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "processed").inc(len(fresh))
+        if duplicates:
+            metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "duplicate").inc(duplicates)
+        if undecodable:
+            metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc(
+                len(undecodable)
+            )
+        self.consumer.seek(tp, records[-1].offset + 1)
+        # Advisory only: lets Kafka tooling show lag; the truth is in consumer_offsets.
+        try:
+            await self.consumer.commit({tp: records[-1].offset + 1})
+        except Exception as exc:  # a rebalance in progress, say; harmless
+            log.debug("advisory commit failed: %s", exc)
+
+    async def _claim_new_ids(
+        self, session: AsyncSession, decoded: list[Delivered]
+    ) -> list[Delivered]:
+        """Record the batch's event ids as processed and return those not seen before, in order."""
+        if not decoded:
+            return []
+        unique: dict[str, Delivered] = {}
+        for d in decoded:
+            unique.setdefault(d.event.id, d)
+        inserted = await session.scalars(
+            pg_insert(processed_events)
+            .values([{"consumer_group": self.group_id, "event_id": i} for i in unique])
+            .on_conflict_do_nothing()
+            .returning(processed_events.c.event_id)
+        )
+        new_ids = set(inserted)
+        return [d for i, d in unique.items() if i in new_ids]
+
+    async def _store_offset(self, session: AsyncSession, tp: TopicPartition, next_offset: int) -> None:
+        stmt = pg_insert(consumer_offsets).values(
+            consumer_group=self.group_id, topic=tp.topic, partition=tp.partition,
+            next_offset=next_offset,
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["consumer_group", "topic", "partition"],
+                set_={"next_offset": stmt.excluded.next_offset, "updated_at": stmt.excluded.updated_at},
+            )
+        )
+
+    async def _write_dead_letter(self, session: AsyncSession, record: ConsumerRecord, reason: str) -> None:
+        await add_raw(
+            session,
+            self._relay,
+            dlq(record.topic),
+            (record.key or b"").decode(errors="replace"),
+            record.value or b"",
+            {
+                "leadrouter-error": reason,
+                "leadrouter-consumer": self.name,
+                "leadrouter-original-topic": record.topic,
+                "leadrouter-original-partition": str(record.partition),
+                "leadrouter-original-offset": str(record.offset),
+            },
+        )
+
+    async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await self._write_dead_letter(session, record, reason)
+            await self._store_offset(session, tp, record.offset + 1)
+        self.consumer.seek(tp, record.offset + 1)
+        metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc()
+        log.error("%s sent %s@%d to the DLQ: %s", self.name, tp, record.offset, reason)
+
+    async def _observe_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            end = self.consumer.highwater(tp)
+            if end is None:
+                continue
+            position = await self.consumer.position(tp)
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                max(end - position, 0)
+            )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True for errors of the infrastructure rather than of the record being processed."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError)

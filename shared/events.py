@@ -1,0 +1,114 @@
+"""The CloudEvents 1.0 envelope and the data schemas of leadrouter's topics."""
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+# Namespace for deterministic event ids: the same source event always gets the same id.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a6e-3f5c-4c53-9a55-3c1b8d0e7a21")
+
+LEAD_ACTIVITY = "leadrouter.lead.activity"
+LIFECYCLE_PREFIX = "leadrouter.lifecycle."
+HANDOFF_PREFIX = "leadrouter.handoff."
+
+
+def derived_event_id(*parts: str) -> str:
+    """A deterministic event id from the parts that identify an event (source, its own id, ...)."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event in structured JSON mode; `subject` is the lead key."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    time: datetime
+    subject: str = Field(min_length=1)
+    datacontenttype: str = "application/json"
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        """The structured-mode JSON encoding published to Kafka."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "CloudEvent":
+        """Decode and validate a structured-mode JSON event."""
+        return cls.model_validate_json(raw)
+
+
+class Identity(BaseModel):
+    """Who the lead is: an email and/or ids in other systems (e.g. {"hubspot": "123"})."""
+
+    email: EmailStr | None = None
+    external_ids: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _normalise_email(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else value
+
+
+class Activity(BaseModel):
+    """Something the lead did, and when it happened (event time, not arrival time)."""
+
+    type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.]*$")
+    occurred_at: AwareDatetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeadActivityData(BaseModel):
+    """The `data` of a lead activity event on the lead-events topic."""
+
+    identity: Identity
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    activity: Activity
+
+
+def lead_key(identity: Identity) -> str:
+    """The Kafka key and CloudEvents subject of a lead: its email, else its first external id."""
+    if identity.email:
+        return f"email:{identity.email}"
+    if identity.external_ids:
+        system, value = sorted(identity.external_ids.items())[0]
+        return f"{system}:{value}"
+    raise ValueError("a lead needs an email or an external id")
+
+
+class LifecycleData(BaseModel):
+    """The `data` of a lifecycle transition: the lead as scoring sees it, so handoff needs no lookup."""
+
+    transition: str
+    lead_key: str
+    email: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    stage: str
+    score: int
+    previous_stage: str | None = None
+    explanation: list[dict[str, Any]] = Field(default_factory=list)
+    qualifying_activity_at: datetime | None = None
+
+
+class HandoffData(BaseModel):
+    """The `data` of a handoff event that sales tools consume."""
+
+    handoff_id: str
+    status: str
+    lead_key: str
+    rep_id: str | None
+    rep_name: str | None = None
+    team: str | None = None
+    email: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    score: int
+    stage: str
+    explanation: list[dict[str, Any]] = Field(default_factory=list)
+    routing_reason: str

@@ -1,0 +1,70 @@
+"""Kafka plumbing: topic names, the idempotent producer, topic creation at start-up."""
+
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEAD_EVENTS = "lead-events"
+LEAD_LIFECYCLE = "lead-lifecycle"
+HANDOFFS = "handoffs"
+SALES_FEEDBACK = "sales-feedback"
+ALL_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, HANDOFFS, SALES_FEEDBACK)
+
+
+def dlq(topic: str) -> str:
+    """The dead-letter topic of a topic."""
+    return f"{topic}.dlq"
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    """The one producer shape: acks from all replicas, idempotent, so retries never duplicate."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=int(settings.kafka_publish_timeout_s * 1000),
+        client_id="leadrouter",
+    )
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every leadrouter topic and its DLQ if missing; existing topics are left as they are."""
+    names = [settings.topic(t) for t in ALL_TOPICS]
+    names += [dlq(n) for n in names]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            log.info("creating topics %s", missing)
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, settings.topic_partitions, 1) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created them at the same moment
+    finally:
+        await admin.close()
+
+
+async def kafka_reachable(settings: Settings) -> bool:
+    """True when the cluster answers a metadata request."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000
+    )
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()

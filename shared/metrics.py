@@ -1,0 +1,41 @@
+"""Prometheus metrics shared by every service; service-specific ones live with their service."""
+
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# `_created` series double the scrape size and no dashboard or alert of ours reads them.
+disable_created_metrics()
+
+BUILD_INFO = Info("leadrouter_build", "Version of the running leadrouter service")
+
+CONSUMED_EVENTS = Counter(
+    "leadrouter_consumer_events_total",
+    "Events a consumer took from Kafka, by outcome (processed, duplicate, dead_lettered)",
+    ["consumer", "topic", "outcome"],
+)
+CONSUMER_BATCH_SIZE = Histogram(
+    "leadrouter_consumer_batch_size",
+    "Records handled in one consumer transaction",
+    ["consumer"],
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500),
+)
+CONSUMER_BATCH_SECONDS = Histogram(
+    "leadrouter_consumer_batch_duration_seconds",
+    "Time to process and commit one consumer batch",
+    ["consumer"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge(
+    "leadrouter_consumer_lag_messages",
+    "Records between the consumer's position and the partition's end",
+    ["consumer", "topic", "partition"],
+)
+OUTBOX_PUBLISHED = Counter(
+    "leadrouter_outbox_published_total",
+    "Outbox rows published to Kafka",
+    ["relay", "topic"],
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "leadrouter_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when empty)",
+    ["relay"],
+)

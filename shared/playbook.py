@@ -1,0 +1,148 @@
+"""The playbook: the one file where sales and marketing agree on taxonomy, scoring and routing."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Strict):
+    """A score band: leads at or above `min_score` (and below the next tier) belong to it."""
+
+    name: str
+    min_score: int
+    definition: str = ""
+
+
+class Taxonomy(_Strict):
+    """The shared words: when a lead becomes an MQL, and the hot/warm/cold bands."""
+
+    mql_threshold: int = Field(ge=0)
+    tiers: list[Tier] = Field(min_length=1)
+    definitions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tiers_descending(self) -> "Taxonomy":
+        scores = [t.min_score for t in self.tiers]
+        if scores != sorted(scores, reverse=True) or len(set(scores)) != len(scores):
+            raise ValueError("tiers must be listed from the highest min_score down, each distinct")
+        return self
+
+    def tier_for(self, score: int) -> str:
+        """The tier a score falls in (the lowest tier catches everything below it)."""
+        for tier in self.tiers:
+            if score >= tier.min_score:
+                return tier.name
+        return self.tiers[-1].name
+
+
+class BehaviourRule(_Strict):
+    """Points a lead earns each time it does an activity of this type."""
+
+    activity: str
+    points: int
+
+
+class Scoring(_Strict):
+    behaviour: list[BehaviourRule] = Field(default_factory=list)
+
+
+class Rep(_Strict):
+    """A sales rep who can receive handoffs."""
+
+    id: str
+    name: str
+    email: str | None = None
+    weight: int = Field(1, ge=1)
+
+
+class Team(_Strict):
+    name: str
+    reps: list[Rep] = Field(min_length=1)
+
+
+class Routing(_Strict):
+    teams: list[Team] = Field(min_length=1)
+
+
+class Playbook(_Strict):
+    """A validated playbook."""
+
+    taxonomy: Taxonomy
+    scoring: Scoring
+    routing: Routing
+
+    @model_validator(mode="after")
+    def _unique_reps(self) -> "Playbook":
+        ids = [rep.id for team in self.routing.teams for rep in team.reps]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicated:
+            raise ValueError(f"rep ids must be unique across teams; repeated: {duplicated}")
+        return self
+
+
+class PlaybookError(ValueError):
+    """A playbook that cannot be used, with every problem located by line and field."""
+
+
+def load_playbook(path: Path | str) -> Playbook:
+    """Read and validate a playbook file; errors name the line and the field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PlaybookError(f"{path}: cannot read the playbook: {exc.strerror}") from exc
+    return parse_playbook(text, str(path))
+
+
+def parse_playbook(text: str, name: str = "<playbook>") -> Playbook:
+    """Validate playbook YAML text; errors name the line and the field."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark else name
+        raise PlaybookError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    try:
+        return Playbook.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            line = _line_of(root, err["loc"])
+            lines.append(f"{name}:{line}: {field}: {err['msg']}")
+        raise PlaybookError("invalid playbook\n  " + "\n  ".join(lines)) from exc
+
+
+def _line_of(node: Any, loc: tuple[Any, ...]) -> int:
+    """The 1-based line of the deepest YAML node along a pydantic error location."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def summary(playbook: Playbook) -> str:
+    """A readable summary of a playbook for `leadrouter playbook check`."""
+    t = playbook.taxonomy
+    out = [f"MQL threshold: {t.mql_threshold}"]
+    out.append("Tiers: " + ", ".join(f"{x.name} >= {x.min_score}" for x in t.tiers))
+    out.append(f"Behaviour rules: {len(playbook.scoring.behaviour)}")
+    for rule in playbook.scoring.behaviour:
+        out.append(f"  {rule.activity}: {rule.points:+d}")
+    for team in playbook.routing.teams:
+        out.append(f"Team {team.name}: " + ", ".join(r.name for r in team.reps))
+    return "\n".join(out)

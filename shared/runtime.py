@@ -1,0 +1,122 @@
+"""Start-up and shutdown shared by the services: migrate, topics, producer, consumer, relay."""
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+
+from shared.consumer import BatchHandler, TransactionalConsumer
+from shared.db import make_engine, make_sessionmaker
+from shared.kafka import ensure_topics, kafka_reachable, make_producer
+from shared.migrate import upgrade_async
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """What a running service holds: settings, database, producer and its background tasks.
+
+    Kafka clients bind to the running event loop, so they are made in `start()`.
+    """
+
+    def __init__(self, settings: Settings, service: str) -> None:
+        self.settings = settings
+        self.service = service
+        self.engine = make_engine(settings.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self._producer: AIOKafkaProducer | None = None
+        self._subscription: tuple[str, str, BatchHandler] | None = None
+        self.consumer: TransactionalConsumer | None = None
+        self.relay: OutboxRelay | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The service's one producer (available once started)."""
+        if self._producer is None:
+            raise RuntimeError(f"{self.service} is not started")
+        return self._producer
+
+    def consume(self, topic: str, group_id: str, handler: BatchHandler) -> None:
+        """Run `handler` on the topic's batches once started, with an outbox relay for its writes."""
+        self._subscription = (topic, group_id, handler)
+
+    async def start(self) -> None:
+        """Migrate the database, create missing topics, start the producer."""
+        s = self.settings
+        log.info("%s: migrating database", self.service)
+        await upgrade_async(s.database_url)
+        await ensure_topics(s)
+        self._producer = make_producer(s)
+        await self._producer.start()
+        if self._subscription:
+            topic, group_id, handler = self._subscription
+            self.relay = OutboxRelay(
+                self.service, self.sessions, self._producer,
+                batch_max=s.outbox_batch_max, idle_poll_s=s.outbox_idle_poll_s,
+            )
+            self.consumer = TransactionalConsumer(
+                name=self.service,
+                group_id=group_id,
+                topics=[topic],
+                bootstrap=s.kafka_bootstrap,
+                sessions=self.sessions,
+                handler=handler,
+                relay=self.service,
+                on_commit=self.relay.wake,
+                batch_max=s.consumer_batch_max,
+                poll_timeout_ms=s.consumer_poll_timeout_ms,
+                max_retries=s.consumer_max_retries,
+            )
+
+    def start_consuming(self) -> None:
+        """Start the consumer loop and its outbox relay (call after any start-up writes)."""
+        if self.consumer and self.relay:
+            self.spawn(f"{self.service}-consumer", self._consume(self.consumer))
+            self.spawn(f"{self.service}-outbox-relay", self.relay.run())
+
+    @staticmethod
+    async def _consume(consumer: TransactionalConsumer) -> None:
+        await consumer.start()
+        await consumer.run()
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a long-lived background coroutine; its crash is logged and fails readiness."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._report)
+        self._tasks.append(task)
+
+    def _report(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: task %s stopped", self.service, task.get_name(),
+                      exc_info=task.exception())
+
+    async def stop(self) -> None:
+        """Cancel background tasks, leave the group, close the producer and the pool."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.consumer:
+            await self.consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+        await self.engine.dispose()
+
+    async def readiness_problem(self) -> str | None:
+        """None when Postgres and Kafka answer and background tasks run; otherwise what is wrong."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("select 1"))
+        except Exception as exc:
+            return f"postgres unreachable: {exc.__class__.__name__}"
+        if not await kafka_reachable(self.settings):
+            return f"kafka unreachable at {self.settings.kafka_bootstrap}"
+        for task in self._tasks:
+            if task.done():
+                return f"background task {task.get_name()} stopped"
+        return None

@@ -1,0 +1,57 @@
+"""One settings object for every service, read from LEADROUTER_* environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob of leadrouter; the field name upper-cased with LEADROUTER_ is its variable."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADROUTER_", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    database_url: str = Field(
+        "postgresql+asyncpg://leadrouter:leadrouter@127.0.0.1:5432/leadrouter",
+        description="SQLAlchemy async URL of the PostgreSQL database",
+    )
+    playbook: Path = Field(
+        REPO_ROOT / "deploy" / "playbook.example.yaml",
+        description="Path to the playbook YAML (taxonomy, scoring, roster)",
+    )
+    topic_namespace: str = Field(
+        "leadrouter",
+        description="Prefix of every topic name, e.g. leadrouter.lead-events.v1",
+    )
+    topic_partitions: int = Field(3, ge=1, description="Partitions of topics created at start-up")
+    host: str = Field("127.0.0.1", description="Interface the HTTP servers bind to")
+    ingest_port: int = 8000
+    scoring_port: int = 8001
+    handoff_port: int = 8002
+    kafka_publish_timeout_s: float = Field(
+        10.0, gt=0, description="How long ingest waits for Kafka's ack before answering 503"
+    )
+    consumer_batch_max: int = Field(500, ge=1, description="Most records one transaction takes")
+    consumer_poll_timeout_ms: int = Field(500, ge=1)
+    consumer_max_retries: int = Field(
+        3, ge=0, description="Retries of a failing record before it goes to the DLQ"
+    )
+    outbox_batch_max: int = Field(500, ge=1)
+    outbox_idle_poll_s: float = Field(
+        0.5, gt=0, description="Outbox relay poll interval when no in-process wake-up arrives"
+    )
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a short name such as 'lead-events'."""
+        return f"{self.topic_namespace}.{name}.v1"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,61 @@
+"""Small helpers shared by integration and end-to-end tests."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.events import LEAD_ACTIVITY, CloudEvent
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def activity_event(email: str, kind: str, n: int = 0, event_id: str | None = None) -> CloudEvent:
+    """A lead activity event as ingest would publish it."""
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source="tests",
+        type=LEAD_ACTIVITY,
+        time=T0 + timedelta(seconds=n),
+        subject=f"email:{email}",
+        data={
+            "identity": {"email": email, "external_ids": {}},
+            "attributes": {},
+            "activity": {"type": kind, "occurred_at": (T0 + timedelta(seconds=n)).isoformat(),
+                         "properties": {}},
+        },
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 60, what: str = "") -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after the timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or check}")
+        await asyncio.sleep(0.2)
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[Any]:
+    """Read at least `expected` records from the start of a topic, as a sales tool would."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(records) < expected and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
