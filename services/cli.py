@@ -74,6 +74,42 @@ def _migrate() -> int:
     return 0
 
 
+def _watch(topic: str, from_beginning: bool) -> int:
+    import asyncio
+    import json
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer
+
+    async def watch() -> None:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=get_settings().kafka_bootstrap,
+            group_id=f"leadrouter-watch-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        print(f"watching {topic} (Ctrl-C stops)", file=sys.stderr)
+        try:
+            async for record in consumer:
+                try:
+                    value = json.loads(record.value)
+                except ValueError:
+                    value = repr(record.value)
+                print(json.dumps({"partition": record.partition, "offset": record.offset,
+                                  "key": (record.key or b"").decode(errors="replace"),
+                                  "event": value}), flush=True)
+        finally:
+            await consumer.stop()
+
+    try:
+        asyncio.run(watch())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `leadrouter` command."""
     parser = argparse.ArgumentParser(
@@ -83,11 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, port_field, help_text) in SERVICES.items():
-        sub = commands.add_parser(name, help=help_text.split(":")[0].split(" (")[0],
-                                  description=help_text)
+        sub = commands.add_parser(name, help=f"run the {name} service", description=help_text)
         sub.add_argument("--port", type=int, help=f"HTTP port (default: LEADROUTER_{port_field.upper()})")
     commands.add_parser("migrate", help="apply database migrations and exit",
                         description="Apply the alembic migrations to LEADROUTER_DATABASE_URL.")
+    watch = commands.add_parser("watch", help="print a topic's events as JSON lines",
+                                description="Print each record of a topic, as a sales tool sees it.")
+    watch.add_argument("topic", help="e.g. leadrouter.handoffs.v1")
+    watch.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
     playbook = commands.add_parser("playbook", help="playbook tools",
                                    description="Validate and summarise playbooks.")
     playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True)
@@ -103,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args.command, args.port)
     if args.command == "migrate":
         return _migrate()
+    if args.command == "watch":
+        return _watch(args.topic, args.from_beginning)
     return _playbook_check(args.file)
 
 

@@ -1,0 +1,50 @@
+# leadrouter: `make run` brings everything up, `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+export PYTHON_FOR_INFRA := $(abspath $(BIN)/python)
+
+.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "leadrouter needs Python 3.11; set PYTHON=/path/to/python3.11"; exit 1; }
+	@echo "[venv] creating $(VENV) and installing leadrouter with its dev tools"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --progress-bar off -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create .venv and install leadrouter (re-runs when pyproject.toml changes)
+
+infra-up: venv ## start Kafka and PostgreSQL on 127.0.0.1 (idempotent) and migrate the database
+	PYTHON=$(PYTHON_FOR_INFRA) deploy/infra/infra.sh up
+	$(BIN)/leadrouter migrate
+
+infra-down: ## stop Kafka and PostgreSQL started by infra-up
+	PYTHON=$(PYTHON_FOR_INFRA) deploy/infra/infra.sh down
+
+infra-status: ## say whether Kafka and PostgreSQL run
+	PYTHON=$(PYTHON_FOR_INFRA) deploy/infra/infra.sh status
+
+run: infra-up ## start the three services with the example playbook; Ctrl-C stops them
+	deploy/run.sh
+
+test: infra-up ## start the infrastructure and run the whole test suite
+	$(BIN)/pytest
+
+test-unit: venv ## only the pure unit tests (no Kafka or PostgreSQL needed)
+	$(BIN)/pytest tests/unit
+
+lint: venv ## ruff
+	$(BIN)/ruff check shared services tests
+
+clean: ## remove the virtual environment (keeps .local data)
+	rm -rf $(VENV)

@@ -1,0 +1,40 @@
+"""What can be checked of docker-compose.yml and the Dockerfile without a Docker engine."""
+
+import yaml
+
+from services.cli import SERVICES
+from shared.settings import REPO_ROOT, Settings
+
+COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_every_service_on_its_documented_port():
+    defaults = Settings()
+    for name, (_, port_field, _) in SERVICES.items():
+        service = COMPOSE["services"][name]
+        port = getattr(defaults, port_field)
+        assert service["command"] == [name]
+        assert f"{port}:{port}" in service["ports"]
+
+
+def test_compose_only_sets_settings_that_exist():
+    fields = {f"LEADROUTER_{name.upper()}" for name in Settings.model_fields}
+    for name in SERVICES:
+        env = COMPOSE["services"][name]["environment"]
+        assert set(env) <= fields, set(env) - fields
+        assert env["LEADROUTER_DATABASE_URL"].startswith("postgresql+asyncpg://")
+
+
+def test_compose_waits_for_healthy_infrastructure():
+    for name in SERVICES:
+        depends = COMPOSE["services"][name]["depends_on"]
+        assert depends == {"kafka": {"condition": "service_healthy"},
+                           "postgres": {"condition": "service_healthy"}}
+    assert "healthcheck" in COMPOSE["services"]["kafka"]
+    assert "healthcheck" in COMPOSE["services"]["postgres"]
+
+
+def test_dockerfile_runs_as_non_root():
+    lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}
