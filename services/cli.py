@@ -97,9 +97,17 @@ def _watch(topic: str, from_beginning: bool) -> int:
                     value = json.loads(record.value)
                 except ValueError:
                     value = repr(record.value)
-                print(json.dumps({"partition": record.partition, "offset": record.offset,
-                                  "key": (record.key or b"").decode(errors="replace"),
-                                  "event": value}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "key": (record.key or b"").decode(errors="replace"),
+                            "event": value,
+                        }
+                    ),
+                    flush=True,
+                )
         finally:
             await consumer.stop()
 
@@ -120,15 +128,24 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, port_field, help_text) in SERVICES.items():
         sub = commands.add_parser(name, help=f"run the {name} service", description=help_text)
-        sub.add_argument("--port", type=int, help=f"HTTP port (default: LEADROUTER_{port_field.upper()})")
-    commands.add_parser("migrate", help="apply database migrations and exit",
-                        description="Apply the alembic migrations to LEADROUTER_DATABASE_URL.")
-    watch = commands.add_parser("watch", help="print a topic's events as JSON lines",
-                                description="Print each record of a topic, as a sales tool sees it.")
+        sub.add_argument(
+            "--port", type=int, help=f"HTTP port (default: LEADROUTER_{port_field.upper()})"
+        )
+    commands.add_parser(
+        "migrate",
+        help="apply database migrations and exit",
+        description="Apply the alembic migrations to LEADROUTER_DATABASE_URL.",
+    )
+    watch = commands.add_parser(
+        "watch",
+        help="print a topic's events as JSON lines",
+        description="Print each record of a topic, as a sales tool sees it.",
+    )
     watch.add_argument("topic", help="e.g. leadrouter.handoffs.v1")
     watch.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
-    playbook = commands.add_parser("playbook", help="playbook tools",
-                                   description="Validate and summarise playbooks.")
+    playbook = commands.add_parser(
+        "playbook", help="playbook tools", description="Validate and summarise playbooks."
+    )
     playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True)
     check = playbook_commands.add_parser("check", help="validate a playbook and print a summary")
     check.add_argument("file")

@@ -109,12 +109,17 @@ class TransactionalConsumer:
             return
         async with self._sessions() as session:
             rows = await session.execute(
-                select(consumer_offsets.c.topic, consumer_offsets.c.partition,
-                       consumer_offsets.c.next_offset)
+                select(
+                    consumer_offsets.c.topic,
+                    consumer_offsets.c.partition,
+                    consumer_offsets.c.next_offset,
+                )
                 .where(consumer_offsets.c.consumer_group == self.group_id)
-                .where(tuple_(consumer_offsets.c.topic, consumer_offsets.c.partition).in_(
-                    [(tp.topic, tp.partition) for tp in partitions]
-                ))
+                .where(
+                    tuple_(consumer_offsets.c.topic, consumer_offsets.c.partition).in_(
+                        [(tp.topic, tp.partition) for tp in partitions]
+                    )
+                )
             )
             stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
         for tp in partitions:
@@ -125,7 +130,7 @@ class TransactionalConsumer:
         log.info("%s assigned %s, stored offsets %s", self.name, sorted(partitions), stored)
 
     async def run(self) -> None:
-        """Poll and process until cancelled; after an unexpected failure, resume from stored offsets."""
+        """Poll and process until cancelled; after a failure, resume from the stored offsets."""
         while True:
             try:
                 batches = await self.consumer.getmany(
@@ -160,7 +165,9 @@ class TransactionalConsumer:
         metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         self._on_commit()
 
-    async def _attempt(self, tp: TopicPartition, records: list[ConsumerRecord], tries: int) -> str | None:
+    async def _attempt(
+        self, tp: TopicPartition, records: list[ConsumerRecord], tries: int
+    ) -> str | None:
         """Commit the batch, retrying; returns the error once `tries` non-transient failures pass.
 
         Infrastructure errors (Postgres unreachable) are retried without limit: they say
@@ -175,11 +182,19 @@ class TransactionalConsumer:
                 raise
             except Exception as exc:
                 if _is_transient(exc):
-                    log.warning("%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay_s)
+                    log.warning(
+                        "%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay_s
+                    )
                 else:
                     failures += 1
-                    log.exception("%s: %d record(s) on %s failed (try %d of %d)",
-                                  self.name, len(records), tp, failures, tries)
+                    log.exception(
+                        "%s: %d record(s) on %s failed (try %d of %d)",
+                        self.name,
+                        len(records),
+                        tp,
+                        failures,
+                        tries,
+                    )
                     if failures >= tries:
                         return f"{exc.__class__.__name__}: {exc}"[:500]
                 await asyncio.sleep(delay_s)
@@ -237,19 +252,28 @@ class TransactionalConsumer:
         new_ids = set(inserted)
         return [d for i, d in unique.items() if i in new_ids]
 
-    async def _store_offset(self, session: AsyncSession, tp: TopicPartition, next_offset: int) -> None:
+    async def _store_offset(
+        self, session: AsyncSession, tp: TopicPartition, next_offset: int
+    ) -> None:
         stmt = pg_insert(consumer_offsets).values(
-            consumer_group=self.group_id, topic=tp.topic, partition=tp.partition,
+            consumer_group=self.group_id,
+            topic=tp.topic,
+            partition=tp.partition,
             next_offset=next_offset,
         )
         await session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["consumer_group", "topic", "partition"],
-                set_={"next_offset": stmt.excluded.next_offset, "updated_at": stmt.excluded.updated_at},
+                set_={
+                    "next_offset": stmt.excluded.next_offset,
+                    "updated_at": stmt.excluded.updated_at,
+                },
             )
         )
 
-    async def _write_dead_letter(self, session: AsyncSession, record: ConsumerRecord, reason: str) -> None:
+    async def _write_dead_letter(
+        self, session: AsyncSession, record: ConsumerRecord, reason: str
+    ) -> None:
         await add_raw(
             session,
             self._relay,

@@ -1,10 +1,10 @@
-"""Database engine, sessions and the tables every service shares (offsets, processed ids, outbox)."""
+"""Database engine, sessions and the shared tables: offsets, processed ids, outbox."""
 
 from sqlalchemy import (
     BigInteger,
-    Identity,
     Column,
     DateTime,
+    Identity,
     Integer,
     LargeBinary,
     MetaData,
@@ -13,7 +13,12 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 metadata = MetaData()
 

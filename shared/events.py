@@ -84,7 +84,7 @@ def lead_key(identity: Identity) -> str:
 
 
 class LifecycleData(BaseModel):
-    """The `data` of a lifecycle transition: the lead as scoring sees it, so handoff needs no lookup."""
+    """The `data` of a lifecycle transition: the lead in full (handoff needs no lookup)."""
 
     transition: str
     lead_key: str

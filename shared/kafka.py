@@ -35,7 +35,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create every leadrouter topic and its DLQ if missing; existing topics are left as they are."""
+    """Create every leadrouter topic and its DLQ if missing; existing topics are left alone."""
     names = [settings.topic(t) for t in ALL_TOPICS]
     names += [dlq(n) for n in names]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -57,9 +57,7 @@ async def ensure_topics(settings: Settings) -> None:
 
 async def kafka_reachable(settings: Settings) -> bool:
     """True when the cluster answers a metadata request."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000
-    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()

@@ -99,8 +99,9 @@ class OutboxRelay:
                 return 0
             rows = (
                 await session.execute(
-                    select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value,
-                           outbox.c.headers)
+                    select(
+                        outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers
+                    )
                     .where(outbox.c.relay == self.relay)
                     .order_by(outbox.c.id)
                     .limit(self._batch_max)

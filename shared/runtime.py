@@ -43,7 +43,7 @@ class Runtime:
         return self._producer
 
     def consume(self, topic: str, group_id: str, handler: BatchHandler) -> None:
-        """Run `handler` on the topic's batches once started, with an outbox relay for its writes."""
+        """Run `handler` on the topic's batches once started, with an outbox relay for its rows."""
         self._subscription = (topic, group_id, handler)
 
     async def start(self) -> None:
@@ -57,8 +57,11 @@ class Runtime:
         if self._subscription:
             topic, group_id, handler = self._subscription
             self.relay = OutboxRelay(
-                self.service, self.sessions, self._producer,
-                batch_max=s.outbox_batch_max, idle_poll_s=s.outbox_idle_poll_s,
+                self.service,
+                self.sessions,
+                self._producer,
+                batch_max=s.outbox_batch_max,
+                idle_poll_s=s.outbox_idle_poll_s,
             )
             self.consumer = TransactionalConsumer(
                 name=self.service,
@@ -93,8 +96,9 @@ class Runtime:
 
     def _report(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s: task %s stopped", self.service, task.get_name(),
-                      exc_info=task.exception())
+            log.error(
+                "%s: task %s stopped", self.service, task.get_name(), exc_info=task.exception()
+            )
 
     async def stop(self) -> None:
         """Cancel background tasks, leave the group, close the producer and the pool."""

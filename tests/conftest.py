@@ -24,8 +24,10 @@ TEMPLATE = f"leadrouter_test_template_{os.getpid()}"
 
 
 def _dsn(database: str) -> str:
-    return make_url(BASE_URL).set(drivername="postgresql", database=database).render_as_string(
-        hide_password=False
+    return (
+        make_url(BASE_URL)
+        .set(drivername="postgresql", database=database)
+        .render_as_string(hide_password=False)
     )
 
 

@@ -24,13 +24,18 @@ def activity_event(email: str, kind: str, n: int = 0, event_id: str | None = Non
         data={
             "identity": {"email": email, "external_ids": {}},
             "attributes": {},
-            "activity": {"type": kind, "occurred_at": (T0 + timedelta(seconds=n)).isoformat(),
-                         "properties": {}},
+            "activity": {
+                "type": kind,
+                "occurred_at": (T0 + timedelta(seconds=n)).isoformat(),
+                "properties": {},
+            },
         },
     )
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 60, what: str = "") -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout_s: float = 60, what: str = ""
+) -> Any:
     """Poll `check` until it returns something truthy; fail with `what` after the timeout."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -45,8 +50,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 60,
 async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[Any]:
     """Read at least `expected` records from the start of a topic, as a sales tool would."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        group_id=f"reader-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
     )
     await consumer.start()
     records: list[Any] = []

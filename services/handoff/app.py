@@ -22,7 +22,11 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     settings = settings or get_settings()
     playbook = playbook or load_playbook(settings.playbook)
     runtime = Runtime(settings, "handoff")
-    runtime.consume(settings.topic(LEAD_LIFECYCLE), CONSUMER_GROUP, HandoffHandler(playbook, settings.topic(HANDOFFS)))
+    runtime.consume(
+        settings.topic(LEAD_LIFECYCLE),
+        CONSUMER_GROUP,
+        HandoffHandler(playbook, settings.topic(HANDOFFS)),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -54,8 +54,15 @@ handoffs = Table(
 async def sync_roster(session: AsyncSession, playbook: Playbook) -> None:
     """Make the reps table match the playbook's roster; the fairness ledger is kept."""
     values = [
-        {"rep_id": r.id, "name": r.name, "email": r.email, "team": t.name, "weight": r.weight,
-         "active": True, "assigned_total": 0}
+        {
+            "rep_id": r.id,
+            "name": r.name,
+            "email": r.email,
+            "team": t.name,
+            "weight": r.weight,
+            "active": True,
+            "assigned_total": 0,
+        }
         for t in playbook.routing.teams
         for r in t.reps
     ]
@@ -76,17 +83,15 @@ async def lock_team(session: AsyncSession, team: str) -> list[RepLoad]:
     rows = await session.execute(
         select(reps).where(reps.c.team == team).order_by(reps.c.rep_id).with_for_update()
     )
-    return [
-        RepLoad(r.rep_id, r.name, r.team, r.weight, r.assigned_total, r.active) for r in rows
-    ]
+    return [RepLoad(r.rep_id, r.name, r.team, r.weight, r.assigned_total, r.active) for r in rows]
 
 
 async def record_assignment(session: AsyncSession, rep_id: str) -> None:
     """Advance the rep's fairness ledger by one handoff."""
     await session.execute(
-        update(reps).where(reps.c.rep_id == rep_id).values(
-            assigned_total=reps.c.assigned_total + 1, updated_at=func.now()
-        )
+        update(reps)
+        .where(reps.c.rep_id == rep_id)
+        .values(assigned_total=reps.c.assigned_total + 1, updated_at=func.now())
     )
 
 
@@ -115,7 +120,9 @@ async def list_handoffs(
 
 async def get_handoff(session: AsyncSession, handoff_id: str) -> dict[str, Any] | None:
     """One handoff, or None."""
-    row = (await session.execute(select(handoffs).where(handoffs.c.handoff_id == handoff_id))).first()
+    row = (
+        await session.execute(select(handoffs).where(handoffs.c.handoff_id == handoff_id))
+    ).first()
     return dict(row._mapping) if row else None
 
 
@@ -126,5 +133,7 @@ async def list_reps(session: AsyncSession) -> list[dict[str, Any]]:
         .where(handoffs.c.rep_id == reps.c.rep_id, handoffs.c.status == "assigned")
         .scalar_subquery()
     )
-    rows = await session.execute(select(reps, open_count.label("open_handoffs")).order_by(reps.c.rep_id))
+    rows = await session.execute(
+        select(reps, open_count.label("open_handoffs")).order_by(reps.c.rep_id)
+    )
     return [dict(r._mapping) for r in rows]

@@ -1,4 +1,4 @@
-"""Ingest: the HTTP front door that turns lead events into Kafka records, acknowledged by all replicas."""
+"""Ingest: the HTTP front door that turns lead events into Kafka records acked by all replicas."""
 
 import asyncio
 import json
@@ -25,10 +25,16 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_REQUEST = 1000
-JSON_TYPES = {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
+JSON_TYPES = {
+    "application/json",
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+}
 
 EVENTS = Counter(
-    "leadrouter_ingest_events_total", "Events received, by source and outcome", ["source", "outcome"]
+    "leadrouter_ingest_events_total",
+    "Events received, by source and outcome",
+    ["source", "outcome"],
 )
 PUBLISH_SECONDS = Histogram(
     "leadrouter_ingest_kafka_publish_seconds",
@@ -62,7 +68,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def publish(events: list[CloudEvent]) -> None:
-        """Send all events together and wait until Kafka acknowledged every one, or fail with 503."""
+        """Send all events together; wait for Kafka to acknowledge every one, or fail with 503."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(settings.kafka_publish_timeout_s):
@@ -97,7 +103,9 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             400: {"description": "Body is not valid JSON"},
             413: {"description": "Body larger than 1 MiB, or more than 1,000 events"},
             415: {"description": "Not JSON"},
-            422: {"description": "An event failed validation; the pointer names its index and field"},
+            422: {
+                "description": "An event failed validation; the pointer names its index and field"
+            },
             503: {"description": "Kafka unavailable; retry after Retry-After seconds"},
         },
     )
@@ -127,7 +135,9 @@ async def _read_items(request: Request) -> list[Any]:
     """The request's events as a list, after the size, content-type and JSON checks."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
-        raise Problem(415, f"send JSON (Content-Type: application/json), not {content_type or 'nothing'!r}")
+        raise Problem(
+            415, f"send JSON (Content-Type: application/json), not {content_type or 'nothing'!r}"
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise Problem(413, f"body is larger than {MAX_BODY_BYTES} bytes")
@@ -142,7 +152,9 @@ async def _read_items(request: Request) -> list[Any]:
         raise Problem(400, f"body is not valid JSON: {exc}") from exc
     items = body if isinstance(body, list) else [body]
     if not items:
-        raise Problem(422, "the array holds no events", errors=[{"pointer": "/", "detail": "empty"}])
+        raise Problem(
+            422, "the array holds no events", errors=[{"pointer": "/", "detail": "empty"}]
+        )
     if len(items) > MAX_EVENTS_PER_REQUEST:
         raise Problem(
             413, f"{len(items)} events in one request; send at most {MAX_EVENTS_PER_REQUEST}"

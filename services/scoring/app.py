@@ -23,7 +23,11 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     settings = settings or get_settings()
     playbook = playbook or load_playbook(settings.playbook)
     runtime = Runtime(settings, "scoring")
-    runtime.consume(settings.topic(LEAD_EVENTS), CONSUMER_GROUP, ScoringHandler(playbook, settings.topic(LEAD_LIFECYCLE)))
+    runtime.consume(
+        settings.topic(LEAD_EVENTS),
+        CONSUMER_GROUP,
+        ScoringHandler(playbook, settings.topic(LEAD_LIFECYCLE)),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +54,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             raise Problem(404, f"no lead with email {email!r}")
         return _view(state, playbook)
 
-    @app.get("/v1/leads/{lead_key}", tags=["leads"], summary="A lead's score, explanation and stage")
+    @app.get(
+        "/v1/leads/{lead_key}", tags=["leads"], summary="A lead's score, explanation and stage"
+    )
     async def get_lead(lead_key: str) -> dict[str, Any]:
         async with runtime.sessions() as session:
             state = await repository.get_lead(session, lead_key)

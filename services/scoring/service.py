@@ -34,7 +34,7 @@ class UnprocessableEvent(ValueError):
 
 
 class ScoringHandler:
-    """Applies a batch of lead activity events to the leads projection in the caller's transaction."""
+    """Applies a batch of lead activity events to the leads projection in the caller's tx."""
 
     def __init__(self, playbook: Playbook, lifecycle_topic: str) -> None:
         self.playbook = playbook

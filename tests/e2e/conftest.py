@@ -41,9 +41,11 @@ class Service:
 
     async def start(self) -> "Service":
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
             [sys.executable, "-m", "services.cli", self.name, "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         await eventually(self._ready, 90, f"{self.name} ready (log: {self.log_path})")
         return self

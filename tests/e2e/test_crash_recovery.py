@@ -31,7 +31,8 @@ async def test_sigkill_between_and_during_batches_loses_and_duplicates_nothing(s
     for event in first + second:
         state = expected.get(event.subject) or LeadState(lead_key=event.subject)
         expected[event.subject], transitions = apply_activity(
-            state, LeadActivityData.model_validate(event.data), playbook)
+            state, LeadActivityData.model_validate(event.data), playbook
+        )
         mqls |= {event.subject for _ in transitions}
 
     await ensure_topics(settings)
@@ -71,7 +72,9 @@ async def test_sigkill_between_and_during_batches_loses_and_duplicates_nothing(s
         assert {r.lead_key: (r.events_count, r.score, r.stage) for r in rows} == {
             k: (v.events_count, v.score, v.stage) for k, v in expected.items()
         }
-        lifecycle = await read_topic(settings.kafka_bootstrap, settings.topic(LEAD_LIFECYCLE), len(mqls))
+        lifecycle = await read_topic(
+            settings.kafka_bootstrap, settings.topic(LEAD_LIFECYCLE), len(mqls)
+        )
         became = {json.loads(r.value)["id"]: r.key.decode() for r in lifecycle}
         # The relay may republish after a crash; ids make that harmless and each lead appears once.
         assert sorted(became.values()) == sorted(mqls)

@@ -16,13 +16,22 @@ async def test_a_demo_request_reaches_a_rep_on_the_handoff_topic(settings, servi
         await service.start()
     ingest = services["ingest"].url
     events = [
-        {"id": "web-1", "identity": {"email": "Ana@Acme.example"},
-         "attributes": {"company": "Acme", "country": "DE"},
-         "activity": {"type": "pricing_page_view", "occurred_at": "2026-11-23T09:00:00Z"}},
-        {"id": "web-2", "identity": {"email": "ana@acme.example"},
-         "activity": {"type": "demo_request", "occurred_at": "2026-11-23T09:05:00Z"}},
-        {"id": "web-3", "identity": {"email": "bob@other.example"},
-         "activity": {"type": "email_open", "occurred_at": "2026-11-23T09:06:00Z"}},
+        {
+            "id": "web-1",
+            "identity": {"email": "Ana@Acme.example"},
+            "attributes": {"company": "Acme", "country": "DE"},
+            "activity": {"type": "pricing_page_view", "occurred_at": "2026-11-23T09:00:00Z"},
+        },
+        {
+            "id": "web-2",
+            "identity": {"email": "ana@acme.example"},
+            "activity": {"type": "demo_request", "occurred_at": "2026-11-23T09:05:00Z"},
+        },
+        {
+            "id": "web-3",
+            "identity": {"email": "bob@other.example"},
+            "activity": {"type": "email_open", "occurred_at": "2026-11-23T09:06:00Z"},
+        },
     ]
     async with httpx.AsyncClient() as client:
         accepted = await client.post(f"{ingest}/v1/events", json=events)
@@ -47,10 +56,15 @@ async def test_a_demo_request_reaches_a_rep_on_the_handoff_topic(settings, servi
     assert "fair rotation" in data["routing_reason"]
 
     async with httpx.AsyncClient() as client:
-        lead = (await client.get(f"{services['scoring'].url}/v1/leads/email:ana@acme.example")).json()
+        lead = (
+            await client.get(f"{services['scoring'].url}/v1/leads/email:ana@acme.example")
+        ).json()
         assert (lead["score"], lead["stage"], lead["events_count"]) == (50, "mql", 2)
-        bob = (await client.get(f"{services['scoring'].url}/v1/leads",
-                                params={"email": "BOB@other.example"})).json()
+        bob = (
+            await client.get(
+                f"{services['scoring'].url}/v1/leads", params={"email": "BOB@other.example"}
+            )
+        ).json()
         assert (bob["score"], bob["stage"]) == (2, "lead")
         listed = (await client.get(f"{services['handoff'].url}/v1/handoffs")).json()
         assert [h["handoff_id"] for h in listed] == [data["handoff_id"]]
@@ -61,27 +75,44 @@ async def test_a_demo_request_reaches_a_rep_on_the_handoff_topic(settings, servi
 async def test_bad_input_gets_problem_json_and_publishes_nothing(settings, services):
     ingest = (await services["ingest"].start()).url
     async with httpx.AsyncClient() as client:
-        invalid = await client.post(f"{ingest}/v1/events", json=[
-            {"identity": {"email": "ok@acme.example"},
-             "activity": {"type": "page_view", "occurred_at": "2026-11-23T09:00:00Z"}},
-            {"identity": {"email": "ok@acme.example"},
-             "activity": {"type": "page_view", "occurred_at": "yesterday"}},
-        ])
+        invalid = await client.post(
+            f"{ingest}/v1/events",
+            json=[
+                {
+                    "identity": {"email": "ok@acme.example"},
+                    "activity": {"type": "page_view", "occurred_at": "2026-11-23T09:00:00Z"},
+                },
+                {
+                    "identity": {"email": "ok@acme.example"},
+                    "activity": {"type": "page_view", "occurred_at": "yesterday"},
+                },
+            ],
+        )
         assert invalid.status_code == 422
         assert invalid.headers["content-type"] == "application/problem+json"
         assert invalid.json()["errors"][0]["pointer"] == "/1/activity/occurred_at"
 
-        malformed = await client.post(f"{ingest}/v1/events", content=b"{oops",
-                                      headers={"content-type": "application/json"})
+        malformed = await client.post(
+            f"{ingest}/v1/events", content=b"{oops", headers={"content-type": "application/json"}
+        )
         assert malformed.status_code == 400
-        assert (await client.post(f"{ingest}/v1/events", content=b"a=b",
-                                  headers={"content-type": "text/plain"})).status_code == 415
+        assert (
+            await client.post(
+                f"{ingest}/v1/events", content=b"a=b", headers={"content-type": "text/plain"}
+            )
+        ).status_code == 415
         too_big = b"[" + b" " * (1024 * 1024) + b"]"
-        assert (await client.post(f"{ingest}/v1/events", content=too_big,
-                                  headers={"content-type": "application/json"})).status_code == 413
+        assert (
+            await client.post(
+                f"{ingest}/v1/events", content=too_big, headers={"content-type": "application/json"}
+            )
+        ).status_code == 413
         metrics = (await client.get(f"{ingest}/metrics")).text
         assert 'leadrouter_ingest_events_total{outcome="invalid",source="api"} 2.0' in metrics
 
     from shared.kafka import LEAD_EVENTS
 
-    assert await read_topic(settings.kafka_bootstrap, settings.topic(LEAD_EVENTS), 1, timeout_s=3) == []
+    assert (
+        await read_topic(settings.kafka_bootstrap, settings.topic(LEAD_EVENTS), 1, timeout_s=3)
+        == []
+    )

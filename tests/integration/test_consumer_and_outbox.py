@@ -35,15 +35,23 @@ async def producer(settings):
 
 def make_consumer(settings, sessions, handler):
     return TransactionalConsumer(
-        name="test", group_id="test-group", topics=[settings.topic(LEAD_EVENTS)],
-        bootstrap=settings.kafka_bootstrap, sessions=sessions, handler=handler,
-        relay="test-dlq", poll_timeout_ms=100, max_retries=1,
+        name="test",
+        group_id="test-group",
+        topics=[settings.topic(LEAD_EVENTS)],
+        bootstrap=settings.kafka_bootstrap,
+        sessions=sessions,
+        handler=handler,
+        relay="test-dlq",
+        poll_timeout_ms=100,
+        max_retries=1,
     )
 
 
 async def stored_total(sessions) -> int:
     async with sessions() as s:
-        return int(await s.scalar(select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0))))
+        return int(
+            await s.scalar(select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)))
+        )
 
 
 async def test_each_event_lands_once_and_poison_goes_to_the_dlq(settings, sessions, producer):
@@ -68,15 +76,20 @@ async def test_each_event_lands_once_and_poison_goes_to_the_dlq(settings, sessio
     await consumer.start()
     task = asyncio.create_task(consumer.run())
     try:
-        await eventually(lambda: _eq(stored_total(sessions), total_records), what="all offsets stored")
+        await eventually(
+            lambda: _eq(stored_total(sessions), total_records), what="all offsets stored"
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await consumer.stop()
 
     async with sessions() as s:
-        projected = list(await s.scalars(
-            select(outbox_table.c.value).where(outbox_table.c.relay == "projection")))
+        projected = list(
+            await s.scalars(
+                select(outbox_table.c.value).where(outbox_table.c.relay == "projection")
+            )
+        )
         dead = await s.scalar(select(func.count()).where(outbox_table.c.relay == "test-dlq"))
     ids = [json.loads(v)["id"] for v in projected]
     assert sorted(ids) == sorted(e.id for e in events)  # the duplicate was absorbed

@@ -28,8 +28,10 @@ def test_compose_only_sets_settings_that_exist():
 def test_compose_waits_for_healthy_infrastructure():
     for name in SERVICES:
         depends = COMPOSE["services"][name]["depends_on"]
-        assert depends == {"kafka": {"condition": "service_healthy"},
-                           "postgres": {"condition": "service_healthy"}}
+        assert depends == {
+            "kafka": {"condition": "service_healthy"},
+            "postgres": {"condition": "service_healthy"},
+        }
     assert "healthcheck" in COMPOSE["services"]["kafka"]
     assert "healthcheck" in COMPOSE["services"]["postgres"]
 

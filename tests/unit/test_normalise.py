@@ -29,7 +29,9 @@ def test_the_same_source_id_gives_the_same_event_id():
 
 def test_external_id_is_the_key_without_email():
     raw = {**RAW, "identity": {"external_ids": {"hubspot": "123"}}}
-    assert native_to_cloud_event(NativeLeadEvent.model_validate(raw), "api").subject == "hubspot:123"
+    assert (
+        native_to_cloud_event(NativeLeadEvent.model_validate(raw), "api").subject == "hubspot:123"
+    )
 
 
 def test_an_event_without_identity_is_refused():

@@ -16,15 +16,16 @@ def test_example_playbook_is_valid():
 
 def test_error_names_line_and_field():
     text = EXAMPLE.read_text().replace("mql_threshold: 50", "mql_threshold: fifty")
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "fifty" in l)
+    line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "fifty" in text_line)
     with pytest.raises(PlaybookError) as err:
         parse_playbook(text, "pb.yaml")
     assert f"pb.yaml:{line}: taxonomy.mql_threshold:" in str(err.value)
 
 
 def test_unknown_field_is_refused_with_its_line():
-    text = EXAMPLE.read_text().replace("    - { activity: page_view, points: 1 }",
-                                       "    - { activity: page_view, pionts: 1 }")
+    text = EXAMPLE.read_text().replace(
+        "    - { activity: page_view, points: 1 }", "    - { activity: page_view, pionts: 1 }"
+    )
     with pytest.raises(PlaybookError) as err:
         parse_playbook(text, "pb.yaml")
     assert "scoring.behaviour.6.pionts" in str(err.value)

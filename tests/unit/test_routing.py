@@ -14,7 +14,14 @@ def rotate(reps: list[RepLoad], leads: int) -> Counter[str]:
         assert decision.rep_id is not None
         counts[decision.rep_id] += 1
         reps = [
-            RepLoad(r.rep_id, r.name, r.team, r.weight, r.assigned_total + (r.rep_id == decision.rep_id), r.active)
+            RepLoad(
+                r.rep_id,
+                r.name,
+                r.team,
+                r.weight,
+                r.assigned_total + (r.rep_id == decision.rep_id),
+                r.active,
+            )
             for r in reps
         ]
     return counts
@@ -45,7 +52,9 @@ def test_inactive_and_other_team_reps_are_skipped():
 
 
 def test_no_eligible_rep_queues_the_lead_and_says_why():
-    decision = route_lead("email:x@y.example", "sales", [RepLoad("rep-a", "A", "sales", 1, 0, active=False)])
+    decision = route_lead(
+        "email:x@y.example", "sales", [RepLoad("rep-a", "A", "sales", 1, 0, active=False)]
+    )
     assert decision.rep_id is None
     assert "no active rep" in decision.reason
 

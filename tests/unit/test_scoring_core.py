@@ -46,10 +46,16 @@ def test_unknown_activity_counts_but_scores_nothing():
 
 def test_attributes_merge_and_last_activity_is_the_latest_event_time():
     state = LeadState(lead_key="k")
-    late = LeadActivityData(identity=Identity(email="a@b.example"), attributes={"country": "DE"},
-                            activity=Activity(type="page_view", occurred_at=T0))
-    early = LeadActivityData(identity=Identity(email="a@b.example"), attributes={"company": "Acme"},
-                             activity=Activity(type="page_view", occurred_at=T0 - timedelta(days=1)))
+    late = LeadActivityData(
+        identity=Identity(email="a@b.example"),
+        attributes={"country": "DE"},
+        activity=Activity(type="page_view", occurred_at=T0),
+    )
+    early = LeadActivityData(
+        identity=Identity(email="a@b.example"),
+        attributes={"company": "Acme"},
+        activity=Activity(type="page_view", occurred_at=T0 - timedelta(days=1)),
+    )
     state, _ = apply_activity(state, late, PLAYBOOK)
     state, _ = apply_activity(state, early, PLAYBOOK)
     assert state.attributes == {"country": "DE", "company": "Acme"}
