@@ -19,7 +19,8 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str) -> None:
     """Migrate the database to the newest revision."""
-    command.upgrade(alembic_config(database_url), "head")
+    # "heads": feature branches of the schema may each add a head until they are merged.
+    command.upgrade(alembic_config(database_url), "heads")
 
 
 async def upgrade_async(database_url: str) -> None:

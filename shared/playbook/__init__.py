@@ -4,73 +4,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError, model_validator
+
+from shared.playbook.base import Section
+from shared.playbook.routing import Rep, Routing, Team
+from shared.playbook.scoring import BehaviourRule, Scoring
+from shared.playbook.taxonomy import Taxonomy, Tier
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Tier(_Strict):
-    """A score band: leads at or above `min_score` (and below the next tier) belong to it."""
-
-    name: str
-    min_score: int
-    definition: str = ""
-
-
-class Taxonomy(_Strict):
-    """The shared words: when a lead becomes an MQL, and the hot/warm/cold bands."""
-
-    mql_threshold: int = Field(ge=0)
-    tiers: list[Tier] = Field(min_length=1)
-    definitions: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _tiers_descending(self) -> "Taxonomy":
-        scores = [t.min_score for t in self.tiers]
-        if scores != sorted(scores, reverse=True) or len(set(scores)) != len(scores):
-            raise ValueError("tiers must be listed from the highest min_score down, each distinct")
-        return self
-
-    def tier_for(self, score: int) -> str:
-        """The tier a score falls in (the lowest tier catches everything below it)."""
-        for tier in self.tiers:
-            if score >= tier.min_score:
-                return tier.name
-        return self.tiers[-1].name
-
-
-class BehaviourRule(_Strict):
-    """Points a lead earns each time it does an activity of this type."""
-
-    activity: str
-    points: int
-
-
-class Scoring(_Strict):
-    behaviour: list[BehaviourRule] = Field(default_factory=list)
-
-
-class Rep(_Strict):
-    """A sales rep who can receive handoffs."""
-
-    id: str
-    name: str
-    email: str | None = None
-    weight: int = Field(1, ge=1)
-
-
-class Team(_Strict):
-    name: str
-    reps: list[Rep] = Field(min_length=1)
-
-
-class Routing(_Strict):
-    teams: list[Team] = Field(min_length=1)
-
-
-class Playbook(_Strict):
+class Playbook(Section):
     """A validated playbook."""
 
     taxonomy: Taxonomy
@@ -148,3 +90,19 @@ def summary(playbook: Playbook) -> str:
     for team in playbook.routing.teams:
         out.append(f"Team {team.name}: " + ", ".join(r.name for r in team.reps))
     return "\n".join(out)
+
+
+__all__ = [
+    "BehaviourRule",
+    "Playbook",
+    "PlaybookError",
+    "Rep",
+    "Routing",
+    "Scoring",
+    "Taxonomy",
+    "Team",
+    "Tier",
+    "load_playbook",
+    "parse_playbook",
+    "summary",
+]
