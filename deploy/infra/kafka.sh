@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Single-node Apache Kafka (KRaft) on 127.0.0.1:9092 from Apache's jars: up | down | status.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+STATE="$ROOT/.local/kafka"
+PIDFILE="$STATE/kafka.pid"
+PORT=9092
+CONTROLLER_PORT=9093
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+TIMEOUT_S=${KAFKA_START_TIMEOUT_S:-90}
+
+say() { echo "[kafka] $*"; }
+die() { echo "[kafka] ERROR: $*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+our_pid() {
+  [[ -f "$PIDFILE" ]] || return 1
+  local pid; pid=$(cat "$PIDFILE")
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+answers_metadata() {
+  [[ -x "$PYTHON" ]] || die "no Python with aiokafka at $PYTHON; run 'make venv' or set PYTHON"
+  "$PYTHON" - "$PORT" <<'PY' >/dev/null 2>&1
+import asyncio, sys
+from aiokafka.admin import AIOKafkaAdminClient
+async def main():
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sys.argv[1]}", request_timeout_ms=3000)
+    try:
+        await asyncio.wait_for(admin.start(), 5)
+        await asyncio.wait_for(admin.list_topics(), 5)
+    finally:
+        await admin.close()
+asyncio.run(main())
+PY
+}
+
+classpath() {
+  if [[ -n "${KAFKA_HOME:-}" ]]; then
+    [[ -d "$KAFKA_HOME/libs" ]] || die "KAFKA_HOME=$KAFKA_HOME has no libs/ folder; unset it to use Maven's jars"
+    say "using Kafka from KAFKA_HOME=$KAFKA_HOME" >&2
+    echo "$KAFKA_HOME/libs/*"
+    return
+  fi
+  if [[ ! -f "$STATE/libs/.complete" ]]; then
+    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka's jars: apt-get install -y maven"
+    say "fetching Apache Kafka's jars from Maven Central into .local/kafka/libs (once)" >&2
+    rm -rf "$STATE/libs"
+    mvn -q -B -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$STATE/libs" -DincludeScope=runtime >&2 \
+      || die "Maven could not fetch the Kafka jars (see above); check access to Maven Central"
+    touch "$STATE/libs/.complete"
+  fi
+  echo "$STATE/libs/*"
+}
+
+write_config() {
+  cat >"$STATE/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$STATE/data
+num.partitions=3
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+PROPS
+}
+
+up() {
+  mkdir -p "$STATE"
+  if pid=$(our_pid); then
+    if answers_metadata; then say "already running (pid $pid) on 127.0.0.1:$PORT"; return 0; fi
+  elif port_open "$PORT" || port_open "$CONTROLLER_PORT"; then
+    if port_open "$PORT" && answers_metadata; then
+      say "a Kafka that this script did not start answers on 127.0.0.1:$PORT; reusing it"
+      return 0
+    fi
+    die "port $PORT or $CONTROLLER_PORT is taken by something that is not a Kafka answering metadata.
+  See what holds it: ss -ltnp 'sport = :$PORT or sport = :$CONTROLLER_PORT'; stop it and run again."
+  fi
+
+  if [[ -z "${pid:-}" ]]; then
+    local cp; cp=$(classpath)
+    command -v java >/dev/null || die "Java 17+ is needed to run Kafka: apt-get install -y openjdk-17-jre-headless"
+    write_config
+    if [[ ! -f "$STATE/data/meta.properties" ]]; then
+      say "formatting the KRaft storage in .local/kafka/data"
+      local cluster_id; cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid)
+      java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" >/dev/null
+    fi
+    say "starting Kafka on 127.0.0.1:$PORT (log: .local/kafka/server.log)"
+    setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC \
+      -Dkafka.logs.dir="$STATE" -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" \
+      -cp "$cp" kafka.Kafka "$STATE/server.properties" >"$STATE/kafka.out" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$PIDFILE"
+  fi
+
+  echo -n "[kafka] waiting for the broker to answer metadata requests "
+  local waited=0
+  until answers_metadata; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo; tail -n 30 "$STATE/kafka.out" "$STATE/server.log" 2>/dev/null >&2
+      die "Kafka exited while starting (logs above, in .local/kafka/)"
+    fi
+    if (( waited >= TIMEOUT_S )); then
+      echo; tail -n 30 "$STATE/server.log" 2>/dev/null >&2
+      die "Kafka did not answer within ${TIMEOUT_S}s (set KAFKA_START_TIMEOUT_S to wait longer)"
+    fi
+    echo -n "."; sleep 1; waited=$((waited + 1))
+  done
+  echo " ready"
+}
+
+down() {
+  local pid
+  if ! pid=$(our_pid); then say "not running (nothing started by this script)"; rm -f "$PIDFILE"; return 0; fi
+  say "stopping pid $pid"
+  kill -TERM "$pid"
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return 0; }; sleep 1; done
+  say "did not stop in 30s; killing"
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$PIDFILE"
+}
+
+status() {
+  if pid=$(our_pid); then say "running (pid $pid) on 127.0.0.1:$PORT"
+  elif port_open "$PORT"; then say "something not started by this script listens on 127.0.0.1:$PORT"
+  else say "stopped"; fi
+}
+
+case "${1:-}" in
+  up) up ;; down) down ;; status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
