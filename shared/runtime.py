@@ -14,6 +14,7 @@ from shared.kafka import ensure_topics, kafka_reachable, make_producer
 from shared.migrate import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
+from shared.timers import TimerHandler, TimerRunner
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Runtime:
         self._subscription: tuple[str, str, BatchHandler] | None = None
         self.consumer: TransactionalConsumer | None = None
         self.relay: OutboxRelay | None = None
+        self._timer_handlers: dict[str, TimerHandler] = {}
+        self.timers: TimerRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     @property
@@ -45,6 +48,17 @@ class Runtime:
     def consume(self, topic: str, group_id: str, handler: BatchHandler) -> None:
         """Run `handler` on the topic's batches once started, with an outbox relay for its rows."""
         self._subscription = (topic, group_id, handler)
+
+    def fire_timers(self, handlers: dict[str, TimerHandler]) -> None:
+        """Fire durable timers of these kinds through their handlers once started."""
+        self._timer_handlers = handlers
+
+    def _committed(self) -> None:
+        """After a transaction: publish its outbox rows, re-read the next timer due time."""
+        if self.relay:
+            self.relay.wake()
+        if self.timers:
+            self.timers.wake()
 
     async def start(self) -> None:
         """Migrate the database, create missing topics, start the producer."""
@@ -71,16 +85,19 @@ class Runtime:
                 sessions=self.sessions,
                 handler=handler,
                 relay=self.service,
-                on_commit=self.relay.wake,
+                on_commit=self._committed,
                 batch_max=s.consumer_batch_max,
                 poll_timeout_ms=s.consumer_poll_timeout_ms,
                 max_retries=s.consumer_max_retries,
             )
 
     def start_consuming(self) -> None:
-        """Start the consumer loop and its outbox relay (call after any start-up writes)."""
-        if self.consumer and self.relay:
+        """Start the consumer loop, the timers and the outbox relay (after start-up writes)."""
+        if self.consumer:
             self.spawn(f"{self.service}-consumer", self._consume(self.consumer))
+        if self.timers:
+            self.spawn(f"{self.service}-timers", self.timers.run())
+        if self.relay:
             self.spawn(f"{self.service}-outbox-relay", self.relay.run())
 
     @staticmethod
