@@ -112,3 +112,7 @@ class HandoffData(BaseModel):
     stage: str
     explanation: list[dict[str, Any]] = Field(default_factory=list)
     routing_reason: str
+    # Set on `rejected` / `recycled` events: the playbook's reason code.
+    reason: str | None = None
+    # Set on `converted` events: the stage the lead reached (sql, opportunity or customer).
+    converted_to: str | None = None

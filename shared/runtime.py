@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -31,7 +31,7 @@ class Runtime:
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self._producer: AIOKafkaProducer | None = None
-        self._subscription: tuple[str, str, BatchHandler] | None = None
+        self._subscription: tuple[list[str], str, BatchHandler] | None = None
         self.consumer: TransactionalConsumer | None = None
         self.relay: OutboxRelay | None = None
         self._timer_handlers: dict[str, TimerHandler] = {}
@@ -45,9 +45,9 @@ class Runtime:
             raise RuntimeError(f"{self.service} is not started")
         return self._producer
 
-    def consume(self, topic: str, group_id: str, handler: BatchHandler) -> None:
-        """Run `handler` on the topic's batches once started, with an outbox relay for its rows."""
-        self._subscription = (topic, group_id, handler)
+    def consume(self, topics: Sequence[str], group_id: str, handler: BatchHandler) -> None:
+        """Run `handler` on the topics' batches once started, with an outbox relay for its rows."""
+        self._subscription = (list(topics), group_id, handler)
 
     def fire_timers(self, handlers: dict[str, TimerHandler]) -> None:
         """Fire durable timers of these kinds through their handlers once started."""
@@ -69,7 +69,7 @@ class Runtime:
         self._producer = make_producer(s)
         await self._producer.start()
         if self._subscription:
-            topic, group_id, handler = self._subscription
+            topics, group_id, handler = self._subscription
             self.relay = OutboxRelay(
                 self.service,
                 self.sessions,
@@ -80,7 +80,7 @@ class Runtime:
             self.consumer = TransactionalConsumer(
                 name=self.service,
                 group_id=group_id,
-                topics=[topic],
+                topics=topics,
                 bootstrap=s.kafka_bootstrap,
                 sessions=self.sessions,
                 handler=handler,

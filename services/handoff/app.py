@@ -23,7 +23,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     playbook = playbook or load_playbook(settings.playbook)
     runtime = Runtime(settings, "handoff")
     runtime.consume(
-        settings.topic(LEAD_LIFECYCLE),
+        [settings.topic(LEAD_LIFECYCLE)],
         CONSUMER_GROUP,
         HandoffHandler(playbook, settings.topic(HANDOFFS)),
     )

@@ -24,7 +24,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     playbook = playbook or load_playbook(settings.playbook)
     runtime = Runtime(settings, "scoring")
     runtime.consume(
-        settings.topic(LEAD_EVENTS),
+        [settings.topic(LEAD_EVENTS)],
         CONSUMER_GROUP,
         ScoringHandler(playbook, settings.topic(LEAD_LIFECYCLE)),
     )

@@ -37,6 +37,28 @@ def test_compose_waits_for_healthy_infrastructure():
 
 
 def test_dockerfile_runs_as_non_root():
-    lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()
+    lines = (REPO_ROOT / "deploy" / "Dockerfile").read_text().splitlines()
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
+
+
+def test_compose_builds_from_the_dockerfile_under_deploy_and_kafka_runs_kraft():
+    for name in SERVICES:
+        build = COMPOSE["services"][name]["build"]
+        assert (REPO_ROOT / build["context"] / build["dockerfile"]).is_file()
+    kafka = COMPOSE["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_compose_prometheus_scrapes_every_service():
+    prometheus = COMPOSE["services"]["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
+    defaults = Settings()
+    assert targets == {
+        f"{name}:{getattr(defaults, field)}" for name, (_, field, _) in SERVICES.items()
+    }
