@@ -1,11 +1,11 @@
 """The `leadrouter` command line: one subcommand per service, plus operator tools."""
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from importlib import import_module
 
+from shared.logs import configure_logging
 from shared.settings import get_settings
 
 SERVICES = {
@@ -47,8 +47,9 @@ def _serve(service: str, port: int | None) -> int:
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=port or getattr(settings, port_field),
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=10,
+        log_config=None,  # keep the JSON logging configured in main()
+        access_log=False,  # request lines would carry emails from query strings
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     return 0
 
@@ -151,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.command, get_settings().log_level)
     if args.command in SERVICES:
         return _serve(args.command, args.port)
     if args.command == "migrate":

@@ -80,6 +80,7 @@ class TransactionalConsumer:
         self._batch_max = batch_max
         self._poll_timeout_ms = poll_timeout_ms
         self._max_retries = max_retries
+        self._stopping = asyncio.Event()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -129,9 +130,13 @@ class TransactionalConsumer:
                 await self.consumer.seek_to_beginning(tp)
         log.info("%s assigned %s, stored offsets %s", self.name, sorted(partitions), stored)
 
+    def request_stop(self) -> None:
+        """Finish the batch in hand, then return from run()."""
+        self._stopping.set()
+
     async def run(self) -> None:
-        """Poll and process until cancelled; after a failure, resume from the stored offsets."""
-        while True:
+        """Poll and process until stopped; after a failure, resume from the stored offsets."""
+        while not self._stopping.is_set():
             try:
                 batches = await self.consumer.getmany(
                     timeout_ms=self._poll_timeout_ms, max_records=self._batch_max

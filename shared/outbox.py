@@ -89,6 +89,12 @@ class OutboxRelay:
                     pass
                 self._wake.clear()
 
+    async def flush(self, timeout_s: float) -> None:
+        """Publish until this relay's outbox is empty or the time is up (used at shutdown)."""
+        async with asyncio.timeout(timeout_s):
+            while await self.publish_once():
+                pass
+
     async def publish_once(self) -> int:
         """Publish one batch; returns how many rows went out."""
         async with self._sessions() as session, session.begin():

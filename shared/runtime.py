@@ -36,7 +36,7 @@ class Runtime:
         self.relay: OutboxRelay | None = None
         self._timer_handlers: dict[str, TimerHandler] = {}
         self.timers: TimerRunner | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
 
     @property
     def producer(self) -> AIOKafkaProducer:
@@ -109,7 +109,7 @@ class Runtime:
         """Run a long-lived background coroutine; its crash is logged and fails readiness."""
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(self._report)
-        self._tasks.append(task)
+        self._tasks[name] = task
 
     def _report(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -118,15 +118,34 @@ class Runtime:
             )
 
     async def stop(self) -> None:
-        """Cancel background tasks, leave the group, close the producer and the pool."""
-        for task in self._tasks:
+        """Graceful stop: finish the batch in hand, flush the outbox, leave the group, close.
+
+        Bounded by `shutdown_timeout_s`; whatever is cut short was not committed and is
+        redone by the next instance from the stored offsets.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout_s
+        consuming = self._tasks.get(f"{self.service}-consumer")
+        if self.consumer and consuming:
+            self.consumer.request_stop()
+            await asyncio.wait([consuming], timeout=max(deadline - loop.time(), 0))
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self.relay:
+            try:
+                await self.relay.flush(max(deadline - loop.time(), 0.1))
+            except Exception:  # timed out, or Kafka went away first
+                log.warning(
+                    "%s: outbox not fully flushed at shutdown; the next start sends it",
+                    self.service,
+                )
         if self.consumer:
             await self.consumer.stop()
         if self._producer:
             await self._producer.stop()
         await self.engine.dispose()
+        log.info("%s: stopped", self.service)
 
     async def readiness_problem(self) -> str | None:
         """None when Postgres and Kafka answer and background tasks run; otherwise what is wrong."""
@@ -137,7 +156,7 @@ class Runtime:
             return f"postgres unreachable: {exc.__class__.__name__}"
         if not await kafka_reachable(self.settings):
             return f"kafka unreachable at {self.settings.kafka_bootstrap}"
-        for task in self._tasks:
+        for task in self._tasks.values():
             if task.done():
                 return f"background task {task.get_name()} stopped"
         return None

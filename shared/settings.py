@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Outbox relay poll interval when no in-process wake-up arrives"
     )
     log_level: str = "INFO"
+    shutdown_timeout_s: int = Field(
+        20, ge=1, description="On SIGTERM: time to finish the batch in hand and flush the outbox"
+    )
+
+    def consumer_group(self, service: str) -> str:
+        """The consumer group of a service, e.g. leadrouter-scoring (namespaced like topics)."""
+        return f"{self.topic_namespace}-{service}"
 
     def topic(self, name: str) -> str:
         """The full topic name for a short name such as 'lead-events'."""

@@ -14,9 +14,6 @@ from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
 
-CONSUMER_GROUP = "leadrouter-handoff"
-
-
 def build_app(settings: Settings | None = None, playbook: Playbook | None = None) -> FastAPI:
     """The handoff application."""
     settings = settings or get_settings()
@@ -24,7 +21,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     runtime = Runtime(settings, "handoff")
     runtime.consume(
         [settings.topic(LEAD_LIFECYCLE)],
-        CONSUMER_GROUP,
+        settings.consumer_group("handoff"),
         HandoffHandler(playbook, settings.topic(HANDOFFS)),
     )
 

@@ -15,9 +15,6 @@ from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
 
-CONSUMER_GROUP = "leadrouter-scoring"
-
-
 def build_app(settings: Settings | None = None, playbook: Playbook | None = None) -> FastAPI:
     """The scoring application."""
     settings = settings or get_settings()
@@ -25,7 +22,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     runtime = Runtime(settings, "scoring")
     runtime.consume(
         [settings.topic(LEAD_EVENTS)],
-        CONSUMER_GROUP,
+        settings.consumer_group("scoring"),
         ScoringHandler(playbook, settings.topic(LEAD_LIFECYCLE)),
     )
 
