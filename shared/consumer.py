@@ -81,6 +81,10 @@ class TransactionalConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._max_retries = max_retries
         self._stopping = asyncio.Event()
+        # Export every outcome at 0 from the start, so increase() sees the first dead letter.
+        for topic in self.topics:
+            for outcome in ("processed", "duplicate", "dead_lettered"):
+                metrics.CONSUMED_EVENTS.labels(name, topic, outcome)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,

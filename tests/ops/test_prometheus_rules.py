@@ -11,6 +11,7 @@ PROMETHEUS = REPO_ROOT / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.test.yml"))
 
+
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     assert shutil.which("promtool"), "promtool missing: make infra-up installs Debian's prometheus"
     return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=PROMETHEUS)
