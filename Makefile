@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PYTHON_FOR_INFRA := $(abspath $(BIN)/python)
 
-.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean
+.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -48,3 +48,6 @@ lint: venv ## ruff
 
 clean: ## remove the virtual environment (keeps .local data)
 	rm -rf $(VENV)
+
+bench: infra-up ## throughput benchmarks with same-run baselines (ingest batching, scoring batch size)
+	$(BIN)/python -m bench
