@@ -6,6 +6,12 @@ BIN="$ROOT/.venv/bin"
 LOGS="$ROOT/.local/logs"
 mkdir -p "$LOGS"
 export LEADROUTER_PLAYBOOK="${LEADROUTER_PLAYBOOK:-$ROOT/deploy/playbook.example.yaml}"
+# Development credentials (see docs/ingest.md); set your own before pointing real platforms here.
+export LEADROUTER_API_KEYS_FILE="${LEADROUTER_API_KEYS_FILE:-$ROOT/deploy/api-keys.example}"
+export LEADROUTER_HUBSPOT_CLIENT_SECRET="${LEADROUTER_HUBSPOT_CLIENT_SECRET:-dev-hubspot-secret}"
+export LEADROUTER_MAUTIC_WEBHOOK_SECRET="${LEADROUTER_MAUTIC_WEBHOOK_SECRET:-dev-mautic-secret}"
+export LEADROUTER_SEGMENT_SHARED_SECRET="${LEADROUTER_SEGMENT_SHARED_SECRET:-dev-segment-secret}"
+export LEADROUTER_MARKETO_TOKEN="${LEADROUTER_MARKETO_TOKEN:-dev-marketo-token}"
 
 pids=()
 stop() {
@@ -46,11 +52,13 @@ leadrouter is running with the playbook $LEADROUTER_PLAYBOOK
 
 Send a lead that asks for a demo:
 
-  curl -sS -X POST http://127.0.0.1:8000/v1/events -H 'content-type: application/json' -d '{
+  curl -sS -X POST http://127.0.0.1:8000/v1/events -H 'content-type: application/json' \\
+    -H 'authorization: Bearer dev-key' -d '{
     "id": "demo-1", "identity": {"email": "ana@acme.example"},
     "attributes": {"company": "Acme", "country": "DE"},
     "activity": {"type": "demo_request", "occurred_at": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"}}'
-  curl -sS -X POST http://127.0.0.1:8000/v1/events -H 'content-type: application/json' -d '{
+  curl -sS -X POST http://127.0.0.1:8000/v1/events -H 'content-type: application/json' \\
+    -H 'authorization: Bearer dev-key' -d '{
     "id": "demo-2", "identity": {"email": "ana@acme.example"},
     "activity": {"type": "pricing_page_view", "occurred_at": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"}}'
 

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,10 +44,46 @@ class Settings(BaseSettings):
     outbox_idle_poll_s: float = Field(
         0.5, gt=0, description="Outbox relay poll interval when no in-process wake-up arrives"
     )
+    # ingest
+    api_keys_file: Path | None = Field(
+        None,
+        description="File of `source:sha256-hex-of-key` lines; when set, POST /v1/events needs "
+        "`Authorization: Bearer <key>` and the event's source is the key's",
+    )
+    hubspot_client_secret: SecretStr | None = None
+    hubspot_client_secret_file: Path | None = None
+    mautic_webhook_secret: SecretStr | None = None
+    mautic_webhook_secret_file: Path | None = None
+    segment_shared_secret: SecretStr | None = None
+    segment_shared_secret_file: Path | None = None
+    marketo_token: SecretStr | None = None
+    marketo_token_file: Path | None = None
+    marketo_timezone: str = Field(
+        "UTC", description="Time zone of Marketo's {{system.dateTime}} (your instance's)"
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="The URL platforms call, e.g. https://leads.example.com, when a proxy sits "
+        "in front of ingest (HubSpot signs the full URL)",
+    )
+    webhook_max_age_s: int = Field(300, ge=1, description="Oldest signed timestamp accepted")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_events_per_request: int = Field(1000, ge=1)
+    rate_limit_per_s: float = Field(200.0, gt=0, description="Requests per second per source")
+    rate_limit_burst: int = Field(400, ge=1, description="Requests a source may send at once")
+
     log_level: str = "INFO"
     shutdown_timeout_s: int = Field(
         20, ge=1, description="On SIGTERM: time to finish the batch in hand and flush the outbox"
     )
+
+    def secret(self, name: str) -> str | None:
+        """A secret from LEADROUTER_<NAME> or the file named by LEADROUTER_<NAME>_FILE."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value()
+        path: Path | None = getattr(self, f"{name}_file")
+        return path.read_text().strip() if path else None
 
     def consumer_group(self, service: str) -> str:
         """The consumer group of a service, e.g. leadrouter-scoring (namespaced like topics)."""

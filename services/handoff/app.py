@@ -14,6 +14,7 @@ from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
 
+
 def build_app(settings: Settings | None = None, playbook: Playbook | None = None) -> FastAPI:
     """The handoff application."""
     settings = settings or get_settings()

@@ -108,7 +108,10 @@ async def test_bad_input_gets_problem_json_and_publishes_nothing(settings, servi
             )
         ).status_code == 413
         metrics = (await client.get(f"{ingest}/metrics")).text
-        assert 'leadrouter_ingest_events_total{outcome="invalid",source="api"} 2.0' in metrics
+        assert (
+            'leadrouter_ingest_events_total{outcome="invalid",source="api",type="native"} 2.0'
+            in metrics
+        )
 
     from shared.kafka import LEAD_EVENTS
 

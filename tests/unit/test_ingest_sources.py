@@ -1,0 +1,228 @@
+"""Each platform's documented payload shape, normalised into lead events."""
+
+import pytest
+
+from services.ingest.sources import Unusable, hubspot, marketo, mautic, segment
+from shared.events import LEAD_ACTIVITY, LeadActivityData
+
+# Shaped like HubSpot's webhooks documentation example (a JSON array of events).
+HUBSPOT = [
+    {
+        "objectId": 1246965,
+        "propertyName": "lifecyclestage",
+        "propertyValue": "subscriber",
+        "changeSource": "ACADEMY",
+        "eventId": 3816279340,
+        "subscriptionId": 25,
+        "portalId": 33,
+        "appId": 1160452,
+        "occurredAt": 1462216307945,
+        "subscriptionType": "contact.propertyChange",
+        "attemptNumber": 0,
+    },
+    {
+        "objectId": 1246978,
+        "changeSource": "IMPORT",
+        "eventId": 3816279480,
+        "subscriptionId": 22,
+        "portalId": 33,
+        "appId": 1160452,
+        "occurredAt": 1462216307945,
+        "subscriptionType": "contact.creation",
+        "attemptNumber": 0,
+    },
+    {
+        "objectId": 77,
+        "eventId": 3816279481,
+        "subscriptionId": 9,
+        "portalId": 33,
+        "appId": 1160452,
+        "occurredAt": 1462216307945,
+        "subscriptionType": "deal.creation",
+        "attemptNumber": 0,
+    },
+    {
+        "objectId": 78,
+        "subscriptionId": 9,
+        "occurredAt": 1462216307945,
+        "subscriptionType": "contact.creation",
+    },
+]
+
+
+def data(event):
+    return LeadActivityData.model_validate(event.data)
+
+
+def test_hubspot_contacts_become_events_others_are_ignored_or_dead_lettered():
+    out = hubspot.normalise(HUBSPOT)
+    assert [kind for kind, _ in out.events] == ["contact.propertyChange", "contact.creation"]
+    change, creation = (event for _, event in out.events)
+    assert change.type == LEAD_ACTIVITY
+    assert change.subject == "hubspot:1246965"
+    assert data(change).attributes == {"hubspot_lifecycle_stage": "subscriber"}
+    assert data(change).activity.type == "property_change"
+    assert change.time.isoformat() == "2016-05-02T19:11:47.945000+00:00"
+    assert data(creation).activity.type == "contact_created"
+    assert out.ignored == ["other"]
+    assert [(kind, reason) for kind, _, reason in out.unusable] == [
+        ("contact.creation", "no eventId")
+    ]
+
+
+def test_hubspot_event_ids_are_stable_across_retries():
+    first = hubspot.normalise(HUBSPOT).events[0][1]
+    retry = hubspot.normalise([{**HUBSPOT[0], "attemptNumber": 1}]).events[0][1]
+    assert first.id == retry.id
+
+
+def test_hubspot_email_and_size_changes():
+    out = hubspot.normalise(
+        [
+            {
+                **HUBSPOT[0],
+                "eventId": 1,
+                "propertyName": "email",
+                "propertyValue": "Ana@Acme.example",
+            },
+            {
+                **HUBSPOT[0],
+                "eventId": 2,
+                "propertyName": "numberofemployees",
+                "propertyValue": "250",
+            },
+        ]
+    )
+    email, size = (event for _, event in out.events)
+    assert email.subject == "email:ana@acme.example"
+    assert data(size).attributes == {"company_size": 250}
+
+
+def test_hubspot_needs_an_array():
+    with pytest.raises(Unusable):
+        hubspot.normalise({"eventId": 1})
+
+
+def mautic_contact(contact_id=42, email="ana@acme.example"):
+    return {
+        "id": contact_id,
+        "points": 10,
+        "fields": {
+            "core": {
+                "email": {"alias": "email", "value": email},
+                "firstname": {"alias": "firstname", "value": "Ana"},
+                "company": {"alias": "company", "value": "Acme"},
+                "position": {"alias": "position", "value": "Head of Ops"},
+            }
+        },
+    }
+
+
+MAUTIC = {
+    "mautic.form_on_submit": [
+        {
+            "submission": {
+                "id": 7,
+                "form": {"id": 1, "name": "Demo request", "alias": "demo"},
+                "lead": mautic_contact(),
+                "referer": "https://acme.example/demo",
+                "dateSubmitted": "2026-11-23T09:30:00+00:00",
+                "results": {"email": "ana@acme.example"},
+            },
+            "timestamp": "2026-11-23T09:30:00+00:00",
+        }
+    ],
+    "mautic.page_on_hit": [
+        {
+            "hit": {
+                "id": 9,
+                "url": "https://acme.example/pricing",
+                "urlTitle": "Pricing",
+                "lead": mautic_contact(),
+            },
+            "timestamp": "2026-11-23T09:31:00+00:00",
+        }
+    ],
+    "mautic.lead_post_save_new": [
+        {"contact": mautic_contact(43, ""), "timestamp": "2026-11-23T09:32:00+00:00"}
+    ],
+    "mautic.company_post_save": [{"company": {"id": 1}}],
+    "mautic.email_on_open": [{"stat": {"id": 3}, "timestamp": "2026-11-23T09:33:00+00:00"}],
+}
+
+
+def test_mautic_triggers_become_events():
+    out = mautic.normalise(MAUTIC)
+    kinds = [kind for kind, _ in out.events]
+    assert kinds == ["mautic.form_on_submit", "mautic.page_on_hit", "mautic.lead_post_save_new"]
+    form, hit, new = (event for _, event in out.events)
+    assert data(form).activity.type == "form_submit"
+    assert data(form).activity.properties == {"form": "demo", "url": "https://acme.example/demo"}
+    assert data(form).attributes == {
+        "first_name": "Ana",
+        "company": "Acme",
+        "job_title": "Head of Ops",
+    }
+    assert form.subject == "email:ana@acme.example"
+    assert data(hit).activity.type == "page_view"
+    assert new.subject == "mautic:43"  # not yet identified by email
+    assert out.ignored == ["other"]
+    assert [reason for _, _, reason in out.unusable] == ["no contact with an id"]
+
+
+def test_segment_spec_messages():
+    identify = {
+        "type": "identify",
+        "messageId": "m1",
+        "anonymousId": "a1",
+        "userId": "u1",
+        "traits": {
+            "email": "ana@acme.example",
+            "title": "VP Sales",
+            "company": {"name": "Acme", "employee_count": 250},
+        },
+        "timestamp": "2026-11-23T09:30:00.000Z",
+    }
+    track = {
+        "type": "track",
+        "event": "Demo Request",
+        "messageId": "m2",
+        "anonymousId": "a1",
+        "properties": {"plan": "team", "nested": {"x": 1}},
+        "timestamp": "2026-11-23T09:31:00Z",
+    }
+    page = {
+        "type": "page",
+        "messageId": "m3",
+        "anonymousId": "a1",
+        "properties": {"path": "/pricing", "title": "Pricing"},
+        "timestamp": "2026-11-23T09:32:00Z",
+    }
+    screen = {"type": "screen", "messageId": "m4", "anonymousId": "a1"}
+    out = segment.normalise(
+        {"batch": [identify, track, page, screen, {"type": "track", "event": "x"}]}
+    )
+    (_, i), (_, t), (_, p) = out.events
+    assert i.subject == "email:ana@acme.example"
+    assert data(i).identity.external_ids == {"segment_user": "u1", "segment_anonymous": "a1"}
+    assert data(i).attributes == {"job_title": "VP Sales", "company": "Acme", "company_size": 250}
+    assert data(t).activity.type == "demo_request"
+    assert data(t).activity.properties == {"plan": "team"}
+    assert t.subject == "segment_anonymous:a1"
+    assert data(p).activity.type == "pricing_page_view"
+    assert out.ignored == ["other"]
+    assert [reason for _, _, reason in out.unusable] == ["no messageId"]
+
+
+def test_marketo_template_in_the_instance_time_zone():
+    item = {
+        "id": "42-1001-2026-11-23 09:30:00",
+        "identity": {"email": "ana@acme.example", "external_ids": {"marketo": "42"}},
+        "attributes": {"company": "Acme", "company_size": "250", "industry": ""},
+        "activity": {"type": "form_submit", "occurred_at": "2026-11-23 09:30:00"},
+    }
+    ((_, event),) = marketo.normalise(item, "America/Chicago").events
+    assert event.time.isoformat() == "2026-11-23T09:30:00-06:00"
+    assert data(event).attributes == {"company": "Acme", "company_size": 250}
+    bad = marketo.normalise({**item, "activity": {"type": "Form Fill!", "occurred_at": "x"}})
+    assert bad.events == [] and len(bad.unusable) == 1
