@@ -276,19 +276,23 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     async def post_events(request: Request) -> JSONResponse:
         return await ingest(request, "api", native_source(request), native_events)
 
+    # Read once: secret files are not re-read on the request path.
+    secret_settings = {
+        "hubspot": "hubspot_client_secret",
+        "mautic": "mautic_webhook_secret",
+        "segment": "segment_shared_secret",
+        "marketo": "marketo_token",
+    }
+    secrets = {source: settings.secret(name) for source, name in secret_settings.items()}
+
     def webhook_auth(source: str, request: Request) -> Callable[[bytes], str]:
-        secret_name = {
-            "hubspot": "hubspot_client_secret",
-            "mautic": "mautic_webhook_secret",
-            "segment": "segment_shared_secret",
-            "marketo": "marketo_token",
-        }[source]
-        secret = settings.secret(secret_name)
+        secret = secrets[source]
 
         def authenticate(raw: bytes) -> str:
             if not secret:
                 raise auth.Unauthorized(
-                    f"{source} webhooks are not configured: set LEADROUTER_{secret_name.upper()}"
+                    f"{source} webhooks are not configured: "
+                    f"set LEADROUTER_{secret_settings[source].upper()}"
                 )
             headers = request.headers
             if source == "hubspot":
