@@ -92,6 +92,10 @@ class LifecycleData(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
     stage: str
     score: int
+    fit_score: float | None = None
+    behaviour_score: float | None = None
+    tier: str | None = None
+    previous_tier: str | None = None
     previous_stage: str | None = None
     explanation: list[dict[str, Any]] = Field(default_factory=list)
     qualifying_activity_at: datetime | None = None

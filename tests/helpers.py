@@ -47,8 +47,14 @@ async def eventually(
         await asyncio.sleep(0.2)
 
 
-async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[Any]:
-    """Read at least `expected` records from the start of a topic, as a sales tool would."""
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout_s: float = 60,
+    match: Callable[[Any], bool] = lambda record: True,
+) -> list[Any]:
+    """Read from the start of a topic, as a sales tool would, until `expected` records match."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -60,10 +66,10 @@ async def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float
     records: list[Any] = []
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(records) < expected and asyncio.get_running_loop().time() < deadline:
+        while sum(map(match, records)) < expected and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for recs in batch.values():
                 records.extend(recs)
     finally:
         await consumer.stop()
-    return records
+    return [r for r in records if match(r)]

@@ -1,14 +1,15 @@
-"""SQL for the leads projection."""
+"""SQL for the leads projection and the identity aliases that point at leads."""
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, Table, Text, func, select
+from sqlalchemy import Column, DateTime, Float, Integer, Table, Text, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.scoring import LeadState
+from services.scoring.scoring import Hit, LeadState, Score
 from shared.db import metadata
 
 leads = Table(
@@ -18,12 +19,24 @@ leads = Table(
     Column("email", Text),
     Column("attributes", JSONB, nullable=False),
     Column("score", Integer, nullable=False),
+    Column("fit_score", Float, nullable=False),
+    Column("behaviour_score", Float, nullable=False),
+    Column("tier", Text),
     Column("stage", Text, nullable=False),
     Column("events_count", Integer, nullable=False),
     Column("explanation", JSONB, nullable=False),
+    Column("hits", JSONB, nullable=False),
     Column("last_activity_at", DateTime(timezone=True)),
+    Column("evaluated_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+lead_aliases = Table(
+    "lead_aliases",
+    metadata,
+    Column("alias", Text, primary_key=True),
+    Column("lead_key", Text, nullable=False),
 )
 
 
@@ -32,37 +45,89 @@ def _state(row: Any) -> LeadState:
         lead_key=row.lead_key,
         email=row.email,
         attributes=row.attributes,
-        score=row.score,
+        hits=tuple(
+            Hit(h["rule"], h["points"], datetime.fromisoformat(h["at"]), h["event_id"])
+            for h in row.hits
+        ),
         stage=row.stage,
+        tier=row.tier,
         events_count=row.events_count,
-        contributions={c["rule"]: c["points"] for c in row.explanation},
         last_activity_at=row.last_activity_at,
+        evaluated_at=row.evaluated_at,
+        score=Score(
+            row.fit_score,
+            row.behaviour_score,
+            row.score,
+            tuple((c["rule"], c["points"]) for c in row.explanation),
+        ),
     )
 
 
-async def lock_leads(session: AsyncSession, keys: Iterable[str]) -> dict[str, LeadState]:
-    """The stored state of these leads, locked for update until the transaction ends."""
+def _row(s: LeadState) -> dict[str, Any]:
+    return {
+        "lead_key": s.lead_key,
+        "email": s.email,
+        "attributes": s.attributes,
+        "score": s.score.total,
+        "fit_score": s.score.fit,
+        "behaviour_score": s.score.behaviour,
+        "tier": s.tier,
+        "stage": s.stage,
+        "events_count": s.events_count,
+        "explanation": s.explanation(),
+        "hits": [
+            {"rule": h.rule, "points": h.points, "at": h.at.isoformat(), "event_id": h.event_id}
+            for h in s.hits
+        ],
+        "last_activity_at": s.last_activity_at,
+        "evaluated_at": s.evaluated_at,
+    }
+
+
+async def resolve_aliases(session: AsyncSession, aliases: Iterable[str]) -> dict[str, str]:
+    """The lead each known alias (email:..., hubspot:..., segment_anonymous:...) points at."""
     rows = await session.execute(
-        select(leads).where(leads.c.lead_key.in_(sorted(set(keys)))).with_for_update()
+        select(lead_aliases).where(lead_aliases.c.alias.in_(sorted(set(aliases))))
+    )
+    return {r.alias: r.lead_key for r in rows}
+
+
+async def bind_aliases(session: AsyncSession, bindings: dict[str, str]) -> None:
+    """Point aliases at leads (a merge repoints the absorbed lead's aliases)."""
+    if not bindings:
+        return
+    stmt = pg_insert(lead_aliases).values(
+        [{"alias": a, "lead_key": k} for a, k in sorted(bindings.items())]
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["alias"], set_={"lead_key": stmt.excluded.lead_key}
+        )
+    )
+
+
+async def aliases_of(session: AsyncSession, lead_keys: Iterable[str]) -> dict[str, str]:
+    """Every alias of these leads."""
+    rows = await session.execute(
+        select(lead_aliases).where(lead_aliases.c.lead_key.in_(sorted(set(lead_keys))))
+    )
+    return {r.alias: r.lead_key for r in rows}
+
+
+async def lock_leads(session: AsyncSession, keys: Iterable[str]) -> dict[str, LeadState]:
+    """The stored state of these leads, locked (in key order) until the transaction ends."""
+    rows = await session.execute(
+        select(leads)
+        .where(leads.c.lead_key.in_(sorted(set(keys))))
+        .order_by(leads.c.lead_key)
+        .with_for_update()
     )
     return {row.lead_key: _state(row) for row in rows}
 
 
 async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> None:
     """Insert or update the leads in one statement."""
-    values = [
-        {
-            "lead_key": s.lead_key,
-            "email": s.email,
-            "attributes": s.attributes,
-            "score": s.score,
-            "stage": s.stage,
-            "events_count": s.events_count,
-            "explanation": s.explanation(),
-            "last_activity_at": s.last_activity_at,
-        }
-        for s in states
-    ]
+    values = [_row(s) for s in states]
     if not values:
         return
     stmt = pg_insert(leads).values(values)
@@ -77,15 +142,26 @@ async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> None
     )
 
 
-async def get_lead(session: AsyncSession, lead_key: str) -> LeadState | None:
-    """One lead by key, or None."""
-    row = (await session.execute(select(leads).where(leads.c.lead_key == lead_key))).first()
+async def delete_leads(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Remove leads merged into others (their aliases were repointed first)."""
+    keys = sorted(set(keys))
+    if keys:
+        await session.execute(delete(leads).where(leads.c.lead_key.in_(keys)))
+
+
+async def get_lead(session: AsyncSession, key_or_alias: str) -> LeadState | None:
+    """One lead by its key or any of its aliases, or None."""
+    key = (await resolve_aliases(session, [key_or_alias])).get(key_or_alias, key_or_alias)
+    row = (await session.execute(select(leads).where(leads.c.lead_key == key))).first()
     return _state(row) if row else None
 
 
 async def find_by_email(session: AsyncSession, email: str) -> LeadState | None:
     """One lead by normalised email, or None."""
-    row = (
-        await session.execute(select(leads).where(leads.c.email == email.strip().lower()).limit(1))
-    ).first()
-    return _state(row) if row else None
+    return await get_lead(session, f"email:{email.strip().lower()}")
+
+
+async def all_leads(session: AsyncSession) -> list[LeadState]:
+    """Every lead (for replay checks and small exports)."""
+    rows = await session.execute(select(leads).order_by(leads.c.lead_key))
+    return [_state(r) for r in rows]

@@ -1,31 +1,58 @@
-"""The scoring consumer's batch handler: fold events into leads, queue lifecycle events."""
+"""The scoring handlers: fold activities and sales outcomes into leads, fire decay timers."""
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import repository
-from services.scoring.scoring import LeadState, apply_activity
-from shared import outbox
+from services.scoring.scoring import (
+    LeadState,
+    Transition,
+    apply_activity,
+    apply_sales_outcome,
+    merge,
+    next_score_change,
+    retier,
+)
+from shared import outbox, timers
 from shared.consumer import Delivered
 from shared.events import (
+    HANDOFF_PREFIX,
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     CloudEvent,
+    HandoffData,
     LeadActivityData,
     LifecycleData,
     derived_event_id,
 )
 from shared.playbook import Playbook
+from shared.timers import Timer
 
 log = logging.getLogger(__name__)
 
 RELAY = "scoring"  # the outbox relay is named after its service
+RETIER = "scoring.retier"
+SALES_OUTCOMES = {
+    HANDOFF_PREFIX + "recycled": "recycled",
+    HANDOFF_PREFIX + "converted": "converted",
+}
 
 TRANSITIONS = Counter(
     "leadrouter_scoring_transitions_total", "Lifecycle transitions emitted", ["transition"]
+)
+ACTIVITIES = Counter(
+    "leadrouter_scoring_activities_total",
+    "Activities scored, by type (types no playbook rule names are counted as other)",
+    ["type"],
+)
+SCORES = Histogram(
+    "leadrouter_scoring_lead_score",
+    "Lead totals after each update",
+    buckets=(-50, 0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 125, 150, 200),
 )
 
 
@@ -33,50 +60,146 @@ class UnprocessableEvent(ValueError):
     """An event that decodes as CloudEvents but that scoring cannot use."""
 
 
-class ScoringHandler:
-    """Applies a batch of lead activity events to the leads projection in the caller's tx."""
+def identity_aliases(subject: str, data: LeadActivityData) -> list[str]:
+    """Every name the event knows the person by; the first is the key for a new lead."""
+    names = [f"email:{data.identity.email}"] if data.identity.email else []
+    names += [f"{system}:{value}" for system, value in sorted(data.identity.external_ids.items())]
+    return list(dict.fromkeys([*names, subject]))
 
-    def __init__(self, playbook: Playbook, lifecycle_topic: str) -> None:
+
+def survivor_of(keys: set[str]) -> str:
+    """Which lead keeps its key in a merge: an email-keyed one, else the smallest key."""
+    return min(keys, key=lambda k: (not k.startswith("email:"), k))
+
+
+class ScoringHandler:
+    """Applies a batch of events to the leads projection in the caller's transaction."""
+
+    def __init__(self, playbook: Playbook, lead_events_topic: str, lifecycle_topic: str) -> None:
         self.playbook = playbook
+        self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
+        self.known_activities = {r.activity for r in playbook.scoring.behaviour}
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
-        activities = [(d.event, _activity(d.event)) for d in batch]
-        states = await repository.lock_leads(session, (e.subject for e, _ in activities))
+        work: list[tuple[CloudEvent, list[str], LeadActivityData | HandoffData]] = []
+        for delivered in batch:
+            event = delivered.event
+            if event.type == LEAD_ACTIVITY:
+                data = LeadActivityData.model_validate(event.data)
+                work.append((event, identity_aliases(event.subject, data), data))
+            elif event.type in SALES_OUTCOMES:
+                handoff = HandoffData.model_validate(event.data)
+                work.append((event, [handoff.lead_key], handoff))
+            elif not event.type.startswith(HANDOFF_PREFIX):
+                raise UnprocessableEvent(f"scoring does not handle events of type {event.type!r}")
+        if not work:
+            return
+        bindings = await repository.resolve_aliases(
+            session, (a for _, names, _ in work for a in names)
+        )
+        states = await repository.lock_leads(session, set(bindings.values()))
         changed: dict[str, LeadState] = {}
-        for event, data in activities:
-            state = states.get(event.subject) or LeadState(lead_key=event.subject)
-            state, transitions = apply_activity(state, data, self.playbook)
-            states[event.subject] = changed[event.subject] = state
-            for transition in transitions:
-                await outbox.add_event(
-                    session,
-                    RELAY,
-                    self.lifecycle_topic,
-                    CloudEvent(
-                        id=derived_event_id("lifecycle", transition.name, event.id),
-                        source="leadrouter/scoring",
-                        type=LIFECYCLE_PREFIX + transition.name,
-                        time=data.activity.occurred_at,
-                        subject=state.lead_key,
-                        data=LifecycleData(
-                            transition=transition.name,
-                            lead_key=state.lead_key,
-                            email=state.email,
-                            attributes=state.attributes,
-                            stage=transition.stage,
-                            previous_stage=transition.previous_stage,
-                            score=state.score,
-                            explanation=state.explanation(),
-                            qualifying_activity_at=data.activity.occurred_at,
-                        ).model_dump(mode="json"),
-                    ),
+        absorbed: set[str] = set()
+        for event, names, data in work:
+            keys = {bindings[a] for a in names if a in bindings}
+            if isinstance(data, HandoffData):
+                if not keys:
+                    log.warning("a sales outcome for an unknown lead", extra={"event_id": event.id})
+                    continue
+                key = keys.pop()
+                state, transitions = apply_sales_outcome(
+                    states[key], SALES_OUTCOMES[event.type], data.converted_to, event.time
                 )
-                TRANSITIONS.labels(transition.name).inc()
+            else:
+                state = await self._resolve(session, keys, names, states, bindings, absorbed)
+                state, transitions = apply_activity(state, data, event.id, self.playbook)
+                ACTIVITIES.labels(
+                    data.activity.type if data.activity.type in self.known_activities else "other"
+                ).inc()
+            for name in names:
+                bindings[name] = state.lead_key
+            states[state.lead_key] = changed[state.lead_key] = state
+            await self._publish(session, state, transitions, cause=event.id)
+        await repository.bind_aliases(session, {a: k for a, k in bindings.items() if k in changed})
+        await repository.delete_leads(session, absorbed - set(changed))
         await repository.save_leads(session, changed.values())
+        for key in absorbed - set(changed):
+            await timers.cancel(session, RETIER, key)
+        for state in changed.values():
+            SCORES.observe(state.score.total)
+            await self._schedule(session, state)
 
+    async def _resolve(
+        self,
+        session: AsyncSession,
+        keys: set[str],
+        names: list[str],
+        states: dict[str, LeadState],
+        bindings: dict[str, str],
+        absorbed: set[str],
+    ) -> LeadState:
+        """The one lead these names belong to, merging leads that turn out to be one person."""
+        if not keys:
+            return LeadState(lead_key=names[0])
+        survivor = survivor_of(keys)
+        state = states[survivor]
+        for other in sorted(keys - {survivor}):
+            state = merge(state, states.pop(other), self.playbook)
+            absorbed.add(other)
+            stored = await repository.aliases_of(session, [other])
+            for alias in [*stored, *(a for a, k in bindings.items() if k == other)]:
+                bindings[alias] = survivor
+            log.info("merged two leads", extra={"lead_id": survivor})
+        return state
 
-def _activity(event: CloudEvent) -> LeadActivityData:
-    if event.type != LEAD_ACTIVITY:
-        raise UnprocessableEvent(f"scoring does not handle events of type {event.type!r}")
-    return LeadActivityData.model_validate(event.data)
+    async def _publish(
+        self, session: AsyncSession, state: LeadState, transitions: list[Transition], cause: str
+    ) -> None:
+        for transition in transitions:
+            await outbox.add_event(
+                session,
+                RELAY,
+                self.lifecycle_topic,
+                CloudEvent(
+                    id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),
+                    source="leadrouter/scoring",
+                    type=LIFECYCLE_PREFIX + transition.name,
+                    time=transition.at,
+                    subject=state.lead_key,
+                    data=LifecycleData(
+                        transition=transition.name,
+                        lead_key=state.lead_key,
+                        email=state.email,
+                        attributes=state.attributes,
+                        stage=transition.stage,
+                        previous_stage=transition.previous_stage,
+                        score=state.score.total,
+                        fit_score=state.score.fit,
+                        behaviour_score=state.score.behaviour,
+                        tier=state.tier,
+                        previous_tier=transition.previous_tier,
+                        explanation=state.explanation(),
+                        qualifying_activity_at=transition.at,
+                    ).model_dump(mode="json"),
+                ),
+            )
+            TRANSITIONS.labels(transition.name).inc()
+
+    async def _schedule(self, session: AsyncSession, state: LeadState) -> None:
+        due = next_score_change(state, self.playbook)
+        if due is None:
+            await timers.cancel(session, RETIER, state.lead_key)
+        else:
+            await timers.schedule(session, RETIER, state.lead_key, due)
+
+    async def on_retier(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
+        """A decay timer fired: re-score the lead now and publish what changed."""
+        states = await repository.lock_leads(session, [timer.key])
+        if timer.key not in states:
+            return  # merged into another lead meanwhile
+        state, transitions = retier(states[timer.key], self.playbook, now)
+        await self._publish(session, state, transitions, cause=f"retier:{timer.due_at.isoformat()}")
+        await repository.save_leads(session, [state])
+        SCORES.observe(state.score.total)
+        await self._schedule(session, state)

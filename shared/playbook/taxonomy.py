@@ -4,6 +4,9 @@ from pydantic import Field, model_validator
 
 from shared.playbook.base import Section
 
+# The lifecycle every team uses, in funnel order; `recycled` and `disqualified` sit beside it.
+STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "recycled", "disqualified")
+
 
 class Tier(Section):
     """A score band: leads at or above `min_score` (and below the next tier) belong to it."""
@@ -14,22 +17,35 @@ class Tier(Section):
 
 
 class Taxonomy(Section):
-    """The shared words: when a lead becomes an MQL, and the hot/warm/cold bands."""
+    """The shared words: stage definitions, when a lead becomes an MQL, the score tiers."""
 
     mql_threshold: int = Field(ge=0)
     tiers: list[Tier] = Field(min_length=1)
-    definitions: dict[str, str] = Field(default_factory=dict)
+    stages: dict[str, str] = Field(
+        default_factory=dict, description="Plain-language definition of each lifecycle stage"
+    )
 
     @model_validator(mode="after")
-    def _tiers_descending(self) -> "Taxonomy":
+    def _valid(self) -> "Taxonomy":
         scores = [t.min_score for t in self.tiers]
         if scores != sorted(scores, reverse=True) or len(set(scores)) != len(scores):
             raise ValueError("tiers must be listed from the highest min_score down, each distinct")
+        unknown = sorted(set(self.stages) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; the stages are {list(STAGES)}")
         return self
 
-    def tier_for(self, score: int) -> str:
+    def tier_for(self, score: float) -> str:
         """The tier a score falls in (the lowest tier catches everything below it)."""
         for tier in self.tiers:
             if score >= tier.min_score:
                 return tier.name
         return self.tiers[-1].name
+
+    def band(self, tier: str) -> tuple[float, float]:
+        """The [low, high) score band of a tier; the lowest tier reaches down without end."""
+        names = [t.name for t in self.tiers]
+        i = names.index(tier)
+        high = float("inf") if i == 0 else float(self.tiers[i - 1].min_score)
+        low = float("-inf") if i == len(names) - 1 else float(self.tiers[i].min_score)
+        return low, high

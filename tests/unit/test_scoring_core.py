@@ -1,76 +1,213 @@
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.scoring.scoring import BECAME_MQL, STAGE_MQL, LeadState, apply_activity
+from services.scoring.scoring import (
+    BECAME_MQL,
+    BELOW_THRESHOLD,
+    DISQUALIFIED,
+    TIER_CHANGED,
+    Hit,
+    LeadState,
+    apply_activity,
+    apply_sales_outcome,
+    behaviour_score,
+    evaluate,
+    merge,
+    next_score_change,
+    retier,
+)
 from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
 from shared.settings import REPO_ROOT
 
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
-POINTS = {r.activity: r.points for r in PLAYBOOK.scoring.behaviour}
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+KINDS = [
+    "demo_request",
+    "form_submit",
+    "pricing_page_view",
+    "email_open",
+    "page_view",
+    "email_click",
+    "unsubscribe",
+    "podcast_listen",
+]
 
 
-def activity(kind: str, minutes: int = 0, email: str = "ana@acme.example") -> LeadActivityData:
+def activity(kind, minutes=0, email="ana@acme.example", attributes=None, properties=None):
     return LeadActivityData(
         identity=Identity(email=email),
-        activity=Activity(type=kind, occurred_at=T0 + timedelta(minutes=minutes)),
+        attributes=attributes or {},
+        activity=Activity(
+            type=kind, occurred_at=T0 + timedelta(minutes=minutes), properties=properties or {}
+        ),
     )
 
 
-def fold(kinds: list[str]) -> tuple[LeadState, list[str]]:
-    state, names = LeadState(lead_key="email:ana@acme.example"), []
-    for i, kind in enumerate(kinds):
-        state, transitions = apply_activity(state, activity(kind, i), PLAYBOOK)
+def fold(steps, state=None):
+    """Apply (kind, minutes) steps; returns the state and the transition names."""
+    state, names = state or LeadState(lead_key="email:ana@acme.example"), []
+    for i, (kind, minutes) in enumerate(steps):
+        state, transitions = apply_activity(state, activity(kind, minutes), f"e{i}", PLAYBOOK)
         names += [t.name for t in transitions]
     return state, names
 
 
-def test_demo_request_and_form_make_an_mql_once():
-    state, transitions = fold(["demo_request", "form_submit", "demo_request"])
-    assert state.score == 100
-    assert state.stage == STAGE_MQL
-    assert transitions == [BECAME_MQL]
-    assert state.explanation() == [
-        {"rule": "behaviour:demo_request", "points": 80},
-        {"rule": "behaviour:form_submit", "points": 20},
-    ]
+def test_demo_request_and_form_make_a_hot_mql_once():
+    state, transitions = fold([("demo_request", 0), ("form_submit", 1), ("demo_request", 2)])
+    assert state.score.total == 100
+    assert (state.stage, state.tier) == ("mql", "hot")
+    assert transitions == [BECAME_MQL, TIER_CHANGED, TIER_CHANGED]  # cold -> warm -> hot
+    assert state.explanation()[0] == {"rule": "behaviour:demo_request", "points": 80.0}
 
 
-def test_unknown_activity_counts_but_scores_nothing():
-    state, transitions = fold(["podcast_listen"])
-    assert (state.score, state.events_count, transitions) == (0, 1, [])
-
-
-def test_attributes_merge_and_last_activity_is_the_latest_event_time():
-    state = LeadState(lead_key="k")
-    late = LeadActivityData(
-        identity=Identity(email="a@b.example"),
-        attributes={"country": "DE"},
-        activity=Activity(type="page_view", occurred_at=T0),
+def test_fit_counts_with_behaviour_and_explains_itself():
+    state, _ = apply_activity(
+        LeadState(lead_key="k"),
+        activity(
+            "page_view",
+            attributes={"company_size": 500, "job_title": "VP Sales"},
+            email="vp@gmail.com",
+        ),
+        "e1",
+        PLAYBOOK,
     )
-    early = LeadActivityData(
-        identity=Identity(email="a@b.example"),
-        attributes={"company": "Acme"},
-        activity=Activity(type="page_view", occurred_at=T0 - timedelta(days=1)),
+    assert state.score.fit == 20 + 15 - 10
+    assert state.score.total == 26
+    assert {"rule": "fit:free_mail", "points": -10.0} in state.explanation()
+
+
+def test_a_competitor_is_disqualified_and_never_becomes_an_mql():
+    state, names = LeadState(lead_key="k"), []
+    for i, kind in enumerate(["demo_request", "form_submit"]):
+        state, transitions = apply_activity(
+            state, activity(kind, i, email="x@rival.example"), f"e{i}", PLAYBOOK
+        )
+        names += [t.name for t in transitions]
+    assert state.stage == "disqualified"
+    assert names == [DISQUALIFIED]
+
+
+def test_behaviour_halves_every_half_life_after_the_activity():
+    state, _ = fold([("demo_request", 0)])
+    later = evaluate(state, PLAYBOOK, T0 + timedelta(days=30))
+    assert later.behaviour == pytest.approx(20.0)
+    assert evaluate(state, PLAYBOOK, T0 + timedelta(days=60)).behaviour == pytest.approx(10.0)
+
+
+def test_caps_limit_one_rule_per_period():
+    state, _ = fold([("email_open", m) for m in range(10)])  # 10 x 2 points, cap 10 per 30 days
+    assert state.score.behaviour == pytest.approx(10, abs=0.01)
+
+
+def test_pricing_page_hits_match_their_condition():
+    state, _ = apply_activity(
+        LeadState(lead_key="k"),
+        activity("page_view", properties={"path": "/pricing/team"}),
+        "e",
+        PLAYBOOK,
     )
-    state, _ = apply_activity(state, late, PLAYBOOK)
-    state, _ = apply_activity(state, early, PLAYBOOK)
-    assert state.attributes == {"country": "DE", "company": "Acme"}
-    assert state.last_activity_at == T0
+    assert dict(state.score.contributions) == {
+        "behaviour:pricing_page_hit": 9.0,
+        "behaviour:page_view": 1.0,
+    }
 
 
-@given(st.lists(st.sampled_from(sorted(POINTS) + ["other"]), max_size=40))
-def test_score_is_the_sum_of_its_explanation(kinds):
-    state, transitions = fold(kinds)
-    assert state.score == sum(c["points"] for c in state.explanation())
-    assert state.score == sum(POINTS.get(k, 0) for k in kinds)
-    assert transitions.count(BECAME_MQL) <= 1
-    # Becoming an MQL happens exactly when some prefix of the stream reached the threshold.
-    running, reached = 0, False
-    for kind in kinds:
-        running += POINTS.get(kind, 0)
-        reached = reached or running >= PLAYBOOK.taxonomy.mql_threshold
-    assert (BECAME_MQL in transitions) == reached
+def test_decay_timer_fires_when_the_tier_changes_and_cools_the_lead():
+    state, _ = fold([("demo_request", 0), ("form_submit", 1), ("pricing_page_view", 2)])
+    assert (state.tier, state.score.total) == ("warm", 70)
+    due = next_score_change(state, PLAYBOOK)
+    assert due is not None
+    before, _ = retier(state, PLAYBOOK, due - timedelta(seconds=2))
+    after, transitions = retier(state, PLAYBOOK, due)
+    assert before.tier == "warm"
+    assert after.tier == "cold" and after.stage == "mql"
+    assert [t.name for t in transitions] == [BELOW_THRESHOLD, TIER_CHANGED]
+
+
+def test_sales_outcomes_move_the_stage_and_a_recycled_lead_can_requalify():
+    state, _ = fold([("demo_request", 0), ("form_submit", 1)])
+    state, transitions = apply_sales_outcome(state, "recycled", None, T0 + timedelta(hours=1))
+    assert (state.stage, [t.name for t in transitions]) == ("recycled", ["recycled"])
+    state, names = fold([("pricing_page_view", 120)], state)
+    assert (state.stage, names) == ("mql", [BECAME_MQL])
+    state, transitions = apply_sales_outcome(state, "converted", "opportunity", T0)
+    assert (state.stage, transitions[0].name) == ("opportunity", "became_opportunity")
+
+
+def test_merge_keeps_every_activity_once_and_the_furthest_stage():
+    anon, _ = fold(
+        [("pricing_page_view", 0), ("page_view", 1)], LeadState(lead_key="segment_anonymous:a")
+    )
+    known, _ = fold([("demo_request", 2)], LeadState(lead_key="email:ana@acme.example"))
+    merged = merge(known, anon, PLAYBOOK)
+    assert merged.lead_key == "email:ana@acme.example"
+    assert merged.events_count == 3
+    assert merged.score.total == evaluate(merged, PLAYBOOK, T0 + timedelta(minutes=2)).total
+    assert merge(known, known, PLAYBOOK).hits == known.hits  # merging twice changes nothing
+
+
+steps = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 60 * 24 * 90)), max_size=25)
+
+
+@given(steps)
+def test_total_is_fit_plus_behaviour_and_the_explanation_adds_up(items):
+    state, names = fold(items)
+    assert abs(state.score.total - (state.score.fit + state.score.behaviour)) <= 0.51
+    assert abs(
+        sum(p for _, p in state.score.contributions) - (state.score.fit + state.score.behaviour)
+    ) <= 0.01 * (len(state.score.contributions) + 1)
+    assert names.count(BECAME_MQL) <= 1
+
+
+@given(steps, st.randoms())
+def test_arrival_order_does_not_change_the_score_at_a_given_time(items, rng):
+    at = T0 + timedelta(days=100)
+    state, _ = fold(items)
+    shuffled = list(enumerate(items))
+    rng.shuffle(shuffled)
+    other = LeadState(lead_key="email:ana@acme.example")
+    for i, (kind, minutes) in shuffled:
+        other, _ = apply_activity(other, activity(kind, minutes), f"e{i}", PLAYBOOK)
+    assert evaluate(state, PLAYBOOK, at) == evaluate(other, PLAYBOOK, at)
+
+
+@given(steps, st.integers(0, 400), st.integers(0, 400))
+def test_positive_behaviour_only_decays_as_time_passes(items, a_days, b_days):
+    positive = [(k, m) for k, m in items if k != "unsubscribe"]
+    state, _ = fold(positive)
+    base = T0 + timedelta(days=91)
+    early, late = sorted((a_days, b_days))
+    first = evaluate(state, PLAYBOOK, base + timedelta(days=early)).behaviour
+    second = evaluate(state, PLAYBOOK, base + timedelta(days=late)).behaviour
+    assert second <= first + 1e-9
+
+
+@settings(max_examples=50)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 60 * 24 * 60)), max_size=40))
+def test_capped_rules_never_award_more_than_their_cap_in_a_period(hits):
+    rule = next(r for r in PLAYBOOK.scoring.behaviour if r.cap)
+    cap = rule.cap
+    stored = tuple(
+        Hit(rule.rule_name, p, T0 + timedelta(minutes=m), f"e{i}") for i, (p, m) in enumerate(hits)
+    )
+    total, _ = behaviour_score(
+        stored,
+        PLAYBOOK.model_copy(
+            update={
+                "scoring": PLAYBOOK.scoring.model_copy(
+                    update={
+                        "decay": PLAYBOOK.scoring.decay.model_copy(update={"half_life_days": None})
+                    }
+                )
+            }
+        ),
+        T0 + timedelta(days=61),
+    )
+    periods = {
+        int((T0 + timedelta(minutes=m)).timestamp() // (cap.period_days * 86400)) for _, m in hits
+    }
+    assert total <= cap.points * len(periods)
