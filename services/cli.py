@@ -132,6 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument(
             "--port", type=int, help=f"HTTP port (default: LEADROUTER_{port_field.upper()})"
         )
+        if name == "scoring":
+            sub.add_argument(
+                "action",
+                nargs="?",
+                choices=["replay"],
+                help="replay: rebuild the leads projection from the start of the topics "
+                "(stop the service first)",
+            )
+            sub.add_argument(
+                "--publish", action="store_true", help="replay: publish re-derived lifecycle events"
+            )
     commands.add_parser(
         "migrate",
         help="apply database migrations and exit",
@@ -153,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     configure_logging(args.command, get_settings().log_level)
+    if args.command == "scoring" and args.action == "replay":
+        from services.scoring.replay import main as replay
+
+        return replay(get_settings(), args.publish)
     if args.command in SERVICES:
         return _serve(args.command, args.port)
     if args.command == "migrate":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -69,6 +70,7 @@ class TransactionalConsumer:
         batch_max: int = 500,
         poll_timeout_ms: int = 500,
         max_retries: int = 3,
+        standalone: bool = False,
     ) -> None:
         self.name = name
         self.group_id = group_id
@@ -81,13 +83,16 @@ class TransactionalConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._max_retries = max_retries
         self._stopping = asyncio.Event()
+        self._standalone = standalone
+        self._bootstrap = bootstrap
         # Export every outcome at 0 from the start, so increase() sees the first dead letter.
         for topic in self.topics:
             for outcome in ("processed", "duplicate", "dead_lettered"):
                 metrics.CONSUMED_EVENTS.labels(name, topic, outcome)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
-            group_id=group_id,
+            # Standalone (replay): read every partition without joining the live group.
+            group_id=None if standalone else group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -102,7 +107,12 @@ class TransactionalConsumer:
     async def start(self) -> None:
         """Join the group; partitions are assigned on the first poll."""
         await self.consumer.start()
-        self.consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
+        if not self._standalone:
+            self.consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
+            return
+        partitions = await partitions_of(self._bootstrap, self.topics)
+        self.consumer.assign(partitions)
+        await self.seek_to_stored(partitions)
 
     async def stop(self) -> None:
         """Leave the group."""
@@ -238,6 +248,8 @@ class TransactionalConsumer:
             )
         self.consumer.seek(tp, records[-1].offset + 1)
         # Advisory only: lets Kafka tooling show lag; the truth is in consumer_offsets.
+        if self._standalone:
+            return
         try:
             await self.consumer.commit({tp: records[-1].offset + 1})
         except Exception as exc:  # a rebalance in progress, say; harmless
@@ -317,8 +329,26 @@ class TransactionalConsumer:
             )
 
 
+async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of these topics, from the cluster's metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    )
+
+
 def _is_transient(exc: BaseException) -> bool:
     """True for errors of the infrastructure rather than of the record being processed."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # Deadlock and serialization failure: another instance held the same rows; just retry.
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if code in {"40P01", "40001"}:
+            return True
     return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError)

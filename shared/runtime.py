@@ -68,8 +68,7 @@ class Runtime:
         await ensure_topics(s)
         self._producer = make_producer(s)
         await self._producer.start()
-        if self._subscription:
-            topics, group_id, handler = self._subscription
+        if self._subscription or self._timer_handlers:
             self.relay = OutboxRelay(
                 self.service,
                 self.sessions,
@@ -77,6 +76,12 @@ class Runtime:
                 batch_max=s.outbox_batch_max,
                 idle_poll_s=s.outbox_idle_poll_s,
             )
+        if self._timer_handlers:
+            self.timers = TimerRunner(
+                self.sessions, self._timer_handlers, on_commit=self._committed
+            )
+        if self._subscription:
+            topics, group_id, handler = self._subscription
             self.consumer = TransactionalConsumer(
                 name=self.service,
                 group_id=group_id,

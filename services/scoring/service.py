@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from prometheus_client import Counter, Histogram
@@ -80,6 +81,7 @@ class ScoringHandler:
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
         self.known_activities = {r.activity for r in playbook.scoring.behaviour}
+        self.relay = RELAY  # replay points this at an outbox nobody publishes
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
         work: list[tuple[CloudEvent, list[str], LeadActivityData | HandoffData]] = []
@@ -113,6 +115,8 @@ class ScoringHandler:
                 )
             else:
                 state = await self._resolve(session, keys, names, states, bindings, absorbed)
+                for gone in absorbed:
+                    changed.pop(gone, None)
                 state, transitions = apply_activity(state, data, event.id, self.playbook)
                 ACTIVITIES.labels(
                     data.activity.type if data.activity.type in self.known_activities else "other"
@@ -139,19 +143,24 @@ class ScoringHandler:
         bindings: dict[str, str],
         absorbed: set[str],
     ) -> LeadState:
-        """The one lead these names belong to, merging leads that turn out to be one person."""
+        """The one lead these names belong to, merging leads that turn out to be one person.
+
+        A lead is keyed by its best name (an email, else the smallest id) among all it has
+        been called, so the key does not depend on the order partitions are processed in.
+        """
+        canonical = survivor_of(keys | set(names))
         if not keys:
-            return LeadState(lead_key=names[0])
-        survivor = survivor_of(keys)
-        state = states[survivor]
-        for other in sorted(keys - {survivor}):
+            return LeadState(lead_key=canonical)
+        state = states.pop(survivor_of(keys))
+        for other in sorted(keys - {state.lead_key}):
             state = merge(state, states.pop(other), self.playbook)
-            absorbed.add(other)
-            stored = await repository.aliases_of(session, [other])
-            for alias in [*stored, *(a for a, k in bindings.items() if k == other)]:
-                bindings[alias] = survivor
-            log.info("merged two leads", extra={"lead_id": survivor})
-        return state
+            log.info("merged two leads", extra={"lead_id": state.lead_key})
+        for old in keys - {canonical}:
+            absorbed.add(old)
+            stored = await repository.aliases_of(session, [old])
+            for alias in [*stored, *(a for a, k in bindings.items() if k == old)]:
+                bindings[alias] = canonical
+        return replace(state, lead_key=canonical)
 
     async def _publish(
         self, session: AsyncSession, state: LeadState, transitions: list[Transition], cause: str
@@ -159,7 +168,7 @@ class ScoringHandler:
         for transition in transitions:
             await outbox.add_event(
                 session,
-                RELAY,
+                self.relay,
                 self.lifecycle_topic,
                 CloudEvent(
                     id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),

@@ -20,9 +20,13 @@ class Condition(Section):
 
     @model_validator(mode="after")
     def _one_test(self) -> "Condition":
-        tests = [self.equals is not None, self.in_ is not None,
-                 self.gte is not None or self.lte is not None, self.regex is not None,
-                 self.exists is not None]
+        tests = [
+            self.equals is not None,
+            self.in_ is not None,
+            self.gte is not None or self.lte is not None,
+            self.regex is not None,
+            self.exists is not None,
+        ]
         if sum(tests) != 1:
             raise ValueError("give exactly one of equals, in, gte/lte, regex, exists")
         if self.regex is not None:

@@ -1,0 +1,215 @@
+"""Scoring end to end: an event stream gives the expected leads, lifecycle, and replay agrees."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from services.scoring.repository import all_leads, lead_aliases
+from services.scoring.scoring import evaluate
+from shared.db import consumer_offsets, make_engine, make_sessionmaker
+from shared.events import LEAD_ACTIVITY, CloudEvent
+from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE, ensure_topics, make_producer
+from shared.playbook import load_playbook
+from tests.conftest import _admin, _sqlalchemy_url
+from tests.helpers import eventually, read_topic
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def event(subject, kind, at, email=None, external_ids=None, attributes=None, properties=None):
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source="tests",
+        type=LEAD_ACTIVITY,
+        time=at,
+        subject=subject,
+        data={
+            "identity": {"email": email, "external_ids": external_ids or {}},
+            "attributes": attributes or {},
+            "activity": {
+                "type": kind,
+                "occurred_at": at.isoformat(),
+                "properties": properties or {},
+            },
+        },
+    )
+
+
+STREAM = [
+    # Ana asks for a demo and fills a form an hour ago: a warm MQL.
+    event(
+        "email:ana@acme.example",
+        "demo_request",
+        NOW - timedelta(hours=1),
+        "ana@acme.example",
+        attributes={"company_size": 40},
+    ),
+    event("email:ana@acme.example", "form_submit", NOW - timedelta(minutes=59), "ana@acme.example"),
+    # An anonymous visitor looks at pricing twice, then identifies: one lead, history merged.
+    event(
+        "segment_anonymous:a-1",
+        "pricing_page_view",
+        NOW - timedelta(hours=2),
+        external_ids={"segment_anonymous": "a-1"},
+    ),
+    event(
+        "segment_anonymous:a-1",
+        "pricing_page_view",
+        NOW - timedelta(hours=2, minutes=-1),
+        external_ids={"segment_anonymous": "a-1"},
+    ),
+    event(
+        "email:bo@beta.example",
+        "identify",
+        NOW - timedelta(minutes=30),
+        "bo@beta.example",
+        external_ids={"segment_anonymous": "a-1"},
+        attributes={"job_title": "VP Engineering"},
+    ),
+    # Olga qualified 60 days ago and went quiet: decay cools her without any new event.
+    event("email:olga@old.example", "demo_request", NOW - timedelta(days=60), "olga@old.example"),
+    event("email:olga@old.example", "form_submit", NOW - timedelta(days=60), "olga@old.example"),
+    # A competitor is disqualified however keen.
+    event(
+        "email:spy@rival.example", "demo_request", NOW - timedelta(minutes=5), "spy@rival.example"
+    ),
+]
+
+
+async def publish(settings, events):
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send_and_wait(
+                settings.topic(LEAD_EVENTS), e.to_bytes(), key=e.subject.encode()
+            )
+    finally:
+        await producer.stop()
+
+
+async def consumed(sessions, topic) -> int:
+    async with sessions() as s:
+        return await s.scalar(
+            select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
+                consumer_offsets.c.topic == topic
+            )
+        )
+
+
+async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(settings, services):
+    await publish(settings, STREAM)
+    scoring = await services["scoring"].start()
+    engine = make_engine(settings.database_url, pool_size=2)
+    sessions = make_sessionmaker(engine)
+    topic = settings.topic(LEAD_EVENTS)
+    try:
+        await eventually(
+            lambda: _eq(consumed(sessions, topic), len(STREAM)), 60, "the stream consumed"
+        )
+        lifecycle_topic = settings.topic(LEAD_LIFECYCLE)
+        is_type = lambda name: (
+            lambda r: json.loads(r.value)["type"] == f"leadrouter.lifecycle.{name}"
+        )  # noqa: E731
+        # Olga's decay timer was due long ago, so it fires at once and she cools below MQL.
+        cooled = await read_topic(
+            settings.kafka_bootstrap, lifecycle_topic, 1, timeout_s=30,
+            match=is_type("score_below_threshold"),
+        )
+        assert [r.key for r in cooled] == [b"email:olga@old.example"]
+        async with httpx.AsyncClient() as client:
+            lead = lambda key: client.get(f"{scoring.url}/v1/leads/{key}")  # noqa: E731
+            ana = (await lead("email:ana@acme.example")).json()
+            assert (ana["stage"], ana["tier"], ana["score"]) == ("mql", "warm", 60)
+            assert {c["rule"] for c in ana["explanation"]} == {
+                "behaviour:demo_request",
+                "behaviour:form_submit",
+            }
+            bo = (await lead("segment_anonymous:a-1")).json()  # found by the alias it had before
+            assert bo["lead_id"] == "email:bo@beta.example"
+            assert bo["events_count"] == 3
+            assert bo["fit_score"] == 15  # VP title
+            assert bo["score"] == 35  # 15 fit + 2 x 10 pricing views
+            olga = (await lead("email:olga@old.example")).json()
+            assert (olga["stage"], olga["tier"], olga["score"]) == ("mql", "cold", 15)  # 60 / 4
+            spy = (await lead("email:spy@rival.example")).json()
+            assert spy["stage"] == "disqualified"
+            assert (await lead("email:nobody@x.example")).status_code == 404
+        became = await read_topic(
+            settings.kafka_bootstrap, lifecycle_topic, 2, match=is_type("became_mql")
+        )
+        assert sorted(r.key for r in became) == [
+            b"email:ana@acme.example",
+            b"email:olga@old.example",
+        ]
+        disqualified = await read_topic(
+            settings.kafka_bootstrap, lifecycle_topic, 1, match=is_type("disqualified")
+        )
+        assert [r.key for r in disqualified] == [b"email:spy@rival.example"]
+
+        async with sessions() as s:
+            live = await all_leads(s)
+            live_aliases = set((await s.execute(select(lead_aliases))).all())
+    finally:
+        await engine.dispose()
+
+    # Replay from the start of the topics into an empty database, through the CLI.
+    replay_db = f"leadrouter_test_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{replay_db}"')
+    try:
+        env = {**scoring.env, "LEADROUTER_DATABASE_URL": _sqlalchemy_url(replay_db)}
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.cli", "scoring", "replay"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        print(result.stderr[-3000:])
+        assert (
+            f"[replay] done: {len(STREAM) + 0} records" in result.stderr
+            or "[replay] done:" in result.stderr
+        )
+        engine = make_engine(_sqlalchemy_url(replay_db), pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                replayed = await all_leads(s)
+                replayed_aliases = set((await s.execute(select(lead_aliases))).all())
+        finally:
+            await engine.dispose()
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{replay_db}" WITH (FORCE)')
+
+    playbook = load_playbook(settings.playbook)
+    at = NOW + timedelta(days=1)
+
+    def summary(leads):
+        return {
+            lead.lead_key: (
+                lead.events_count,
+                lead.stage,
+                lead.email,
+                lead.attributes,
+                sorted(lead.hits, key=lambda h: (h.at, h.event_id, h.rule)),
+                evaluate(lead, playbook, at),
+            )
+            for lead in leads
+        }
+
+    assert summary(replayed) == summary(live)
+    assert replayed_aliases == live_aliases
+
+
+async def _eq(value, expected) -> bool:
+    return (await value) == expected
