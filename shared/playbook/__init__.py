@@ -81,12 +81,21 @@ def _line_of(node: Any, loc: tuple[Any, ...]) -> int:
 
 def summary(playbook: Playbook) -> str:
     """A readable summary of a playbook for `leadrouter playbook check`."""
-    t = playbook.taxonomy
+    t, sc = playbook.taxonomy, playbook.scoring
     out = [f"MQL threshold: {t.mql_threshold}"]
     out.append("Tiers: " + ", ".join(f"{x.name} >= {x.min_score}" for x in t.tiers))
-    out.append(f"Behaviour rules: {len(playbook.scoring.behaviour)}")
-    for rule in playbook.scoring.behaviour:
-        out.append(f"  {rule.activity}: {rule.points:+d}")
+    out.append("Stages defined: " + (", ".join(t.stages) or "none"))
+    half_life = sc.decay.half_life_days
+    out.append(f"Decay: behaviour halves every {half_life:g} days" if half_life else "Decay: none")
+    out.append(f"Fit rules: {len(sc.fit)}")
+    for rule in sc.fit:
+        effect = "disqualifies" if rule.disqualify else f"{rule.points:+d}"
+        out.append(f"  {rule.name}: {rule.attribute} -> {effect}")
+    out.append(f"Behaviour rules: {len(sc.behaviour)}")
+    for b in sc.behaviour:
+        cap = f" (at most {b.cap.points} per {b.cap.period_days:g} days)" if b.cap else ""
+        when = f" when {', '.join(b.when)} match" if b.when else ""
+        out.append(f"  {b.rule_name}: {b.activity}{when} {b.points:+d}{cap}")
     for team in playbook.routing.teams:
         out.append(f"Team {team.name}: " + ", ".join(r.name for r in team.reps))
     return "\n".join(out)

@@ -77,6 +77,24 @@ STREAM = [
     # Olga qualified 60 days ago and went quiet: decay cools her without any new event.
     event("email:olga@old.example", "demo_request", NOW - timedelta(days=60), "olga@old.example"),
     event("email:olga@old.example", "form_submit", NOW - timedelta(days=60), "olga@old.example"),
+    # Carl browses anonymously and, separately, requests a demo by email: two leads, until an
+    # identify names both, and they merge into one with the whole history.
+    event(
+        "segment_anonymous:a-2",
+        "pricing_page_view",
+        NOW - timedelta(hours=3),
+        external_ids={"segment_anonymous": "a-2"},
+    ),
+    event(
+        "email:carl@gamma.example", "demo_request", NOW - timedelta(hours=2), "carl@gamma.example"
+    ),
+    event(
+        "email:carl@gamma.example",
+        "identify",
+        NOW - timedelta(hours=1),
+        "carl@gamma.example",
+        external_ids={"segment_anonymous": "a-2"},
+    ),
     # A competitor is disqualified however keen.
     event(
         "email:spy@rival.example", "demo_request", NOW - timedelta(minutes=5), "spy@rival.example"
@@ -122,7 +140,10 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
         )  # noqa: E731
         # Olga's decay timer was due long ago, so it fires at once and she cools below MQL.
         cooled = await read_topic(
-            settings.kafka_bootstrap, lifecycle_topic, 1, timeout_s=30,
+            settings.kafka_bootstrap,
+            lifecycle_topic,
+            1,
+            timeout_s=30,
             match=is_type("score_below_threshold"),
         )
         assert [r.key for r in cooled] == [b"email:olga@old.example"]
@@ -141,14 +162,21 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
             assert bo["score"] == 35  # 15 fit + 2 x 10 pricing views
             olga = (await lead("email:olga@old.example")).json()
             assert (olga["stage"], olga["tier"], olga["score"]) == ("mql", "cold", 15)  # 60 / 4
+            carl = (await lead("segment_anonymous:a-2")).json()
+            assert (carl["lead_id"], carl["events_count"], carl["score"]) == (
+                "email:carl@gamma.example",
+                3,
+                50,
+            )
             spy = (await lead("email:spy@rival.example")).json()
             assert spy["stage"] == "disqualified"
             assert (await lead("email:nobody@x.example")).status_code == 404
         became = await read_topic(
-            settings.kafka_bootstrap, lifecycle_topic, 2, match=is_type("became_mql")
+            settings.kafka_bootstrap, lifecycle_topic, 3, match=is_type("became_mql")
         )
         assert sorted(r.key for r in became) == [
             b"email:ana@acme.example",
+            b"email:carl@gamma.example",
             b"email:olga@old.example",
         ]
         disqualified = await read_topic(
