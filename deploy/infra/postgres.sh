@@ -90,6 +90,8 @@ SELECT 'CREATE ROLE leadrouter LOGIN CREATEDB PASSWORD ''leadrouter'''
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'leadrouter')\gexec
 SELECT 'CREATE DATABASE leadrouter OWNER leadrouter'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'leadrouter')\gexec
+-- Tests drop their databases WITH (FORCE), which must be able to stop an autovacuum worker.
+GRANT pg_signal_backend TO leadrouter;
 SQL
   app_answers || die "the leadrouter database does not answer at $APP_URL"
   say "database leadrouter ready at $APP_URL"
