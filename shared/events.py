@@ -120,3 +120,21 @@ class HandoffData(BaseModel):
     reason: str | None = None
     # Set on `converted` events: the stage the lead reached (sql, opportunity or customer).
     converted_to: str | None = None
+    tier: str | None = None
+    queue: str | None = Field(None, description="Set while the lead waits in a queue")
+    previous_rep_id: str | None = None
+    accept_by: datetime | None = None
+    contact_by: datetime | None = None
+    qualifying_activity_at: datetime | None = None
+
+
+FEEDBACK_PREFIX = "leadrouter.feedback."
+
+
+class FeedbackData(BaseModel):
+    """The `data` of a sales-feedback event (type leadrouter.feedback.<action>)."""
+
+    handoff_id: str
+    rep_id: str | None = None
+    reason: str | None = None
+    converted_to: str | None = None

@@ -53,8 +53,8 @@ class Runtime:
         """Fire durable timers of these kinds through their handlers once started."""
         self._timer_handlers = handlers
 
-    def _committed(self) -> None:
-        """After a transaction: publish its outbox rows, re-read the next timer due time."""
+    def committed(self) -> None:
+        """Call after a transaction: publish its outbox rows, re-read the next timer due time."""
         if self.relay:
             self.relay.wake()
         if self.timers:
@@ -77,9 +77,7 @@ class Runtime:
                 idle_poll_s=s.outbox_idle_poll_s,
             )
         if self._timer_handlers:
-            self.timers = TimerRunner(
-                self.sessions, self._timer_handlers, on_commit=self._committed
-            )
+            self.timers = TimerRunner(self.sessions, self._timer_handlers, on_commit=self.committed)
         if self._subscription:
             topics, group_id, handler = self._subscription
             self.consumer = TransactionalConsumer(
@@ -90,7 +88,7 @@ class Runtime:
                 sessions=self.sessions,
                 handler=handler,
                 relay=self.service,
-                on_commit=self._committed,
+                on_commit=self.committed,
                 batch_max=s.consumer_batch_max,
                 poll_timeout_ms=s.consumer_poll_timeout_ms,
                 max_retries=s.consumer_max_retries,

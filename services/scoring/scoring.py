@@ -28,6 +28,7 @@ STAGE_RANK = {
 QUALIFIABLE = {"subscriber", "lead", "recycled"}
 STAGE_LEAD = "lead"
 STAGE_MQL = "mql"
+BECAME_LEAD = "became_lead"
 BECAME_MQL = "became_mql"
 TIER_CHANGED = "tier_changed"
 BELOW_THRESHOLD = "score_below_threshold"
@@ -169,7 +170,10 @@ def apply_activity(
         events_count=state.events_count + 1,
         last_activity_at=max(last, activity.occurred_at) if last else activity.occurred_at,
     )
-    return rescore(state, updated, playbook, at, may_qualify=True)
+    updated, transitions = rescore(state, updated, playbook, at, may_qualify=True)
+    if state.events_count == 0:  # the funnel counts leads from this
+        transitions.insert(0, Transition(BECAME_LEAD, state.stage, updated.stage, at))
+    return updated, transitions
 
 
 def rescore(

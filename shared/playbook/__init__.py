@@ -7,7 +7,7 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from shared.playbook.base import Section
-from shared.playbook.routing import Rep, Routing, Team
+from shared.playbook.routing import Rep, Routing, Sla, Team
 from shared.playbook.scoring import BehaviourRule, Scoring
 from shared.playbook.taxonomy import Taxonomy, Tier
 
@@ -18,13 +18,17 @@ class Playbook(Section):
     taxonomy: Taxonomy
     scoring: Scoring
     routing: Routing
+    sla: Sla = Sla()
 
     @model_validator(mode="after")
-    def _unique_reps(self) -> "Playbook":
+    def _consistent(self) -> "Playbook":
         ids = [rep.id for team in self.routing.teams for rep in team.reps]
         duplicated = sorted({i for i in ids if ids.count(i) > 1})
         if duplicated:
             raise ValueError(f"rep ids must be unique across teams; repeated: {duplicated}")
+        unknown = sorted(set(self.sla.tiers) - {t.name for t in self.taxonomy.tiers})
+        if unknown:
+            raise ValueError(f"sla.tiers names unknown tiers {unknown}")
         return self
 
 
@@ -96,8 +100,19 @@ def summary(playbook: Playbook) -> str:
         cap = f" (at most {b.cap.points} per {b.cap.period_days:g} days)" if b.cap else ""
         when = f" when {', '.join(b.when)} match" if b.when else ""
         out.append(f"  {b.rule_name}: {b.activity}{when} {b.points:+d}{cap}")
+    for rule in playbook.routing.rules:
+        out.append(
+            f"Routing rule {rule.name}: "
+            + (", ".join(rule.when) or "any lead")
+            + f" -> {rule.team}"
+        )
     for team in playbook.routing.teams:
         out.append(f"Team {team.name}: " + ", ".join(r.name for r in team.reps))
+    for tier, policy in playbook.sla.tiers.items():
+        out.append(
+            f"SLA {tier}: accept within {policy.accept_minutes:g} min, "
+            f"first contact within {policy.contact_minutes:g} min"
+        )
     return "\n".join(out)
 
 

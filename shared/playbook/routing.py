@@ -1,8 +1,40 @@
-"""Routing: teams and their reps."""
+"""Routing and SLAs: which team gets a lead, which rep, and how fast they must act."""
 
-from pydantic import Field
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
 
 from shared.playbook.base import Section
+from shared.playbook.scoring import Condition
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class WorkingHours(Section):
+    """When a rep takes leads, in their own time zone."""
+
+    timezone: str = "UTC"
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
+    start: time = time(0, 0)
+    end: time = time(23, 59, 59)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        unknown = [d for d in value if d not in WEEKDAYS]
+        if unknown:
+            raise ValueError(f"unknown days {unknown}; use {list(WEEKDAYS)}")
+        return value
 
 
 class Rep(Section):
@@ -11,13 +43,63 @@ class Rep(Section):
     id: str
     name: str
     email: str | None = None
-    weight: int = Field(1, ge=1)
+    weight: int = Field(1, ge=1, description="Share of leads relative to teammates")
+    capacity: int = Field(25, ge=1, description="Most open handoffs at once")
+    working_hours: WorkingHours | None = Field(None, description="None: any time")
 
 
 class Team(Section):
     name: str
     reps: list[Rep] = Field(min_length=1)
+    manager_queue: str | None = Field(
+        None, description="Where escalations go; default <team>-manager"
+    )
+    fallback_queue: str | None = Field(None, description="Where leads wait when no rep is eligible")
+
+
+class RoutingRule(Section):
+    """Leads whose attributes (and tier) all match go to `team`; the first matching rule wins."""
+
+    name: str
+    team: str
+    when: dict[str, Condition] = Field(default_factory=dict)
 
 
 class Routing(Section):
     teams: list[Team] = Field(min_length=1)
+    rules: list[RoutingRule] = Field(default_factory=list)
+    accounts: dict[str, str] = Field(
+        default_factory=dict, description="Email domain -> owning rep id (account ownership first)"
+    )
+
+    @model_validator(mode="after")
+    def _known_names(self) -> "Routing":
+        teams = {t.name for t in self.teams}
+        reps = {r.id for t in self.teams for r in t.reps}
+        bad_teams = sorted({r.team for r in self.rules} - teams)
+        if bad_teams:
+            raise ValueError(f"rules name unknown teams {bad_teams}")
+        bad_owners = sorted(set(self.accounts.values()) - reps)
+        if bad_owners:
+            raise ValueError(f"accounts name unknown reps {bad_owners}")
+        return self
+
+
+class SlaPolicy(Section):
+    """How fast a lead of one tier must be accepted and first contacted."""
+
+    accept_minutes: float = Field(gt=0)
+    contact_minutes: float = Field(gt=0)
+
+
+class Sla(Section):
+    """SLA clocks: per-tier deadlines, the early warning, escalation and reject reasons."""
+
+    tiers: dict[str, SlaPolicy] = Field(default_factory=dict)
+    warning_at: float = Field(0.6, gt=0, lt=1, description="Warn at this share of the accept time")
+    max_reassignments: int = Field(
+        2, ge=0, description="Breaches reassign this often, then escalate"
+    )
+    reject_reasons: list[str] = Field(
+        default_factory=lambda: ["not_a_fit", "no_budget", "wrong_contact", "duplicate"]
+    )

@@ -1,39 +1,57 @@
 from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.handoff.routing import RepLoad, route_lead
+from services.handoff.lifecycle import InvalidFeedback, deadlines, next_status
+from services.handoff.routing import RepLoad, ledger_on_return, route_lead
+from shared.playbook import load_playbook
+from shared.playbook.routing import WorkingHours
+from shared.settings import REPO_ROOT
+
+PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
+MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 
 
-def rotate(reps: list[RepLoad], leads: int) -> Counter[str]:
+def sales(*names, **overrides):
+    return [RepLoad(f"rep-{n}", n, "sales", 1, 0, **overrides) for n in names]
+
+
+def route(
+    reps,
+    lead="email:x@y.example",
+    email="x@y.example",
+    attributes=None,
+    tier="hot",
+    now=MONDAY_NOON,
+    exclude=frozenset(),
+):
+    return route_lead(lead, email, attributes or {}, tier, reps, PLAYBOOK, now, exclude)
+
+
+def rotate(reps, leads):
     """Route `leads` leads, advancing the ledger as the handoff service does."""
     counts: Counter[str] = Counter()
     for i in range(leads):
-        decision = route_lead(f"email:lead{i}@x.example", "sales", reps)
+        decision = route(reps, lead=f"email:lead{i}@x.example")
         assert decision.rep_id is not None
         counts[decision.rep_id] += 1
         reps = [
-            RepLoad(
-                r.rep_id,
-                r.name,
-                r.team,
-                r.weight,
-                r.assigned_total + (r.rep_id == decision.rep_id),
-                r.active,
-            )
+            replace(r, assigned_total=r.assigned_total + (r.rep_id == decision.rep_id))
             for r in reps
         ]
     return counts
 
 
 def test_equal_weights_share_leads_evenly():
-    reps = [RepLoad(f"rep-{n}", n, "sales", 1, 0) for n in "abc"]
-    assert sorted(rotate(reps, 30).values()) == [10, 10, 10]
+    assert sorted(rotate(sales("a", "b", "c"), 30).values()) == [10, 10, 10]
 
 
 @given(st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=5))
-def test_weighted_rotation_keeps_every_rep_within_one_lead_of_their_share(weights):
+def test_weighted_rotation_keeps_every_rep_within_their_weight_of_their_share(weights):
     reps = [RepLoad(f"rep-{i}", str(i), "sales", w, 0) for i, w in enumerate(weights)]
     leads = 12 * sum(weights)
     counts = rotate(reps, leads)
@@ -42,24 +60,116 @@ def test_weighted_rotation_keeps_every_rep_within_one_lead_of_their_share(weight
         assert abs(counts[rep.rep_id] - share) <= rep.weight
 
 
-def test_inactive_and_other_team_reps_are_skipped():
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(1, 5)), min_size=1, max_size=6))
+def test_nobody_at_capacity_or_out_of_office_gets_a_lead(loads):
     reps = [
-        RepLoad("rep-a", "A", "sales", 1, 0, active=False),
-        RepLoad("rep-b", "B", "partners", 1, 0),
-        RepLoad("rep-c", "C", "sales", 1, 99),
+        RepLoad(
+            f"rep-{i}",
+            str(i),
+            "sales",
+            1,
+            0,
+            open_handoffs=open_,
+            capacity=cap,
+            available=i % 3 != 2,
+        )
+        for i, (open_, cap) in enumerate(loads)
     ]
-    assert route_lead("email:x@y.example", "sales", reps).rep_id == "rep-c"
+    decision = route(reps)
+    eligible = {r.rep_id for r in reps if r.open_handoffs < r.capacity and r.available}
+    assert decision.rep_id in eligible if eligible else decision.rep_id is None
+    assert set(decision.skipped) == {r.rep_id for r in reps} - eligible
+
+
+def test_account_owner_comes_first_unless_unavailable():
+    dora = RepLoad("rep-dora", "Dora", "enterprise", 2, 100)
+    reps = [*sales("a"), dora]
+    assert route(reps, email="cto@bigco.example").rule == "account owner"
+    away = route([*sales("a"), replace(dora, available=False)], email="cto@bigco.example")
+    assert away.rep_id == "rep-a"
+    assert away.skipped["rep-dora"] == "account owner, but out of office"
+
+
+def test_rules_pick_the_team_in_order():
+    reps = [*sales("a"), RepLoad("rep-eli", "Eli", "enterprise", 1, 0)]
+    big = route(reps, attributes={"company_size": 5000})
+    assert (big.rep_id, big.team, big.rule) == ("rep-eli", "enterprise", "enterprise")
+    assert route(reps, attributes={"company_size": 20}).team == "sales"
+
+
+def test_working_hours_in_the_reps_time_zone():
+    berlin = WorkingHours(timezone="Europe/Berlin", days=["mon"], start="09:00", end="17:00")
+    reps = sales("a", working_hours=berlin)
+    assert route(reps, now=MONDAY_NOON).rep_id == "rep-a"  # 13:00 in Berlin
+    assert route(reps, now=MONDAY_NOON.replace(hour=17)).rep_id is None  # 18:00 in Berlin
+    assert route(reps, now=MONDAY_NOON + timedelta(days=1)).skipped == {
+        "rep-a": "outside working hours"
+    }
 
 
 def test_no_eligible_rep_queues_the_lead_and_says_why():
-    decision = route_lead(
-        "email:x@y.example", "sales", [RepLoad("rep-a", "A", "sales", 1, 0, active=False)]
-    )
+    decision = route(sales("a", active=False))
     assert decision.rep_id is None
-    assert "no active rep" in decision.reason
+    assert decision.skipped == {"rep-a": "not in the roster"}
+    assert "queued" in decision.reason
+
+
+def test_a_reassignment_skips_reps_who_had_the_lead():
+    decision = route(sales("a", "b"), exclude=frozenset({"rep-a"}))
+    assert decision.rep_id == "rep-b"
+    assert decision.skipped == {"rep-a": "had this lead already"}
 
 
 def test_ties_are_not_always_won_by_the_same_rep():
-    reps = [RepLoad(f"rep-{n}", n, "sales", 1, 0) for n in "abcdef"]
-    winners = {route_lead(f"email:{i}@x.example", "sales", reps).rep_id for i in range(50)}
-    assert len(winners) > 1
+    reps = sales(*"abcdef")
+    assert len({route(reps, lead=f"email:{i}@x.example").rep_id for i in range(50)}) > 1
+
+
+def test_a_rep_back_from_absence_is_not_flooded():
+    reps = [
+        RepLoad("rep-a", "a", "sales", 1, 3),
+        RepLoad("rep-b", "b", "sales", 1, 40),
+        RepLoad("rep-c", "c", "sales", 2, 90),
+    ]
+    assert ledger_on_return(reps[0], reps) == 40
+    back = [replace(reps[0], assigned_total=40), *reps[1:]]
+    counts = rotate(back, 10)
+    assert counts["rep-a"] <= 6
+
+
+def test_sla_deadlines_per_tier():
+    clock = deadlines("hot", MONDAY_NOON, PLAYBOOK)
+    assert clock.accept_by == MONDAY_NOON + timedelta(minutes=5)
+    assert clock.warn_at == MONDAY_NOON + timedelta(minutes=3)
+    assert clock.contact_by == MONDAY_NOON + timedelta(minutes=15)
+    assert deadlines("lukewarm", MONDAY_NOON, PLAYBOOK) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "reason", "converted_to", "expected"),
+    [
+        ("assigned", "accept", None, None, "accepted"),
+        ("accepted", "contact", None, None, "contacted"),
+        ("assigned", "contact", None, None, "contacted"),
+        ("contacted", "reject", "no_budget", None, "rejected"),
+        ("contacted", "convert", None, "opportunity", "converted"),
+    ],
+)
+def test_feedback_moves_a_handoff(status, action, reason, converted_to, expected):
+    assert next_status(status, action, PLAYBOOK, reason, converted_to) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "reason", "converted_to", "code"),
+    [
+        ("converted", "accept", None, None, 409),
+        ("rejected", "contact", None, None, 409),
+        ("assigned", "convert", None, "sql", 409),
+        ("assigned", "reject", "because", None, 422),
+        ("accepted", "convert", None, "lead", 422),
+    ],
+)
+def test_invalid_feedback_is_refused(status, action, reason, converted_to, code):
+    with pytest.raises(InvalidFeedback) as err:
+        next_status(status, action, PLAYBOOK, reason, converted_to)
+    assert err.value.status == code

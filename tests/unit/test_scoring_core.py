@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.scoring import (
+    BECAME_LEAD,
     BECAME_MQL,
     BELOW_THRESHOLD,
     DISQUALIFIED,
@@ -60,7 +61,7 @@ def test_demo_request_and_form_make_a_hot_mql_once():
     state, transitions = fold([("demo_request", 0), ("form_submit", 1), ("demo_request", 2)])
     assert state.score.total == 100
     assert (state.stage, state.tier) == ("mql", "hot")
-    assert transitions == [BECAME_MQL, TIER_CHANGED, TIER_CHANGED]  # cold -> warm -> hot
+    assert transitions == [BECAME_LEAD, BECAME_MQL, TIER_CHANGED, TIER_CHANGED]  # cold->warm->hot
     assert state.explanation()[0] == {"rule": "behaviour:demo_request", "points": 80.0}
 
 
@@ -88,7 +89,7 @@ def test_a_competitor_is_disqualified_and_never_becomes_an_mql():
         )
         names += [t.name for t in transitions]
     assert state.stage == "disqualified"
-    assert names == [DISQUALIFIED]
+    assert names == [BECAME_LEAD, DISQUALIFIED]
 
 
 def test_behaviour_halves_every_half_life_after_the_activity():
