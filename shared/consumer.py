@@ -83,6 +83,7 @@ class TransactionalConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._max_retries = max_retries
         self._stopping = asyncio.Event()
+        self.joined = False  # True once the group gave this member its partitions
         self._standalone = standalone
         self._bootstrap = bootstrap
         # Export every outcome at 0 from the start, so increase() sees the first dead letter.
@@ -143,6 +144,7 @@ class TransactionalConsumer:
             else:
                 await self.consumer.seek_to_beginning(tp)
         log.info("%s assigned %s, stored offsets %s", self.name, sorted(partitions), stored)
+        self.joined = True
 
     def request_stop(self) -> None:
         """Finish the batch in hand, then return from run()."""

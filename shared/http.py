@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.metrics import BUILD_INFO
+
 PROBLEM_JSON = "application/problem+json"
 
 ReadinessCheck = Callable[[FastAPI], Awaitable[str | None]]
@@ -91,6 +93,7 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app with the shared error path, /healthz, /readyz and /metrics."""
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
+    BUILD_INFO.info({"version": app.version, "service": title.removeprefix("leadrouter ")})
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

@@ -34,6 +34,7 @@ OUTBOX_PUBLISHED = Counter(
     "Outbox rows published to Kafka",
     ["relay", "topic"],
 )
+OUTBOX_BACKLOG = Gauge("leadrouter_outbox_backlog_rows", "Outbox rows not yet published", ["relay"])
 OUTBOX_OLDEST_AGE = Gauge(
     "leadrouter_outbox_oldest_age_seconds",
     "Age of the oldest unpublished outbox row (0 when empty)",

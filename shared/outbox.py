@@ -115,6 +115,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 metrics.OUTBOX_OLDEST_AGE.labels(self.relay).set(0)
+                metrics.OUTBOX_BACKLOG.labels(self.relay).set(0)
                 return 0
             sends = [
                 await self._producer.send(
@@ -127,6 +128,10 @@ class OutboxRelay:
             ]
             await asyncio.gather(*sends)
             await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+            backlog = await session.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.relay == self.relay)
+            )
+            metrics.OUTBOX_BACKLOG.labels(self.relay).set(backlog or 0)
             oldest_age_s = await session.scalar(
                 select(func.extract("epoch", func.now() - func.min(outbox.c.created_at))).where(
                     outbox.c.relay == self.relay

@@ -159,6 +159,8 @@ class Runtime:
             return f"postgres unreachable: {exc.__class__.__name__}"
         if not await kafka_reachable(self.settings):
             return f"kafka unreachable at {self.settings.kafka_bootstrap}"
+        if self.consumer and not self.consumer.joined:
+            return "consumer has not joined its group yet (starting, or Kafka is rebalancing)"
         for task in self._tasks.values():
             if task.done():
                 return f"background task {task.get_name()} stopped"

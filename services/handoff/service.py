@@ -64,7 +64,16 @@ SPEED_TO_LEAD = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400),
 )
 OPEN_HANDOFFS = Gauge("leadrouter_handoffs_open", "Open handoffs, by tier", ["tier"])
-QUEUED = Gauge("leadrouter_handoff_queue_size", "Leads waiting in a queue, by queue", ["queue"])
+QUEUED = Gauge(
+    "leadrouter_handoff_queue_size",
+    "Leads waiting in a queue, by queue and tier",
+    ["queue", "tier"],
+)
+SLA_OUTCOMES = Counter(
+    "leadrouter_sla_outcomes_total",
+    "Accept SLA outcomes: met (accepted in time) or breached; attainment is met / all",
+    ["team", "tier", "outcome"],
+)
 FEEDBACK_REFUSED = Counter(
     "leadrouter_feedback_refused_total",
     "Sales feedback that did not apply (unknown handoff, wrong state)",
@@ -84,6 +93,10 @@ class HandoffService:
         self.handoffs_topic = handoffs_topic
         self.feedback_topic = feedback_topic
         self.teams = {t.name: t for t in playbook.routing.teams}
+        for team in self.teams:  # exported at 0 from the start, so ratios and increase() work
+            for tier in playbook.sla.tiers:
+                for outcome in ("met", "breached"):
+                    SLA_OUTCOMES.labels(team, tier, outcome)
 
     # -- consumer ---------------------------------------------------------------------------
 
@@ -201,6 +214,7 @@ class HandoffService:
             return
         cause = f"breach:{timer.due_at.isoformat()}"
         SLA_BREACHES.labels(handoff["team"], handoff["tier"], "accept").inc()
+        SLA_OUTCOMES.labels(handoff["team"], handoff["tier"], "breached").inc()
         await repository.update_handoff(session, timer.key, breached=True)
         handoff["breached"] = True
         await self._publish(session, handoff, "sla_breached", cause=cause)
@@ -277,6 +291,14 @@ class HandoffService:
             handoff["status"], action, self.playbook, feedback.reason, feedback.converted_to
         )
         values: dict[str, Any] = {"status": status}
+        if (
+            action in {"accept", "contact"}
+            and handoff["accepted_at"] is None
+            and handoff["accept_by"]
+        ):
+            met = now <= handoff["accept_by"] and not handoff["breached"]
+            if met:  # a breach was counted when its timer fired
+                SLA_OUTCOMES.labels(handoff["team"], handoff["tier"], "met").inc()
         if action == "accept":
             values["accepted_at"] = now
             TIME_TO_ACCEPT.labels(handoff["tier"]).observe(
@@ -363,14 +385,15 @@ class HandoffService:
         for tier in self.playbook.taxonomy.tiers:
             OPEN_HANDOFFS.labels(tier.name).set(counts.get(tier.name, 0))
         rows = await session.execute(
-            select(repository.handoffs.c.queue, func.count())
+            select(repository.handoffs.c.queue, repository.handoffs.c.tier, func.count())
             .where(repository.handoffs.c.status.in_(["queued", "escalated"]))
-            .group_by(repository.handoffs.c.queue)
+            .group_by(repository.handoffs.c.queue, repository.handoffs.c.tier)
         )
-        queued = dict(rows.all())
+        queued = {(queue, tier): count for queue, tier, count in rows.all()}
         for team in self.playbook.routing.teams:
             for queue in (
                 team.fallback_queue or f"{team.name}-queue",
                 team.manager_queue or f"{team.name}-manager",
             ):
-                QUEUED.labels(queue).set(queued.get(queue, 0))
+                for tier in self.playbook.taxonomy.tiers:
+                    QUEUED.labels(queue, tier.name).set(queued.get((queue, tier.name), 0))

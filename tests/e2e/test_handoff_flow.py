@@ -163,6 +163,9 @@ async def test_sla_warning_breach_reassignment_then_escalation(settings, service
         metrics = (await client.get(f"{service.url}/metrics")).text
         funnel = (await client.get(f"{service.url}/v1/funnel")).json()
     assert 'leadrouter_sla_breaches_total{clock="accept",team="sales",tier="hot"} 2.0' in metrics
-    assert 'leadrouter_handoff_queue_size{queue="sales-manager"} 1.0' in metrics
+    assert 'leadrouter_handoff_queue_size{queue="sales-manager",tier="hot"} 1.0' in metrics
+    assert (
+        'leadrouter_sla_outcomes_total{outcome="breached",team="sales",tier="hot"} 2.0' in metrics
+    )
     assert funnel["breaches_by_team"] == {"sales": 1}
     assert funnel["sla_attainment"] == 0.0

@@ -113,6 +113,11 @@ async def test_prometheus_sees_the_pipeline_and_fires_the_dead_letter_alert(
                 "ingest's accepted events",
             )
             assert accepted_events
+            # The SLA side: the warm lead is an open handoff, and SLA outcomes are exported.
+            assert await eventually(
+                lambda: query('leadrouter_handoffs_open{tier="warm"} == 1'), 30, "open handoffs"
+            )
+            assert await query("count(leadrouter_sla_outcomes_total) > 0")
             firing = await eventually(
                 lambda: query('ALERTS{alertname="LeadrouterDeadLetters", alertstate="firing"}'),
                 60,
