@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from shared.events import LEAD_ACTIVITY, CloudEvent
+from shared.kafka import ensure_topics, make_producer
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -31,6 +32,20 @@ def activity_event(email: str, kind: str, n: int = 0, event_id: str | None = Non
             },
         },
     )
+
+
+async def publish(settings: Any, topic: str, events: list[CloudEvent]) -> None:
+    """Publish events to a leadrouter topic (short name, e.g. "lead-events"), keyed by subject."""
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                settings.topic(topic), event.to_bytes(), key=event.subject.encode()
+            )
+    finally:
+        await producer.stop()
 
 
 async def eventually(

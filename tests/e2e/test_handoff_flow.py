@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from shared.events import CloudEvent, LifecycleData
-from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK, ensure_topics, make_producer
+from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
 from shared.settings import REPO_ROOT
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, publish, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +36,6 @@ def became_mql(email: str, tier: str = "hot", attributes=None, event_id=None) ->
     )
 
 
-async def send(settings, topic, *events):
-    await ensure_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for e in events:
-            await producer.send_and_wait(
-                settings.topic(topic), e.to_bytes(), key=e.subject.encode()
-            )
-    finally:
-        await producer.stop()
-
-
 async def handoff_for(client, url, email):
     async def find():
         rows = (await client.get(f"{url}/v1/handoffs")).json()
@@ -64,8 +51,8 @@ def types_of(records):
 async def test_feedback_over_http_and_kafka_and_idempotent_routing(settings, services):
     handoff = await services["handoff"].start()
     redelivered = became_mql("ana@acme.example")
-    await send(
-        settings, LEAD_LIFECYCLE, redelivered, redelivered, became_mql("bo@beta.example", "warm")
+    await publish(
+        settings, LEAD_LIFECYCLE, [redelivered, redelivered, became_mql("bo@beta.example", "warm")]
     )
     async with httpx.AsyncClient() as client:
         ana = await handoff_for(client, handoff.url, "ana@acme.example")
@@ -96,7 +83,7 @@ async def test_feedback_over_http_and_kafka_and_idempotent_routing(settings, ser
             subject=bo["lead_key"],
             data={"handoff_id": bo["handoff_id"], "rep_id": bo["rep_id"]},
         )
-        await send(settings, SALES_FEEDBACK, feedback)
+        await publish(settings, SALES_FEEDBACK, [feedback])
 
         async def bo_accepted():
             return (await client.get(f"{handoff.url}/v1/handoffs/{bo['handoff_id']}")).json()[
@@ -136,7 +123,7 @@ async def test_sla_warning_breach_reassignment_then_escalation(settings, service
     service = services["handoff"]
     service.env["LEADROUTER_PLAYBOOK"] = str(path)
     await service.start()
-    await send(settings, LEAD_LIFECYCLE, became_mql("slow@acme.example"))
+    await publish(settings, LEAD_LIFECYCLE, [became_mql("slow@acme.example")])
     expected = [
         "assigned",
         "sla_warning",

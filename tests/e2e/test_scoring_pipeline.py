@@ -15,10 +15,10 @@ from services.scoring.repository import all_leads, lead_aliases
 from services.scoring.scoring import evaluate
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
 from shared.events import LEAD_ACTIVITY, CloudEvent
-from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE, ensure_topics, make_producer
+from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import load_playbook
 from tests.conftest import _admin, _sqlalchemy_url
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, publish, read_topic
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -107,19 +107,6 @@ def of_type(transition):
     return lambda r: json.loads(r.value)["type"] == f"leadrouter.lifecycle.{transition}"
 
 
-async def publish(settings, events):
-    await ensure_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for e in events:
-            await producer.send_and_wait(
-                settings.topic(LEAD_EVENTS), e.to_bytes(), key=e.subject.encode()
-            )
-    finally:
-        await producer.stop()
-
-
 async def consumed(sessions, topic) -> int:
     async with sessions() as s:
         return await s.scalar(
@@ -130,7 +117,7 @@ async def consumed(sessions, topic) -> int:
 
 
 async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(settings, services):
-    await publish(settings, STREAM)
+    await publish(settings, LEAD_EVENTS, STREAM)
     scoring = await services["scoring"].start()
     engine = make_engine(settings.database_url, pool_size=2)
     sessions = make_sessionmaker(engine)
