@@ -1,9 +1,11 @@
 """Pure handoff lifecycle: SLA deadlines and which feedback moves a handoff where."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from shared.playbook import Playbook
+from shared.playbook.routing import WEEKDAYS, WorkingHours
 
 OPEN = {"assigned", "accepted", "contacted"}
 # action -> (statuses it may follow, status it leads to)
@@ -34,17 +36,47 @@ class Deadlines:
     contact_by: datetime
 
 
-def deadlines(tier: str, assigned_at: datetime, playbook: Playbook) -> Deadlines | None:
-    """The SLA clock of a handoff of this tier started at `assigned_at` (None: no SLA)."""
+def deadlines(
+    tier: str, assigned_at: datetime, playbook: Playbook, hours: WorkingHours | None = None
+) -> Deadlines | None:
+    """The SLA clock of a handoff of this tier started at `assigned_at` (None: no SLA).
+
+    With `sla.working_hours_only` and the rep's working hours, only minutes inside those
+    hours count (a lead assigned on Friday evening is due on Monday morning).
+    """
     policy = playbook.sla.tiers.get(tier)
     if policy is None:
         return None
-    accept = timedelta(minutes=policy.accept_minutes)
+    counting = hours if playbook.sla.working_hours_only else None
+
+    def after(minutes: float) -> datetime:
+        return add_working_time(assigned_at, timedelta(minutes=minutes), counting)
+
     return Deadlines(
-        warn_at=assigned_at + accept * playbook.sla.warning_at,
-        accept_by=assigned_at + accept,
-        contact_by=assigned_at + timedelta(minutes=policy.contact_minutes),
+        warn_at=after(policy.accept_minutes * playbook.sla.warning_at),
+        accept_by=after(policy.accept_minutes),
+        contact_by=after(policy.contact_minutes),
     )
+
+
+def add_working_time(start: datetime, duration: timedelta, hours: WorkingHours | None) -> datetime:
+    """`start` plus `duration`, counting only time inside the working hours (None: all time)."""
+    if hours is None:
+        return start + duration
+    zone = ZoneInfo(hours.timezone)
+    local = start.astimezone(zone)
+    left = duration
+    for _ in range(366 * 2):  # a bounded walk, day by day
+        day = local.date()
+        opens = datetime.combine(day, hours.start, zone)
+        closes = datetime.combine(day, hours.end, zone)
+        if WEEKDAYS[day.weekday()] in hours.days and local < closes:
+            begin = max(local, opens)
+            if begin + left <= closes:
+                return (begin + left).astimezone(start.tzinfo)
+            left -= closes - begin
+        local = datetime.combine(day + timedelta(days=1), time(0), zone)
+    raise ValueError("working hours leave no time to count within two years")
 
 
 def next_status(

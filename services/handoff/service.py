@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import repository
 from services.handoff.lifecycle import OPEN, InvalidFeedback, deadlines, next_status
-from services.handoff.routing import route_lead
+from services.handoff.routing import RepLoad, route_lead
 from shared import outbox, timers
 from shared.consumer import Delivered
 from shared.events import (
@@ -25,6 +25,7 @@ from shared.events import (
     derived_event_id,
 )
 from shared.playbook import Playbook
+from shared.playbook.routing import WorkingHours
 from shared.timers import Timer
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ FEEDBACK_REFUSED = Counter(
     "Sales feedback that did not apply (unknown handoff, wrong state)",
     ["action"],
 )
+
+
+def hours_of(reps: list[RepLoad], rep_id: str | None) -> WorkingHours | None:
+    """A rep's working hours, if they have any."""
+    return next((r.working_hours for r in reps if r.rep_id == rep_id), None)
 
 
 class HandoffNotFound(LookupError):
@@ -139,7 +145,8 @@ class HandoffService:
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
         queue = None if decision.rep_id else (team.fallback_queue or f"{team.name}-queue")
-        clock = deadlines(tier, now, self.playbook) if decision.rep_id else None
+        hours = hours_of(reps, decision.rep_id)
+        clock = deadlines(tier, now, self.playbook, hours) if decision.rep_id else None
         created = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
@@ -235,7 +242,7 @@ class HandoffService:
             )
         team = self.teams[handoff["team"]]
         if decision and decision.rep_id:
-            clock = deadlines(handoff["tier"], now, self.playbook)
+            clock = deadlines(handoff["tier"], now, self.playbook, hours_of(reps, decision.rep_id))
             values = dict(
                 rep_id=decision.rep_id,
                 team=decision.team,

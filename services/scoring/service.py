@@ -154,7 +154,7 @@ class ScoringHandler:
         state = states.pop(survivor_of(keys))
         for other in sorted(keys - {state.lead_key}):
             state = merge(state, states.pop(other), self.playbook)
-            log.info("merged two leads", extra={"lead_id": state.lead_key})
+            log.debug("merged two leads", extra={"lead_id": state.lead_key})
         for old in keys - {canonical}:
             absorbed.add(old)
             stored = await repository.aliases_of(session, [old])

@@ -100,6 +100,9 @@ class Sla(Section):
     max_reassignments: int = Field(
         2, ge=0, description="Breaches reassign this often, then escalate"
     )
+    working_hours_only: bool = Field(
+        False, description="Count SLA minutes only inside the assigned rep's working hours"
+    )
     reject_reasons: list[str] = Field(
         default_factory=lambda: ["not_a_fit", "no_budget", "wrong_contact", "duplicate"]
     )

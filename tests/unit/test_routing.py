@@ -173,3 +173,45 @@ def test_invalid_feedback_is_refused(status, action, reason, converted_to, code)
     with pytest.raises(InvalidFeedback) as err:
         next_status(status, action, PLAYBOOK, reason, converted_to)
     assert err.value.status == code
+
+
+def test_sla_minutes_can_count_only_working_hours():
+    from services.handoff.lifecycle import add_working_time
+
+    hours = WorkingHours(
+        timezone="Europe/Berlin",
+        days=["mon", "tue", "wed", "thu", "fri"],
+        start="09:00",
+        end="17:00",
+    )
+    friday_1630_berlin = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
+    due = add_working_time(friday_1630_berlin, timedelta(minutes=60), hours)
+    assert due == datetime(2026, 11, 30, 8, 30, tzinfo=UTC)  # Monday 09:30 in Berlin
+    saturday = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert add_working_time(saturday, timedelta(minutes=5), hours) == datetime(
+        2026, 11, 30, 8, 5, tzinfo=UTC
+    )
+    assert add_working_time(saturday, timedelta(minutes=5), None) == saturday + timedelta(minutes=5)
+    playbook = PLAYBOOK.model_copy(
+        update={"sla": PLAYBOOK.sla.model_copy(update={"working_hours_only": True})}
+    )
+    clock = deadlines("warm", friday_1630_berlin, playbook, hours)
+    assert clock.accept_by == datetime(2026, 11, 30, 8, 30, tzinfo=UTC)
+    assert clock.warn_at == datetime(2026, 11, 30, 8, 6, tzinfo=UTC)  # 30 min Friday, 6 Monday
+
+
+@given(st.integers(0, 60 * 24 * 14), st.integers(1, 60 * 40))
+def test_working_time_never_ends_outside_working_hours_and_grows_with_the_duration(
+    start_min, minutes
+):
+    from services.handoff.lifecycle import add_working_time
+    from services.handoff.routing import in_working_hours
+
+    hours = WorkingHours(
+        timezone="America/New_York", days=["mon", "wed", "fri"], start="08:00", end="12:00"
+    )
+    start = MONDAY_NOON + timedelta(minutes=start_min)
+    due = add_working_time(start, timedelta(minutes=minutes), hours)
+    assert in_working_hours(hours, due)
+    assert due >= start + timedelta(minutes=minutes)
+    assert add_working_time(start, timedelta(minutes=minutes + 1), hours) > due
