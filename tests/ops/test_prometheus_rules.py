@@ -46,3 +46,8 @@ def test_every_alert_has_a_unit_test_and_a_runbook():
     for name, rule in alerts.items():
         assert rule["annotations"].get("runbook"), f"{name} has no runbook"
         assert rule["labels"]["severity"] in {"page", "ticket"}
+
+
+def test_the_shipped_prometheus_config_is_valid():
+    result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -62,3 +62,24 @@ def test_compose_prometheus_scrapes_every_service():
     assert targets == {
         f"{name}:{getattr(defaults, field)}" for name, (_, field, _) in SERVICES.items()
     }
+
+
+def test_compose_wires_prometheus_rules_alertmanager_and_grafana():
+    config = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    assert list((REPO_ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
+    (manager,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert manager.split(":")[0] in COMPOSE["services"]
+    routing = yaml.safe_load(
+        (REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text()
+    )
+    receivers = {r["name"] for r in routing["receivers"]}
+    assert routing["route"]["receiver"] in receivers
+    assert {r["receiver"] for r in routing["route"]["routes"]} <= receivers
+    grafana = COMPOSE["services"]["grafana"]
+    for volume in grafana["volumes"]:
+        assert (REPO_ROOT / volume.split(":")[0]).exists()
+    datasource = yaml.safe_load(
+        (REPO_ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
