@@ -251,24 +251,46 @@ async def test_kafka_down_gives_503_and_the_retry_is_counted_once(settings, serv
         await eventually(retried, 60, "ingest to accept again once Kafka is back")
         assert await retried()  # the platform retries once more, for good measure
 
-        topic = settings.topic(LEAD_EVENTS)
-        copies = len(await read_topic(settings.kafka_bootstrap, topic, 10**6, timeout_s=5))
+        copies = await wait_all_consumed(settings)
         assert copies >= 2  # the same event really arrived more than once
-
-        async def all_consumed() -> bool:
-            async with sessions() as s:
-                done = await s.scalar(
-                    select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
-                        consumer_offsets.c.topic == topic
-                    )
-                )
-            return done == copies
-
-        engine = make_engine(settings.database_url, pool_size=1)
-        sessions = make_sessionmaker(engine)
-        try:
-            await eventually(all_consumed, 60, "scoring to consume every copy")
-        finally:
-            await engine.dispose()
         lead = (await client.get(f"{scoring.url}/v1/leads/email:once@acme.example")).json()
     assert lead["events_count"] == 1
+
+
+async def wait_all_consumed(settings) -> int:
+    """Wait until scoring stored offsets past every record on lead-events; returns the count."""
+    topic = settings.topic(LEAD_EVENTS)
+    copies = len(await read_topic(settings.kafka_bootstrap, topic, 10**6, timeout_s=5))
+    engine = make_engine(settings.database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+
+    async def all_consumed() -> bool:
+        async with sessions() as s:
+            done = await s.scalar(
+                select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
+                    consumer_offsets.c.topic == topic
+                )
+            )
+        return done == copies
+
+    try:
+        await eventually(all_consumed, 60, "scoring to consume every copy")
+    finally:
+        await engine.dispose()
+    return copies
+
+
+async def test_a_webhook_the_platform_retries_is_counted_once(settings, services):
+    ingest, scoring = services["ingest"], services["scoring"]
+    ingest.env.update(SECRETS)
+    await ingest.start()
+    await scoring.start()
+    url = f"{ingest.url}/v1/webhooks/hubspot"
+    async with httpx.AsyncClient() as client:
+        for attempt in (0, 1):  # HubSpot retries with the same eventId and a new attemptNumber
+            body = json.dumps([{**HUBSPOT[0], "attemptNumber": attempt}]).encode()
+            response = await client.post(url, content=body, headers=signed("hubspot", body, url))
+            assert response.status_code == 202
+        assert await wait_all_consumed(settings) == 2
+        lead = (await client.get(f"{scoring.url}/v1/leads/hubspot:123")).json()
+    assert (lead["lead_id"], lead["events_count"]) == ("email:hub@acme.example", 1)
