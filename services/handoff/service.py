@@ -176,6 +176,12 @@ class HandoffService:
         if not created:
             return  # this lifecycle event was routed already
         ROUTING.labels(decision.rule).inc()
+        log.info(
+            "routed by rule %s to team %s",
+            decision.rule,
+            decision.team,
+            extra={"handoff_id": handoff_id, "event_id": event.id},
+        )
         handoff = await repository.lock_handoff(session, handoff_id)
         assert handoff is not None
         if decision.rep_id:
@@ -221,6 +227,7 @@ class HandoffService:
             return
         cause = f"breach:{timer.due_at.isoformat()}"
         SLA_BREACHES.labels(handoff["team"], handoff["tier"], "accept").inc()
+        log.info("accept SLA breached", extra={"handoff_id": timer.key})
         SLA_OUTCOMES.labels(handoff["team"], handoff["tier"], "breached").inc()
         await repository.update_handoff(session, timer.key, breached=True)
         handoff["breached"] = True
@@ -328,6 +335,7 @@ class HandoffService:
                 session, feedback.handoff_id, WARNING, ACCEPT_BREACH, CONTACT_BREACH
             )
         await repository.update_handoff(session, feedback.handoff_id, **values)
+        log.info("feedback %s: now %s", action, status, extra={"handoff_id": feedback.handoff_id})
         updated = {**handoff, **values}
         await self._publish(session, updated, status, cause=cause)
         if action == "reject":
