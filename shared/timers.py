@@ -77,7 +77,24 @@ async def schedule(
     payload: dict[str, Any] | None = None,
 ) -> None:
     """Set the (kind, key) timer to fire at `due_at`, replacing an earlier setting."""
-    stmt = pg_insert(timers).values(kind=kind, key=key, due_at=due_at, payload=payload or {})
+    await schedule_many(session, kind, {key: due_at}, payload)
+
+
+async def schedule_many(
+    session: AsyncSession,
+    kind: str,
+    due: dict[str, datetime],
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Set many timers of one kind in one statement."""
+    if not due:
+        return
+    stmt = pg_insert(timers).values(
+        [
+            {"kind": kind, "key": k, "due_at": at, "payload": payload or {}}
+            for k, at in sorted(due.items())
+        ]
+    )
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["kind", "key"],
@@ -86,9 +103,10 @@ async def schedule(
     )
 
 
-async def cancel(session: AsyncSession, kind: str, key: str) -> None:
-    """Remove the (kind, key) timer if it is set."""
-    await session.execute(delete(timers).where(timers.c.kind == kind, timers.c.key == key))
+async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
+    """Remove the (kind, key) timers that are set."""
+    if keys:
+        await session.execute(delete(timers).where(timers.c.kind == kind, timers.c.key.in_(keys)))
 
 
 async def pending(session: AsyncSession, kinds: Sequence[str]) -> list[Timer]:

@@ -102,6 +102,7 @@ class ScoringHandler:
         )
         states = await repository.lock_leads(session, set(bindings.values()))
         changed: dict[str, LeadState] = {}
+        lifecycle: list[CloudEvent] = []
         absorbed: set[str] = set()
         for event, names, data in work:
             keys = {bindings[a] for a in names if a in bindings}
@@ -124,15 +125,15 @@ class ScoringHandler:
             for name in names:
                 bindings[name] = state.lead_key
             states[state.lead_key] = changed[state.lead_key] = state
-            await self._publish(session, state, transitions, cause=event.id)
+            lifecycle += self._lifecycle(state, transitions, cause=event.id)
         await repository.bind_aliases(session, {a: k for a, k in bindings.items() if k in changed})
         await repository.delete_leads(session, absorbed - set(changed))
         await repository.save_leads(session, changed.values())
-        for key in absorbed - set(changed):
-            await timers.cancel(session, RETIER, key)
+        await timers.cancel(session, RETIER, *(absorbed - set(changed)))
+        await self._schedule(session, list(changed.values()))
+        await outbox.add_events(session, self.relay, self.lifecycle_topic, lifecycle)
         for state in changed.values():
             SCORES.observe(state.score.total)
-            await self._schedule(session, state)
 
     async def _resolve(
         self,
@@ -162,14 +163,13 @@ class ScoringHandler:
                 bindings[alias] = canonical
         return replace(state, lead_key=canonical)
 
-    async def _publish(
-        self, session: AsyncSession, state: LeadState, transitions: list[Transition], cause: str
-    ) -> None:
+    def _lifecycle(
+        self, state: LeadState, transitions: list[Transition], cause: str
+    ) -> list[CloudEvent]:
+        """The lifecycle events of a lead's transitions (ids derive from their cause)."""
+        events = []
         for transition in transitions:
-            await outbox.add_event(
-                session,
-                self.relay,
-                self.lifecycle_topic,
+            events.append(
                 CloudEvent(
                     id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),
                     source="leadrouter/scoring",
@@ -191,16 +191,16 @@ class ScoringHandler:
                         explanation=state.explanation(),
                         qualifying_activity_at=transition.at,
                     ).model_dump(mode="json"),
-                ),
+                )
             )
             TRANSITIONS.labels(transition.name).inc()
+        return events
 
-    async def _schedule(self, session: AsyncSession, state: LeadState) -> None:
-        due = next_score_change(state, self.playbook)
-        if due is None:
-            await timers.cancel(session, RETIER, state.lead_key)
-        else:
-            await timers.schedule(session, RETIER, state.lead_key, due)
+    async def _schedule(self, session: AsyncSession, states: list[LeadState]) -> None:
+        """One decay timer per lead at its next band crossing, set in two statements."""
+        due = {s.lead_key: next_score_change(s, self.playbook) for s in states}
+        await timers.schedule_many(session, RETIER, {k: at for k, at in due.items() if at})
+        await timers.cancel(session, RETIER, *(k for k, at in due.items() if at is None))
 
     async def on_retier(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """A decay timer fired: re-score the lead now and publish what changed."""
@@ -208,7 +208,8 @@ class ScoringHandler:
         if timer.key not in states:
             return  # merged into another lead meanwhile
         state, transitions = retier(states[timer.key], self.playbook, now)
-        await self._publish(session, state, transitions, cause=f"retier:{timer.due_at.isoformat()}")
+        events = self._lifecycle(state, transitions, cause=f"retier:{timer.due_at.isoformat()}")
+        await outbox.add_events(session, self.relay, self.lifecycle_topic, events)
         await repository.save_leads(session, [state])
         SCORES.observe(state.score.total)
-        await self._schedule(session, state)
+        await self._schedule(session, [state])
