@@ -268,9 +268,9 @@ class TransactionalConsumer:
             unique.setdefault(d.event.id, d)
         inserted = await session.scalars(
             pg_insert(processed_events)
-            .values([{"consumer_group": self.group_id, "event_id": i} for i in unique])
             .on_conflict_do_nothing()
-            .returning(processed_events.c.event_id)
+            .returning(processed_events.c.event_id),
+            [{"consumer_group": self.group_id, "event_id": i} for i in unique],
         )
         new_ids = set(inserted)
         return [d for i, d in unique.items() if i in new_ids]

@@ -89,17 +89,16 @@ async def schedule_many(
     """Set many timers of one kind in one statement."""
     if not due:
         return
-    stmt = pg_insert(timers).values(
-        [
-            {"kind": kind, "key": k, "due_at": at, "payload": payload or {}}
-            for k, at in sorted(due.items())
-        ]
-    )
+    stmt = pg_insert(timers)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["kind", "key"],
             set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload},
-        )
+        ),
+        [
+            {"kind": kind, "key": k, "due_at": at, "payload": payload or {}}
+            for k, at in sorted(due.items())
+        ],
     )
 
 

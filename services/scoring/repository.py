@@ -96,13 +96,12 @@ async def bind_aliases(session: AsyncSession, bindings: dict[str, str]) -> None:
     """Point aliases at leads (a merge repoints the absorbed lead's aliases)."""
     if not bindings:
         return
-    stmt = pg_insert(lead_aliases).values(
-        [{"alias": a, "lead_key": k} for a, k in sorted(bindings.items())]
-    )
+    stmt = pg_insert(lead_aliases)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["alias"], set_={"lead_key": stmt.excluded.lead_key}
-        )
+        ),
+        [{"alias": a, "lead_key": k} for a, k in sorted(bindings.items())],
     )
 
 
@@ -130,7 +129,8 @@ async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> None
     values = [_row(s) for s in states]
     if not values:
         return
-    stmt = pg_insert(leads).values(values)
+    # executemany form: the statement compiles once and is cached, whatever the batch size.
+    stmt = pg_insert(leads)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["lead_key"],
@@ -138,7 +138,8 @@ async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> None
                 **{c: stmt.excluded[c] for c in values[0] if c != "lead_key"},
                 "updated_at": func.now(),
             },
-        )
+        ),
+        values,
     )
 
 
