@@ -153,7 +153,17 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             if body.available and not rep.available:
                 ledger = ledger_on_return(rep, [r for r in reps.values() if r.team == rep.team])
             await repository.set_availability(session, rep_id, body.available, ledger)
-        return {"rep_id": rep_id, "available": body.available, "assigned_total": ledger}
+            drained = 0
+            if body.available:
+                now = await session.scalar(select(func.now()))
+                drained = await service.drain_queue(session, rep.team, now)
+        runtime.committed()
+        return {
+            "rep_id": rep_id,
+            "available": body.available,
+            "assigned_total": ledger,
+            "assigned_from_queue": drained,
+        }
 
     @app.get("/v1/funnel", tags=["funnel"], summary="The shared numbers between two times")
     async def get_funnel(

@@ -196,6 +196,17 @@ async def lock_handoff(session: AsyncSession, handoff_id: str) -> dict[str, Any]
     return dict(row._mapping) if row else None
 
 
+async def lock_queued(session: AsyncSession, team: str) -> list[dict[str, Any]]:
+    """A team's leads waiting in its fallback queue, oldest first, locked (others skip them)."""
+    rows = await session.execute(
+        select(handoffs)
+        .where(handoffs.c.team == team, handoffs.c.status == "queued")
+        .order_by(handoffs.c.created_at, handoffs.c.handoff_id)
+        .with_for_update(skip_locked=True)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
 async def update_handoff(session: AsyncSession, handoff_id: str, **values: Any) -> None:
     """Change a handoff."""
     await session.execute(

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -195,6 +196,57 @@ class HandoffService:
             session, handoff, "assigned" if decision.rep_id else "queued", cause=event.id
         )
 
+    async def drain_queue(self, session: AsyncSession, team: str, now: datetime) -> int:
+        """Give a team's queued leads, oldest first, to reps who can take them now."""
+        queued = await repository.lock_queued(session, team)
+        if not queued:
+            return 0
+        reps = await repository.lock_reps(session)
+        assigned = 0
+        for handoff in queued:
+            decision = route_lead(
+                handoff["lead_key"],
+                handoff["email"],
+                handoff["attributes"],
+                handoff["tier"],
+                reps,
+                self.playbook,
+                now,
+            )
+            if not decision.rep_id:
+                continue
+            clock = deadlines(handoff["tier"], now, self.playbook, hours_of(reps, decision.rep_id))
+            await repository.update_handoff(
+                session,
+                handoff["handoff_id"],
+                rep_id=decision.rep_id,
+                team=decision.team,
+                queue=None,
+                status="assigned",
+                assigned_at=now,
+                warn_at=clock.warn_at if clock else None,
+                accept_by=clock.accept_by if clock else None,
+                contact_by=clock.contact_by if clock else None,
+                routing_rule=decision.rule,
+                routing_reason=f"from the queue: {decision.reason}",
+                skipped=decision.skipped,
+            )
+            await repository.record_assignment(session, decision.rep_id)
+            reps = [
+                replace(r, assigned_total=r.assigned_total + 1, open_handoffs=r.open_handoffs + 1)
+                if r.rep_id == decision.rep_id
+                else r
+                for r in reps
+            ]
+            updated = await repository.lock_handoff(session, handoff["handoff_id"])
+            assert updated is not None
+            await self._start_clock(session, updated)
+            await self._publish(session, updated, "assigned", cause=f"queue:{now.isoformat()}")
+            ROUTING.labels(decision.rule).inc()
+            assigned += 1
+        await self.observe(session)
+        return assigned
+
     async def _start_clock(self, session: AsyncSession, handoff: dict[str, Any]) -> None:
         key = handoff["handoff_id"]
         for kind, due in (
@@ -340,6 +392,8 @@ class HandoffService:
         await self._publish(session, updated, status, cause=cause)
         if action == "reject":
             await self._publish(session, updated, "recycled", cause=cause)
+        if status in {"rejected", "converted"}:  # the rep has room for a queued lead now
+            await self.drain_queue(session, handoff["team"], now)
         return updated
 
     # -- publishing and gauges ----------------------------------------------------------------

@@ -156,3 +156,31 @@ async def test_sla_warning_breach_reassignment_then_escalation(settings, service
     )
     assert funnel["breaches_by_team"] == {"sales": 1}
     assert funnel["sla_attainment"] == 0.0
+
+
+async def test_a_queued_lead_goes_to_the_first_rep_back_in_office(settings, services):
+    handoff = await services["handoff"].start()
+    async with httpx.AsyncClient() as client:
+        for rep in ("rep-ana", "rep-ben", "rep-chen"):
+            response = await client.put(
+                f"{handoff.url}/v1/reps/{rep}/availability", json={"available": False}
+            )
+            assert response.json()["assigned_from_queue"] == 0
+        await publish(settings, LEAD_LIFECYCLE, [became_mql("wait@acme.example")])
+        queued = await handoff_for(client, handoff.url, "wait@acme.example")
+        assert (queued["status"], queued["queue"], queued["rep_id"]) == (
+            "queued",
+            "sales-queue",
+            None,
+        )
+        assert set(queued["skipped"].values()) == {"out of office"}
+        back = await client.put(
+            f"{handoff.url}/v1/reps/rep-ben/availability", json={"available": True}
+        )
+        assert back.json()["assigned_from_queue"] == 1
+        now = (await client.get(f"{handoff.url}/v1/handoffs/{queued['handoff_id']}")).json()
+        assert (now["status"], now["rep_id"], now["queue"]) == ("assigned", "rep-ben", None)
+        assert now["sla_seconds_left"] > 0
+    records = await read_topic(settings.kafka_bootstrap, settings.topic(HANDOFFS), 2)
+    assert types_of(records) == ["queued", "assigned"]
+    assert json.loads(records[1].value)["data"]["rep_id"] == "rep-ben"
