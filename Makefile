@@ -43,8 +43,9 @@ test: infra-up ## start the infrastructure and run the whole test suite
 test-unit: venv ## only the pure unit tests (no Kafka or PostgreSQL needed)
 	$(BIN)/pytest tests/unit
 
-lint: venv ## ruff
-	$(BIN)/ruff check shared services tests
+lint: venv ## ruff on everything, mypy on shared/ and the pure cores
+	$(BIN)/ruff check shared services tests bench
+	$(BIN)/mypy
 
 clean: ## remove the virtual environment (keeps .local data)
 	rm -rf $(VENV)

@@ -163,6 +163,7 @@ class TimerRunner:
         kinds = list(self._handlers)
         async with self._sessions() as session, session.begin():
             now = await session.scalar(select(func.now()))
+            assert now is not None
             claimed = (
                 await session.execute(
                     select(timers)

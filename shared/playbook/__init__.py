@@ -100,12 +100,9 @@ def summary(playbook: Playbook) -> str:
         cap = f" (at most {b.cap.points} per {b.cap.period_days:g} days)" if b.cap else ""
         when = f" when {', '.join(b.when)} match" if b.when else ""
         out.append(f"  {b.rule_name}: {b.activity}{when} {b.points:+d}{cap}")
-    for rule in playbook.routing.rules:
-        out.append(
-            f"Routing rule {rule.name}: "
-            + (", ".join(rule.when) or "any lead")
-            + f" -> {rule.team}"
-        )
+    for routing_rule in playbook.routing.rules:
+        matches = ", ".join(routing_rule.when) or "any lead"
+        out.append(f"Routing rule {routing_rule.name}: {matches} -> {routing_rule.team}")
     for team in playbook.routing.teams:
         out.append(f"Team {team.name}: " + ", ".join(r.name for r in team.reps))
     for tier, policy in playbook.sla.tiers.items():
