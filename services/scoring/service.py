@@ -107,12 +107,12 @@ class ScoringHandler:
         for event, names, data in work:
             keys = {bindings[a] for a in names if a in bindings}
             if isinstance(data, HandoffData):
-                # Unknown when a replay reads the handoffs topic ahead of the lead's activities:
-                # the outcome starts the lead, and its activities join it by alias later.
-                key = min(keys) if keys else data.lead_key
-                state = states.get(key) or LeadState(lead_key=key)
+                if not keys:
+                    log.warning("a sales outcome for an unknown lead", extra={"event_id": event.id})
+                    continue
+                key = keys.pop()
                 state, transitions = apply_sales_outcome(
-                    state, SALES_OUTCOMES[event.type], data.converted_to, event.time, self.playbook
+                    states[key], SALES_OUTCOMES[event.type], data.converted_to, event.time
                 )
             else:
                 state = await self._resolve(session, keys, names, states, bindings, absorbed)
