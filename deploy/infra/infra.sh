@@ -1,33 +1,13 @@
 #!/usr/bin/env bash
-# The local infrastructure for leadrouter: PostgreSQL and Kafka on 127.0.0.1 (see postgres.sh and kafka.sh).
-#
-#   deploy/infra/infra.sh up       PostgreSQL first, then Kafka, then checks Prometheus's tools (prometheus.sh)
-#   deploy/infra/infra.sh down     Kafka, then PostgreSQL
-#   deploy/infra/infra.sh status   one line each
-#
-# Every part runs even if an earlier one failed, so one run shows every problem; exits 1 if any part failed.
+# Kafka and PostgreSQL for leadrouter on 127.0.0.1, and Prometheus's tools: up | down | status.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-run_parts() {
-  local action=$1 part failed=()
-  shift
-  for part in "$@"; do
-    "$HERE/$part.sh" "$action" || failed+=("$part")
-  done
-  if ((${#failed[@]})); then
-    echo "[infra] ERROR: '$action' failed for: ${failed[*]}; see the [${failed[0]}] messages above, fix that, then run 'deploy/infra/infra.sh $action' again" >&2
-    return 1
-  fi
-}
-
-# prometheus.sh only makes sure promtool/prometheus are installed (the tests start their own Prometheus).
-extras=()
-[[ -x "$HERE/prometheus.sh" ]] && extras+=(prometheus)
-
+HERE=$(cd "$(dirname "$0")" && pwd)
 case "${1:-}" in
-  up) run_parts up postgres kafka "${extras[@]}" ;;
-  down) run_parts down kafka postgres ;;
-  status) run_parts status postgres kafka "${extras[@]}" ;;
-  *) echo "usage: deploy/infra/infra.sh up|down|status" >&2; exit 2 ;;
+  up) "$HERE/postgres.sh" up && "$HERE/kafka.sh" up && "$HERE/prometheus.sh" up ;;
+  down) rc=0; "$HERE/kafka.sh" down || rc=1; "$HERE/postgres.sh" down || rc=1; exit $rc ;;
+  status)
+    rc=0
+    for part in postgres kafka prometheus; do "$HERE/$part.sh" status || rc=1; done
+    exit $rc ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac
