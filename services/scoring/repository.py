@@ -28,6 +28,7 @@ leads = Table(
     Column("hits", JSONB, nullable=False),
     Column("last_activity_at", DateTime(timezone=True)),
     Column("evaluated_at", DateTime(timezone=True)),
+    Column("recycled_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -60,6 +61,7 @@ def _state(row: Any) -> LeadState:
             row.score,
             tuple((c["rule"], c["points"]) for c in row.explanation),
         ),
+        recycled_at=row.recycled_at,
     )
 
 
@@ -81,6 +83,7 @@ def _row(s: LeadState) -> dict[str, Any]:
         ],
         "last_activity_at": s.last_activity_at,
         "evaluated_at": s.evaluated_at,
+        "recycled_at": s.recycled_at,
     }
 
 

@@ -3,7 +3,10 @@
 No I/O and no clock: every function takes the time it scores at. The score at a time t is a
 function of the lead's attributes and activities alone, so live processing, a replay and a
 decay timer all agree. Caps are applied in event-time order (ties by event id), so the order
-in which activities arrive does not change what they earn.
+in which activities arrive does not change what they earn. An activity is judged at the
+lead's own event-time clock (its newest activity's time), never at the time a decay timer
+happened to fire, so the stage a lead reaches depends on its activities and sales outcomes,
+not on when they were processed.
 """
 
 import math
@@ -14,16 +17,17 @@ from typing import Any
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
 
-# Funnel rank: a merge keeps the furthest stage; recycled leads sit with fresh leads.
+# Funnel rank: a merge keeps the furthest stage; a recycled lead was seen by sales, so it
+# outranks a fresh one.
 STAGE_RANK = {
     "subscriber": 0,
     "lead": 1,
-    "recycled": 1,
-    "mql": 2,
-    "sql": 3,
-    "opportunity": 4,
-    "customer": 5,
-    "disqualified": 6,
+    "recycled": 2,
+    "mql": 3,
+    "sql": 4,
+    "opportunity": 5,
+    "customer": 6,
+    "disqualified": 7,
 }
 QUALIFIABLE = {"subscriber", "lead", "recycled"}
 STAGE_LEAD = "lead"
@@ -72,6 +76,8 @@ class LeadState:
     last_activity_at: datetime | None = None
     evaluated_at: datetime | None = None
     score: Score = Score(0.0, 0.0, 0, ())
+    # When sales last sent the lead back: only activity after it can qualify the lead again.
+    recycled_at: datetime | None = None
 
     def explanation(self) -> list[dict[str, Any]]:
         """The score's contributions, largest first."""
@@ -157,11 +163,8 @@ def apply_activity(
         if rule.matches(activity.type, activity.properties)
     )
     last = state.last_activity_at
-    at = (
-        max(state.evaluated_at, activity.occurred_at)
-        if state.evaluated_at
-        else activity.occurred_at
-    )
+    # The lead's event-time clock: a late activity is judged with everything it already did.
+    at = max(last, activity.occurred_at) if last else activity.occurred_at
     updated = replace(
         state,
         email=data.identity.email or state.email,
@@ -170,10 +173,27 @@ def apply_activity(
         events_count=state.events_count + 1,
         last_activity_at=max(last, activity.occurred_at) if last else activity.occurred_at,
     )
-    updated, transitions = rescore(state, updated, playbook, at, may_qualify=True)
+    qualifies = _may_requalify(state, activity.occurred_at, at, playbook)
+    updated, transitions = rescore(state, updated, playbook, at, may_qualify=qualifies)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(BECAME_LEAD, state.stage, updated.stage, at))
     return updated, transitions
+
+
+def _may_requalify(
+    state: LeadState, occurred_at: datetime, at: datetime, playbook: Playbook
+) -> bool:
+    """Whether an activity may make the lead an MQL (again).
+
+    A recycled lead qualifies again only through activity after sales sent it back that
+    lifts its total from below the threshold, so the next email open does not bounce a
+    lead straight back to the rep who just rejected it.
+    """
+    if state.stage != RECYCLED:
+        return True
+    if state.recycled_at is not None and occurred_at < state.recycled_at:
+        return False
+    return evaluate(state, playbook, at).total < playbook.taxonomy.mql_threshold
 
 
 def rescore(
@@ -210,15 +230,40 @@ def retier(
 
 
 def apply_sales_outcome(
-    state: LeadState, outcome: str, converted_to: str | None, at: datetime
+    state: LeadState, outcome: str, converted_to: str | None, at: datetime, playbook: Playbook
 ) -> tuple[LeadState, list[Transition]]:
-    """Sales sent the lead back (recycled) or converted it (sql, opportunity, customer)."""
-    if outcome == "recycled" and state.stage != RECYCLED:
-        return replace(state, stage=RECYCLED), [Transition(RECYCLED, state.stage, RECYCLED, at)]
+    """Sales sent the lead back (recycled) or converted it (sql, opportunity, customer).
+
+    A recycle that arrives after activity that happened later than it (the two topics are
+    read side by side) still lets that activity requalify the lead, exactly as if they had
+    arrived in event-time order, so a replay reaches the same stage as live processing.
+    """
+    if outcome == "recycled" and state.stage not in (RECYCLED, "disqualified"):
+        recycled = replace(state, stage=RECYCLED, recycled_at=at)
+        transitions = [Transition(RECYCLED, state.stage, RECYCLED, at)]
+        requalified_at = _requalified_after(recycled, at, playbook)
+        if requalified_at is not None:
+            recycled = replace(recycled, stage=STAGE_MQL)
+            transitions.append(Transition(BECAME_MQL, RECYCLED, STAGE_MQL, requalified_at))
+        return recycled, transitions
     if outcome == "converted" and converted_to in CONVERTED_STAGES and state.stage != converted_to:
         transition = Transition(f"became_{converted_to}", state.stage, converted_to, at)
         return replace(state, stage=converted_to), [transition]
     return state, []
+
+
+def _requalified_after(state: LeadState, since: datetime, playbook: Playbook) -> datetime | None:
+    """The time of the first activity at or after `since` that lifted the total to the threshold."""
+    threshold = playbook.taxonomy.mql_threshold
+    order = sorted({(h.at, h.event_id) for h in state.hits if h.at >= since})
+    for at, event_id in order:
+        earlier = tuple(h for h in state.hits if (h.at, h.event_id) < (at, event_id))
+        with_it = tuple(h for h in state.hits if (h.at, h.event_id) <= (at, event_id))
+        before = evaluate(replace(state, hits=earlier), playbook, at).total
+        after = evaluate(replace(state, hits=with_it), playbook, at).total
+        if before < threshold <= after:
+            return at
+    return None
 
 
 def merge(survivor: LeadState, absorbed: LeadState, playbook: Playbook) -> LeadState:
@@ -230,6 +275,7 @@ def merge(survivor: LeadState, absorbed: LeadState, playbook: Playbook) -> LeadS
     )
     times = [t for t in (survivor.evaluated_at, absorbed.evaluated_at) if t]
     lasts = [t for t in (survivor.last_activity_at, absorbed.last_activity_at) if t]
+    recycles = [t for t in (survivor.recycled_at, absorbed.recycled_at) if t]
     merged = replace(
         survivor,
         email=survivor.email or absorbed.email,
@@ -239,6 +285,7 @@ def merge(survivor: LeadState, absorbed: LeadState, playbook: Playbook) -> LeadS
         events_count=survivor.events_count + absorbed.events_count,
         last_activity_at=max(lasts) if lasts else None,
         evaluated_at=max(times) if times else None,
+        recycled_at=max(recycles) if recycles else None,
     )
     at = merged.evaluated_at
     if at is None:

@@ -47,8 +47,10 @@ TRANSITIONS = Counter(
 )
 ACTIVITIES = Counter(
     "leadrouter_scoring_activities_total",
-    "Activities scored, by type (types no playbook rule names are counted as other)",
-    ["type"],
+    "Events scoring applied, by type (activity types no playbook rule names are counted as "
+    "other; sales outcomes as sales_recycled, sales_converted) and outcome (scored, no_points, "
+    "merged, applied, unchanged)",
+    ["type", "outcome"],
 )
 SCORES = Histogram(
     "leadrouter_scoring_lead_score",
@@ -107,20 +109,29 @@ class ScoringHandler:
         for event, names, data in work:
             keys = {bindings[a] for a in names if a in bindings}
             if isinstance(data, HandoffData):
-                if not keys:
-                    log.warning("a sales outcome for an unknown lead", extra={"event_id": event.id})
-                    continue
-                key = keys.pop()
+                # Unknown when a replay reads the handoffs topic ahead of the lead's activities:
+                # the outcome starts the lead, and its activities join it by alias later.
+                key = min(keys) if keys else data.lead_key
+                state = states.get(key) or LeadState(lead_key=key)
+                outcome = SALES_OUTCOMES[event.type]
                 state, transitions = apply_sales_outcome(
-                    states[key], SALES_OUTCOMES[event.type], data.converted_to, event.time
+                    state, outcome, data.converted_to, event.time, self.playbook
                 )
+                ACTIVITIES.labels(
+                    f"sales_{outcome}", "applied" if transitions else "unchanged"
+                ).inc()
             else:
                 state = await self._resolve(session, keys, names, states, bindings, absorbed)
                 for gone in absorbed:
                     changed.pop(gone, None)
+                hits_before = len(state.hits)
                 state, transitions = apply_activity(state, data, event.id, self.playbook)
+                kind = data.activity.type
                 ACTIVITIES.labels(
-                    data.activity.type if data.activity.type in self.known_activities else "other"
+                    kind if kind in self.known_activities else "other",
+                    "merged"
+                    if len(keys) > 1
+                    else ("scored" if len(state.hits) > hits_before else "no_points"),
                 ).inc()
             for name in names:
                 bindings[name] = state.lead_key

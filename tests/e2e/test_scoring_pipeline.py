@@ -15,7 +15,7 @@ from services.scoring.repository import all_leads, lead_aliases
 from services.scoring.scoring import evaluate
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
 from shared.events import LEAD_ACTIVITY, CloudEvent
-from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE
+from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import load_playbook
 from tests.conftest import _admin, _sqlalchemy_url
 from tests.helpers import eventually, publish, read_topic
@@ -102,6 +102,36 @@ STREAM = [
 ]
 
 
+def sales_outcome(lead_key, status, at, converted_to=None):
+    """A handoff event as the handoff service publishes it when sales answers."""
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source="leadrouter/handoff",
+        type=f"leadrouter.handoff.{status}",
+        time=at,
+        subject=lead_key,
+        data={
+            "handoff_id": str(uuid.uuid4()),
+            "status": status,
+            "lead_key": lead_key,
+            "rep_id": "rep-ana",
+            "score": 60,
+            "stage": "mql",
+            "routing_reason": "fair rotation",
+            "reason": "no_budget" if status == "recycled" else None,
+            "converted_to": converted_to,
+        },
+    )
+
+
+# Sales answers: Ana is sent back to marketing, Carl is sales-qualified.
+OUTCOMES = [
+    sales_outcome("email:ana@acme.example", "recycled", NOW - timedelta(minutes=30)),
+    sales_outcome("email:carl@gamma.example", "converted", NOW - timedelta(minutes=20), "sql"),
+    sales_outcome("email:carl@gamma.example", "accepted", NOW - timedelta(minutes=25)),
+]
+
+
 def of_type(transition):
     """Match lifecycle records of one transition."""
     return lambda r: json.loads(r.value)["type"] == f"leadrouter.lifecycle.{transition}"
@@ -127,6 +157,34 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
             lambda: _eq(consumed(sessions, topic), len(STREAM)), 60, "the stream consumed"
         )
         lifecycle_topic = settings.topic(LEAD_LIFECYCLE)
+        became = await read_topic(
+            settings.kafka_bootstrap, lifecycle_topic, 3, match=of_type("became_mql")
+        )
+        assert sorted(r.key for r in became) == [
+            b"email:ana@acme.example",
+            b"email:carl@gamma.example",
+            b"email:olga@old.example",
+        ]
+        ana_mql = next(json.loads(r.value) for r in became if r.key == b"email:ana@acme.example")
+        assert ana_mql["data"]["tier"] == "warm"
+        assert ana_mql["data"]["attributes"] == {"company_size": 40}
+        assert (ana_mql["data"]["score"], ana_mql["data"]["stage"]) == (60, "mql")
+        assert ana_mql["data"]["qualifying_activity_at"] == ana_mql["time"]
+
+        await publish(settings, HANDOFFS, OUTCOMES)
+        await eventually(
+            lambda: _eq(consumed(sessions, settings.topic(HANDOFFS)), len(OUTCOMES)),
+            60,
+            "the sales outcomes consumed",
+        )
+        recycled = await read_topic(
+            settings.kafka_bootstrap, lifecycle_topic, 1, match=of_type("recycled")
+        )
+        assert [r.key for r in recycled] == [b"email:ana@acme.example"]
+        sql = await read_topic(
+            settings.kafka_bootstrap, lifecycle_topic, 1, match=of_type("became_sql")
+        )
+        assert [r.key for r in sql] == [b"email:carl@gamma.example"]
         # Olga's decay timer was due long ago, so it fires at once and she cools below MQL.
         cooled = await read_topic(
             settings.kafka_bootstrap,
@@ -139,7 +197,7 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
         async with httpx.AsyncClient() as client:
             lead = lambda key: client.get(f"{scoring.url}/v1/leads/{key}")  # noqa: E731
             ana = (await lead("email:ana@acme.example")).json()
-            assert (ana["stage"], ana["tier"], ana["score"]) == ("mql", "warm", 60)
+            assert (ana["stage"], ana["tier"], ana["score"]) == ("recycled", "warm", 60)
             assert {c["rule"] for c in ana["explanation"]} == {
                 "behaviour:demo_request",
                 "behaviour:form_submit",
@@ -152,22 +210,15 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
             olga = (await lead("email:olga@old.example")).json()
             assert (olga["stage"], olga["tier"], olga["score"]) == ("mql", "cold", 15)  # 60 / 4
             carl = (await lead("segment_anonymous:a-2")).json()
-            assert (carl["lead_id"], carl["events_count"], carl["score"]) == (
+            assert (carl["lead_id"], carl["events_count"], carl["score"], carl["stage"]) == (
                 "email:carl@gamma.example",
                 3,
                 50,
+                "sql",
             )
             spy = (await lead("email:spy@rival.example")).json()
             assert spy["stage"] == "disqualified"
             assert (await lead("email:nobody@x.example")).status_code == 404
-        became = await read_topic(
-            settings.kafka_bootstrap, lifecycle_topic, 3, match=of_type("became_mql")
-        )
-        assert sorted(r.key for r in became) == [
-            b"email:ana@acme.example",
-            b"email:carl@gamma.example",
-            b"email:olga@old.example",
-        ]
         disqualified = await read_topic(
             settings.kafka_bootstrap, lifecycle_topic, 1, match=of_type("disqualified")
         )
@@ -193,7 +244,8 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
             timeout=120,
         )
         assert result.returncode == 0, result.stderr[-2000:]
-        assert f"[replay] done: {len(STREAM)} records, 5 leads" in result.stderr
+        records = len(STREAM) + len(OUTCOMES)
+        assert f"[replay] done: {records} records, 5 leads" in result.stderr
         engine = make_engine(_sqlalchemy_url(replay_db), pool_size=1)
         try:
             async with make_sessionmaker(engine)() as s:
@@ -212,6 +264,7 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
             lead.lead_key: (
                 lead.events_count,
                 lead.stage,
+                lead.recycled_at,
                 lead.email,
                 lead.attributes,
                 sorted(lead.hits, key=lambda h: (h.at, h.event_id, h.rule)),

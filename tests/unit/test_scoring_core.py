@@ -129,14 +129,42 @@ def test_decay_timer_fires_when_the_tier_changes_and_cools_the_lead():
     assert [t.name for t in transitions] == [BELOW_THRESHOLD, TIER_CHANGED]
 
 
-def test_sales_outcomes_move_the_stage_and_a_recycled_lead_can_requalify():
-    state, _ = fold([("demo_request", 0), ("form_submit", 1)])
-    state, transitions = apply_sales_outcome(state, "recycled", None, T0 + timedelta(hours=1))
+def test_sales_outcomes_move_the_stage_and_a_recycled_lead_requalifies_from_below():
+    state, _ = fold([("demo_request", 0), ("form_submit", 1)])  # 60: an MQL
+    state, transitions = apply_sales_outcome(
+        state, "recycled", None, T0 + timedelta(hours=1), PLAYBOOK
+    )
     assert (state.stage, [t.name for t in transitions]) == ("recycled", ["recycled"])
+    # Still at 70: more activity does not bounce the lead straight back to sales.
     state, names = fold([("pricing_page_view", 120)], state)
-    assert (state.stage, names) == ("mql", [BECAME_MQL])
-    state, transitions = apply_sales_outcome(state, "converted", "opportunity", T0)
+    assert (state.stage, names) == ("recycled", [])
+    # A month later the score has halved (35); a demo request lifts it past 50 again.
+    state, names = fold([("demo_request", 60 * 24 * 30)], state)
+    assert (state.stage, names, state.score.total) == ("mql", [BECAME_MQL], 75)
+    state, transitions = apply_sales_outcome(state, "converted", "opportunity", T0, PLAYBOOK)
     assert (state.stage, transitions[0].name) == ("opportunity", "became_opportunity")
+
+
+def test_activity_from_before_the_recycle_never_requalifies():
+    state, _ = fold([("email_open", 0)])
+    state, _ = apply_sales_outcome(state, "recycled", None, T0 + timedelta(days=1), PLAYBOOK)
+    state, names = fold([("demo_request", 60), ("form_submit", 61)], state)  # late arrivals
+    assert (state.stage, state.score.total) == ("recycled", 62)
+    assert BECAME_MQL not in names
+
+
+def test_a_recycle_read_after_later_activity_gives_the_same_stage():
+    """The handoffs and lead-events topics are read side by side; event time decides."""
+    base, _ = fold([("email_open", 0)])
+    recycle_at = T0 + timedelta(hours=1)
+    later = [("demo_request", 120), ("form_submit", 121)]
+    in_order, _ = apply_sales_outcome(base, "recycled", None, recycle_at, PLAYBOOK)
+    in_order, names = fold(later, in_order)
+    late, _ = fold(later, base)
+    late, transitions = apply_sales_outcome(late, "recycled", None, recycle_at, PLAYBOOK)
+    assert in_order.stage == late.stage == "mql"
+    assert [t.name for t in transitions] == ["recycled", BECAME_MQL]
+    assert transitions[1].at == T0 + timedelta(minutes=121)
 
 
 def test_merge_keeps_every_activity_once_and_the_furthest_stage():
@@ -212,3 +240,66 @@ def test_capped_rules_never_award_more_than_their_cap_in_a_period(hits):
         int((T0 + timedelta(minutes=m)).timestamp() // (cap.period_days * 86400)) for _, m in hits
     }
     assert total <= cap.points * len(periods)
+
+
+@given(steps, st.lists(st.none() | st.integers(0, 60 * 24 * 60), max_size=25))
+def test_decay_timers_firing_in_between_do_not_change_stages_or_scores(items, delays):
+    """Live processing fires timers at wall-clock times a replay never sees; nothing differs.
+
+    A timer may fire after the lead's newest activity but before an older one arrives late.
+    """
+    plain, plain_names = fold(items)
+    timed = LeadState(lead_key="email:ana@acme.example")
+    timed_names = []
+    for i, (kind, minutes) in enumerate(items):
+        timed, transitions = apply_activity(timed, activity(kind, minutes), f"e{i}", PLAYBOOK)
+        timed_names += [t.name for t in transitions if t.name != TIER_CHANGED]
+        if i < len(delays) and delays[i] is not None:
+            wall = timed.last_activity_at + timedelta(minutes=delays[i])
+            timed, transitions = retier(timed, PLAYBOOK, wall)
+            assert all(t.name in (TIER_CHANGED, BELOW_THRESHOLD) for t in transitions)
+    at = T0 + timedelta(days=365)
+    assert timed.stage == plain.stage
+    assert evaluate(timed, PLAYBOOK, at) == evaluate(plain, PLAYBOOK, at)
+    assert [n for n in timed_names if n != BELOW_THRESHOLD] == [
+        n for n in plain_names if n not in (TIER_CHANGED, BELOW_THRESHOLD)
+    ]
+
+
+@given(steps, steps)
+def test_merging_is_symmetric_and_idempotent(first, second):
+    a, _ = fold(first, LeadState(lead_key="email:ana@acme.example"))
+    b = LeadState(lead_key="segment_anonymous:x")
+    for i, (kind, minutes) in enumerate(second):
+        b, _ = apply_activity(b, activity(kind, minutes), f"other{i}", PLAYBOOK)
+    ab, ba = merge(a, b, PLAYBOOK), merge(b, a, PLAYBOOK)
+    at = T0 + timedelta(days=120)
+    assert set(ab.hits) == set(ba.hits)
+    assert (ab.stage, ab.events_count) == (ba.stage, ba.events_count)
+    assert evaluate(ab, PLAYBOOK, at) == evaluate(ba, PLAYBOOK, at)
+    assert evaluate(merge(ab, b, PLAYBOOK), PLAYBOOK, at) == evaluate(ab, PLAYBOOK, at)
+
+
+@given(steps, st.integers(0, 60 * 24 * 90), st.randoms())
+def test_a_recycle_gives_the_same_stage_wherever_it_is_read_among_later_activity(
+    items, recycle_minute, rng
+):
+    """Activities keep their order; only where the recycle is read among them moves."""
+    items = sorted(items, key=lambda km: km[1])
+    recycle_at = T0 + timedelta(minutes=recycle_minute)
+    before = [km for km in items if km[1] < recycle_minute]
+    after = [km for km in items if km[1] >= recycle_minute]
+    base, _ = fold(before)
+    if base.stage != "mql":
+        return  # sales only ever recycles a lead it was handed
+    split = rng.randint(0, len(after))
+    state = base
+    for i, (kind, minutes) in enumerate(after[:split]):
+        state, _ = apply_activity(state, activity(kind, minutes), f"a{i}", PLAYBOOK)
+    state, _ = apply_sales_outcome(state, "recycled", None, recycle_at, PLAYBOOK)
+    for i, (kind, minutes) in enumerate(after[split:], start=split):
+        state, _ = apply_activity(state, activity(kind, minutes), f"a{i}", PLAYBOOK)
+    in_order, _ = apply_sales_outcome(base, "recycled", None, recycle_at, PLAYBOOK)
+    for i, (kind, minutes) in enumerate(after):
+        in_order, _ = apply_activity(in_order, activity(kind, minutes), f"a{i}", PLAYBOOK)
+    assert state.stage == in_order.stage
