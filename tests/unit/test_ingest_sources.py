@@ -226,3 +226,85 @@ def test_marketo_template_in_the_instance_time_zone():
     assert data(event).attributes == {"company": "Acme", "company_size": 250}
     bad = marketo.normalise({**item, "activity": {"type": "Form Fill!", "occurred_at": "x"}})
     assert bad.events == [] and len(bad.unusable) == 1
+
+
+def test_mautic_documented_shapes_unsubscribe_and_delivery_metadata():
+    contact = mautic_contact()
+    contact["fields"]["professional"] = {"position": {"alias": "position", "value": "CTO"}}
+    del contact["fields"]["core"]["position"]
+    payload = {
+        # Documented as the email-send shape: the contact and email at the top, no "stat".
+        "mautic.email_on_open": [
+            {
+                "email": {"id": 5, "name": "Newsletter"},
+                "contact": contact,
+                "idHash": "5f2a",
+                "timestamp": "2026-11-23T09:40:00+00:00",
+            }
+        ],
+        "mautic.lead_channel_subscription_changed": [
+            {
+                "contact": contact,
+                "channel": "email",
+                "old_status": "contactable",
+                "new_status": "unsubscribed",
+                "timestamp": "2026-11-23T09:41:00+00:00",
+            },
+            {
+                "contact": contact,
+                "channel": "email",
+                "old_status": "unsubscribed",
+                "new_status": "contactable",
+                "timestamp": "2026-11-23T09:42:00+00:00",
+            },
+        ],
+        "timestamp": "2026-11-23T09:43:00+00:00",  # delivery metadata, not a trigger
+    }
+    out = mautic.normalise(payload)
+    (_, opened), (_, unsubscribed) = out.events
+    assert data(opened).activity.type == "email_open"
+    assert data(opened).activity.properties == {"email": "Newsletter"}
+    assert data(opened).attributes["job_title"] == "CTO"  # any field group
+    assert data(unsubscribed).activity.type == "unsubscribe"
+    assert data(unsubscribed).activity.properties == {
+        "channel": "email",
+        "previous_status": "contactable",
+    }
+    assert out.ignored == ["mautic.lead_channel_subscription_changed"]  # re-subscribed
+    assert out.unusable == []
+
+
+def test_mautic_redelivery_keeps_its_event_ids():
+    first = [event.id for _, event in mautic.normalise(MAUTIC).events]
+    again = [event.id for _, event in mautic.normalise(MAUTIC).events]
+    assert first == again and len(set(first)) == len(first)
+
+
+def test_mautic_contact_without_fields_is_identified_by_its_id():
+    item = {"contact": {"id": 44, "fields": []}, "timestamp": "2026-11-23T09:32:00+00:00"}
+    ((_, event),) = mautic.normalise({"mautic.lead_post_save_update": [item]}).events
+    assert event.subject == "mautic:44"
+
+
+def test_segment_retried_message_keeps_its_id_and_needs_an_object():
+    message = {
+        "type": "page",
+        "messageId": "m9",
+        "userId": "u9",
+        "properties": {"url": "https://acme.example/blog"},
+        "timestamp": "2026-11-23T09:32:00Z",
+    }
+    (_, first), (_, retry) = segment.normalise([message, dict(message)]).events
+    assert first.id == retry.id
+    assert data(first).activity.type == "page_view"
+    assert first.subject == "segment_user:u9"
+    with pytest.raises(Unusable):
+        segment.normalise("identify")
+
+
+def test_native_events_and_webhooks_with_the_same_id_stay_apart():
+    # Ids derive from (source, the platform's id): HubSpot 1 and Segment "1" are two events.
+    hub = hubspot.normalise([{**HUBSPOT[1], "eventId": 1}]).events[0][1]
+    message = {"type": "identify", "messageId": "1", "userId": "u", "timestamp": "2026-11-23"}
+    ((_, seg),) = segment.normalise(message).events
+    assert hub.id != seg.id

@@ -1,4 +1,4 @@
-"""Marketo webhooks: the customer pastes leadrouter's template (docs/marketo-webhook.md)."""
+"""Marketo webhooks: customers paste the template in docs/marketo-webhook-template.md."""
 
 from datetime import datetime
 from typing import Any

@@ -1,4 +1,7 @@
-"""Mautic webhooks: an object keyed by trigger, each holding a list of event payloads."""
+"""Mautic webhooks: an object keyed by trigger, each holding a list of event payloads.
+
+Shapes follow Mautic's developer documentation ("Webhook events and payloads").
+"""
 
 from typing import Any
 
@@ -6,16 +9,17 @@ from services.ingest.sources import Normalised, Unusable, lead_event, parse_time
 
 SOURCE = "mautic"
 
-# trigger -> (activity type, key of the object holding the contact, id of the occurrence)
+# trigger -> (activity type, key of the object holding the contact, or None: the item itself)
 TRIGGERS = {
     "mautic.lead_post_save_new": ("contact_identified", None),
     "mautic.lead_post_save_update": ("contact_updated", None),
     "mautic.lead_points_change": ("mautic_points_change", None),
+    "mautic.lead_channel_subscription_changed": ("unsubscribe", None),
     "mautic.form_on_submit": ("form_submit", "submission"),
     "mautic.page_on_hit": ("page_view", "hit"),
     "mautic.email_on_open": ("email_open", "stat"),
 }
-# Mautic contact fields (API names) -> leadrouter attribute names.
+# Mautic contact fields (API names, in any field group) -> leadrouter attribute names.
 FIELD_ATTRIBUTES = {
     "firstname": "first_name",
     "lastname": "last_name",
@@ -26,18 +30,26 @@ FIELD_ATTRIBUTES = {
 }
 
 
+class _Ignored(Exception):
+    """A known trigger whose item carries nothing to score (e.g. a re-subscription)."""
+
+
 def normalise(payload: Any) -> Normalised:
     """Each payload of a known trigger becomes a lead event; other triggers are ignored."""
     if not isinstance(payload, dict):
         raise Unusable("Mautic sends an object keyed by trigger")
     out = Normalised()
     for trigger, items in payload.items():
+        if not isinstance(items, list):
+            continue  # not a trigger: delivery metadata such as a top-level timestamp
         if trigger not in TRIGGERS:
-            out.ignored.extend(["other"] * (len(items) if isinstance(items, list) else 1))
+            out.ignored.extend(["other"] * len(items))
             continue
-        for item in items if isinstance(items, list) else [items]:
+        for item in items:
             try:
                 out.events.append((trigger, _event(trigger, item)))
+            except _Ignored:
+                out.ignored.append(trigger)
             except Unusable as exc:
                 out.unusable.append((trigger, item, str(exc)))
     return out
@@ -47,15 +59,23 @@ def _event(trigger: str, item: Any) -> Any:
     if not isinstance(item, dict):
         raise Unusable("a payload item is not an object")
     activity_type, holder_key = TRIGGERS[trigger]
-    holder = item.get(holder_key) if holder_key else item
+    # Documented for email_on_open as the email-send shape (contact at the top); Mautic
+    # itself has sent a "stat" object holding the lead, so take either.
+    holder: Any
+    if holder_key is None:
+        holder = item
+    elif holder_key == "stat":
+        holder = item.get("stat", item)
+    else:
+        holder = item.get(holder_key)
     if not isinstance(holder, dict):
         raise Unusable(f"no {holder_key} object")
-    contact = holder.get("contact") or holder.get("lead")
+    contact = holder.get("contact") or holder.get("lead") or item.get("contact")
     if not isinstance(contact, dict) or contact.get("id") is None:
         raise Unusable("no contact with an id")
-    core = (contact.get("fields") or {}).get("core") or {}
-    value = lambda name: (core.get(name) or {}).get("value")  # noqa: E731 - tiny accessor
+    fields = _fields(contact)
     properties: dict[str, Any] = {}
+    occurrence = holder.get("id") if holder is not item else None
     if trigger == "mautic.form_on_submit":
         form = holder.get("form") or {}
         properties = {"form": form.get("alias") or form.get("name"), "url": holder.get("referer")}
@@ -63,16 +83,34 @@ def _event(trigger: str, item: Any) -> Any:
         properties = {"url": holder.get("url"), "title": holder.get("urlTitle")}
     elif trigger == "mautic.email_on_open":
         properties = {"email": (holder.get("email") or {}).get("name")}
+        occurrence = occurrence or item.get("idHash")
     elif trigger == "mautic.lead_points_change":
-        properties = {k: v for k, v in (item.get("points") or {}).items()}
+        properties = dict(item.get("points") or {})
+    elif trigger == "mautic.lead_channel_subscription_changed":
+        if item.get("new_status") != "unsubscribed":
+            raise _Ignored()
+        properties = {"channel": item.get("channel"), "previous_status": item.get("old_status")}
     timestamp = item.get("timestamp")
     return lead_event(
         SOURCE,
-        [trigger, str(contact["id"]), str(holder.get("id", "")), str(timestamp)],
-        email=value("email"),
+        [trigger, str(contact["id"]), str(occurrence or ""), str(timestamp)],
+        email=fields.get("email"),
         external_ids={"mautic": str(contact["id"])},
-        attributes={attr: value(name) for name, attr in FIELD_ATTRIBUTES.items()},
+        attributes={attr: fields.get(name) for name, attr in FIELD_ATTRIBUTES.items()},
         activity_type=activity_type,
         occurred_at=parse_time(timestamp),
         properties={k: v for k, v in properties.items() if v is not None},
     )
+
+
+def _fields(contact: dict[str, Any]) -> dict[str, Any]:
+    """Field values by API name, from Mautic's groups (core, social, personal, professional)."""
+    groups = contact.get("fields")
+    values: dict[str, Any] = {}
+    if isinstance(groups, dict):  # Mautic sends [] when a contact has no fields
+        for group in groups.values():
+            if isinstance(group, dict):
+                for name, field in group.items():
+                    if isinstance(field, dict) and "value" in field:
+                        values.setdefault(name, field["value"])
+    return values
