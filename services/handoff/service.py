@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import repository
 from services.handoff.lifecycle import OPEN, InvalidFeedback, deadlines, next_status
-from services.handoff.routing import RepLoad, route_lead
+from services.handoff.routing import RepLoad, RoutingDecision, route_lead
 from shared import outbox, timers
 from shared.consumer import Delivered
 from shared.events import (
@@ -146,13 +146,11 @@ class HandoffService:
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
         queue = None if decision.rep_id else (team.fallback_queue or f"{team.name}-queue")
-        hours = hours_of(reps, decision.rep_id)
-        clock = deadlines(tier, now, self.playbook, hours) if decision.rep_id else None
         created = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
             lead_key=lead.lead_key,
-            rep_id=decision.rep_id,
+            **self._clock_fields(tier, decision.rep_id, reps, now),
             team=decision.team,
             queue=queue,
             status="assigned" if decision.rep_id else "queued",
@@ -166,10 +164,6 @@ class HandoffService:
             skipped=decision.skipped,
             lifecycle_event_id=event.id,
             qualifying_activity_at=lead.qualifying_activity_at,
-            assigned_at=now if decision.rep_id else None,
-            warn_at=clock.warn_at if clock else None,
-            accept_by=clock.accept_by if clock else None,
-            contact_by=clock.contact_by if clock else None,
             breached=False,
             reassignments=0,
             previous_reps=[],
@@ -204,29 +198,16 @@ class HandoffService:
         reps = await repository.lock_reps(session)
         assigned = 0
         for handoff in queued:
-            decision = route_lead(
-                handoff["lead_key"],
-                handoff["email"],
-                handoff["attributes"],
-                handoff["tier"],
-                reps,
-                self.playbook,
-                now,
-            )
+            decision = self._reroute(handoff, reps, now)
             if not decision.rep_id:
                 continue
-            clock = deadlines(handoff["tier"], now, self.playbook, hours_of(reps, decision.rep_id))
             await repository.update_handoff(
                 session,
                 handoff["handoff_id"],
-                rep_id=decision.rep_id,
+                **self._clock_fields(handoff["tier"], decision.rep_id, reps, now),
                 team=decision.team,
                 queue=None,
                 status="assigned",
-                assigned_at=now,
-                warn_at=clock.warn_at if clock else None,
-                accept_by=clock.accept_by if clock else None,
-                contact_by=clock.contact_by if clock else None,
                 routing_rule=decision.rule,
                 routing_reason=f"from the queue: {decision.reason}",
                 skipped=decision.skipped,
@@ -246,6 +227,38 @@ class HandoffService:
             assigned += 1
         await self.observe(session)
         return assigned
+
+    def _reroute(
+        self,
+        handoff: dict[str, Any],
+        reps: list[RepLoad],
+        now: datetime,
+        exclude: frozenset[str] = frozenset(),
+    ) -> RoutingDecision:
+        """Route an existing handoff's lead again (from a queue, or after a breach)."""
+        return route_lead(
+            handoff["lead_key"],
+            handoff["email"],
+            handoff["attributes"],
+            handoff["tier"],
+            reps,
+            self.playbook,
+            now,
+            exclude,
+        )
+
+    def _clock_fields(
+        self, tier: str, rep_id: str | None, reps: list[RepLoad], now: datetime
+    ) -> dict[str, Any]:
+        """The assignment columns: rep, time and the SLA deadlines it starts (none if queued)."""
+        clock = deadlines(tier, now, self.playbook, hours_of(reps, rep_id)) if rep_id else None
+        return {
+            "rep_id": rep_id,
+            "assigned_at": now if rep_id else None,
+            "warn_at": clock.warn_at if clock else None,
+            "accept_by": clock.accept_by if clock else None,
+            "contact_by": clock.contact_by if clock else None,
+        }
 
     async def _start_clock(self, session: AsyncSession, handoff: dict[str, Any]) -> None:
         key = handoff["handoff_id"]
@@ -289,26 +302,12 @@ class HandoffService:
         decision = None
         if handoff["reassignments"] < self.playbook.sla.max_reassignments:
             reps = await repository.lock_reps(session)
-            decision = route_lead(
-                handoff["lead_key"],
-                handoff["email"],
-                handoff["attributes"],
-                handoff["tier"],
-                reps,
-                self.playbook,
-                now,
-                exclude=frozenset(previous),
-            )
+            decision = self._reroute(handoff, reps, now, exclude=frozenset(previous))
         team = self.teams[handoff["team"]]
         if decision and decision.rep_id:
-            clock = deadlines(handoff["tier"], now, self.playbook, hours_of(reps, decision.rep_id))
             values = dict(
-                rep_id=decision.rep_id,
+                **self._clock_fields(handoff["tier"], decision.rep_id, reps, now),
                 team=decision.team,
-                assigned_at=now,
-                warn_at=clock.warn_at if clock else None,
-                accept_by=clock.accept_by if clock else None,
-                contact_by=clock.contact_by if clock else None,
                 reassignments=handoff["reassignments"] + 1,
                 previous_reps=previous,
                 routing_reason=f"reassigned after an SLA breach: {decision.reason}",
