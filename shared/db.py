@@ -1,5 +1,7 @@
 """Database engine, sessions and the shared tables: offsets, processed ids, outbox."""
 
+from datetime import datetime
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -11,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import (
@@ -61,3 +64,9 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded values after commit (we read them after the transaction)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    """The database's clock: one clock for every instance, so deadlines agree across hosts."""
+    now: datetime = await session.scalar(select(func.now()))
+    return now

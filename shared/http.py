@@ -1,58 +1,40 @@
 """The HTTP shell every service shares: problem+json errors, health, readiness and /metrics."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.errors import Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
 
 PROBLEM_JSON = "application/problem+json"
 
-ReadinessCheck = Callable[[FastAPI], Awaitable[str | None]]
 
-
-class Problem(Exception):
-    """An error answered as RFC 9457 problem+json."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: str,
-        *,
-        errors: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-        title: str | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.errors = errors
-        self.headers = headers
-        self.title = title or HTTPStatus(status).phrase
-
-
-def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
-    """Render a Problem as an application/problem+json response."""
+def problem_response(error: LeadrouterError, instance: str | None = None) -> JSONResponse:
+    """Render an error as an application/problem+json response."""
     body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
+        "type": error.problem_type,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
     }
     if instance:
         body["instance"] = instance
-    if problem.errors:
-        body["errors"] = problem.errors
+    if error.errors:
+        body["errors"] = error.errors
     return JSONResponse(
-        body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON
+        body, status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON
     )
 
 
@@ -87,28 +69,34 @@ def openapi_body(schema_type: Any, content_type: str = "application/json") -> di
 
 def create_app(
     title: str,
+    runtime: "Runtime",
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
-    readiness: ReadinessCheck,
     description: str = "",
 ) -> FastAPI:
-    """A FastAPI app with the shared error path, /healthz, /readyz and /metrics."""
+    """A FastAPI app with the shared error path, /healthz, /readyz and /metrics.
+
+    The runtime is kept on `app.state.runtime` for the session dependencies.
+    """
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
+    app.state.runtime = runtime
     BUILD_INFO.info({"version": app.version, "service": title.removeprefix("leadrouter ")})
 
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    @app.exception_handler(LeadrouterError)
+    async def _problem(request: Request, exc: LeadrouterError) -> JSONResponse:
         return problem_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(exc.errors())
         detail = f"{errors[0]['pointer']}: {errors[0]['detail']}" if errors else "invalid request"
-        return problem_response(Problem(422, detail, errors=errors), request.url.path)
+        return problem_response(Invalid(detail, errors=errors), request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        problem = Problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-        return problem_response(problem, request.url.path)
+        error = LeadrouterError(
+            str(exc.detail), status=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+        return problem_response(error, request.url.path)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:
@@ -116,7 +104,7 @@ def create_app(
 
     @app.get("/readyz", tags=["operations"], summary="Readiness: Kafka and Postgres reachable")
     async def readyz() -> JSONResponse:
-        problem = await readiness(app)
+        problem = await runtime.readiness_problem()
         if problem:
             return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
         return JSONResponse({"status": "ready"})
@@ -126,3 +114,32 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def runtime_of(request: Request) -> "Runtime":
+    """The running service's Runtime (set on `app.state.runtime` by the app factory)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A dependency: a session for reads (no transaction kept open after the handler)."""
+    async with runtime_of(request).sessions() as session:
+        yield session
+
+
+async def write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A dependency: the unit of work of one request.
+
+    Commits when the handler returns (rolls back when it raises), then wakes the outbox
+    relay and the timers so what the request wrote is published at once.
+    """
+    runtime = runtime_of(request)
+    async with runtime.sessions() as session:
+        async with session.begin():
+            yield session
+    runtime.committed()
+
+
+ReadSession = Annotated[AsyncSession, Depends(read_session)]
+WriteSession = Annotated[AsyncSession, Depends(write_session)]

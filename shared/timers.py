@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import metadata
+from shared.db import db_now, metadata
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class TimerRunner:
         """Fire one batch of due timers in one transaction; returns how many fired."""
         kinds = list(self._handlers)
         async with self._sessions() as session, session.begin():
-            now = await session.scalar(select(func.now()))
+            now = await db_now(session)
             assert now is not None
             claimed = (
                 await session.execute(

@@ -7,10 +7,9 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from services.handoff import repository
-from services.handoff.lifecycle import OPEN, InvalidFeedback
+from services.handoff.lifecycle import OPEN
 from services.handoff.routing import ledger_on_return
 from services.handoff.service import (
     ACCEPT_BREACH,
@@ -19,8 +18,10 @@ from services.handoff.service import (
     HandoffNotFound,
     HandoffService,
 )
+from shared.db import db_now
+from shared.errors import NotFound
 from shared.events import FeedbackData
-from shared.http import Problem, create_app
+from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
 from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
@@ -70,13 +71,10 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         yield
         await runtime.stop()
 
-    async def readiness(app: FastAPI) -> str | None:
-        return await runtime.readiness_problem()
-
     app = create_app(
         "leadrouter handoff",
+        runtime,
         lifespan,
-        readiness,
         description="Routes qualified leads to sales reps, runs the SLA clocks, takes sales "
         "feedback and serves the funnel both teams share.",
     )
@@ -99,7 +97,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         async with runtime.sessions() as session:
             handoff = await repository.get_handoff(session, handoff_id)
         if handoff is None:
-            raise Problem(404, f"no handoff {handoff_id!r}")
+            raise NotFound(f"no handoff {handoff_id!r}")
         return with_time_left(handoff, datetime.now(UTC))
 
     @app.post(
@@ -121,17 +119,13 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         data = FeedbackData(handoff_id=handoff_id, **body.model_dump())
         try:
             async with runtime.sessions() as session, session.begin():
-                now = await session.scalar(select(func.now()))
+                now = await db_now(session)
                 updated = await service.apply_feedback(
                     session, action, data, now, cause=f"http:{now.isoformat()}"
                 )
                 await service.observe(session)
         except HandoffNotFound as exc:
-            raise Problem(404, str(exc)) from exc
-        except InvalidFeedback as exc:
-            raise Problem(
-                exc.status, str(exc), errors=[{"pointer": exc.field, "detail": str(exc)}]
-            ) from exc
+            raise NotFound(str(exc)) from exc
         runtime.committed()
         return with_time_left(updated, datetime.now(UTC))
 
@@ -148,14 +142,14 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             reps = {r.rep_id: r for r in await repository.lock_reps(session)}
             rep = reps.get(rep_id)
             if rep is None:
-                raise Problem(404, f"no rep {rep_id!r}")
+                raise NotFound(f"no rep {rep_id!r}")
             ledger = rep.assigned_total
             if body.available and not rep.available:
                 ledger = ledger_on_return(rep, [r for r in reps.values() if r.team == rep.team])
             await repository.set_availability(session, rep_id, body.available, ledger)
             drained = 0
             if body.available:
-                now = await session.scalar(select(func.now()))
+                now = await db_now(session)
                 drained = await service.drain_queue(session, rep.team, now)
         runtime.committed()
         return {

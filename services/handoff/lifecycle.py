@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from shared.errors import Conflict
 from shared.playbook import Playbook
 from shared.playbook.routing import WEEKDAYS, WorkingHours
 
@@ -18,12 +19,11 @@ TRANSITIONS = {
 CONVERTED_TO = {"sql", "opportunity", "customer"}
 
 
-class InvalidFeedback(ValueError):
+class InvalidFeedback(Conflict):
     """Feedback that does not apply to the handoff as it stands (answered 409 or 422)."""
 
     def __init__(self, message: str, status: int = 409, field: str = "/") -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status=status, pointer=field)
         self.field = field
 
 

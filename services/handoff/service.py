@@ -15,6 +15,8 @@ from services.handoff.lifecycle import OPEN, InvalidFeedback, deadlines, next_st
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
 from shared import outbox, timers
 from shared.consumer import Delivered
+from shared.db import db_now
+from shared.errors import NotFound
 from shared.events import (
     FEEDBACK_PREFIX,
     HANDOFF_PREFIX,
@@ -88,7 +90,7 @@ def hours_of(reps: list[RepLoad], rep_id: str | None) -> WorkingHours | None:
     return next((r.working_hours for r in reps if r.rep_id == rep_id), None)
 
 
-class HandoffNotFound(LookupError):
+class HandoffNotFound(NotFound):
     """No handoff has this id."""
 
 
@@ -108,7 +110,7 @@ class HandoffService:
     # -- consumer ---------------------------------------------------------------------------
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
-        now = await session.scalar(select(func.now()))
+        now = await db_now(session)
         for delivered in batch:
             event = delivered.event
             if event.type.startswith(LIFECYCLE_PREFIX):
@@ -414,7 +416,7 @@ class HandoffService:
                 id=derived_event_id("handoff", kind, handoff["handoff_id"], cause),
                 source="leadrouter/handoff",
                 type=HANDOFF_PREFIX + kind,
-                time=await session.scalar(select(func.now())),
+                time=await db_now(session),
                 subject=handoff["lead_key"],
                 data=HandoffData(
                     handoff_id=handoff["handoff_id"],

@@ -18,8 +18,18 @@ from services.ingest import auth
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from services.ingest.ratelimit import TokenBuckets
 from services.ingest.sources import Normalised, Unusable, hubspot, marketo, mautic, segment
+from shared.errors import (
+    BadRequest,
+    Invalid,
+    LeadrouterError,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from shared.events import CONTENT_TYPE
-from shared.http import Problem, create_app, openapi_body, validation_errors
+from shared.http import create_app, openapi_body, validation_errors
 from shared.kafka import LEAD_EVENTS, dlq
 from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
@@ -127,13 +137,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         yield
         await runtime.stop()
 
-    async def readiness(app: FastAPI) -> str | None:
-        return await runtime.readiness_problem()
-
     app = create_app(
         "leadrouter ingest",
+        runtime,
         lifespan,
-        readiness,
         description="Takes lead events from the native API and marketing-automation webhooks. "
         "Every 202 means the events are in Kafka, acknowledged by all in-sync replicas.",
     )
@@ -168,8 +175,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.gather(*acks)
         except (KafkaError, TimeoutError) as exc:
             log.warning("kafka did not acknowledge %d record(s): %s", len(acks), exc)
-            raise Problem(
-                503,
+            raise Unavailable(
                 "Kafka did not acknowledge the events in time; retry the same request "
                 "(events are deduplicated by id, so nothing is counted twice)",
                 headers={"Retry-After": "5"},
@@ -191,25 +197,24 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             try:
                 source = authenticate(raw)
             except auth.Unauthorized as exc:
-                raise Problem(401, str(exc), title="Unauthorized") from exc
+                raise Unauthorized(str(exc), title="Unauthorized") from exc
             retry_s = buckets.take(source, time.monotonic())
             if retry_s:
-                raise Problem(
-                    429,
+                raise RateLimited(
                     f"{source} is over its rate limit",
                     headers={"Retry-After": str(max(1, round(retry_s + 0.5)))},
                 )
             try:
                 payload = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
-                raise Problem(400, f"body is not valid JSON: {exc}") from exc
+                raise BadRequest(f"body is not valid JSON: {exc}") from exc
             try:
                 result = normalise(source, payload)
             except Unusable as exc:
-                raise Problem(422, str(exc), errors=[{"pointer": "/", "detail": str(exc)}]) from exc
+                raise Invalid(str(exc), errors=[{"pointer": "/", "detail": str(exc)}]) from exc
             check_count(len(result.events) + len(result.unusable))
             await publish(source, result)
-        except Problem as problem:
+        except LeadrouterError as problem:
             outcome = _OUTCOMES.get(problem.status, "error")
             raise
         finally:
@@ -234,8 +239,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
 
     def check_count(count: int) -> None:
         if count > settings.max_events_per_request:
-            raise Problem(
-                413,
+            raise TooLarge(
                 f"{count} events in one request; send at most {settings.max_events_per_request}",
             )
 
@@ -250,9 +254,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     def native_events(source: str, payload: Any) -> Normalised:
         items = payload if isinstance(payload, list) else [payload]
         if not items:
-            raise Problem(
-                422, "the array holds no events", errors=[{"pointer": "/", "detail": "empty"}]
-            )
+            raise Invalid("the array holds no events", errors=[{"pointer": "/", "detail": "empty"}])
         check_count(len(items))  # before validating, so a huge array costs little
         parsed, errors = [], []
         for index, item in enumerate(items):
@@ -262,7 +264,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 errors.extend(validation_errors(exc.errors(), (index,)))
         if errors:
             EVENTS.labels(source, "native", "invalid").inc(len(items))
-            raise Problem(422, f"{errors[0]['pointer']}: {errors[0]['detail']}", errors=errors)
+            raise Invalid(f"{errors[0]['pointer']}: {errors[0]['detail']}", errors=errors)
         return Normalised(events=[("native", native_to_cloud_event(i, source)) for i in parsed])
 
     @app.post(
@@ -386,15 +388,15 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, after the content-type and size checks (signatures need the raw bytes)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
-        raise Problem(
-            415, f"send JSON (Content-Type: application/json), not {content_type or 'nothing'!r}"
+        raise UnsupportedMediaType(
+            f"send JSON (Content-Type: application/json), not {content_type or 'nothing'!r}"
         )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise Problem(413, f"body is larger than {max_bytes} bytes")
+        raise TooLarge(f"body is larger than {max_bytes} bytes")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > max_bytes:
-            raise Problem(413, f"body is larger than {max_bytes} bytes")
+            raise TooLarge(f"body is larger than {max_bytes} bytes")
     return bytes(raw)

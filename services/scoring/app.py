@@ -2,15 +2,12 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI
 
-from services.scoring import repository
-from services.scoring.scoring import LeadState, evaluate
+from services.scoring import endpoints
 from services.scoring.service import RETIER, ScoringHandler
-from shared.http import Problem, create_app
+from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
@@ -42,68 +39,13 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         yield
         await runtime.stop()
 
-    async def readiness(app: FastAPI) -> str | None:
-        return await runtime.readiness_problem()
-
     app = create_app(
         "leadrouter scoring",
+        runtime,
         lifespan,
-        readiness,
         description="Explainable lead scores and lifecycle stages, from the shared playbook.",
     )
 
-    @app.get("/v1/leads", tags=["leads"], summary="Find a lead by email or by any platform id")
-    async def find_lead(
-        email: str | None = Query(None, min_length=3),
-        alias: str | None = Query(None, description="e.g. hubspot:123, segment_anonymous:abc"),
-    ) -> dict[str, Any]:
-        if not email and not alias:
-            raise Problem(
-                422,
-                "give email or alias",
-                errors=[{"pointer": "/email", "detail": "email or alias is required"}],
-            )
-        async with runtime.sessions() as session:
-            if email:
-                state = await repository.find_by_email(session, email)
-            else:
-                state = await repository.get_lead(session, alias or "")
-        if state is None:
-            raise Problem(404, "no such lead")
-        return view(state, playbook, datetime.now(UTC))
-
-    @app.get(
-        "/v1/leads/{lead_id}",
-        tags=["leads"],
-        summary="A lead's score now, its explanation, tier and stage (by key or any alias)",
-    )
-    async def get_lead(lead_id: str) -> dict[str, Any]:
-        async with runtime.sessions() as session:
-            state = await repository.get_lead(session, lead_id)
-        if state is None:
-            raise Problem(404, f"no lead {lead_id!r}")
-        return view(state, playbook, datetime.now(UTC))
-
+    app.state.playbook = playbook
+    app.include_router(endpoints.router)
     return app
-
-
-def view(state: LeadState, playbook: Playbook, now: datetime) -> dict[str, Any]:
-    """A lead as the API shows it: scored now (decay included), and as last stored."""
-    at = max(now, state.evaluated_at) if state.evaluated_at else now
-    current = evaluate(state, playbook, at)
-    return {
-        "lead_id": state.lead_key,
-        "lead_key": state.lead_key,
-        "email": state.email,
-        "attributes": state.attributes,
-        "score": current.total,
-        "fit_score": current.fit,
-        "behaviour_score": current.behaviour,
-        "tier": playbook.taxonomy.tier_for(current.total),
-        "stage": state.stage,
-        "stage_definition": playbook.taxonomy.stages.get(state.stage, ""),
-        "events_count": state.events_count,
-        "explanation": [{"rule": r, "points": p} for r, p in current.contributions],
-        "scored_at": at,
-        "last_activity_at": state.last_activity_at,
-    }

@@ -1,0 +1,32 @@
+"""What the scoring API answers: a lead as both teams see it."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Contribution(BaseModel):
+    """One rule's points in a score, decayed to the time the score was taken."""
+
+    rule: str
+    points: float
+
+
+class LeadOut(BaseModel):
+    """A lead's score now (decay included), its explanation, tier and lifecycle stage."""
+
+    lead_id: str = Field(description="The lead's canonical key (e.g. email:ana@acme.example)")
+    lead_key: str = Field(description="Same as lead_id (kept for existing clients)")
+    email: str | None
+    attributes: dict[str, Any]
+    score: float
+    fit_score: float
+    behaviour_score: float
+    tier: str | None
+    stage: str
+    stage_definition: str
+    events_count: int
+    explanation: list[Contribution]
+    scored_at: datetime
+    last_activity_at: datetime | None
