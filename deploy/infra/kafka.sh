@@ -2,10 +2,10 @@
 # Single-node Apache Kafka (KRaft) on 127.0.0.1:9092 from Apache's jars: up | down | status.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-STATE="$ROOT/.local/kafka"
+STATE="${LEADROUTER_KAFKA_STATE:-$ROOT/.local/kafka}"
 PIDFILE="$STATE/kafka.pid"
-PORT=9092
-CONTROLLER_PORT=9093
+PORT=${LEADROUTER_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${LEADROUTER_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 TIMEOUT_S=${KAFKA_START_TIMEOUT_S:-90}
 

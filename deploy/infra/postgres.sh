@@ -2,10 +2,10 @@
 # PostgreSQL from Debian's package, its own cluster in .local/postgres, on 127.0.0.1:5432: up | down | status.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-STATE="$ROOT/.local/postgres"
+STATE="${LEADROUTER_POSTGRES_STATE:-$ROOT/.local/postgres}"
 DATA="$STATE/data"
 RUN="$STATE/run"
-PORT=5432
+PORT=${LEADROUTER_POSTGRES_PORT:-5432}
 APP_URL="postgresql://leadrouter:leadrouter@127.0.0.1:$PORT/leadrouter"
 TIMEOUT_S=${POSTGRES_START_TIMEOUT_S:-60}
 

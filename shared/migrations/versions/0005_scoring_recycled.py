@@ -1,14 +1,14 @@
 """Scoring: when sales last recycled a lead (only later activity can requalify it).
 
-Revision ID: 0003b
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003b"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
