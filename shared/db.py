@@ -1,4 +1,4 @@
-"""Database engine, sessions and the shared tables: offsets, processed ids, outbox."""
+"""Database engine, sessions and the shared tables: offsets, processed ids, outbox, timers."""
 
 from datetime import datetime
 
@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import (
@@ -41,6 +43,11 @@ processed_events = Table(
     Column("consumer_group", Text, primary_key=True),
     Column("event_id", Text, primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Where the event was read: pruning keeps an id while its offset could still be redelivered.
+    Column("topic", Text),
+    Column("partition", Integer),
+    Column("kafka_offset", BigInteger),
+    Index("processed_events_processed_at", "processed_at"),
 )
 
 outbox = Table(
@@ -53,6 +60,34 @@ outbox = Table(
     Column("value", LargeBinary, nullable=False),
     Column("headers", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Permanent publish failures so far; the row is parked (set aside) after a bounded number.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True)),
+    Index("outbox_relay_id", "relay", "id"),
+    Index(
+        "outbox_relay_pending",
+        "relay",
+        "id",
+        postgresql_where=text("parked_at IS NULL"),
+    ),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False, server_default="{}"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Failed firings so far; after the last allowed one the timer is parked, not retried.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("parked_at", DateTime(timezone=True)),
+    Index("timers_kind_key", "kind", "key", unique=True),
+    Index("timers_due", "due_at"),
 )
 
 

@@ -40,3 +40,40 @@ OUTBOX_OLDEST_AGE = Gauge(
     "Age of the oldest unpublished outbox row (0 when empty)",
     ["relay"],
 )
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "leadrouter_outbox_publish_failures_total",
+    "Outbox publish attempts that failed, by kind: transient (broker unreachable, retried "
+    "without limit) or permanent (the broker refuses this record for good)",
+    ["relay", "kind"],
+)
+OUTBOX_PARKED = Gauge(
+    "leadrouter_outbox_parked_rows",
+    "Outbox rows set aside after permanent publish failures (see the outbox's last_error)",
+    ["relay"],
+)
+OUTBOX_STUCK_SECONDS = Gauge(
+    "leadrouter_outbox_stuck_seconds",
+    "How long the relay has been failing to publish without progress (0 when healthy)",
+    ["relay"],
+)
+TIMER_LATENESS = Histogram(
+    "leadrouter_timer_lateness_seconds",
+    "How long after its due time a timer fired",
+    ["kind"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+TIMER_FAILURES = Counter(
+    "leadrouter_timer_failures_total",
+    "Timer firings whose handler raised (or that had no handler); retried with backoff",
+    ["kind"],
+)
+TIMERS_PARKED = Gauge(
+    "leadrouter_timers_parked",
+    "Timers set aside after their last allowed failed firing, by kind",
+    ["kind"],
+)
+PROCESSED_IDS_PRUNED = Counter(
+    "leadrouter_consumer_processed_ids_pruned_total",
+    "Processed event ids deleted after the dedup window",
+    ["consumer"],
+)

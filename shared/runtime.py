@@ -77,7 +77,14 @@ class Runtime:
                 idle_poll_s=s.outbox_idle_poll_s,
             )
         if self._timer_handlers:
-            self.timers = TimerRunner(self.sessions, self._timer_handlers, on_commit=self.committed)
+            self.timers = TimerRunner(
+                self.sessions,
+                self._timer_handlers,
+                kind_prefix=f"{self.service}.",
+                on_commit=self.committed,
+                max_attempts=s.timer_max_attempts,
+                retry_base_s=s.timer_retry_base_s,
+            )
         if self._subscription:
             topics, group_id, handler = self._subscription
             self.consumer = TransactionalConsumer(

@@ -44,6 +44,27 @@ class Settings(BaseSettings):
     outbox_idle_poll_s: float = Field(
         0.5, gt=0, description="Outbox relay poll interval when no in-process wake-up arrives"
     )
+    outbox_max_attempts: int = Field(
+        3, ge=1, description="Permanent publish failures of one outbox row before it is parked"
+    )
+    outbox_stuck_after_s: float = Field(
+        60.0, gt=0, description="Readiness says degraded once a relay fails this long"
+    )
+    timer_max_attempts: int = Field(
+        5, ge=1, description="Failed firings of one timer before it is parked"
+    )
+    timer_retry_base_s: float = Field(
+        2.0, gt=0, description="First retry delay of a failed timer (doubles each attempt)"
+    )
+    dedup_window_s: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="How long a consumer remembers processed event ids (redeliveries and "
+        "platform retries within it are dropped); older ids are pruned",
+    )
+    consumer_lag_interval_s: float = Field(
+        5.0, gt=0, description="How often consumer lag is measured (end minus stored offsets)"
+    )
     # ingest
     api_keys_file: Path | None = Field(
         None,

@@ -1,58 +1,49 @@
-"""Durable timers: rows with a due time, claimed with SKIP LOCKED and fired in one transaction.
+"""Durable timers: rows with a due time, claimed with SKIP LOCKED, each fired in its own savepoint.
 
 A timer fires in the same transaction that deletes it, so a handler's state change and
 outbox rows commit together with the firing: a timer survives restarts, fires once, and
-several instances share the load. The runner sleeps until the next due time and wakes
-early when this process schedules a nearer one.
+several instances share the load. One failing timer never holds back the others: its
+savepoint is rolled back, the row records the attempt and the error and is due again after
+a backoff, and after `max_attempts` failures (at once for an error retrying cannot fix,
+`shared.errors.is_retryable`) it is parked: kept with its error, counted, alerted, listed by
+`parked_timers`, and no longer fired. A kind of this runner's prefix without a handler fails
+the same way. The runner sleeps until the next due time and wakes early when this process
+schedules a nearer one.
 """
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from prometheus_client import Histogram
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Identity,
-    Index,
-    Table,
-    Text,
-    delete,
-    func,
-    select,
-)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import db_now, metadata
+from shared import metrics
+from shared.db import db_now, timers
+from shared.errors import is_retryable
+
+__all__ = [
+    "ParkedTimer",
+    "Timer",
+    "TimerHandler",
+    "TimerRunner",
+    "cancel",
+    "parked_timers",
+    "pending",
+    "retry_delay_s",
+    "schedule",
+    "schedule_many",
+    "timers",
+    "unpark",
+]
 
 log = logging.getLogger(__name__)
 
-timers = Table(
-    "timers",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("kind", Text, nullable=False),
-    Column("key", Text, nullable=False),
-    Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("payload", JSONB, nullable=False, server_default="{}"),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("timers_kind_key", "kind", "key", unique=True),
-    Index("timers_due", "due_at"),
-)
-
-TIMER_LATENESS = Histogram(
-    "leadrouter_timer_lateness_seconds",
-    "How long after its due time a timer fired",
-    ["kind"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
-)
+RETRY_CAP_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -65,8 +56,25 @@ class Timer:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ParkedTimer:
+    """A timer set aside after its handler kept failing: what an operator needs to act."""
+
+    kind: str
+    key: str
+    due_at: datetime
+    attempts: int
+    last_error: str | None
+    parked_at: datetime
+
+
 # The handler gets the session of the firing transaction and the database's current time.
 TimerHandler = Callable[[AsyncSession, Timer, datetime], Awaitable[None]]
+
+
+def retry_delay_s(attempts: int, base_s: float, cap_s: float = RETRY_CAP_S) -> float:
+    """Delay before the next try of a timer that failed `attempts` times (doubling, capped)."""
+    return min(base_s * 2 ** max(attempts - 1, 0), cap_s)
 
 
 async def schedule(
@@ -86,14 +94,20 @@ async def schedule_many(
     due: dict[str, datetime],
     payload: dict[str, Any] | None = None,
 ) -> None:
-    """Set many timers of one kind in one statement."""
+    """Set many timers of one kind in one statement (a new setting clears past failures)."""
     if not due:
         return
     stmt = pg_insert(timers)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=["kind", "key"],
-            set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload},
+            set_={
+                "due_at": stmt.excluded.due_at,
+                "payload": stmt.excluded.payload,
+                "attempts": 0,
+                "last_error": None,
+                "parked_at": None,
+            },
         ),
         [
             {"kind": kind, "key": k, "due_at": at, "payload": payload or {}}
@@ -109,48 +123,111 @@ async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
 
 
 async def pending(session: AsyncSession, kinds: Sequence[str]) -> list[Timer]:
-    """The timers of these kinds that have not fired, soonest first."""
+    """The timers of these kinds that have not fired, soonest first (parked ones included)."""
     rows = await session.execute(
         select(timers).where(timers.c.kind.in_(kinds)).order_by(timers.c.due_at, timers.c.id)
     )
     return [Timer(r.kind, r.key, r.due_at, r.payload) for r in rows]
 
 
+async def parked_timers(
+    session: AsyncSession, kind_prefix: str = "", limit: int = 100
+) -> list[ParkedTimer]:
+    """Parked timers whose kind starts with `kind_prefix`, most recently parked first."""
+    rows = await session.execute(
+        select(timers)
+        .where(timers.c.parked_at.is_not(None), timers.c.kind.startswith(kind_prefix))
+        .order_by(timers.c.parked_at.desc(), timers.c.id)
+        .limit(limit)
+    )
+    return [
+        ParkedTimer(r.kind, r.key, r.due_at, r.attempts, r.last_error, r.parked_at) for r in rows
+    ]
+
+
+async def unpark(session: AsyncSession, kind: str, key: str, due_at: datetime) -> bool:
+    """Give a parked timer a fresh start at `due_at` (after its cause is fixed)."""
+    result = await session.execute(
+        update(timers)
+        .where(timers.c.kind == kind, timers.c.key == key, timers.c.parked_at.is_not(None))
+        .values(due_at=due_at, attempts=0, last_error=None, parked_at=None)
+        .returning(timers.c.id)
+    )
+    return result.first() is not None
+
+
 class TimerRunner:
-    """Fires due timers of some kinds through their handlers."""
+    """Fires the due timers of its kinds through their handlers, one savepoint per timer.
+
+    `kind_prefix` names the kinds this runner owns (e.g. "handoff."): a due timer of such a
+    kind without a handler is a failure like a raising handler, not a row left unnoticed.
+    """
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         handlers: dict[str, TimerHandler],
         *,
+        kind_prefix: str | None = None,
         on_commit: Callable[[], None] = lambda: None,
         batch_max: int = 100,
         max_sleep_s: float = 30.0,
+        max_attempts: int = 5,
+        retry_base_s: float = 2.0,
     ) -> None:
         self._sessions = sessions
         self._handlers = handlers
+        self._kind_prefix = kind_prefix
         self._on_commit = on_commit
         self._batch_max = batch_max
         self._max_sleep_s = max_sleep_s
+        self._max_attempts = max_attempts
+        self._retry_base_s = retry_base_s
         self._wake = asyncio.Event()
+        self._failing_since: float | None = None
+        for kind in handlers:  # exported at 0 from the start, so increase() sees the first
+            metrics.TIMER_FAILURES.labels(kind)
+            metrics.TIMERS_PARKED.labels(kind)
 
     def wake(self) -> None:
         """Re-read the next due time now (a nearer timer may have been scheduled)."""
         self._wake.set()
 
+    def _owned(self) -> Any:
+        mine = timers.c.kind.in_(list(self._handlers))
+        if self._kind_prefix:
+            return or_(mine, timers.c.kind.startswith(self._kind_prefix))
+        return mine
+
     async def run(self) -> None:
-        """Fire timers until cancelled."""
+        """Fire timers until cancelled; a database outage is logged once, then summarised."""
+        loop = asyncio.get_running_loop()
+        last_summary = 0.0
         while True:
             try:
                 fired = await self.fire_due()
+                if self._failing_since is not None:
+                    log.info(
+                        "timer runner recovered after %.0fs", loop.time() - self._failing_since
+                    )
+                    self._failing_since = None
                 if fired >= self._batch_max:
                     continue
                 sleep_s = await self._seconds_until_next()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("timer runner failed; retrying")
+            except Exception as exc:
+                now = loop.time()
+                if self._failing_since is None:
+                    self._failing_since = last_summary = now
+                    log.warning("timer runner cannot fire timers (%s); retrying", _brief(exc))
+                elif now - last_summary >= 60:
+                    last_summary = now
+                    log.warning(
+                        "timer runner still failing after %.0fs (%s)",
+                        now - self._failing_since,
+                        _brief(exc),
+                    )
                 sleep_s = 1.0
             self._wake.clear()
             try:
@@ -159,15 +236,13 @@ class TimerRunner:
                 pass
 
     async def fire_due(self) -> int:
-        """Fire one batch of due timers in one transaction; returns how many fired."""
-        kinds = list(self._handlers)
+        """Fire one batch of due timers; returns how many fired (failures are recorded)."""
         async with self._sessions() as session, session.begin():
             now = await db_now(session)
-            assert now is not None
             claimed = (
                 await session.execute(
                     select(timers)
-                    .where(timers.c.kind.in_(kinds), timers.c.due_at <= now)
+                    .where(self._owned(), timers.c.parked_at.is_(None), timers.c.due_at <= now)
                     .order_by(timers.c.due_at, timers.c.id)
                     .limit(self._batch_max)
                     .with_for_update(skip_locked=True)
@@ -175,23 +250,79 @@ class TimerRunner:
             ).all()
             if not claimed:
                 return 0
-            # Deleted before the handlers run, so a handler may schedule the same timer again.
-            await session.execute(delete(timers).where(timers.c.id.in_([r.id for r in claimed])))
+            fired = []
             for row in claimed:
                 timer = Timer(row.kind, row.key, row.due_at, row.payload)
-                await self._handlers[row.kind](session, timer, now)
-        for row in claimed:
-            TIMER_LATENESS.labels(row.kind).observe(max((now - row.due_at).total_seconds(), 0.0))
+                try:
+                    async with session.begin_nested():
+                        # Deleted before the handler runs, so it may schedule the same timer again.
+                        await session.execute(delete(timers).where(timers.c.id == row.id))
+                        handler = self._handlers.get(row.kind)
+                        if handler is None:
+                            raise LookupError(f"no handler for timer kind {row.kind!r}")
+                        await handler(session, timer, now)
+                except Exception as exc:
+                    await self._record_failure(session, row, exc, now)
+                else:
+                    fired.append(row)
+            parked = await session.execute(
+                select(timers.c.kind, func.count())
+                .where(self._owned(), timers.c.parked_at.is_not(None))
+                .group_by(timers.c.kind)
+            )
+            parked_by_kind: dict[str, int] = {kind: n for kind, n in parked}
+        for kind in {*self._handlers, *parked_by_kind}:
+            metrics.TIMERS_PARKED.labels(kind).set(parked_by_kind.get(kind, 0))
+        for row in fired:
+            metrics.TIMER_LATENESS.labels(row.kind).observe(
+                max((now - row.due_at).total_seconds(), 0.0)
+            )
         self._on_commit()
-        return len(claimed)
+        return len(fired)
+
+    async def _record_failure(
+        self, session: AsyncSession, row: Any, exc: Exception, now: datetime
+    ) -> None:
+        attempts = row.attempts + 1
+        error = f"{exc.__class__.__name__}: {exc}"[:500]
+        park = attempts >= self._max_attempts or not is_retryable(exc)
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+        if park:
+            values["parked_at"] = now
+        else:
+            values["due_at"] = now + timedelta(seconds=retry_delay_s(attempts, self._retry_base_s))
+        await session.execute(update(timers).where(timers.c.id == row.id).values(**values))
+        metrics.TIMER_FAILURES.labels(row.kind).inc()
+        if park:
+            log.error(
+                "timer %s %s parked after %d failed attempt(s): %s",
+                row.kind,
+                row.key,
+                attempts,
+                error,
+            )
+        else:
+            log.warning(
+                "timer %s %s failed (attempt %d of %d), retrying later: %s",
+                row.kind,
+                row.key,
+                attempts,
+                self._max_attempts,
+                error,
+            )
 
     async def _seconds_until_next(self) -> float:
         async with self._sessions() as session:
             wait_s = await session.scalar(
                 select(func.extract("epoch", func.min(timers.c.due_at) - func.now())).where(
-                    timers.c.kind.in_(list(self._handlers))
+                    self._owned(), timers.c.parked_at.is_(None)
                 )
             )
         if wait_s is None:
             return self._max_sleep_s
         return min(max(float(wait_s), 0.0), self._max_sleep_s)
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception in one line, for logs that must not repeat a traceback per retry."""
+    return f"{exc.__class__.__name__}: {exc}"[:300]

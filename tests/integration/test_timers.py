@@ -6,8 +6,19 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from shared.db import make_engine, make_sessionmaker
-from shared.timers import Timer, TimerRunner, cancel, pending, schedule
+from shared import metrics
+from shared.db import make_engine, make_sessionmaker, timers
+from shared.errors import Invalid
+from shared.timers import (
+    Timer,
+    TimerRunner,
+    cancel,
+    parked_timers,
+    pending,
+    retry_delay_s,
+    schedule,
+    unpark,
+)
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -54,24 +65,107 @@ async def test_two_runners_fire_every_due_timer_exactly_once(sessions):
     assert left == {"future", "not-mine"}
 
 
-async def test_a_failing_handler_leaves_the_timer_for_a_retry(sessions):
+async def test_a_failing_timer_is_retried_with_backoff_while_the_others_fire(sessions):
     now = await db_now(sessions)
     async with sessions() as s, s.begin():
-        await schedule(s, "test.flaky", "k", now)
+        for i in range(5):
+            await schedule(s, "test.mixed", f"ok{i}", now - timedelta(seconds=5 - i))
+        await schedule(s, "test.mixed", "bad", now - timedelta(seconds=3))
+    fired: list[str] = []
     calls = 0
 
-    async def flaky(session, timer, fired_at):
+    async def handler(session, timer, fired_at):
+        nonlocal calls
+        if timer.key == "bad":
+            calls += 1
+            # A write the savepoint must undo, then the failure (a renamed team, say).
+            await schedule(session, "test.mixed", "side-effect", fired_at)
+            raise KeyError("team 'emea' is not in the playbook")
+        fired.append(timer.key)
+
+    runner = TimerRunner(sessions, {"test.mixed": handler}, max_attempts=3, retry_base_s=60)
+    assert await runner.fire_due() == 5
+    assert sorted(fired) == [f"ok{i}" for i in range(5)]
+    assert calls == 1
+    async with sessions() as s:
+        row = (await s.execute(select(timers).where(timers.c.key == "bad"))).one()
+        side_effect = await s.scalar(select(func.count()).where(timers.c.key == "side-effect"))
+    assert row.attempts == 1
+    assert row.last_error.startswith("KeyError")
+    assert row.parked_at is None
+    assert row.due_at >= now + timedelta(seconds=59)  # backoff, not every second
+    assert side_effect == 0
+    assert await runner.fire_due() == 0  # not due again yet
+    assert calls == 1
+
+
+async def test_a_timer_that_keeps_failing_is_parked_and_listed(sessions):
+    now = await db_now(sessions)
+    async with sessions() as s, s.begin():
+        await schedule(s, "test.broken", "h1", now)
+        await schedule(s, "test.broken", "h2", now)
+    calls = 0
+
+    async def broken(session, timer, fired_at):
         nonlocal calls
         calls += 1
-        if calls == 1:
-            raise RuntimeError("first try fails")
+        if timer.key == "h1":
+            raise RuntimeError("always fails")
 
-    runner = TimerRunner(sessions, {"test.flaky": flaky})
-    with pytest.raises(RuntimeError):
+    runner = TimerRunner(sessions, {"test.broken": broken}, max_attempts=3, retry_base_s=0.01)
+    for _ in range(10):
         await runner.fire_due()
+        await asyncio.sleep(0.05)
+    assert calls == 4  # h2 once, h1 three times, then never again
+    async with sessions() as s:
+        (parked,) = await parked_timers(s, "test.")
+    assert (parked.kind, parked.key, parked.attempts) == ("test.broken", "h1", 3)
+    assert parked.last_error == "RuntimeError: always fails"
+    assert metrics.TIMERS_PARKED.labels("test.broken")._value.get() == 1
+    async with sessions() as s, s.begin():
+        assert await unpark(s, "test.broken", "h1", now)
+    await runner.fire_due()
+    assert calls == 5  # fixed and released: it fires again
+
+
+async def test_a_kind_without_handler_is_parked_not_left_unnoticed(sessions):
+    now = await db_now(sessions)
+    async with sessions() as s, s.begin():
+        await schedule(s, "svc.renamed", "k", now)
+        await schedule(s, "svc.known", "k", now)
+        await schedule(s, "other.kind", "k", now)
+    fired: list[str] = []
+
+    async def known(session, timer, fired_at):
+        fired.append(timer.kind)
+
+    runner = TimerRunner(
+        sessions, {"svc.known": known}, kind_prefix="svc.", max_attempts=1, retry_base_s=0.01
+    )
     assert await runner.fire_due() == 1
-    assert await runner.fire_due() == 0
-    assert calls == 2
+    assert fired == ["svc.known"]
+    async with sessions() as s:
+        parked = await parked_timers(s)
+        left = {t.kind for t in await pending(s, ["other.kind"])}
+    assert [(p.kind, p.last_error) for p in parked] == [
+        ("svc.renamed", "LookupError: no handler for timer kind 'svc.renamed'")
+    ]
+    assert left == {"other.kind"}  # another service's timer is not this runner's business
+
+
+async def test_an_error_retrying_cannot_fix_parks_at_once(sessions):
+    now = await db_now(sessions)
+    async with sessions() as s, s.begin():
+        await schedule(s, "test.refused", "k", now)
+
+    async def refuses(session, timer, fired_at):
+        raise Invalid("the handoff is closed")
+
+    runner = TimerRunner(sessions, {"test.refused": refuses}, max_attempts=5)
+    await runner.fire_due()
+    async with sessions() as s:
+        (parked,) = await parked_timers(s)
+    assert parked.attempts == 1
 
 
 async def test_a_nearer_timer_wakes_a_sleeping_runner(sessions):
@@ -107,3 +201,8 @@ async def test_rescheduling_replaces_and_cancel_removes(sessions):
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def test_retry_delay_doubles_and_is_capped():
+    assert [retry_delay_s(n, 2.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
+    assert retry_delay_s(30, 2.0) == 300.0
