@@ -102,11 +102,18 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: Kafka and Postgres reachable")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: what this service needs answers (ready, degraded or unavailable)",
+    )
     async def readyz() -> JSONResponse:
         problem = await runtime.readiness_problem()
         if problem:
             return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
+        degraded = runtime.degradation()
+        if degraded:
+            return JSONResponse({"status": "degraded", "reason": degraded})
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

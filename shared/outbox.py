@@ -1,18 +1,43 @@
-"""The transactional outbox: rows written with a state change, published to Kafka by one relay."""
+"""The transactional outbox: rows written with a state change, published to Kafka by one relay.
+
+Failures come in two kinds. Transient ones (broker unreachable, timeouts, leader changes)
+block the relay, which retries with backoff until Kafka is back: nothing is skipped, order
+holds, and readiness says "degraded" once that lasts longer than a threshold. Permanent
+ones (the broker refuses this record for good: too large, topic not authorised, invalid
+topic, a value that does not serialise) are counted on the row; after `max_attempts` the row
+is parked (kept with its error, never retried by itself) and a copy goes to the topic's
+`.dlq` (the value left out when it is what does not fit), so the rows behind it go on.
+
+Per-key order: rows are published in id order by one relay at a time (an advisory lock) with
+an idempotent producer. A parked row does not hold back later rows of the same key: every
+lifecycle and handoff event carries the whole state of its lead or handoff, so a later event
+supersedes it, and holding them would turn one bad record into a lead stuck for good.
+"""
 
 import asyncio
 import logging
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import delete, func, insert, select, text
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
 from shared.db import outbox
 from shared.events import CONTENT_TYPE, CloudEvent
+from shared.kafka import dlq
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +92,67 @@ def _row(
     }
 
 
+# The broker (or the client, before sending) refuses these records whatever we retry.
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+PERMANENT_PUBLISH_ERRORS = (
+    *TOO_LARGE,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    CorruptRecordException,
+    TypeError,  # a key, value or header that does not serialise
+    ValueError,
+)
+
+
+def is_permanent_publish_error(exc: BaseException) -> bool:
+    """True when publishing this record again cannot succeed (anything else is transient)."""
+    return isinstance(exc, PERMANENT_PUBLISH_ERRORS)
+
+
+def is_dead_letter_topic(topic: str) -> bool:
+    """True for `<topic>.dlq` (a dead letter that fails is parked, not dead-lettered again)."""
+    return topic.endswith(".dlq")
+
+
+class OutboxPublishFailed(Exception):
+    """Some rows could not be published for a transient reason; they are retried as they are."""
+
+
+@dataclass(frozen=True)
+class ParkedRow:
+    """An outbox row set aside after permanent publish failures."""
+
+    id: int
+    relay: str
+    topic: str
+    key: str
+    size_bytes: int
+    attempts: int
+    last_error: str | None
+    parked_at: datetime
+
+
+async def parked_rows(session: AsyncSession, relay: str, limit: int = 100) -> list[ParkedRow]:
+    """A relay's parked rows, most recently parked first (for an admin listing)."""
+    rows = await session.execute(
+        select(
+            outbox.c.id,
+            outbox.c.relay,
+            outbox.c.topic,
+            outbox.c.key,
+            func.length(outbox.c.value).label("size_bytes"),
+            outbox.c.attempts,
+            outbox.c.last_error,
+            outbox.c.parked_at,
+        )
+        .where(outbox.c.relay == relay, outbox.c.parked_at.is_not(None))
+        .order_by(outbox.c.parked_at.desc(), outbox.c.id)
+        .limit(limit)
+    )
+    return [ParkedRow(**r._mapping) for r in rows]
+
+
 class OutboxRelay:
     """Publishes one relay's outbox rows in id order and deletes them once Kafka acknowledged."""
 
@@ -78,31 +164,87 @@ class OutboxRelay:
         *,
         batch_max: int = 500,
         idle_poll_s: float = 0.5,
+        max_attempts: int = 3,
+        backoff_max_s: float = 15.0,
+        summary_every_s: float = 60.0,
     ) -> None:
         self.relay = relay
         self._sessions = sessions
         self._producer = producer
         self._batch_max = batch_max
         self._idle_poll_s = idle_poll_s
+        self._max_attempts = max_attempts
+        self._backoff_max_s = backoff_max_s
+        self._summary_every_s = summary_every_s
         self._wake = asyncio.Event()
         # One advisory lock per relay keeps a single publisher at a time, so per-key order holds.
         self._lock_key = zlib.crc32(f"outbox:{relay}".encode())
+        self._failing_since: float | None = None
+        self._failures = 0
+        self.last_error: str | None = None
+        for kind in ("transient", "permanent"):
+            metrics.OUTBOX_PUBLISH_FAILURES.labels(relay, kind)
+        metrics.OUTBOX_PARKED.labels(relay)
+        metrics.OUTBOX_STUCK_SECONDS.labels(relay).set(0)
 
     def wake(self) -> None:
         """Tell the relay that new rows were committed."""
         self._wake.set()
 
+    def stuck_for_s(self) -> float:
+        """How long the relay has been failing without getting through (0 when healthy)."""
+        if self._failing_since is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._failing_since
+
     async def run(self) -> None:
-        """Publish until cancelled; sleeps until woken or the idle poll interval passes."""
+        """Publish until cancelled; sleeps until woken or the idle poll interval passes.
+
+        A failure is logged once when it starts, then as a summary every `summary_every_s`,
+        and once more on recovery: never a traceback per retry.
+        """
+        loop = asyncio.get_running_loop()
+        last_summary = 0.0
+        delay_s = 0.5
         while True:
             try:
                 published = await self.publish_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox relay %s failed; retrying", self.relay)
-                published = 0
-                await asyncio.sleep(1.0)
+            except Exception as exc:
+                now = loop.time()
+                self._failures += 1
+                self.last_error = f"{exc.__class__.__name__}: {exc}"[:300]
+                if self._failing_since is None:
+                    self._failing_since = last_summary = now
+                    log.warning(
+                        "outbox relay %s cannot publish (%s); retrying with backoff",
+                        self.relay,
+                        self.last_error,
+                    )
+                elif now - last_summary >= self._summary_every_s:
+                    last_summary = now
+                    log.warning(
+                        "outbox relay %s still failing after %.0fs and %d tries (%s)",
+                        self.relay,
+                        now - self._failing_since,
+                        self._failures,
+                        self.last_error,
+                    )
+                metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(now - self._failing_since)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, self._backoff_max_s)
+                continue
+            if self._failing_since is not None:
+                log.info(
+                    "outbox relay %s publishing again after %.0fs and %d failed tries",
+                    self.relay,
+                    loop.time() - self._failing_since,
+                    self._failures,
+                )
+                self._failing_since, self._failures, self.last_error = None, 0, None
+                metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(0)
+            delay_s = 0.5
             if published < self._batch_max:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
@@ -117,7 +259,13 @@ class OutboxRelay:
                 pass
 
     async def publish_once(self) -> int:
-        """Publish one batch; returns how many rows went out."""
+        """Publish one batch; returns how many rows went out.
+
+        Acknowledged rows are deleted and permanent failures recorded (or parked) in the
+        same transaction; then, if any row failed for a transient reason, raises
+        OutboxPublishFailed so the caller backs off.
+        """
+        transient: list[BaseException] = []
         async with self._sessions() as session, session.begin():
             locked = await session.scalar(
                 text("select pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
@@ -127,38 +275,135 @@ class OutboxRelay:
             rows = (
                 await session.execute(
                     select(
-                        outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers
+                        outbox.c.id,
+                        outbox.c.topic,
+                        outbox.c.key,
+                        outbox.c.value,
+                        outbox.c.headers,
+                        outbox.c.attempts,
                     )
-                    .where(outbox.c.relay == self.relay)
+                    .where(outbox.c.relay == self.relay, outbox.c.parked_at.is_(None))
                     .order_by(outbox.c.id)
                     .limit(self._batch_max)
                 )
             ).all()
-            if not rows:
-                metrics.OUTBOX_OLDEST_AGE.labels(self.relay).set(0)
-                metrics.OUTBOX_BACKLOG.labels(self.relay).set(0)
-                return 0
-            sends = [
-                await self._producer.send(
-                    row.topic,
-                    value=row.value,
-                    key=row.key.encode(),
-                    headers=[(k, v.encode()) for k, v in row.headers.items()],
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*sends)
-            await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
-            backlog = await session.scalar(
-                select(func.count()).select_from(outbox).where(outbox.c.relay == self.relay)
-            )
-            metrics.OUTBOX_BACKLOG.labels(self.relay).set(backlog or 0)
-            oldest_age_s = await session.scalar(
-                select(func.extract("epoch", func.now() - func.min(outbox.c.created_at))).where(
-                    outbox.c.relay == self.relay
-                )
-            )
-            metrics.OUTBOX_OLDEST_AGE.labels(self.relay).set(float(oldest_age_s or 0))
-        for row in rows:
+            published = []
+            if rows:
+                # Sent all at once (the producer batches them), then each outcome awaited.
+                sends = [await self._send(row) for row in rows]
+                outcomes = await asyncio.gather(*(_outcome(s) for s in sends))
+                for row, error in zip(rows, outcomes, strict=True):
+                    if error is None:
+                        published.append(row)
+                    elif is_permanent_publish_error(error):
+                        await self._record_permanent_failure(session, row, error)
+                    else:
+                        transient.append(error)
+                if published:
+                    await session.execute(
+                        delete(outbox).where(outbox.c.id.in_([r.id for r in published]))
+                    )
+            await self._observe(session)
+        for row in published:
             metrics.OUTBOX_PUBLISHED.labels(self.relay, row.topic).inc()
-        return len(rows)
+        if transient:
+            metrics.OUTBOX_PUBLISH_FAILURES.labels(self.relay, "transient").inc(len(transient))
+            first = transient[0]
+            raise OutboxPublishFailed(
+                f"{len(transient)} row(s) not acknowledged: {first.__class__.__name__}: {first}"
+            )
+        return len(published)
+
+    async def _send(self, row: Any) -> "asyncio.Future[Any] | BaseException":
+        try:
+            return await self._producer.send(
+                row.topic,
+                value=row.value,
+                key=row.key.encode(),
+                headers=[(k, v.encode()) for k, v in row.headers.items()],
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # refused before it left the client (too large, say)
+            return exc
+
+    async def _record_permanent_failure(
+        self, session: AsyncSession, row: Any, error: BaseException
+    ) -> None:
+        metrics.OUTBOX_PUBLISH_FAILURES.labels(self.relay, "permanent").inc()
+        attempts = row.attempts + 1
+        reason = f"{error.__class__.__name__}: {error}"[:500]
+        if attempts < self._max_attempts:
+            log.warning(
+                "outbox relay %s: row %d for %s refused (attempt %d of %d): %s",
+                self.relay,
+                row.id,
+                row.topic,
+                attempts,
+                self._max_attempts,
+                reason,
+            )
+            await session.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(attempts=attempts, last_error=reason)
+            )
+            return
+        await session.execute(
+            update(outbox)
+            .where(outbox.c.id == row.id)
+            .values(attempts=attempts, last_error=reason, parked_at=func.now())
+        )
+        log.error(
+            "outbox relay %s parked row %d for %s after %d attempts: %s",
+            self.relay,
+            row.id,
+            row.topic,
+            attempts,
+            reason,
+        )
+        if is_dead_letter_topic(row.topic):
+            return
+        headers = {
+            **row.headers,
+            "leadrouter-error": reason,
+            "leadrouter-original-topic": row.topic,
+            "leadrouter-outbox-relay": self.relay,
+            "leadrouter-outbox-id": str(row.id),
+        }
+        value = row.value
+        if isinstance(error, TOO_LARGE):
+            # The record itself is what does not fit: the DLQ gets where to find it instead.
+            headers["leadrouter-value-omitted"] = f"{len(row.value)} bytes, kept in the outbox"
+            value = b""
+        await add_raw(session, self.relay, dlq(row.topic), row.key, value, headers)
+
+    async def _observe(self, session: AsyncSession) -> None:
+        pending = outbox.c.parked_at.is_(None)
+        oldest = func.min(outbox.c.created_at).filter(pending)
+        counts = (
+            await session.execute(
+                select(
+                    func.count().filter(pending),
+                    func.count().filter(outbox.c.parked_at.is_not(None)),
+                    func.extract("epoch", func.now() - oldest),
+                ).where(outbox.c.relay == self.relay)
+            )
+        ).one()
+        backlog, parked, oldest_age_s = counts
+        metrics.OUTBOX_BACKLOG.labels(self.relay).set(backlog or 0)
+        metrics.OUTBOX_PARKED.labels(self.relay).set(parked or 0)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.relay).set(float(oldest_age_s or 0))
+
+
+async def _outcome(sent: "asyncio.Future[Any] | BaseException") -> BaseException | None:
+    """None once Kafka acknowledged the record, else why not."""
+    if isinstance(sent, BaseException):
+        return sent
+    try:
+        await sent
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return exc
+    return None

@@ -22,12 +22,15 @@ log = logging.getLogger(__name__)
 class Runtime:
     """What a running service holds: settings, database, producer and its background tasks.
 
-    Kafka clients bind to the running event loop, so they are made in `start()`.
+    Kafka clients bind to the running event loop, so they are made in `start()`. A service
+    that serves without PostgreSQL (ingest) says `uses_database=False`: it neither migrates
+    nor lets a database outage fail its readiness.
     """
 
-    def __init__(self, settings: Settings, service: str) -> None:
+    def __init__(self, settings: Settings, service: str, *, uses_database: bool = True) -> None:
         self.settings = settings
         self.service = service
+        self.uses_database = uses_database
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self._producer: AIOKafkaProducer | None = None
@@ -63,8 +66,9 @@ class Runtime:
     async def start(self) -> None:
         """Migrate the database, create missing topics, start the producer."""
         s = self.settings
-        log.info("%s: migrating database", self.service)
-        await upgrade_async(s.database_url)
+        if self.uses_database:
+            log.info("%s: migrating database", self.service)
+            await upgrade_async(s.database_url)
         await ensure_topics(s)
         self._producer = make_producer(s)
         await self._producer.start()
@@ -75,6 +79,7 @@ class Runtime:
                 self._producer,
                 batch_max=s.outbox_batch_max,
                 idle_poll_s=s.outbox_idle_poll_s,
+                max_attempts=s.outbox_max_attempts,
             )
         if self._timer_handlers:
             self.timers = TimerRunner(
@@ -158,12 +163,13 @@ class Runtime:
         log.info("%s: stopped", self.service)
 
     async def readiness_problem(self) -> str | None:
-        """None when Postgres and Kafka answer and background tasks run; otherwise what is wrong."""
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("select 1"))
-        except Exception as exc:
-            return f"postgres unreachable: {exc.__class__.__name__}"
+        """None when what this service needs answers and its background tasks run; else why not."""
+        if self.uses_database:
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("select 1"))
+            except Exception as exc:
+                return f"postgres unreachable: {exc.__class__.__name__}"
         if not await kafka_reachable(self.settings):
             return f"kafka unreachable at {self.settings.kafka_bootstrap}"
         if self.consumer and not self.consumer.joined:
@@ -172,3 +178,19 @@ class Runtime:
             if task.done():
                 return f"background task {task.get_name()} stopped"
         return None
+
+    def degradation(self) -> str | None:
+        """Why the service works but not fully (a relay stuck past the threshold), or None.
+
+        Ready but degraded: taking the instance out of service would not unstick the relay,
+        so readiness stays 200 and says why; the outbox alerts page.
+        """
+        if self.relay is None:
+            return None
+        stuck_s = self.relay.stuck_for_s()
+        if stuck_s <= self.settings.outbox_stuck_after_s:
+            return None
+        return (
+            f"outbox relay {self.relay.relay} has not published for {stuck_s:.0f}s: "
+            f"{self.relay.last_error}"
+        )

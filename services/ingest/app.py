@@ -121,7 +121,7 @@ EXAMPLES = {
 def build_app(settings: Settings | None = None) -> FastAPI:
     """The ingest application."""
     settings = settings or get_settings()
-    runtime = Runtime(settings, "ingest")
+    runtime = Runtime(settings, "ingest", uses_database=False)  # serves from Kafka alone
     topic = settings.topic(LEAD_EVENTS)
     api_keys = auth.ApiKeys.load(settings.api_keys_file) if settings.api_keys_file else None
     buckets = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)

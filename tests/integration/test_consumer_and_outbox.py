@@ -2,16 +2,19 @@
 
 import asyncio
 import json
+import logging
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import func, select
 
-from shared import outbox
+from shared import metrics, outbox
 from shared.consumer import TransactionalConsumer
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
 from shared.db import outbox as outbox_table
-from shared.kafka import LEAD_EVENTS, dlq, ensure_topics, make_producer
-from shared.outbox import OutboxRelay
+from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE, dlq, ensure_topics, make_producer
+from shared.outbox import OutboxRelay, parked_rows
+from shared.runtime import Runtime
 from tests.helpers import activity_event, eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -151,3 +154,86 @@ async def test_relay_publishes_in_order_and_empties_the_outbox(settings, session
 
 async def _eq(value, expected) -> bool:
     return (await value) == expected
+
+
+async def test_a_record_the_broker_refuses_is_parked_and_the_rows_behind_it_go_on(
+    settings, sessions, producer
+):
+    topic = settings.topic(LEAD_LIFECYCLE)
+    before = [activity_event(f"before{i}@acme.example", "page_view", i) for i in range(3)]
+    huge = activity_event("huge@acme.example", "page_view", 10)
+    huge.data["attributes"]["notes"] = "x" * 1_100_000  # over the producer's 1 MiB limit
+    after = [activity_event(f"after{i}@acme.example", "page_view", i) for i in range(3)]
+    # A later row of the same key as the parked one is published, not held back.
+    same_key = activity_event("huge@acme.example", "page_view", 11)
+    async with sessions() as s, s.begin():
+        await outbox.add_events(s, "scoring", topic, [*before, huge, *after, same_key])
+    relay = OutboxRelay("scoring", sessions, producer, max_attempts=3)
+    published = [await relay.publish_once() for _ in range(4)]
+    assert published == [7, 0, 0, 1]  # 7 at once; the third refusal parks it; then its DLQ copy
+
+    records = await read_topic(settings.kafka_bootstrap, topic, 7)
+    by_key = {r.key.decode(): json.loads(r.value)["id"] for r in records}
+    assert len(records) == 7
+    assert by_key == {e.subject: e.id for e in [*before, *after, same_key]}
+    (dead,) = await read_topic(settings.kafka_bootstrap, dlq(topic), 1)
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert dead.value == b""
+    assert headers["leadrouter-error"].startswith("MessageSizeTooLargeError")
+    assert headers["leadrouter-original-topic"] == topic
+    assert headers["leadrouter-value-omitted"].endswith("bytes, kept in the outbox")
+    async with sessions() as s:
+        (parked,) = await parked_rows(s, "scoring")
+    assert (parked.topic, parked.key, parked.attempts) == (topic, huge.subject, 3)
+    assert parked.size_bytes > 1_100_000
+    assert metrics.OUTBOX_PARKED.labels("scoring")._value.get() == 1
+    assert metrics.OUTBOX_BACKLOG.labels("scoring")._value.get() == 0
+
+
+class UnreachableBroker:
+    """A producer whose broker does not answer: every send fails as aiokafka's would."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    async def send(self, topic, value, key, headers):
+        self.sends += 1
+        raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+
+
+async def test_a_broker_outage_blocks_and_retries_quietly_and_readiness_degrades(
+    settings, sessions, caplog
+):
+    topic = settings.topic(LEAD_LIFECYCLE)
+    events = [activity_event(f"wait{i}@acme.example", "page_view", i) for i in range(3)]
+    async with sessions() as s, s.begin():
+        await outbox.add_events(s, "blocked", topic, events)
+    broker = UnreachableBroker()
+    relay = OutboxRelay("blocked", sessions, broker, backoff_max_s=0.05, summary_every_s=3600)
+    runtime = Runtime(settings.model_copy(update={"outbox_stuck_after_s": 0.3}), "blocked")
+    runtime.relay = relay
+    caplog.set_level(logging.INFO, logger="shared.outbox")
+    task = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: _true(broker.sends >= 20), 20, "20 tries")
+        await asyncio.sleep(0.4)
+        degraded = runtime.degradation()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert degraded is not None and "outbox relay blocked has not published" in degraded
+    assert "KafkaConnectionError" in degraded
+    async with sessions() as s:
+        left = await s.scalar(
+            select(func.count()).where(
+                outbox_table.c.relay == "blocked", outbox_table.c.parked_at.is_(None)
+            )
+        )
+    assert left == 3  # transient: nothing parked, nothing skipped
+    lines = [r for r in caplog.records if r.name == "shared.outbox"]
+    assert len(lines) == 1  # one line when the failure starts, not one per retry
+    assert lines[0].exc_info is None
+
+
+async def _true(value: bool) -> bool:
+    return value
