@@ -2,8 +2,15 @@
 
 On partition assignment the consumer seeks to the offsets stored in Postgres (aiokafka's
 "storing offsets outside Kafka"), so Kafka's own commits are only advisory. Records that
-cannot be decoded or keep failing go to `<topic>.dlq` through the outbox, in the same
-transaction that moves the offset past them, and the partition moves on.
+cannot be decoded, fail with an error retrying cannot fix (`shared.errors.is_retryable`:
+validation errors, unknown event types, domain refusals) or keep failing go to
+`<topic>.dlq` through the outbox, in the same transaction that moves the offset past them,
+and the partition moves on. A database outage is not the record's fault: it is retried
+until the database returns, logged once per state change.
+
+Beside the processing loop, `maintain()` measures lag (end offsets minus the offsets stored
+in Postgres, for every partition of the group's topics, so it grows while processing is
+stuck) and prunes processed event ids older than the dedup window.
 """
 
 import asyncio
@@ -15,15 +22,17 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import select, tuple_
+from sqlalchemy import and_, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
 from shared.db import consumer_offsets, processed_events
+from shared.errors import is_retryable
 from shared.events import CloudEvent
 from shared.kafka import dlq
+from shared.logs import Outage
 from shared.outbox import add_raw
 
 log = logging.getLogger(__name__)
@@ -86,6 +95,10 @@ class TransactionalConsumer:
         self.joined = False  # True once the group gave this member its partitions
         self._standalone = standalone
         self._bootstrap = bootstrap
+        self.database_outage = Outage(log, f"{name} consumer: database")
+        self.kafka_outage = Outage(log, f"{name} consumer: Kafka")
+        self._stored: dict[TopicPartition, int] = {}  # last offsets read from Postgres
+        self._started = asyncio.Event()
         # Export every outcome at 0 from the start, so increase() sees the first dead letter.
         for topic in self.topics:
             for outcome in ("processed", "duplicate", "dead_lettered"):
@@ -108,6 +121,7 @@ class TransactionalConsumer:
     async def start(self) -> None:
         """Join the group; partitions are assigned on the first poll."""
         await self.consumer.start()
+        self._started.set()
         if not self._standalone:
             self.consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
             return
@@ -159,16 +173,18 @@ class TransactionalConsumer:
                 )
                 for tp, records in batches.items():
                     await self.process(tp, records)
-                await self._observe_lag()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("%s: consumer loop failed; resuming from stored offsets", self.name)
+            except Exception as exc:
+                # Kafka or Postgres away: one line when it starts, then a periodic summary.
+                self.kafka_outage.failed(exc)
                 await asyncio.sleep(1.0)
                 try:
                     await self.seek_to_stored(list(self.consumer.assignment()))
-                except Exception:
-                    log.exception("%s: could not read stored offsets yet", self.name)
+                except Exception as seek_exc:
+                    self.database_outage.failed(seek_exc)
+            else:
+                self.kafka_outage.recovered()
 
     async def process(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Process one partition's batch in one transaction; isolate and dead-letter poison."""
@@ -189,8 +205,9 @@ class TransactionalConsumer:
     async def _attempt(
         self, tp: TopicPartition, records: list[ConsumerRecord], tries: int
     ) -> str | None:
-        """Commit the batch, retrying; returns the error once `tries` non-transient failures pass.
+        """Commit the batch, retrying; returns the error once it is clearly the records' fault.
 
+        That is at once for an error retrying cannot fix, after `tries` failures for others.
         Infrastructure errors (Postgres unreachable) are retried without limit: they say
         nothing about the record, and dead-lettering a healthy stream would lose it.
         """
@@ -198,26 +215,36 @@ class TransactionalConsumer:
         while True:
             try:
                 await self._commit_batch(tp, records)
+                self.database_outage.recovered()
                 return None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                error = f"{exc.__class__.__name__}: {exc}"[:500]
                 if _is_transient(exc):
+                    self.database_outage.failed(exc)
+                elif not is_retryable(exc):
                     log.warning(
-                        "%s: database unavailable (%s); retrying in %.1fs", self.name, exc, delay_s
+                        "%s: %d record(s) on %s cannot succeed: %s",
+                        self.name,
+                        len(records),
+                        tp,
+                        error,
                     )
+                    return error
                 else:
                     failures += 1
-                    log.exception(
-                        "%s: %d record(s) on %s failed (try %d of %d)",
+                    log.warning(
+                        "%s: %d record(s) on %s failed (try %d of %d): %s",
                         self.name,
                         len(records),
                         tp,
                         failures,
                         tries,
+                        error,
                     )
                     if failures >= tries:
-                        return f"{exc.__class__.__name__}: {exc}"[:500]
+                        return error
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
 
@@ -270,7 +297,16 @@ class TransactionalConsumer:
             pg_insert(processed_events)
             .on_conflict_do_nothing()
             .returning(processed_events.c.event_id),
-            [{"consumer_group": self.group_id, "event_id": i} for i in unique],
+            [
+                {
+                    "consumer_group": self.group_id,
+                    "event_id": i,
+                    "topic": d.topic,
+                    "partition": d.partition,
+                    "kafka_offset": d.offset,
+                }
+                for i, d in unique.items()
+            ],
         )
         new_ids = set(inserted)
         return [d for i, d in unique.items() if i in new_ids]
@@ -320,15 +356,111 @@ class TransactionalConsumer:
         metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc()
         log.error("%s sent %s@%d to the DLQ: %s", self.name, tp, record.offset, reason)
 
-    async def _observe_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            end = self.consumer.highwater(tp)
-            if end is None:
-                continue
-            position = await self.consumer.position(tp)
+    async def maintain(
+        self, lag_interval_s: float = 5.0, dedup_window_s: float | None = None
+    ) -> None:
+        """Measure lag every `lag_interval_s` and prune processed ids, beside the loop, forever.
+
+        Independent of processing: while a batch is stuck (Postgres down, a slow handler)
+        the stored offsets stand still and the end offsets grow, so the lag does too.
+        """
+        await self._started.wait()
+        partitions: list[TopicPartition] = []
+        prune_every_s = min(3600.0, dedup_window_s / 4) if dedup_window_s else None
+        next_prune = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if not partitions:
+                    partitions = await partitions_of(self._bootstrap, self.topics)
+                await self.observe_lag(partitions)
+                if prune_every_s and dedup_window_s and loop.time() >= next_prune:
+                    await self.prune_processed_ids(dedup_window_s)
+                    next_prune = loop.time() + prune_every_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loops' own outage lines tell the story
+                log.debug("%s: lag or pruning skipped: %s", self.name, exc)
+            await asyncio.sleep(lag_interval_s)
+
+    async def observe_lag(self, partitions: Sequence[TopicPartition]) -> None:
+        """Set the lag gauge: end offsets minus stored offsets (last known if Postgres is away)."""
+        try:
+            async with self._sessions() as session:
+                rows = await session.execute(
+                    select(
+                        consumer_offsets.c.topic,
+                        consumer_offsets.c.partition,
+                        consumer_offsets.c.next_offset,
+                    ).where(
+                        consumer_offsets.c.consumer_group == self.group_id,
+                        consumer_offsets.c.topic.in_(self.topics),
+                    )
+                )
+                self._stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
+        except Exception as exc:
+            # Nothing commits while Postgres is away, so the last stored offsets still hold.
+            log.debug("%s: stored offsets unreadable, using the last known: %s", self.name, exc)
+        ends = await asyncio.wait_for(self.consumer.end_offsets(list(partitions)), 10)
+        missing = [tp for tp in partitions if tp not in self._stored]
+        starts = (
+            await asyncio.wait_for(self.consumer.beginning_offsets(missing), 10) if missing else {}
+        )
+        for tp in partitions:
+            stored = self._stored.get(tp, starts.get(tp, 0))
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
-                max(end - position, 0)
+                max(ends[tp] - stored, 0)
             )
+
+    async def prune_processed_ids(self, older_than_s: float, batch: int = 10_000) -> int:
+        """Forget processed ids older than the dedup window whose offsets are committed.
+
+        An id is kept, whatever its age, while the stored offset of its partition is not past
+        it (offsets rewound by hand could redeliver it). Returns how many were deleted.
+        """
+        committed = (
+            select(consumer_offsets.c.next_offset)
+            .where(
+                consumer_offsets.c.consumer_group == processed_events.c.consumer_group,
+                consumer_offsets.c.topic == processed_events.c.topic,
+                consumer_offsets.c.partition == processed_events.c.partition,
+            )
+            .scalar_subquery()
+        )
+        cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+        total = 0
+        while True:
+            async with self._sessions() as session, session.begin():
+                doomed = (
+                    select(processed_events.c.event_id)
+                    .where(
+                        processed_events.c.consumer_group == self.group_id,
+                        processed_events.c.processed_at < cutoff,
+                        # Ids from before offsets were recorded with them: age alone decides.
+                        (processed_events.c.kafka_offset.is_(None))
+                        | (processed_events.c.kafka_offset < committed),
+                    )
+                    .limit(batch)
+                    .scalar_subquery()
+                )
+                result = await session.execute(
+                    delete(processed_events)
+                    .where(
+                        and_(
+                            processed_events.c.consumer_group == self.group_id,
+                            processed_events.c.event_id.in_(doomed),
+                        )
+                    )
+                    .returning(processed_events.c.event_id)
+                )
+                deleted = len(result.all())
+            total += deleted
+            metrics.PROCESSED_IDS_PRUNED.labels(self.name).inc(deleted)
+            if deleted < batch:
+                break
+        if total:
+            log.info("%s: pruned %d processed event ids past the dedup window", self.name, total)
+        return total
 
 
 async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:

@@ -9,6 +9,8 @@ that is not retryable is dead-lettered or parked at once.
 from http import HTTPStatus
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class LeadrouterError(Exception):
     """An error with an HTTP status, a problem type and, where it applies, the offending field.
@@ -89,7 +91,10 @@ class Unavailable(LeadrouterError):
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether trying the same work again can succeed (unknown exceptions: assume so)."""
+    """Whether trying the same work again can succeed (unknown exceptions: assume so).
+
+    Data that fails its schema (pydantic's ValidationError) fails the same way every time.
+    """
     if isinstance(exc, LeadrouterError):
         return exc.retryable
-    return True
+    return not isinstance(exc, ValidationError)

@@ -38,6 +38,7 @@ from shared import metrics
 from shared.db import outbox
 from shared.events import CONTENT_TYPE, CloudEvent
 from shared.kafka import dlq
+from shared.logs import Outage
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +180,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         # One advisory lock per relay keeps a single publisher at a time, so per-key order holds.
         self._lock_key = zlib.crc32(f"outbox:{relay}".encode())
-        self._failing_since: float | None = None
-        self._failures = 0
-        self.last_error: str | None = None
+        self.outage = Outage(log, f"outbox relay {relay}", summary_every_s)
         for kind in ("transient", "permanent"):
             metrics.OUTBOX_PUBLISH_FAILURES.labels(relay, kind)
         metrics.OUTBOX_PARKED.labels(relay)
@@ -193,9 +192,12 @@ class OutboxRelay:
 
     def stuck_for_s(self) -> float:
         """How long the relay has been failing without getting through (0 when healthy)."""
-        if self._failing_since is None:
-            return 0.0
-        return asyncio.get_running_loop().time() - self._failing_since
+        return self.outage.duration_s()
+
+    @property
+    def last_error(self) -> str | None:
+        """The error of the latest failed try while failing."""
+        return self.outage.last_error
 
     async def run(self) -> None:
         """Publish until cancelled; sleeps until woken or the idle poll interval passes.
@@ -203,8 +205,6 @@ class OutboxRelay:
         A failure is logged once when it starts, then as a summary every `summary_every_s`,
         and once more on recovery: never a traceback per retry.
         """
-        loop = asyncio.get_running_loop()
-        last_summary = 0.0
         delay_s = 0.5
         while True:
             try:
@@ -212,38 +212,13 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                now = loop.time()
-                self._failures += 1
-                self.last_error = f"{exc.__class__.__name__}: {exc}"[:300]
-                if self._failing_since is None:
-                    self._failing_since = last_summary = now
-                    log.warning(
-                        "outbox relay %s cannot publish (%s); retrying with backoff",
-                        self.relay,
-                        self.last_error,
-                    )
-                elif now - last_summary >= self._summary_every_s:
-                    last_summary = now
-                    log.warning(
-                        "outbox relay %s still failing after %.0fs and %d tries (%s)",
-                        self.relay,
-                        now - self._failing_since,
-                        self._failures,
-                        self.last_error,
-                    )
-                metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(now - self._failing_since)
+                self.outage.failed(exc)
+                metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(self.outage.duration_s())
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, self._backoff_max_s)
                 continue
-            if self._failing_since is not None:
-                log.info(
-                    "outbox relay %s publishing again after %.0fs and %d failed tries",
-                    self.relay,
-                    loop.time() - self._failing_since,
-                    self._failures,
-                )
-                self._failing_since, self._failures, self.last_error = None, 0, None
-                metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(0)
+            self.outage.recovered()
+            metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(0)
             delay_s = 0.5
             if published < self._batch_max:
                 try:

@@ -110,6 +110,12 @@ class Runtime:
         """Start the consumer loop, the timers and the outbox relay (after start-up writes)."""
         if self.consumer:
             self.spawn(f"{self.service}-consumer", self._consume(self.consumer))
+            self.spawn(
+                f"{self.service}-consumer-maintenance",
+                self.consumer.maintain(
+                    self.settings.consumer_lag_interval_s, self.settings.dedup_window_s
+                ),
+            )
         if self.timers:
             self.spawn(f"{self.service}-timers", self.timers.run())
         if self.relay:

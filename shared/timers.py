@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import metrics
 from shared.db import db_now, timers
 from shared.errors import is_retryable
+from shared.logs import Outage
 
 __all__ = [
     "ParkedTimer",
@@ -184,7 +185,7 @@ class TimerRunner:
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._wake = asyncio.Event()
-        self._failing_since: float | None = None
+        self.outage = Outage(log, "timer runner")
         for kind in handlers:  # exported at 0 from the start, so increase() sees the first
             metrics.TIMER_FAILURES.labels(kind)
             metrics.TIMERS_PARKED.labels(kind)
@@ -201,33 +202,17 @@ class TimerRunner:
 
     async def run(self) -> None:
         """Fire timers until cancelled; a database outage is logged once, then summarised."""
-        loop = asyncio.get_running_loop()
-        last_summary = 0.0
         while True:
             try:
                 fired = await self.fire_due()
-                if self._failing_since is not None:
-                    log.info(
-                        "timer runner recovered after %.0fs", loop.time() - self._failing_since
-                    )
-                    self._failing_since = None
+                self.outage.recovered()
                 if fired >= self._batch_max:
                     continue
                 sleep_s = await self._seconds_until_next()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                now = loop.time()
-                if self._failing_since is None:
-                    self._failing_since = last_summary = now
-                    log.warning("timer runner cannot fire timers (%s); retrying", _brief(exc))
-                elif now - last_summary >= 60:
-                    last_summary = now
-                    log.warning(
-                        "timer runner still failing after %.0fs (%s)",
-                        now - self._failing_since,
-                        _brief(exc),
-                    )
+                self.outage.failed(exc)
                 sleep_s = 1.0
             self._wake.clear()
             try:
@@ -321,8 +306,3 @@ class TimerRunner:
         if wait_s is None:
             return self._max_sleep_s
         return min(max(float(wait_s), 0.0), self._max_sleep_s)
-
-
-def _brief(exc: BaseException) -> str:
-    """An exception in one line, for logs that must not repeat a traceback per retry."""
-    return f"{exc.__class__.__name__}: {exc}"[:300]

@@ -16,7 +16,7 @@ from services.handoff.routing import RepLoad, RoutingDecision, route_lead
 from shared import outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
-from shared.errors import NotFound
+from shared.errors import Invalid, NotFound
 from shared.events import (
     FEEDBACK_PREFIX,
     HANDOFF_PREFIX,
@@ -131,7 +131,7 @@ class HandoffService:
                     ).inc()
                     log.warning("sales feedback refused: %s", exc, extra={"event_id": event.id})
             else:
-                raise ValueError(f"handoff does not handle events of type {event.type!r}")
+                raise Invalid(f"handoff does not handle events of type {event.type!r}")
         await self.observe(session)
 
     # -- routing ----------------------------------------------------------------------------

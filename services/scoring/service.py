@@ -20,6 +20,7 @@ from services.scoring.scoring import (
 )
 from shared import outbox, timers
 from shared.consumer import Delivered
+from shared.errors import Invalid
 from shared.events import (
     HANDOFF_PREFIX,
     LEAD_ACTIVITY,
@@ -59,8 +60,8 @@ SCORES = Histogram(
 )
 
 
-class UnprocessableEvent(ValueError):
-    """An event that decodes as CloudEvents but that scoring cannot use."""
+class UnprocessableEvent(Invalid):
+    """An event that decodes as CloudEvents but that scoring cannot use (dead-lettered at once)."""
 
 
 def identity_aliases(subject: str, data: LeadActivityData) -> list[str]:

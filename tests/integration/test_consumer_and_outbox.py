@@ -6,12 +6,14 @@ import logging
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 
 from shared import metrics, outbox
 from shared.consumer import TransactionalConsumer
-from shared.db import consumer_offsets, make_engine, make_sessionmaker
+from shared.db import consumer_offsets, make_engine, make_sessionmaker, processed_events
 from shared.db import outbox as outbox_table
+from shared.errors import Invalid
+from shared.events import LeadActivityData
 from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE, dlq, ensure_topics, make_producer
 from shared.outbox import OutboxRelay, parked_rows
 from shared.runtime import Runtime
@@ -237,3 +239,140 @@ async def test_a_broker_outage_blocks_and_retries_quietly_and_readiness_degrades
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_errors_retrying_cannot_fix_are_dead_lettered_at_once(settings, sessions, producer):
+    topic = settings.topic(LEAD_EVENTS)
+    refused = activity_event("refused@acme.example", "page_view", 1)
+    malformed = activity_event("malformed@acme.example", "page_view", 2)
+    good = activity_event("good@acme.example", "page_view", 3)
+    for event in (refused, malformed, good):
+        await producer.send_and_wait(topic, event.to_bytes(), key=event.subject.encode())
+    calls: dict[str, int] = {}
+
+    async def handler(session, batch):
+        for d in batch:
+            calls[d.event.subject] = calls.get(d.event.subject, 0) + 1
+            if d.event == refused:
+                raise Invalid("a domain refusal")
+            if d.event == malformed:
+                LeadActivityData.model_validate({"identity": {}})  # raises ValidationError
+
+    consumer = TransactionalConsumer(
+        name="test",
+        group_id="test-group",
+        topics=[topic],
+        bootstrap=settings.kafka_bootstrap,
+        sessions=sessions,
+        handler=handler,
+        relay="test-dlq",
+        poll_timeout_ms=100,
+        max_retries=5,
+    )
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: _eq(stored_total(sessions), 3), what="all offsets stored")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+    # At most once in a batch and once alone: no retries with backoff.
+    assert calls[refused.subject] <= 2
+    assert calls[malformed.subject] <= 2
+    async with sessions() as s:
+        reasons = sorted(
+            row["leadrouter-error"].split(":")[0]
+            for row in await s.scalars(
+                select(outbox_table.c.headers).where(outbox_table.c.relay == "test-dlq")
+            )
+        )
+    assert reasons == ["Invalid", "ValidationError"]
+
+
+async def test_lag_is_end_minus_stored_offsets_and_grows_while_processing_is_stuck(
+    settings, sessions, producer
+):
+    topic = settings.topic(LEAD_EVENTS)
+    stuck = asyncio.Event()
+
+    async def handler(session, batch):
+        stuck.set()
+        await asyncio.Event().wait()  # processing hangs (a lock, a database that never answers)
+
+    first = [activity_event(f"lag{i}@acme.example", "page_view", i) for i in range(10)]
+    for event in first:
+        await producer.send_and_wait(topic, event.to_bytes(), key=event.subject.encode())
+    consumer = make_consumer(settings, sessions, handler)
+    await consumer.start()
+    maintaining = asyncio.create_task(consumer.maintain(lag_interval_s=0.2))
+
+    def lag() -> float:
+        return sum(
+            metrics.CONSUMER_LAG.labels("test", topic, str(p))._value.get() for p in range(3)
+        )
+
+    running: asyncio.Task | None = None
+    try:
+        # Present before the loop ever ran (right after start).
+        await eventually(lambda: _true(lag() == 10), 20, "lag of 10 before processing")
+        running = asyncio.create_task(consumer.run())
+        await asyncio.wait_for(stuck.wait(), 30)
+        second = [activity_event(f"lag{i}@acme.example", "page_view", i) for i in range(10, 40)]
+        for event in second:
+            await producer.send_and_wait(topic, event.to_bytes(), key=event.subject.encode())
+        await eventually(lambda: _true(lag() == 40), 20, "lag of 40 while stuck")
+    finally:
+        tasks = [t for t in (maintaining, running) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await consumer.stop()
+
+
+async def test_processed_ids_are_pruned_after_the_window_only_behind_committed_offsets(
+    settings, sessions
+):
+    topic = settings.topic(LEAD_EVENTS)
+    async with sessions() as s, s.begin():
+        await s.execute(
+            insert(consumer_offsets).values(
+                consumer_group="test-group", topic=topic, partition=0, next_offset=100
+            )
+        )
+        old = text("now() - interval '8 days'")
+        rows = [
+            ("old-committed", old, 5),  # past the window and behind the stored offset: pruned
+            ("old-uncommitted", old, 150),  # offsets rewound below it: could come again
+            ("recent", text("now() - interval '1 hour'"), 6),  # inside the window
+        ]
+        for event_id, at, offset in rows:
+            await s.execute(
+                insert(processed_events).values(
+                    consumer_group="test-group",
+                    event_id=event_id,
+                    processed_at=at,
+                    topic=topic,
+                    partition=0,
+                    kafka_offset=offset,
+                )
+            )
+        await s.execute(
+            insert(processed_events).values(
+                consumer_group="other-group", event_id="old-committed", processed_at=old
+            )
+        )
+    consumer = make_consumer(settings, sessions, None)
+    assert await consumer.prune_processed_ids(7 * 24 * 3600, batch=1) == 1
+    async with sessions() as s:
+        left = sorted(
+            (r.consumer_group, r.event_id)
+            for r in await s.execute(
+                select(processed_events.c.consumer_group, processed_events.c.event_id)
+            )
+        )
+    assert left == [
+        ("other-group", "old-committed"),
+        ("test-group", "old-uncommitted"),
+        ("test-group", "recent"),
+    ]
