@@ -96,7 +96,7 @@ class TransactionalConsumer:
         self._standalone = standalone
         self._bootstrap = bootstrap
         self.database_outage = Outage(log, f"{name} consumer: database")
-        self.kafka_outage = Outage(log, f"{name} consumer: Kafka")
+        self.loop_outage = Outage(log, f"{name} consumer loop")
         self._stored: dict[TopicPartition, int] = {}  # last offsets read from Postgres
         self._started = asyncio.Event()
         # Export every outcome at 0 from the start, so increase() sees the first dead letter.
@@ -177,14 +177,14 @@ class TransactionalConsumer:
                 raise
             except Exception as exc:
                 # Kafka or Postgres away: one line when it starts, then a periodic summary.
-                self.kafka_outage.failed(exc)
+                self.loop_outage.failed(exc)
                 await asyncio.sleep(1.0)
                 try:
                     await self.seek_to_stored(list(self.consumer.assignment()))
                 except Exception as seek_exc:
                     self.database_outage.failed(seek_exc)
             else:
-                self.kafka_outage.recovered()
+                self.loop_outage.recovered()
 
     async def process(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Process one partition's batch in one transaction; isolate and dead-letter poison."""

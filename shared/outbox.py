@@ -265,9 +265,14 @@ class OutboxRelay:
             published = []
             if rows:
                 # Sent all at once (the producer batches them), then each outcome awaited.
-                sends = [await self._send(row) for row in rows]
+                sends: list[asyncio.Future[Any] | BaseException] = []
+                for row in rows:
+                    sent = await self._send(row)
+                    sends.append(sent)
+                    if isinstance(sent, BaseException) and not is_permanent_publish_error(sent):
+                        break  # the broker is away: each further send would wait its timeout
                 outcomes = await asyncio.gather(*(_outcome(s) for s in sends))
-                for row, error in zip(rows, outcomes, strict=True):
+                for row, error in zip(rows, outcomes, strict=False):
                     if error is None:
                         published.append(row)
                     elif is_permanent_publish_error(error):

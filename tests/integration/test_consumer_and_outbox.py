@@ -7,6 +7,7 @@ import logging
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import OperationalError
 
 from shared import metrics, outbox
 from shared.consumer import TransactionalConsumer
@@ -15,7 +16,7 @@ from shared.db import outbox as outbox_table
 from shared.errors import Invalid
 from shared.events import LeadActivityData
 from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE, dlq, ensure_topics, make_producer
-from shared.outbox import OutboxRelay, parked_rows
+from shared.outbox import OutboxPublishFailed, OutboxRelay, parked_rows
 from shared.runtime import Runtime
 from tests.helpers import activity_event, eventually, read_topic
 
@@ -215,6 +216,9 @@ async def test_a_broker_outage_blocks_and_retries_quietly_and_readiness_degrades
     runtime = Runtime(settings.model_copy(update={"outbox_stuck_after_s": 0.3}), "blocked")
     runtime.relay = relay
     caplog.set_level(logging.INFO, logger="shared.outbox")
+    with pytest.raises(OutboxPublishFailed):
+        await relay.publish_once()
+    assert broker.sends == 1  # the rest of the batch does not each wait for a timeout
     task = asyncio.create_task(relay.run())
     try:
         await eventually(lambda: _true(broker.sends >= 20), 20, "20 tries")
@@ -376,3 +380,33 @@ async def test_processed_ids_are_pruned_after_the_window_only_behind_committed_o
         ("test-group", "old-uncommitted"),
         ("test-group", "recent"),
     ]
+
+
+async def test_a_database_outage_is_logged_once_not_once_per_retry(
+    settings, sessions, producer, caplog
+):
+    topic = settings.topic(LEAD_EVENTS)
+    event = activity_event("outage@acme.example", "page_view", 1)
+    await producer.send_and_wait(topic, event.to_bytes(), key=event.subject.encode())
+    failures = 6
+
+    async def handler(session, batch):
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OperationalError("select 1", {}, ConnectionRefusedError("postgres is down"))
+
+    caplog.set_level(logging.INFO, logger="shared.consumer")
+    consumer = make_consumer(settings, sessions, handler)
+    await consumer.start()
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: _eq(stored_total(sessions), 1), what="the event committed")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+    lines = [r.getMessage() for r in caplog.records if "database" in r.getMessage()]
+    assert len(lines) == 2, lines  # when it started, and when it ended
+    assert "failing" in lines[0] and "working again" in lines[1]
+    assert all(r.exc_info is None for r in caplog.records if r.name == "shared.consumer")
