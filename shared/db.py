@@ -105,5 +105,5 @@ async def db_now(session: AsyncSession) -> datetime:
     """The database's clock: one clock for every instance, so deadlines agree across hosts."""
     now = await session.scalar(select(func.now()))
     if not isinstance(now, datetime):
-        raise RuntimeError("the database returned no current time")
+        raise RuntimeError("the database did not tell the time")
     return now
