@@ -161,12 +161,20 @@ class Runtime:
                     "%s: outbox not fully flushed at shutdown; the next start sends it",
                     self.service,
                 )
+        # With Kafka away, aiokafka's stop() can raise (its fetch task's CancelledError): the
+        # rest of the shutdown must still run, and one line says what happened.
         if self.consumer:
-            await self.consumer.stop()
+            await self._close_quietly("consumer", self.consumer.stop())
         if self._producer:
-            await self._producer.stop()
+            await self._close_quietly("producer", self._producer.stop())
         await self.engine.dispose()
         log.info("%s: stopped", self.service)
+
+    async def _close_quietly(self, what: str, closing: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await closing
+        except (Exception, asyncio.CancelledError) as exc:
+            log.warning("%s: %s did not close cleanly: %r", self.service, what, exc)
 
     async def readiness_problem(self) -> str | None:
         """None when what this service needs answers and its background tasks run; else why not."""
