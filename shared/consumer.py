@@ -476,13 +476,27 @@ async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPart
     )
 
 
+# SQLSTATEs of the database, not of the record: connection exceptions (class 08), the server
+# shutting down or starting (57P01-57P03), deadlock and serialization failure (another
+# instance held the same rows).
+TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "40P01", "40001"}
+
+
 def _is_transient(exc: BaseException) -> bool:
     """True for errors of the infrastructure rather than of the record being processed."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    # The driver's own error sits below SQLAlchemy's wrapper (orig, __cause__).
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str) and (code.startswith("08") or code in TRANSIENT_SQLSTATES):
             return True
-        # Deadlock and serialization failure: another instance held the same rows; just retry.
-        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if code in {"40P01", "40001"}:
+        if isinstance(seen, OSError | TimeoutError | ConnectionError):
             return True
-    return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError)
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
