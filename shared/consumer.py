@@ -381,6 +381,9 @@ class TransactionalConsumer:
                 raise
             except Exception as exc:  # the loops' own outage lines tell the story
                 log.debug("%s: lag or pruning skipped: %s", self.name, exc)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # a library swallowed it; stop as asked
             await asyncio.sleep(lag_interval_s)
 
     async def observe_lag(self, partitions: Sequence[TopicPartition]) -> None:
@@ -401,11 +404,12 @@ class TransactionalConsumer:
         except Exception as exc:
             # Nothing commits while Postgres is away, so the last stored offsets still hold.
             log.debug("%s: stored offsets unreadable, using the last known: %s", self.name, exc)
-        ends = await asyncio.wait_for(self.consumer.end_offsets(list(partitions)), 10)
-        missing = [tp for tp in partitions if tp not in self._stored]
-        starts = (
-            await asyncio.wait_for(self.consumer.beginning_offsets(missing), 10) if missing else {}
-        )
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the inner call completes, and shutdown then waits for ever.
+        async with asyncio.timeout(10):
+            ends = await self.consumer.end_offsets(list(partitions))
+            missing = [tp for tp in partitions if tp not in self._stored]
+            starts = await self.consumer.beginning_offsets(missing) if missing else {}
         for tp in partitions:
             stored = self._stored.get(tp, starts.get(tp, 0))
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(

@@ -221,8 +221,9 @@ class OutboxRelay:
             metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(0)
             delay_s = 0.5
             if published < self._batch_max:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
+                try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                    async with asyncio.timeout(self._idle_poll_s):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 self._wake.clear()

@@ -152,7 +152,13 @@ class Runtime:
             await asyncio.wait([consuming], timeout=max(deadline - loop.time(), 0))
         for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self._tasks:
+            # Bounded: a task that ignores its cancellation must not hold the shutdown for ever.
+            _, stuck = await asyncio.wait(
+                self._tasks.values(), timeout=max(deadline - loop.time(), 1.0)
+            )
+            for task in stuck:
+                log.warning("%s: task %s did not stop in time", self.service, task.get_name())
         if self.relay:
             try:
                 await self.relay.flush(max(deadline - loop.time(), 0.1))

@@ -215,8 +215,9 @@ class TimerRunner:
                 self.outage.failed(exc)
                 sleep_s = 1.0
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), sleep_s)
+            try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(sleep_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
