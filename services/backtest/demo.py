@@ -8,6 +8,7 @@ people are first known only by a HubSpot id and give their email later, so ident
 """
 
 import asyncio
+import logging
 import random
 import sys
 import time
@@ -119,16 +120,25 @@ def _activity(intent: float, rng: random.Random) -> tuple[str, dict[str, Any]]:
     return "page_view", {"path": rng.choice(["/", "/blog/routing", "/docs", "/pricing"])}
 
 
-def verdict(intent: float, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
-    """What sales does with a handoff of a person of this intent: feedback calls in order."""
-    if rng.random() > 0.25 + 0.7 * intent:
-        reason = "not_a_fit" if intent < 0.15 else rng.choice(REJECT_REASONS)
+def quality(person: Person) -> float:
+    """How good a lead the person really is for sales: intent, and fit (size, seniority)."""
+    senior = any(word in person.job_title for word in ("VP", "Head", "Director"))
+    large = (person.company_size or 0) >= 200
+    return min(1.0, 0.6 * person.intent + 0.25 * senior + 0.15 * large)
+
+
+def verdict(quality: float, rng: random.Random) -> list[tuple[str, dict[str, Any]]]:
+    """What sales does with a handoff of a lead of this quality: feedback calls in order."""
+    if rng.random() > 0.1 + 0.8 * quality:
+        reason = "not_a_fit" if quality < 0.15 else rng.choice(REJECT_REASONS)
         return [("reject", {"reason": reason})]
     calls: list[tuple[str, dict[str, Any]]] = [("accept", {}), ("contact", {})]
-    for stage, chance in (("sql", 0.4 + 0.5 * intent), ("opportunity", 0.6), ("customer", 0.5)):
+    for stage, chance in (("sql", 0.4 + 0.5 * quality), ("opportunity", 0.6), ("customer", 0.5)):
         if rng.random() > chance:
             break
         calls.append(("convert", {"converted_to": stage}))
+    if len(calls) == 2:  # talked to them, no deal now: the handoff closes, the rep is free
+        calls.append(("reject", {"reason": rng.choice(["no_budget", "bad_timing"])}))
     return calls
 
 
@@ -142,9 +152,10 @@ def seed_main(
 async def _seed(
     leads: int, days: int, seed: int, ingest_url: str, handoff_url: str, api_key: str | None
 ) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     events = history(leads, days, seed, datetime.now(UTC))
-    intents = {p.email: p.intent for p in people(leads, random.Random(seed))}
+    qualities = {p.email: quality(p) for p in people(leads, random.Random(seed))}
     async with httpx.AsyncClient(headers=headers, timeout=30) as client:
         for i in range(0, len(events), 500):
             response = await client.post(f"{ingest_url}/v1/events", json=events[i : i + 500])
@@ -161,18 +172,24 @@ async def _seed(
         rng = random.Random(seed + 1)
         judged: set[str] = set()
         quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < 5:
-            page = (await client.get(f"{handoff_url}/v1/handoffs", params={"limit": 1000})).json()
-            fresh = [h for h in page if h["status"] == "assigned" and h["handoff_id"] not in judged]
-            if fresh:
-                quiet_since = time.monotonic()
+        # Scoring and handoff catch up with the history for a while: judge until it is quiet.
+        while time.monotonic() - quiet_since < 15:
+            page = (
+                await client.get(
+                    f"{handoff_url}/v1/handoffs", params={"status": "assigned", "limit": 1000}
+                )
+            ).json()
+            fresh = [h for h in page if h["handoff_id"] not in judged]
             for h in fresh:
                 judged.add(h["handoff_id"])
-                for action, body in verdict(intents.get(h.get("email") or "", 0.1), rng):
+                for action, body in verdict(qualities.get(h.get("email") or "", 0.1), rng):
                     await client.post(
                         f"{handoff_url}/v1/handoffs/{h['handoff_id']}/{action}",
                         json={"rep_id": h.get("rep_id"), **body},
                     )
+            if fresh:
+                quiet_since = time.monotonic()
+                print(f"\r[seed] feedback on {len(judged)} handoffs", end="", file=sys.stderr)
             await asyncio.sleep(1)
         print(
             f"[seed] {len(events)} events from {leads} people; feedback on {len(judged)} handoffs",

@@ -47,9 +47,17 @@ class HistoryEvent:
 
 
 def decode(events: Iterable[CloudEvent]) -> list[HistoryEvent]:
-    """Lead activities and handoff events in event-time order (ties by id); others dropped."""
+    """Lead activities and handoff events in event-time order (ties by id), each id once.
+
+    Platforms retry and relays re-publish, so a topic may hold an event more than once;
+    the consumers count it once by id, and so does the backtest.
+    """
     out = []
+    seen: set[str] = set()
     for event in events:
+        if event.id in seen:
+            continue
+        seen.add(event.id)
         if event.type == LEAD_ACTIVITY:
             data = LeadActivityData.model_validate(event.data)
             out.append(HistoryEvent(data.activity.occurred_at, event.id, event.subject, data))

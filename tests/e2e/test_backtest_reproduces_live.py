@@ -79,6 +79,7 @@ async def test_backtest_of_the_current_playbook_reproduces_the_live_system(
     await services["scoring"].start()
     handoff = await services["handoff"].start()
     await publish(settings, LEAD_EVENTS, events)
+    await publish(settings, LEAD_EVENTS, events[::7])  # a platform's retries: counted once
 
     engine = make_engine(settings.database_url, pool_size=1)
 
