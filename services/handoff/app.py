@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Query
 from pydantic import BaseModel, Field
 
-from services.handoff import repository
+from services.handoff import backtest_jobs, repository
 from services.handoff.lifecycle import OPEN
 from services.handoff.routing import ledger_on_return
 from services.handoff.service import (
@@ -169,6 +169,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             raw = await repository.funnel(session, since, until)
         return funnel_view(raw, since, until)
 
+    app.include_router(backtest_jobs.router)
     return app
 
 

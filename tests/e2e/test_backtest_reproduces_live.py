@@ -128,6 +128,25 @@ async def test_backtest_of_the_current_playbook_reproduces_the_live_system(
     aliases: dict[str, str] = {}
 
     live_stages = await eventually(outcomes_applied, 60, "scoring to apply sales outcomes")
+    # The board's way in: the same backtest as an async job of the handoff service.
+    candidate = playbook_path.read_text().replace("mql_threshold: 50", "mql_threshold: 60")
+    async with httpx.AsyncClient() as client:
+        started = await client.post(
+            f"{handoff.url}/v1/playbook/backtests", json={"candidate": candidate}
+        )
+        assert started.status_code == 202, started.text
+        job_url = handoff.url + started.headers["location"]
+
+        async def job_done() -> dict | None:
+            job = (await client.get(job_url)).json()
+            assert job["status"] != "failed", job["error"]
+            return job if job["status"] == "done" else None
+
+        job = await eventually(job_done, 120, "the backtest job")
+        refused = await client.post(
+            f"{handoff.url}/v1/playbook/backtests", json={"candidate": "taxonomy: 3"}
+        )
+        assert refused.status_code == 422
     async with engine.connect() as conn:
         live_handoffs = (await conn.execute(select(handoffs))).mappings().all()
     await engine.dispose()
@@ -146,6 +165,9 @@ async def test_backtest_of_the_current_playbook_reproduces_the_live_system(
     for h in outcome.handoffs:
         first_sim.setdefault(outcome.lead_of(h.lead_key), (h.team, h.rep_id))
     assert first_sim == first_live
+    first_mqls = len({outcome.lead_of(m.lead_key) for m in outcome.mqls})
+    assert job["report"]["baseline"]["leads_qualified"] == first_mqls
+    assert job["report"]["candidate"]["leads_qualified"] < first_mqls
     # And the report over the same history compares the playbook with itself: no difference.
     result, _ = backtest(recorded, playbook, playbook)
     assert result["only_baseline"]["count"] == result["only_candidate"]["count"] == 0
