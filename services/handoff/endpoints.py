@@ -73,7 +73,7 @@ async def list_handoffs(
     tags=["handoffs"],
     summary="One handoff",
     response_model=HandoffOut,
-    responses=problems({404: "No handoff has this id"}),
+    responses=problems({404: "No handoff has this id", 422: INVALID}),
 )
 async def get_handoff(session: ReadSession, handoff_id: str) -> HandoffOut:
     handoff = await repository.get_handoff(session, handoff_id)
