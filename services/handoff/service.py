@@ -202,6 +202,7 @@ class HandoffService:
         kind: str = "assigned",
         routing_reason: str | None = None,
         previous_rep_id: str | None = None,
+        from_queue: bool = False,
         **changes: Any,
     ) -> Handoff:
         """Give a handoff to the decision's rep: ledger, rotation level, SLA clock, event."""
@@ -234,7 +235,7 @@ class HandoffService:
                 SPEED_TO_LEAD.labels(assigned.tier).observe(
                     max((now - handoff.qualifying_activity_at).total_seconds(), 0)
                 )
-            if handoff.status == HandoffStatus.QUEUED and handoff.created_at:
+            if from_queue and handoff.created_at:
                 QUEUED_TIME.labels(assigned.tier).observe(
                     max((now - handoff.created_at).total_seconds(), 0)
                 )
@@ -267,6 +268,7 @@ class HandoffService:
                 now,
                 cause=f"queue:{now.isoformat()}",
                 routing_reason=f"from the queue: {decision.reason}",
+                from_queue=True,
             )
             reps = [
                 replace(r, assigned_total=r.assigned_total + 1, open_handoffs=r.open_handoffs + 1)

@@ -427,6 +427,13 @@ async def test_speed_to_lead_is_observed_for_leads_assigned_from_the_queue(sessi
     count0 = sample("leadrouter_speed_to_lead_seconds_count", tier="hot")
     sum0 = sample("leadrouter_speed_to_lead_seconds_sum", tier="hot")
     queued0 = sample("leadrouter_handoff_queued_seconds_count", tier="hot")
+    await desk.availability("rep-chen", True, MONDAY_NOON)
+    direct = await desk.qualify("direct@acme.example", MONDAY_NOON)  # straight to chen
+    assert (await desk.get(direct)).rep_id == "rep-chen"
+    assert sample("leadrouter_handoff_queued_seconds_count", tier="hot") == queued0
+    await desk.availability("rep-chen", False, MONDAY_NOON)
+    count0 = sample("leadrouter_speed_to_lead_seconds_count", tier="hot")
+    sum0 = sample("leadrouter_speed_to_lead_seconds_sum", tier="hot")
     hid = await desk.qualify("queued@acme.example", MONDAY_NOON, qualified_at=MONDAY_NOON)
     assert (await desk.get(hid)).status == HandoffStatus.QUEUED
     await desk.availability("rep-ben", True, MONDAY_NOON + timedelta(minutes=30))
