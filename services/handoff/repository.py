@@ -25,7 +25,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.lifecycle import OPEN_STATUSES, WAITING_STATUSES, Handoff, HandoffStatus
+from services.handoff.lifecycle import (
+    OPEN_STATUSES,
+    WAITING_STATUSES,
+    FeedbackAction,
+    Handoff,
+    HandoffStatus,
+)
 from services.handoff.routing import RepLoad, levelled_ledger
 from shared.db import metadata
 from shared.playbook import Playbook
@@ -429,7 +435,7 @@ async def funnel(
     rejections = await session.execute(
         select(handoff_feedback.c.reason, func.count())
         .where(
-            handoff_feedback.c.action == "reject",
+            handoff_feedback.c.action == FeedbackAction.REJECT,
             handoff_feedback.c.at >= since,
             handoff_feedback.c.at < until,
         )
