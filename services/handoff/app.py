@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.handoff import endpoints, repository
 from services.handoff.service import HandoffService
+from shared.db import db_now
 from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
 from shared.playbook import Playbook, load_playbook
@@ -32,6 +33,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         await runtime.start()
         async with runtime.sessions() as session, session.begin():
             await repository.sync_roster(session, playbook)
+            await service.drain_queues(session, await db_now(session))
             await service.observe(session)
         runtime.start_consuming()
         yield

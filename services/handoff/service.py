@@ -282,6 +282,10 @@ class HandoffService:
         await self.observe(session)
         return assigned
 
+    async def drain_queues(self, session: AsyncSession, now: datetime) -> int:
+        """Drain every team's queue (at start-up: the playbook may have added reps or room)."""
+        return sum([await self.drain_queue(session, team, now) for team in self.teams])
+
     async def _schedule_queue_check(
         self, session: AsyncSession, team: str, reps: list[RepLoad], now: datetime
     ) -> None:

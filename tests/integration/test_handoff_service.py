@@ -266,6 +266,19 @@ async def test_a_queued_lead_goes_out_when_working_hours_begin(sessions):
     assert "from the queue" in assigned.routing_reason
 
 
+async def test_a_playbook_with_more_room_drains_the_queue_at_start_up(sessions):
+    tight = "        - { id: rep-ana, name: Ana Lima, capacity: 1 }\n"
+    desk = await desk_for(sessions, playbook(tight))
+    await desk.qualify("one@acme.example", MONDAY_NOON)
+    two = await desk.qualify("two@acme.example", MONDAY_NOON)
+    assert (await desk.get(two)).status == HandoffStatus.QUEUED
+    roomier = playbook(tight.replace("capacity: 1", "capacity: 2"))
+    desk = await desk_for(sessions, roomier)  # the service restarts with the new playbook
+    async with sessions() as s, s.begin():
+        assert await desk.service.drain_queues(s, MONDAY_NOON) == 1
+    assert (await desk.get(two)).rep_id == "rep-ana"
+
+
 # -- items 2 and 3: new and returning reps are levelled -----------------------------------------
 
 
