@@ -141,6 +141,7 @@ async def test_sla_warning_breach_reassignment_then_escalation(settings, service
     first, second = events[0]["rep_id"], events[3]["rep_id"]
     assert first and second and first != second
     assert events[3]["previous_rep_id"] == first
+    assert events[2]["clock"] == events[5]["clock"] == "accept"
     assert (events[-1]["status"], events[-1]["rep_id"], events[-1]["queue"]) == (
         "escalated",
         None,
