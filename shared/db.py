@@ -70,5 +70,7 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 async def db_now(session: AsyncSession) -> datetime:
     """The database's clock: one clock for every instance, so deadlines agree across hosts."""
-    now: datetime = await session.scalar(select(func.now()))
+    now = await session.scalar(select(func.now()))
+    if not isinstance(now, datetime):
+        raise RuntimeError("the database did not tell the time")
     return now
