@@ -109,12 +109,14 @@ async def test_backtest_of_the_current_playbook_reproduces_the_live_system(
             roll = rng.random()
             post = f"{handoff.url}/v1/handoffs/{h['handoff_id']}"
             if roll < 0.3:
-                r = await client.post(f"{post}/reject", json={"reason": "no_budget"})
+                r = await client.post(
+                    f"{post}/reject", json={"reason": "no_budget", "rep_id": h["rep_id"]}
+                )
                 assert r.status_code == 200, r.text
                 judged[h["lead_key"]] = "recycled"
             elif roll < 0.6:
                 for action, body in (("accept", {}), ("convert", {"converted_to": "sql"})):
-                    r = await client.post(f"{post}/{action}", json=body)
+                    r = await client.post(f"{post}/{action}", json={**body, "rep_id": h["rep_id"]})
                     assert r.status_code == 200, r.text
                 judged[h["lead_key"]] = "sql"
 
