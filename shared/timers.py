@@ -251,14 +251,7 @@ class TimerRunner:
                     await self._record_failure(session, row, exc, now)
                 else:
                     fired.append(row)
-            parked = await session.execute(
-                select(timers.c.kind, func.count())
-                .where(self._owned(), timers.c.parked_at.is_not(None))
-                .group_by(timers.c.kind)
-            )
-            parked_by_kind: dict[str, int] = {kind: n for kind, n in parked}
-        for kind in {*self._handlers, *parked_by_kind}:
-            metrics.TIMERS_PARKED.labels(kind).set(parked_by_kind.get(kind, 0))
+            await self._observe_parked(session)
         for row in fired:
             metrics.TIMER_LATENESS.labels(row.kind).observe(
                 max((now - row.due_at).total_seconds(), 0.0)
@@ -297,8 +290,20 @@ class TimerRunner:
                 error,
             )
 
+    async def _observe_parked(self, session: AsyncSession) -> None:
+        parked = await session.execute(
+            select(timers.c.kind, func.count())
+            .where(self._owned(), timers.c.parked_at.is_not(None))
+            .group_by(timers.c.kind)
+        )
+        parked_by_kind: dict[str, int] = {kind: n for kind, n in parked}
+        for kind in {*self._handlers, *parked_by_kind}:
+            metrics.TIMERS_PARKED.labels(kind).set(parked_by_kind.get(kind, 0))
+
     async def _seconds_until_next(self) -> float:
         async with self._sessions() as session:
+            # Also after a restart with nothing due, parked timers are counted (and alerted).
+            await self._observe_parked(session)
             wait_s = await session.scalar(
                 select(func.extract("epoch", func.min(timers.c.due_at) - func.now())).where(
                     self._owned(), timers.c.parked_at.is_(None)

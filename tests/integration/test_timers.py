@@ -4,7 +4,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shared import metrics
 from shared.db import make_engine, make_sessionmaker, timers
@@ -206,3 +206,30 @@ async def _true(value: bool) -> bool:
 def test_retry_delay_doubles_and_is_capped():
     assert [retry_delay_s(n, 2.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
     assert retry_delay_s(30, 2.0) == 300.0
+
+
+async def test_parked_timers_are_counted_after_a_restart_with_nothing_due(sessions):
+    now = await db_now(sessions)
+    async with sessions() as s, s.begin():
+        await schedule(s, "test.restart", "k", now)
+        await s.execute(
+            update(timers)
+            .where(timers.c.kind == "test.restart")
+            .values(parked_at=now, attempts=5, last_error="KeyError: 'emea'")
+        )
+
+    async def handler(session, timer, fired_at):
+        raise AssertionError("a parked timer must not fire")
+
+    runner = TimerRunner(sessions, {"test.restart": handler}, max_sleep_s=3600)
+    metrics.TIMERS_PARKED.labels("test.restart").set(0)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(
+            lambda: _true(metrics.TIMERS_PARKED.labels("test.restart")._value.get() == 1),
+            10,
+            "the parked timer counted",
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
