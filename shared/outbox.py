@@ -301,7 +301,7 @@ class OutboxRelay:
                 row.topic,
                 value=row.value,
                 key=row.key.encode(),
-                headers=[(k, v.encode()) for k, v in row.headers.items()],
+                headers=[(k, str(v).encode()) for k, v in row.headers.items()],
             )
         except asyncio.CancelledError:
             raise
