@@ -94,7 +94,7 @@ async def start_backtest(response: Response, body: BacktestRequest) -> BacktestJ
     "/{job_id}",
     summary="A backtest's state, and its report when done",
     response_model=BacktestJob,
-    responses=problems({404: "No such job on this instance"}),
+    responses=problems({404: "No such job on this instance", 422: "Not a job id"}),
 )
 async def get_backtest(job_id: str) -> BacktestJob:
     job = _jobs.get(job_id)
