@@ -231,7 +231,8 @@ def example_event(topic: Topic, event_type: str) -> CloudEvent:
 def _schemas() -> dict[str, Any]:
     """Component schemas of the envelope and every data model, with refs into components."""
     schemas: dict[str, Any] = {}
-    for model in (CloudEvent, *(t.data_model for t in TOPICS)):
+    models: list[type[BaseModel]] = [CloudEvent, *(t.data_model for t in TOPICS)]
+    for model in models:
         schema = model.model_json_schema(ref_template=SCHEMA_REF, mode="serialization")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

@@ -18,6 +18,7 @@ from services.handoff.service import (
     HandoffNotFound,
     HandoffService,
 )
+from services.handoff.webhooks import Webhooks
 from shared.db import db_now
 from shared.errors import NotFound
 from shared.events import FeedbackData
@@ -60,6 +61,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             CONTACT_BREACH: service.on_contact_breach,
         }
     )
+    webhooks = Webhooks(runtime, playbook)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,7 +70,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             await repository.sync_roster(session, playbook)
             await service.observe(session)
         runtime.start_consuming()
+        webhooks.start()
         yield
+        await webhooks.stop()
         await runtime.stop()
 
     app = create_app(
