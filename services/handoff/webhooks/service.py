@@ -27,6 +27,8 @@ from shared.playbook.webhooks import WebhookSubscription
 
 log = logging.getLogger(__name__)
 
+LEASE_MARGIN_S = 5.0
+
 DELIVERIES = Counter(
     "leadrouter_webhook_deliveries_total",
     "Webhook tries by outcome: delivered, failed (tried again later), dead (gave up)",
@@ -130,7 +132,9 @@ class DeliveryWorker:
     async def deliver_once(self) -> int:
         """Claim due deliveries (one per lead), POST them concurrently, record the outcomes."""
         name = self.subscription.name
-        lease_s = self.subscription.timeout_s + 30
+        # Longer than a POST may take, so a row is never sent twice at once; after a crash
+        # its row is due again when the lease ends.
+        lease_s = self.subscription.timeout_s + LEASE_MARGIN_S
         async with self._sessions() as session, session.begin():
             claimed = await repository.claim(session, name, self._batch_max, lease_s)
         errors = await asyncio.gather(*(self._post(d) for d in claimed))
@@ -151,13 +155,15 @@ class DeliveryWorker:
         )
         started = time.perf_counter()
         try:
-            response = await self._client.post(
-                str(self.subscription.url),
-                content=body,
-                headers=headers,
-                timeout=self.subscription.timeout_s,
-            )
-        except httpx.TimeoutException:
+            # httpx's timeout bounds each read; this bounds the whole exchange (the lease).
+            async with asyncio.timeout(self.subscription.timeout_s):
+                response = await self._client.post(
+                    str(self.subscription.url),
+                    content=body,
+                    headers=headers,
+                    timeout=self.subscription.timeout_s,
+                )
+        except (TimeoutError, httpx.TimeoutException):
             return f"no answer within {self.subscription.timeout_s:g}s"
         except httpx.HTTPError as exc:
             return f"{exc.__class__.__name__}: {exc}"[:300]
