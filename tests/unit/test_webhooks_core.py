@@ -118,3 +118,14 @@ def test_a_secret_comes_from_its_variable_or_file_and_a_bad_one_is_refused(tmp_p
         load_secret(crm, {})
     with pytest.raises(WebhookSecretMissing, match="does not decode"):
         load_secret(crm, {"LEADROUTER_WEBHOOK_CRM_SECRET": "whsec_!!!not base64"})
+
+
+def test_the_documented_subscriptions_are_valid_playbook_sections() -> None:
+    example = (REPO_ROOT / "deploy" / "playbook.example.yaml").read_text()
+    commented = example[example.index("# webhooks:") :]
+    uncommented = "\n".join(line.removeprefix("# ") for line in commented.splitlines())
+    assert len(parse_playbook(example + "\n" + uncommented).webhooks) == 2
+    docs = (REPO_ROOT / "docs" / "webhooks.md").read_text()
+    block = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
+    hooks = parse_playbook(example + "\n" + block).webhooks
+    assert [h.name for h in hooks] == ["crm", "sales-slack"] and hooks[1].format == "slack"
