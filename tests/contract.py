@@ -56,3 +56,16 @@ def contract_errors(
     if not errors:
         SEEN[event_type] += 1
     return errors
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say which event types the run saw and validated against the contract, and which not."""
+    if not SEEN:
+        return
+    every = [t for topic in TOPICS for t in topic.types]
+    missing = [t for t in every if t not in SEEN]
+    terminalreporter.write_line(
+        f"event contract: {sum(SEEN.values())} events read by tests matched their schema; "
+        f"types seen {len(SEEN)} of {len(every)}"
+        + (f"; not seen: {', '.join(missing)}" if missing else "")
+    )
