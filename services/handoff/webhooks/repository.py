@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     Integer,
     LargeBinary,
     Table,
@@ -42,6 +43,13 @@ deliveries = Table(
     Column("created_at", TS, nullable=False, server_default=func.now()),
     Column("finished_at", TS),
     UniqueConstraint("subscription", "event_id", name="webhook_deliveries_once"),
+)
+Index(
+    "webhook_deliveries_pending",
+    deliveries.c.subscription,
+    deliveries.c.lead_key,
+    deliveries.c.id,
+    postgresql_where=deliveries.c.status == "pending",
 )
 
 
