@@ -5,5 +5,5 @@ from shared.events import CloudEvent
 
 
 def render(event: CloudEvent) -> bytes:
-    """The CloudEvent, byte for byte as published on the handoff topic."""
+    """The CloudEvent in the JSON encoding leadrouter publishes on the handoff topic."""
     return event.to_bytes()
