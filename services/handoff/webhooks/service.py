@@ -24,6 +24,7 @@ from services.handoff.webhooks.formats import FORMATS
 from shared.consumer import Delivered
 from shared.events import HANDOFF_PREFIX, CloudEvent, HandoffData
 from shared.playbook.webhooks import WebhookSubscription
+from shared.wakeup import sleep_until_woken
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,7 @@ class DeliveryWorker:
                 claimed = 0
                 await asyncio.sleep(1.0)
             if claimed < self._batch_max:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
-                except TimeoutError:
-                    pass
+                await sleep_until_woken(self._wake, self._idle_poll_s)
                 self._wake.clear()
 
     async def deliver_once(self) -> int:
