@@ -156,6 +156,35 @@ def _feedback_example(event_type: str) -> BaseModel:
     )
 
 
+# One line per event type: when it is written (the message summaries in the document).
+WHEN = {
+    LEAD_ACTIVITY: "A lead did something (a form, a page view, a demo request, ...).",
+    "leadrouter.lifecycle.became_lead": "A person is known for the first time.",
+    "leadrouter.lifecycle.became_mql": "The score reached the MQL threshold: sales gets the lead.",
+    "leadrouter.lifecycle.tier_changed": "The lead moved between hot, warm and cold.",
+    "leadrouter.lifecycle.score_below_threshold": "An MQL's score fell below the threshold.",
+    "leadrouter.lifecycle.disqualified": "A fit rule disqualified the lead (never routed).",
+    "leadrouter.lifecycle.recycled": "Sales handed the lead back to marketing.",
+    "leadrouter.lifecycle.became_sql": "Sales converted the lead to sales-qualified.",
+    "leadrouter.lifecycle.became_opportunity": "Sales opened a deal for the lead.",
+    "leadrouter.lifecycle.became_customer": "The deal closed.",
+    "leadrouter.handoff.assigned": "A rep got the lead; the accept and contact clocks run.",
+    "leadrouter.handoff.queued": "Nobody could take the lead; it waits in the team's queue.",
+    "leadrouter.handoff.sla_warning": "Most of the accept time is gone and nobody accepted yet.",
+    "leadrouter.handoff.sla_breached": "An accept or first-contact deadline passed.",
+    "leadrouter.handoff.reassigned": "After a breach, another rep got the lead (or a manager's "
+    "queue: `status` escalated, `rep_id` null).",
+    "leadrouter.handoff.accepted": "The rep accepted; the first-contact clock runs.",
+    "leadrouter.handoff.contacted": "The rep contacted the lead; the SLA clocks stop.",
+    "leadrouter.handoff.rejected": "The rep rejected the lead, with a reason code.",
+    "leadrouter.handoff.recycled": "After a rejection, the lead goes back to marketing.",
+    "leadrouter.handoff.converted": "The lead became an SQL, an opportunity or a customer.",
+    "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
+    "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
+    "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",
+    "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`).",
+}
+
 ORDERING = (
     "Records are keyed by the lead key (the CloudEvents `subject`, e.g. "
     "`email:ana@acme.example`), so one lead's events stay in one partition and in the order "
@@ -295,7 +324,7 @@ def _message(topic: Topic, event_type: str) -> dict[str, Any]:
     return {
         "name": event_type,
         "title": event_type,
-        "summary": f"{topic.title}: `{event_type.rsplit('.', 1)[-1]}`.",
+        "summary": WHEN[event_type],
         "contentType": CONTENT_TYPE,
         "traits": [{"$ref": "#/components/messageTraits/leadKeyed"}],
         "headers": _record_headers(),
