@@ -140,6 +140,10 @@ class LifecycleData(BaseModel):
     qualifying_activity_at: datetime | None = Field(
         None, description="When the activity behind this transition happened"
     )
+    merged_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys of leads that turned out to be this person and were merged into it",
+    )
 
 
 class HandoffData(BaseModel):
@@ -174,6 +178,9 @@ class HandoffData(BaseModel):
     contact_by: datetime | None = Field(None, description="SLA: first contact before this time")
     qualifying_activity_at: datetime | None = Field(
         None, description="When the activity that qualified the lead happened"
+    )
+    clock: Literal["accept", "contact"] | None = Field(
+        None, description="sla_breached: which clock ran out"
     )
 
 
