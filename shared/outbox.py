@@ -39,6 +39,7 @@ from shared.db import outbox
 from shared.events import CONTENT_TYPE, CloudEvent
 from shared.kafka import dlq
 from shared.logs import Outage
+from shared.wakeup import sleep_until_woken
 
 log = logging.getLogger(__name__)
 
@@ -221,11 +222,7 @@ class OutboxRelay:
             metrics.OUTBOX_STUCK_SECONDS.labels(self.relay).set(0)
             delay_s = 0.5
             if published < self._batch_max:
-                try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
-                    async with asyncio.timeout(self._idle_poll_s):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+                await sleep_until_woken(self._wake, self._idle_poll_s)
                 self._wake.clear()
 
     async def flush(self, timeout_s: float) -> None:

@@ -26,6 +26,7 @@ from shared import metrics
 from shared.db import db_now, timers
 from shared.errors import is_retryable
 from shared.logs import Outage
+from shared.wakeup import sleep_until_woken
 
 __all__ = [
     "ParkedTimer",
@@ -215,11 +216,7 @@ class TimerRunner:
                 self.outage.failed(exc)
                 sleep_s = 1.0
             self._wake.clear()
-            try:  # asyncio.timeout: 3.11's wait_for can swallow a cancellation
-                async with asyncio.timeout(sleep_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await sleep_until_woken(self._wake, sleep_s)
 
     async def fire_due(self) -> int:
         """Fire one batch of due timers; returns how many fired (failures are recorded)."""
