@@ -15,7 +15,7 @@ from shared.db import consumer_offsets, make_engine, make_sessionmaker, processe
 from shared.db import outbox as outbox_table
 from shared.errors import Invalid
 from shared.events import LeadActivityData
-from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE, dlq, ensure_topics, make_producer
+from shared.kafka import LEAD_EVENTS, dlq, ensure_topics, make_producer
 from shared.outbox import OutboxPublishFailed, OutboxRelay, parked_rows
 from shared.runtime import Runtime
 from tests.helpers import activity_event, eventually, read_topic
@@ -162,7 +162,7 @@ async def _eq(value, expected) -> bool:
 async def test_a_record_the_broker_refuses_is_parked_and_the_rows_behind_it_go_on(
     settings, sessions, producer
 ):
-    topic = settings.topic(LEAD_LIFECYCLE)
+    topic = settings.topic(LEAD_EVENTS)
     before = [activity_event(f"before{i}@acme.example", "page_view", i) for i in range(3)]
     huge = activity_event("huge@acme.example", "page_view", 10)
     huge.data["attributes"]["notes"] = "x" * 1_100_000  # over the producer's 1 MiB limit
@@ -207,7 +207,7 @@ class UnreachableBroker:
 async def test_a_broker_outage_blocks_and_retries_quietly_and_readiness_degrades(
     settings, sessions, caplog
 ):
-    topic = settings.topic(LEAD_LIFECYCLE)
+    topic = settings.topic(LEAD_EVENTS)
     events = [activity_event(f"wait{i}@acme.example", "page_view", i) for i in range(3)]
     async with sessions() as s, s.begin():
         await outbox.add_events(s, "blocked", topic, events)
