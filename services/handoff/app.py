@@ -9,6 +9,8 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, Field
 
 from services.handoff import repository
+from services.handoff.board import BoardState
+from services.handoff.board import router as board_router
 from services.handoff.lifecycle import OPEN
 from services.handoff.routing import ledger_on_return
 from services.handoff.service import (
@@ -78,6 +80,8 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         description="Routes qualified leads to sales reps, runs the SLA clocks, takes sales "
         "feedback and serves the funnel both teams share.",
     )
+    app.state.board = BoardState.for_service(settings, playbook)
+    app.include_router(board_router)
 
     @app.get("/v1/handoffs", tags=["handoffs"], summary="Handoffs, newest first, with time left")
     async def list_handoffs(

@@ -1,0 +1,330 @@
+"""The board's pages, their live fragments, the live feed and the static assets.
+
+A page is a shell (layout, navigation, key form) that loads its fragment with the
+viewer's key; the fragment is server-rendered HTML and is fetched again whenever the live
+feed reports a committed change. Actions are the API's own endpoints, called by board.js.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from services.handoff import repository as handoff_repository
+from services.handoff.board import repository, views
+from services.handoff.board.access import BoardViewer
+from services.handoff.board.feed import ChangeFeed
+from services.handoff.board.scoring_client import ScoringUnavailable, fetch_lead
+from shared.errors import Invalid, NotFound
+from shared.http import ReadSession
+from shared.playbook import Playbook
+from shared.settings import Settings
+
+HERE = Path(__file__).parent
+STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.is_file()}
+KEEPALIVE_S = 15.0
+STREAM_LIFETIME_S = 300.0  # pages reconnect (and reload) after this; bounds a stream's life
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["duration"] = views.duration
+templates.env.filters["percent"] = views.percent
+router = APIRouter(prefix="/board", include_in_schema=False)
+
+
+@dataclass
+class BoardState:
+    """What the board needs from its service: the playbook, the scoring URL, the feed."""
+
+    playbook: Playbook
+    scoring_url: str
+    feed: ChangeFeed
+
+    @classmethod
+    def for_service(cls, settings: Settings, playbook: Playbook) -> "BoardState":
+        return cls(playbook, settings.scoring_url, ChangeFeed(settings.database_url))
+
+
+def board_of(request: Request) -> BoardState:
+    state: BoardState = request.app.state.board
+    return state
+
+
+PAGES = {
+    "sla": ("SLA board", "/board/fragments/sla"),
+    "reps": ("Reps", "/board/fragments/reps"),
+    "funnel": ("Funnel", "/board/fragments/funnel"),
+    "playbook": ("Playbook", "/board/fragments/playbook"),
+}
+
+
+def page(request: Request, name: str, title: str, fragment: str) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "page.html",
+        {"current": name, "title": title, "fragment": fragment, "pages": PAGES},
+    )
+
+
+# -- pages --------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+async def sla_page(request: Request) -> HTMLResponse:
+    return page(request, "sla", *PAGES["sla"])
+
+
+@router.get("/reps", response_class=HTMLResponse)
+async def reps_page(request: Request) -> HTMLResponse:
+    return page(request, "reps", *PAGES["reps"])
+
+
+@router.get("/funnel", response_class=HTMLResponse)
+async def funnel_page(request: Request) -> HTMLResponse:
+    return page(request, "funnel", *PAGES["funnel"])
+
+
+@router.get("/playbook", response_class=HTMLResponse)
+async def playbook_page(request: Request) -> HTMLResponse:
+    return page(request, "playbook", *PAGES["playbook"])
+
+
+@router.get("/leads/{lead_id:path}", response_class=HTMLResponse)
+async def lead_page(request: Request, lead_id: str) -> HTMLResponse:
+    fragment = f"/board/fragments/leads/{quote(lead_id, safe='')}"
+    return page(request, "lead", f"Lead {lead_id}", fragment)
+
+
+# -- fragments ----------------------------------------------------------------------------
+
+
+@router.get("/fragments/sla", response_class=HTMLResponse)
+async def sla_fragment(
+    request: Request,
+    session: ReadSession,
+    viewer: BoardViewer,
+    team: str | None = None,
+    tier: str | None = None,
+    rep_id: str | None = None,
+) -> HTMLResponse:
+    board = board_of(request)
+    rows = await repository.board_handoffs(session, team or None, tier or None, rep_id or None)
+    reps = await handoff_repository.list_reps(session)
+    now = datetime.now(UTC)
+    warning_at = board.playbook.sla.warning_at
+    open_rows = [
+        {**h, "clock": views.running_clock(h, now, warning_at), "actions": views.actions_for(h["status"])}
+        for h in rows
+        if h["status"] not in views.WAITING
+    ]
+    queues: dict[str, list[dict[str, Any]]] = {}
+    for h in rows:
+        if h["status"] in views.WAITING:
+            queues.setdefault(h["queue"] or "queue", []).append(
+                {**h, "waited_s": (now - h["created_at"]).total_seconds()}
+            )
+    return templates.TemplateResponse(
+        request,
+        "sla.html",
+        {
+            "now": now,
+            "open": open_rows,
+            "queues": queues,
+            "filters": {"team": team or "", "tier": tier or "", "rep_id": rep_id or ""},
+            "teams": [t.name for t in board.playbook.routing.teams],
+            "tiers": [t.name for t in board.playbook.taxonomy.tiers],
+            "reps": reps,
+            "reject_reasons": board.playbook.sla.reject_reasons,
+            "conversion_stages": views.conversion_stages(),
+            "viewer": viewer,
+        },
+    )
+
+
+@router.get("/fragments/reps", response_class=HTMLResponse)
+async def reps_fragment(request: Request, session: ReadSession, viewer: BoardViewer) -> HTMLResponse:
+    now = datetime.now(UTC)
+    reps = views.rep_rows(await handoff_repository.list_reps(session), now)
+    return templates.TemplateResponse(
+        request, "reps.html", {"now": now, "reps": reps, "viewer": viewer}
+    )
+
+
+def period(since: date | None, until: date | None, today: date) -> tuple[datetime, datetime]:
+    """A period of whole UTC days, `until` included; the last 30 days by default."""
+    last = until or today
+    first = since or last - timedelta(days=29)
+    if first > last:
+        raise Invalid("since is after until", pointer="/since")
+    start = datetime.combine(first, time(0), UTC)
+    return start, datetime.combine(last + timedelta(days=1), time(0), UTC)
+
+
+@router.get("/fragments/funnel", response_class=HTMLResponse)
+async def funnel_fragment(
+    request: Request,
+    session: ReadSession,
+    viewer: BoardViewer,
+    since: date | None = None,
+    until: date | None = None,
+) -> HTMLResponse:
+    # The API's own figures (one definition); imported here because app.py includes us.
+    from services.handoff.app import STAGE_ORDER, funnel_view
+
+    start, end = period(since, until, datetime.now(UTC).date())
+    funnel = funnel_view(await handoff_repository.funnel(session, start, end), start, end)
+    by_tier = {r["tier"]: r for r in await repository.sla_by_tier(session, start, end)}
+    tiers = [t.name for t in board_of(request).playbook.taxonomy.tiers]
+    stage_names = [name for name, _ in STAGE_ORDER]
+    sla_rows = [
+        {
+            "tier": tier,
+            "with_sla": by_tier.get(tier, {}).get("with_sla", 0),
+            "in_sla": by_tier.get(tier, {}).get("in_sla", 0),
+            "attainment": (
+                by_tier[tier]["in_sla"] / by_tier[tier]["with_sla"]
+                if by_tier.get(tier, {}).get("with_sla")
+                else None
+            ),
+            "accept_median_s": by_tier.get(tier, {}).get("accept_median_s"),
+            "contact_median_s": by_tier.get(tier, {}).get("contact_median_s"),
+        }
+        for tier in tiers
+    ]
+    reasons = await repository.reject_reasons(session, start, end)
+    return templates.TemplateResponse(
+        request,
+        "funnel.html",
+        {
+            "since": start.date(),
+            "until": (end - timedelta(days=1)).date(),
+            "funnel": funnel,
+            "stages": views.bars([(n, funnel[n], str(funnel[n])) for n in stage_names]),
+            "conversions": [
+                (a, b, funnel["conversion"][f"{a}_to_{b}"])
+                for a, b in zip(stage_names, stage_names[1:], strict=False)
+            ],
+            "sla_rows": sla_rows,
+            "sla_bars": views.bars(
+                [
+                    (r["tier"], r["attainment"] or 0.0, views.percent(r["attainment"]))
+                    for r in sla_rows
+                ],
+                scale_max=1.0,
+            ),
+            "reasons": views.bars([(k, v, str(v)) for k, v in reasons.items()]),
+            "viewer": viewer,
+        },
+    )
+
+
+@router.get("/fragments/playbook", response_class=HTMLResponse)
+async def playbook_fragment(request: Request, viewer: BoardViewer) -> HTMLResponse:
+    view = views.playbook_view(board_of(request).playbook)
+    return templates.TemplateResponse(request, "playbook.html", {"pb": view})
+
+
+@router.get("/fragments/leads/{lead_id:path}", response_class=HTMLResponse)
+async def lead_fragment(
+    request: Request, session: ReadSession, viewer: BoardViewer, lead_id: str
+) -> HTMLResponse:
+    board = board_of(request)
+    scoring_problem = None
+    try:
+        lead = await fetch_lead(
+            board.scoring_url, lead_id, request.headers.get("authorization")
+        )
+    except ScoringUnavailable as exc:
+        lead, scoring_problem = None, str(exc)
+    lead_key = lead["lead_key"] if lead else lead_id
+    handoffs = await repository.lead_handoffs(session, lead_key)
+    transitions = await repository.lead_transitions(session, lead_key)
+    if lead is None and scoring_problem is None and not handoffs and not transitions:
+        raise NotFound(f"no lead {lead_id!r}")
+    return templates.TemplateResponse(
+        request,
+        "lead.html",
+        {
+            "lead_id": lead_id,
+            "lead": lead,
+            "scoring_problem": scoring_problem,
+            "handoffs": handoffs,
+            "timeline": timeline(lead, handoffs, transitions),
+            "viewer": viewer,
+        },
+    )
+
+
+def timeline(
+    lead: dict[str, Any] | None,
+    handoffs: list[dict[str, Any]],
+    transitions: list[dict[str, Any]],
+) -> list[tuple[datetime, str]]:
+    """A lead's story, oldest first: stage transitions, handoff events, sales feedback."""
+    items: list[tuple[datetime, str]] = [
+        (t["at"], f"stage: {t['transition'].replace('_', ' ')}") for t in transitions
+    ]
+    for h in handoffs:
+        who = h["rep_name"] or h["rep_id"]
+        if h["assigned_at"]:
+            items.append((h["assigned_at"], f"handed to {who} ({h['routing_reason']})"))
+        elif h["queue"]:
+            items.append((h["created_at"], f"waiting in {h['queue']}"))
+        for column, text in (
+            ("accepted_at", f"accepted by {who}"),
+            ("contacted_at", f"first contact by {who}"),
+        ):
+            if h[column]:
+                items.append((h[column], text))
+        if h["closed_at"]:
+            outcome = (
+                f"rejected: {h['reason']}"
+                if h["status"] == "rejected"
+                else f"converted to {h['converted_to']}"
+            )
+            items.append((h["closed_at"], outcome))
+    if lead and lead.get("last_activity_at"):
+        items.append((datetime.fromisoformat(lead["last_activity_at"]), "last activity"))
+    return sorted(items, key=lambda item: item[0])
+
+
+# -- live feed and assets ----------------------------------------------------------------
+
+
+@router.get("/events")
+async def live_events(request: Request, viewer: BoardViewer) -> StreamingResponse:
+    """Server-sent events: `ready` on connect, then `change` (a table name) per commit."""
+    feed = board_of(request).feed
+
+    async def stream() -> AsyncIterator[str]:
+        async with feed.subscribe() as changes:
+            yield "retry: 1000\nevent: ready\ndata: connected\n\n"
+            loop = asyncio.get_running_loop()
+            ends = loop.time() + STREAM_LIFETIME_S
+            while loop.time() < ends and not await request.is_disconnected():
+                try:
+                    table = await asyncio.wait_for(changes.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: change\ndata: {table}\n\n"
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+@router.get("/static/{name}")
+async def static_asset(name: str) -> FileResponse:
+    path = STATIC.get(name)
+    if path is None:
+        raise NotFound(f"no board asset {name!r}")
+    return FileResponse(path, headers={"cache-control": "no-cache"})

@@ -1,0 +1,156 @@
+"""The board as a person uses it: Debian's Chromium driven by Playwright, real services.
+
+A qualifying lead posted to ingest appears on the open page without a reload (the live
+feed), its countdown runs, a rep accepts it from the page, a manager marks a rep out of
+office, someone opens the lead and reads its explanation, and marketing reads the funnel.
+Screenshots of each page land in tests/e2e/artifacts/ (ignored by git).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+EMAIL = "vera@bigdeal.example"
+LEAD = f"email:{EMAIL}"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless (installed by deploy/infra/chromium.sh, never downloaded)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("no /usr/bin/chromium: run `make infra-up` (deploy/infra/chromium.sh up)")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def qualifying_events() -> list[dict]:
+    """A VP at a 250-person company reads pricing (45 points), then asks for a demo (85, hot)."""
+    now = datetime.now(UTC).isoformat()
+    identity = {"email": EMAIL}
+    return [
+        {
+            "id": "board-1",
+            "identity": identity,
+            "attributes": {"company": "Bigdeal", "company_size": 250, "job_title": "VP Sales"},
+            "activity": {"type": "pricing_page_view", "occurred_at": now},
+        },
+        {
+            "id": "board-2",
+            "identity": identity,
+            "activity": {"type": "demo_request", "occurred_at": now},
+        },
+    ]
+
+
+async def test_the_board_live_in_a_browser(settings, services, browser):
+    scoring, handoff, ingest = services["scoring"], services["handoff"], services["ingest"]
+    handoff.env["LEADROUTER_SCORING_URL"] = scoring.url
+    await asyncio.gather(scoring.start(), handoff.start(), ingest.start())
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(15_000)
+
+    # The SLA board, open before the lead exists, and live.
+    await page.goto(f"{handoff.url}/board")
+    await expect(page.locator("#live-indicator")).to_have_text("Live")
+    await expect(page.get_by_text("No open handoffs")).to_be_visible()
+    await page.evaluate("window.loadedOnce = true")  # gone if the page reloads
+
+    async with httpx.AsyncClient() as client:
+        accepted = await client.post(f"{ingest.url}/v1/events", json=qualifying_events())
+        assert accepted.status_code == 202, accepted.text
+
+        row = page.locator(f'tr[data-lead="{LEAD}"]')
+        await expect(row).to_be_visible()
+        assert await page.evaluate("window.loadedOnce") is True, "the page reloaded"
+        await expect(row.locator(".tier")).to_have_text("hot")
+        await expect(row.locator(".status")).to_have_text("assigned")
+
+        # The accept clock runs down in the page, second by second.
+        left = row.locator(".countdown .left")
+        first = await left.text_content()
+        await expect(left).not_to_have_text(first or "", timeout=3_000)
+        minutes, seconds = (await left.text_content() or "").split(":")
+        assert 0 < int(minutes) * 60 + int(seconds) < 300  # hot: accept within 5 minutes
+        await expect(row.locator(".countdown .what")).to_have_text("to accept")
+        await shot(page, "board-sla")
+
+        # A rep accepts it from the page, with the keyboard.
+        await row.get_by_role("button", name=f"Accept {EMAIL}").focus()
+        await page.keyboard.press("Enter")
+        await expect(row.locator(".status")).to_have_text("accepted")
+        await expect(row.locator(".countdown .what")).to_have_text("to contact")
+        handoff_id = await row.get_attribute("data-handoff")
+        api = (await client.get(f"{handoff.url}/v1/handoffs/{handoff_id}")).json()
+        assert api["status"] == "accepted" and api["accepted_at"]
+
+        # A manager marks a rep out of office.
+        await page.get_by_role("link", name="Reps").click()
+        eli = page.locator("#rep-rep-eli")
+        await expect(eli.locator(".availability")).to_have_text("available")
+        await eli.get_by_role("button", name="Mark out of office").click()
+        await expect(eli.locator(".availability")).to_have_text("out of office")
+        await expect(eli.get_by_role("button", name="Mark available")).to_be_visible()
+        reps = {r["rep_id"]: r for r in (await client.get(f"{handoff.url}/v1/reps")).json()}
+        assert reps["rep-eli"]["available"] is False
+        await shot(page, "board-reps")
+
+        # Open the lead and read why it scored.
+        await page.get_by_label("Open a lead").fill(EMAIL)
+        await page.keyboard.press("Enter")
+        await expect(page.locator("h1")).to_have_text(f"Lead {LEAD}")
+        explanation = page.locator("table.explanation")
+        await expect(explanation.get_by_role("row", name="behaviour:demo_request")).to_contain_text(
+            "+40"
+        )
+        await expect(explanation).to_contain_text("fit:large_company")
+        await expect(page.locator(".timeline")).to_contain_text("accepted by")
+        lead = (await client.get(f"{scoring.url}/v1/leads/{LEAD}")).json()
+        await expect(page.locator("#lead-score")).to_have_text(f"{lead['score']:g}")
+        await shot(page, "board-lead")
+
+        # The funnel for today: one lead, one MQL, its handoff accepted within the SLA.
+        today = datetime.now(UTC).date().isoformat()
+        await page.get_by_role("link", name="Funnel").click()
+        await page.get_by_label("From").fill(today)
+        await page.get_by_label("To (inclusive)").fill(today)
+        await page.get_by_role("button", name="Show").click()
+        await expect(page).to_have_url(f"{handoff.url}/board/funnel?since={today}&until={today}")
+        await expect(page.locator('tr[data-stage="mqls"] td.n')).to_have_text("1")
+        await expect(page.locator("#sla-overall")).to_have_text("100%")
+        await expect(page.locator("svg.bars").first).to_be_visible()
+        await shot(page, "board-funnel")
+
+        await page.get_by_role("link", name="Playbook").click()
+        await expect(page.get_by_role("heading", name="Routing")).to_be_visible()
+        await shot(page, "board-playbook")
+
+        assert await eventually(
+            lambda: asyncio.sleep(0, result=(ARTIFACTS / "board-funnel.png").exists()), 1
+        )
