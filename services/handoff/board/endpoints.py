@@ -119,7 +119,11 @@ async def sla_fragment(
     now = datetime.now(UTC)
     warning_at = board.playbook.sla.warning_at
     open_rows = [
-        {**h, "clock": views.running_clock(h, now, warning_at), "actions": views.actions_for(h["status"])}
+        {
+            **h,
+            "clock": views.running_clock(h, now, warning_at),
+            "actions": views.actions_for(h["status"]),
+        }
         for h in rows
         if h["status"] not in views.WAITING
     ]
@@ -148,7 +152,9 @@ async def sla_fragment(
 
 
 @router.get("/fragments/reps", response_class=HTMLResponse)
-async def reps_fragment(request: Request, session: ReadSession, viewer: BoardViewer) -> HTMLResponse:
+async def reps_fragment(
+    request: Request, session: ReadSession, viewer: BoardViewer
+) -> HTMLResponse:
     now = datetime.now(UTC)
     reps = views.rep_rows(await handoff_repository.list_reps(session), now)
     return templates.TemplateResponse(
@@ -237,9 +243,7 @@ async def lead_fragment(
     board = board_of(request)
     scoring_problem = None
     try:
-        lead = await fetch_lead(
-            board.scoring_url, lead_id, request.headers.get("authorization")
-        )
+        lead = await fetch_lead(board.scoring_url, lead_id, request.headers.get("authorization"))
     except ScoringUnavailable as exc:
         lead, scoring_problem = None, str(exc)
     lead_key = lead["lead_key"] if lead else lead_id

@@ -23,11 +23,7 @@ RECONNECT_S = 1.0
 
 def asyncpg_dsn(database_url: str) -> str:
     """The libpq-style DSN asyncpg takes, from the SQLAlchemy URL the services use."""
-    return (
-        make_url(database_url)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class ChangeFeed:
@@ -67,11 +63,13 @@ class ChangeFeed:
             try:
                 conn = await asyncpg.connect(self._dsn)
             except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("board feed: cannot reach PostgreSQL (%s); retrying", type(exc).__name__)
+                log.warning(
+                    "board feed: cannot reach PostgreSQL (%s); retrying", type(exc).__name__
+                )
                 await asyncio.sleep(RECONNECT_S)
                 continue
             lost = asyncio.Event()
-            conn.add_termination_listener(lambda _conn: lost.set())
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
             try:
                 await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, table: self.publish(table))
                 self.listening.set()
