@@ -1,4 +1,4 @@
-"""`python -m bench.board_latency`: how soon a handoff assigned by a Kafka event shows on an open board.
+"""`python -m bench.board_latency`: how soon a handoff from a Kafka event shows on the board.
 
 A real handoff service on a fresh database and topic namespace, the board open in Debian's
 Chromium, and `became_mql` lifecycle events published one at a time. For each, the time from
