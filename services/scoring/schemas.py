@@ -26,6 +26,10 @@ class LeadOut(BaseModel):
     tier: str | None
     stage: str
     stage_definition: str
+    identities: list[str] = Field(
+        default_factory=list,
+        description="Every key and platform id that points at this lead (email:..., hubspot:...)",
+    )
     events_count: int
     explanation: list[Contribution]
     scored_at: datetime

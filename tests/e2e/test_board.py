@@ -52,7 +52,7 @@ async def shot(page: Page, name: str) -> None:
 def qualifying_events() -> list[dict]:
     """A VP at a 250-person company reads pricing (45 points), then asks for a demo (85, hot)."""
     now = datetime.now(UTC).isoformat()
-    identity = {"email": EMAIL}
+    identity = {"email": EMAIL, "external_ids": {"hubspot": "987"}}
     return [
         {
             "id": "board-1",
@@ -100,6 +100,17 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         await expect(row.locator(".countdown .what")).to_have_text("to accept")
         await shot(page, "board-sla")
 
+        # A choice not yet sent survives a live refresh caused by someone else's change.
+        reason = row.get_by_label("Reject reason")
+        await reason.select_option("no_budget")
+        await page.evaluate("document.querySelector('#fragment > div').dataset.before = 'yes'")
+        away = await client.put(
+            f"{handoff.url}/v1/reps/rep-ben/availability", json={"available": False}
+        )
+        assert away.status_code == 200
+        await expect(page.locator("#fragment [data-before]")).to_have_count(0)  # refreshed
+        await expect(reason).to_have_value("no_budget")
+
         # A rep accepts it from the page, with the keyboard.
         await row.get_by_role("button", name=f"Accept {EMAIL}").focus()
         await page.keyboard.press("Enter")
@@ -130,6 +141,7 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         )
         await expect(explanation).to_contain_text("fit:large_company")
         await expect(page.locator(".timeline")).to_contain_text("accepted by")
+        await expect(page.locator("#lead-identities")).to_contain_text("hubspot:987")
         lead = (await client.get(f"{scoring.url}/v1/leads/{LEAD}")).json()
         await expect(page.locator("#lead-score")).to_have_text(f"{lead['score']:g}")
         await shot(page, "board-lead")

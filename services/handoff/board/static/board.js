@@ -8,6 +8,7 @@ const statusLine = document.getElementById("status");
 const indicator = document.getElementById("live-indicator");
 let skewMs = 0; // server clock minus this browser's clock, from the fragment's data-now
 let reloadTimer = null;
+let latestLoad = 0; // a slow, older response must not overwrite a newer one
 
 function authHeaders(extra = {}) {
   const key = sessionStorage.getItem(KEY);
@@ -29,11 +30,25 @@ async function problemText(response) {
 
 // -- fragments ------------------------------------------------------------------------------
 
+// What the person changed but has not sent (a reject reason, a date being typed), by id:
+// a live refresh must not undo it.
+function unsentInputs() {
+  const kept = {};
+  for (const el of fragment.querySelectorAll("input[id], select[id]")) {
+    const changed = el.tagName === "SELECT"
+      ? [...el.options].some((o) => o.selected !== o.defaultSelected)
+      : el.value !== el.defaultValue;
+    if (changed) kept[el.id] = el.value;
+  }
+  return kept;
+}
+
 async function loadFragment() {
   const url = fragment.dataset.fragment + window.location.search;
-  const focused = document.activeElement && document.activeElement.id;
+  const load = ++latestLoad;
   fragment.setAttribute("aria-busy", "true");
   const response = await fetch(url, { headers: authHeaders() });
+  if (load !== latestLoad) return;
   if (!response.ok) {
     fragment.innerHTML = "";
     const hint = response.status === 401 || response.status === 403 ? " Enter an API key above." : "";
@@ -41,7 +56,16 @@ async function loadFragment() {
     fragment.setAttribute("aria-busy", "false");
     return;
   }
-  fragment.innerHTML = await response.text();
+  const html = await response.text();
+  if (load !== latestLoad) return;
+  // read just before the swap: the person may have typed while the request was in flight
+  const focused = document.activeElement && document.activeElement.id;
+  const kept = unsentInputs();
+  fragment.innerHTML = html;
+  for (const [id, value] of Object.entries(kept)) {
+    const el = document.getElementById(id);
+    if (el) el.value = value;
+  }
   fragment.setAttribute("aria-busy", "false");
   const stamped = fragment.querySelector("[data-now]");
   if (stamped) skewMs = Date.parse(stamped.dataset.now) - Date.now();
