@@ -1,10 +1,11 @@
 """The board's pure parts: clocks, durations, actions, bars, the playbook in words, rendering."""
 
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
-from services.handoff.board.access import EVERY_SCOPE, HANDOFFS_READ, Viewer
+from services.handoff.board.access import EVERY_SCOPE, HANDOFFS_READ, Viewer, board_viewer
 from services.handoff.board.endpoints import period, templates, timeline
 from services.handoff.board.views import (
     actions_for,
@@ -16,7 +17,7 @@ from services.handoff.board.views import (
     rep_rows,
     running_clock,
 )
-from shared.errors import Invalid
+from shared.errors import Forbidden, Invalid, Unauthorized
 from shared.playbook import load_playbook
 from shared.playbook.scoring import Condition
 from shared.settings import REPO_ROOT
@@ -224,3 +225,44 @@ def test_rep_toggles_need_reps_write():
     assert "data-availability" in html.render(now=NOW, reps=rep, viewer=Viewer(EVERY_SCOPE))
     viewer = Viewer(frozenset({HANDOFFS_READ}))
     assert "data-availability" not in html.render(now=NOW, reps=rep, viewer=viewer)
+
+
+class Keys:
+    """An authenticator as shared/auth.py shapes it: principal(bearer) -> name and scopes."""
+
+    def __init__(self, scopes_by_key):
+        self.scopes_by_key = scopes_by_key
+
+    def principal(self, bearer):
+        if bearer not in self.scopes_by_key:
+            raise Unauthorized("unknown API key")
+        return SimpleNamespace(name="k", scopes=frozenset(self.scopes_by_key[bearer]))
+
+
+def board_request(authorization=None, authenticator=None):
+    state = SimpleNamespace(**({"authenticator": authenticator} if authenticator else {}))
+    headers = {"authorization": authorization} if authorization else {}
+    return SimpleNamespace(app=SimpleNamespace(state=state), headers=headers)
+
+
+async def test_the_board_follows_the_api_keys_and_their_scopes():
+    keys = Keys(
+        {
+            "viewer": [HANDOFFS_READ],
+            "rep": [HANDOFFS_READ, "feedback:write"],
+            "boss": ["admin"],
+            "ingest": ["events:write"],
+        }
+    )
+    viewer = await board_viewer(board_request("Bearer viewer", keys))
+    assert not viewer.may_give_feedback and not viewer.may_set_availability
+    rep = await board_viewer(board_request("Bearer rep", keys))
+    assert rep.may_give_feedback and not rep.may_set_availability
+    boss = await board_viewer(board_request("Bearer boss", keys))
+    assert boss.may_give_feedback and boss.may_set_availability
+    with pytest.raises(Forbidden):
+        await board_viewer(board_request("Bearer ingest", keys))
+    with pytest.raises(Unauthorized):
+        await board_viewer(board_request(None, keys))
+    # a service that checks no keys (as the API on main) leaves the board as open as the API
+    assert (await board_viewer(board_request())).may_set_availability

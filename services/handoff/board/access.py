@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from shared.errors import Forbidden
+
 HANDOFFS_READ = "handoffs:read"
 FEEDBACK_WRITE = "feedback:write"
 REPS_WRITE = "reps:write"
@@ -33,13 +35,22 @@ class Viewer:
 
 
 async def board_viewer(request: Request) -> Viewer:
-    """The viewer of a board request.
+    """The viewer of a board request: 401 without a known key, 403 without handoffs:read.
 
-    The handoff API does not check keys yet (no shared/auth.py on main), so it is open and
-    the board with it: every viewer holds every scope. When API keys arrive, this is the
-    one place that resolves the bearer key to its scopes (401/403 as the API answers).
+    Keys are checked by the service's authenticator (`app.state.authenticator`, from
+    shared/auth.py: `principal(bearer)` gives the key's name and scopes), the same one the
+    API's routes use. A service without one does not check keys at all, so the board is as
+    open as the API: every viewer holds every scope.
     """
-    return Viewer(EVERY_SCOPE)
+    authenticator = getattr(request.app.state, "authenticator", None)
+    if authenticator is None:
+        return Viewer(EVERY_SCOPE)
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    principal = authenticator.principal(bearer if scheme.lower() == "bearer" else None)
+    scopes = frozenset(principal.scopes)
+    if not scopes & {HANDOFFS_READ, ADMIN}:
+        raise Forbidden(f"the key lacks the scope {HANDOFFS_READ}")
+    return Viewer(scopes)
 
 
 BoardViewer = Annotated[Viewer, Depends(board_viewer)]
