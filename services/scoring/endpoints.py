@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query, Request
 
 from services.scoring import repository
-from services.scoring.schemas import Contribution, LeadOut
+from services.scoring.schemas import ActivityOut, Contribution, LeadOut
 from services.scoring.scoring import LeadState, evaluate
 from shared.errors import Invalid, NotFound
 from shared.http import ReadSession
@@ -74,6 +74,10 @@ def lead_out(
         identities=identities or [],
         events_count=state.events_count,
         explanation=[Contribution(rule=r, points=p) for r, p in current.contributions],
+        activities=[
+            ActivityOut(rule=h.rule, points=h.points, at=h.at)
+            for h in sorted(state.hits, key=lambda h: h.at)
+        ],
         scored_at=at,
         last_activity_at=state.last_activity_at,
     )

@@ -13,6 +13,14 @@ class Contribution(BaseModel):
     points: float
 
 
+class ActivityOut(BaseModel):
+    """One scored activity: the rule it matched and its points before caps and decay."""
+
+    rule: str
+    points: int
+    at: datetime
+
+
 class LeadOut(BaseModel):
     """A lead's score now (decay included), its explanation, tier and lifecycle stage."""
 
@@ -32,5 +40,8 @@ class LeadOut(BaseModel):
     )
     events_count: int
     explanation: list[Contribution]
+    activities: list[ActivityOut] = Field(
+        default_factory=list, description="Scored activities, oldest first (the score's evidence)"
+    )
     scored_at: datetime
     last_activity_at: datetime | None

@@ -141,6 +141,9 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         )
         await expect(explanation).to_contain_text("fit:large_company")
         await expect(page.locator(".timeline")).to_contain_text("accepted by")
+        await expect(page.locator(".timeline")).to_contain_text(
+            "activity: demo_request (+40 points)"
+        )
         await expect(page.locator("#lead-identities")).to_contain_text("hubspot:987")
         lead = (await client.get(f"{scoring.url}/v1/leads/{LEAD}")).json()
         await expect(page.locator("#lead-score")).to_have_text(f"{lead['score']:g}")

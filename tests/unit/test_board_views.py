@@ -174,8 +174,11 @@ def test_the_timeline_tells_the_story_in_order():
         "reason": "no_budget",
         "converted_to": None,
     }
-    items = timeline(None, [h], [{"at": NOW - timedelta(minutes=2), "transition": "became_mql"}])
+    demo = {"rule": "demo_request", "points": 40, "at": "2026-11-23T08:57:00+00:00"}
+    transitions = [{"at": NOW - timedelta(minutes=2), "transition": "became_mql"}]
+    items = timeline({"activities": [demo]}, [h], transitions)
     assert [text for _, text in items] == [
+        "activity: demo_request (+40 points)",
         "stage: became mql",
         "handed to Ana (fair rotation)",
         "accepted by Ana",

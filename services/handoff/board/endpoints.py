@@ -270,10 +270,13 @@ def timeline(
     handoffs: list[dict[str, Any]],
     transitions: list[dict[str, Any]],
 ) -> list[tuple[datetime, str]]:
-    """A lead's story, oldest first: stage transitions, handoff events, sales feedback."""
+    """A lead's story, oldest first: activities, stage transitions, handoffs, sales feedback."""
+    # causes before effects when times tie (sorted() keeps this order)
     items: list[tuple[datetime, str]] = [
-        (t["at"], f"stage: {t['transition'].replace('_', ' ')}") for t in transitions
+        (datetime.fromisoformat(a["at"]), f"activity: {a['rule']} ({a['points']:+d} points)")
+        for a in (lead or {}).get("activities", [])
     ]
+    items += [(t["at"], f"stage: {t['transition'].replace('_', ' ')}") for t in transitions]
     for h in handoffs:
         who = h["rep_name"] or h["rep_id"]
         if h["assigned_at"]:
@@ -293,8 +296,6 @@ def timeline(
                 else f"converted to {h['converted_to']}"
             )
             items.append((h["closed_at"], outcome))
-    if lead and lead.get("last_activity_at"):
-        items.append((datetime.fromisoformat(lead["last_activity_at"]), "last activity"))
     return sorted(items, key=lambda item: item[0])
 
 
