@@ -7,13 +7,20 @@ Screenshots of each page land in tests/e2e/artifacts/ (ignored by git).
 """
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
+
+from shared.kafka import LEAD_LIFECYCLE
+from shared.settings import REPO_ROOT
+from tests.e2e.test_handoff_flow import became_mql
+from tests.helpers import publish
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +171,34 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         await page.get_by_role("link", name="Playbook").click()
         await expect(page.get_by_role("heading", name="Routing")).to_be_visible()
         await shot(page, "board-playbook")
+
+
+async def test_a_countdown_warns_then_breaches_and_the_lead_moves_on(
+    settings, services, browser, tmp_path
+):
+    """With a 6-second accept SLA, the page shows the warning, the breach and the reassignment."""
+    playbook = yaml.safe_load((REPO_ROOT / "deploy" / "playbook.example.yaml").read_text())
+    playbook["sla"]["tiers"]["hot"] = {"accept_minutes": 0.1, "contact_minutes": 1}
+    playbook["sla"]["warning_at"] = 0.5
+    path = tmp_path / "playbook.yaml"
+    path.write_text(yaml.safe_dump(playbook))
+    handoff = services["handoff"]
+    handoff.env["LEADROUTER_PLAYBOOK"] = str(path)
+    await handoff.start()
+    page = await browser.new_page(viewport={"width": 1400, "height": 700})
+    await page.goto(f"{handoff.url}/board?tier=hot")
+    await expect(page.locator("#live-indicator")).to_have_text("Live")
+
+    await publish(settings, LEAD_LIFECYCLE, [became_mql("ida@fast.example")])
+    row = page.locator('tr[data-lead="email:ida@fast.example"]')
+    clock = row.locator(".countdown")
+    await expect(clock).to_have_attribute("data-state", "ok", timeout=15_000)
+    await expect(clock.locator(".flag")).to_have_text("Warning", timeout=6_000)
+    await shot(page, "board-sla-warning")
+    # the breach timer fires and reassigns; the page follows without a reload
+    # the earlier rep by name, as the playbook calls them
+    await expect(row).to_contain_text(
+        re.compile(r"reassigned 1× \(from (Ana Lima|Ben Okafor|Chen Wei)\)"), timeout=15_000
+    )
+    await expect(row.locator(".badge.breached")).to_have_text("breached")
+    await shot(page, "board-sla-reassigned")

@@ -209,6 +209,7 @@ def render_sla(viewer: Viewer) -> str:
         teams=["sales"],
         tiers=["hot"],
         reps=[],
+        rep_names={},
         reject_reasons=["no_budget"],
         conversion_stages=["sql"],
         viewer=viewer,

@@ -144,6 +144,7 @@ async def sla_fragment(
             "teams": [t.name for t in board.playbook.routing.teams],
             "tiers": [t.name for t in board.playbook.taxonomy.tiers],
             "reps": reps,
+            "rep_names": {r["rep_id"]: r["name"] for r in reps},
             "reject_reasons": board.playbook.sla.reject_reasons,
             "conversion_stages": views.conversion_stages(),
             "viewer": viewer,
