@@ -123,6 +123,7 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         await page.keyboard.press("Enter")
         await expect(row.locator(".status")).to_have_text("accepted")
         await expect(row.locator(".countdown .what")).to_have_text("to contact")
+        await expect(row.get_by_role("button", name=f"Contact {EMAIL}")).to_be_focused()
         handoff_id = await row.get_attribute("data-handoff")
         api = (await client.get(f"{handoff.url}/v1/handoffs/{handoff_id}")).json()
         assert api["status"] == "accepted" and api["accepted_at"]

@@ -141,7 +141,7 @@ async function listen() {
 
 // -- actions: the API's own endpoints ------------------------------------------------------
 
-async function send(method, url, body, done) {
+async function send(method, url, body, done, row) {
   const response = await fetch(url, {
     method,
     headers: authHeaders({ "content-type": "application/json" }),
@@ -152,7 +152,10 @@ async function send(method, url, body, done) {
     return;
   }
   say(done);
-  scheduleReload();
+  await loadFragment();
+  // the pressed button may be gone (accepted): keep keyboard users on the same row
+  const again = row && fragment.querySelector(`tr[data-handoff="${row}"]`);
+  if (again) (again.querySelector("button") || again.querySelector("a"))?.focus();
 }
 
 fragment.addEventListener("click", (event) => {
@@ -164,7 +167,7 @@ fragment.addEventListener("click", (event) => {
     const body = {};
     if (action === "reject") body.reason = fragment.querySelector(`[data-reason-for="${id}"]`).value;
     if (action === "convert") body.converted_to = fragment.querySelector(`[data-stage-for="${id}"]`).value;
-    send("POST", `/v1/handoffs/${encodeURIComponent(id)}/${action}`, body, `${action}: done`);
+    send("POST", `/v1/handoffs/${encodeURIComponent(id)}/${action}`, body, `${action}: done`, id);
   } else if (button.dataset.availability) {
     const available = button.dataset.availability === "true";
     const rep = button.dataset.rep;
