@@ -8,6 +8,7 @@ Screenshots of each page land in tests/e2e/artifacts/ (ignored by git).
 
 import asyncio
 import re
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,3 +204,11 @@ async def test_a_countdown_warns_then_breaches_and_the_lead_moves_on(
     )
     await expect(row.locator(".badge.breached")).to_have_text("breached")
     await shot(page, "board-sla-reassigned")
+
+    # An open board does not hold up a graceful stop: its live stream ends on SIGTERM.
+    handoff.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(handoff.process.wait, 30) in (0, -signal.SIGTERM)
+    log = handoff.log_path.read_text()
+    assert "handoff: stopped" in log
+    assert "timeout graceful shutdown exceeded" not in log
+    await expect(page.locator("#live-indicator")).to_have_text("Reconnecting…")

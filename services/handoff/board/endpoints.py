@@ -313,13 +313,25 @@ async def live_events(request: Request, viewer: BoardViewer) -> StreamingRespons
             yield "retry: 1000\nevent: ready\ndata: connected\n\n"
             loop = asyncio.get_running_loop()
             ends = loop.time() + STREAM_LIFETIME_S
-            while loop.time() < ends and not await request.is_disconnected():
-                try:
-                    table = await asyncio.wait_for(changes.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                yield f"event: change\ndata: {table}\n\n"
+            closing = asyncio.create_task(feed.closing.wait())
+            try:
+                while loop.time() < ends and not await request.is_disconnected():
+                    change = asyncio.create_task(changes.get())
+                    await asyncio.wait(
+                        {change, closing},
+                        timeout=KEEPALIVE_S,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if closing.done():
+                        change.cancel()
+                        return  # the server is stopping: let it
+                    if change.done():
+                        yield f"event: change\ndata: {change.result()}\n\n"
+                    else:
+                        change.cancel()  # an unread change stays in the queue for the next get
+                        yield ": keep-alive\n\n"
+            finally:
+                closing.cancel()
 
     return StreamingResponse(
         stream(),

@@ -9,8 +9,11 @@ committed late by a transaction that started early.
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -34,18 +37,41 @@ class ChangeFeed:
         self._subscribers: set[asyncio.Queue[str]] = set()
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self.closing = asyncio.Event()
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[str]]:
         """A queue of changed table names ("*" after a reconnect: anything may have changed)."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="board-feed")
+            self._end_streams_on_exit()
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=16)
         self._subscribers.add(queue)
         try:
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+    def _end_streams_on_exit(self) -> None:
+        """On SIGTERM or SIGINT, end the open streams, then let the server's handler run.
+
+        uvicorn waits for open responses before it shuts the app down, and an event stream
+        never ends by itself: without this an open board would hold every shutdown for the
+        whole graceful timeout.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers belong to the main thread (e.g. not under a test client)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def end_streams(signum: int, frame: Any, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(self.closing.set)
+                previous(signum, frame)
+
+            signal.signal(sig, end_streams)
 
     def publish(self, table: str) -> None:
         """Hand a change to every subscriber; a slow page gets "*" instead of a backlog."""
