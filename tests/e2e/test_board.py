@@ -108,6 +108,13 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         await expect(row.locator(".countdown .what")).to_have_text("to accept")
         await shot(page, "board-sla")
 
+        # Filters narrow the board and stay in the address.
+        await page.get_by_label("Team").select_option("enterprise")
+        await expect(page.get_by_text("No open handoffs for these filters")).to_be_visible()
+        await expect(page).to_have_url(f"{handoff.url}/board?team=enterprise")
+        await page.get_by_label("Team").select_option("sales")
+        await expect(row).to_be_visible()
+
         # A choice not yet sent survives a live refresh caused by someone else's change.
         reason = row.get_by_label("Reject reason")
         await reason.select_option("no_budget")
