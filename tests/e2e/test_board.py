@@ -143,6 +143,7 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         await eli.get_by_role("button", name="Mark out of office").click()
         await expect(eli.locator(".availability")).to_have_text("out of office")
         await expect(eli.get_by_role("button", name="Mark available")).to_be_visible()
+        await expect(page.get_by_role("status")).to_have_text("Eli Novak is now out of office")
         reps = {r["rep_id"]: r for r in (await client.get(f"{handoff.url}/v1/reps")).json()}
         assert reps["rep-eli"]["available"] is False
         await shot(page, "board-reps")

@@ -6,16 +6,18 @@ from types import SimpleNamespace
 import pytest
 
 from services.handoff.board.access import EVERY_SCOPE, HANDOFFS_READ, Viewer, board_viewer
-from services.handoff.board.endpoints import period, templates, timeline
+from services.handoff.board.endpoints import templates
 from services.handoff.board.views import (
     actions_for,
     bars,
     describe_condition,
     duration,
     percent,
+    period,
     playbook_view,
     rep_rows,
     running_clock,
+    timeline,
 )
 from shared.errors import Forbidden, Invalid, Unauthorized
 from shared.playbook import load_playbook

@@ -8,7 +8,7 @@ feed reports a committed change. Actions are the API's own endpoints, called by 
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,7 @@ from services.handoff.board import repository, views
 from services.handoff.board.access import BoardViewer
 from services.handoff.board.feed import ChangeFeed
 from services.handoff.board.scoring_client import ScoringUnavailable, fetch_lead
-from shared.errors import Invalid, NotFound
+from shared.errors import NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
 from shared.settings import Settings
@@ -163,16 +163,6 @@ async def reps_fragment(
     )
 
 
-def period(since: date | None, until: date | None, today: date) -> tuple[datetime, datetime]:
-    """A period of whole UTC days, `until` included; the last 30 days by default."""
-    last = until or today
-    first = since or last - timedelta(days=29)
-    if first > last:
-        raise Invalid("since is after until", pointer="/since")
-    start = datetime.combine(first, time(0), UTC)
-    return start, datetime.combine(last + timedelta(days=1), time(0), UTC)
-
-
 @router.get("/fragments/funnel", response_class=HTMLResponse)
 async def funnel_fragment(
     request: Request,
@@ -184,7 +174,7 @@ async def funnel_fragment(
     # The API's own figures (one definition); imported here because app.py includes us.
     from services.handoff.app import STAGE_ORDER, funnel_view
 
-    start, end = period(since, until, datetime.now(UTC).date())
+    start, end = views.period(since, until, datetime.now(UTC).date())
     funnel = funnel_view(await handoff_repository.funnel(session, start, end), start, end)
     by_tier = {r["tier"]: r for r in await repository.sla_by_tier(session, start, end)}
     tiers = [t.name for t in board_of(request).playbook.taxonomy.tiers]
@@ -260,44 +250,10 @@ async def lead_fragment(
             "lead": lead,
             "scoring_problem": scoring_problem,
             "handoffs": handoffs,
-            "timeline": timeline(lead, handoffs, transitions),
+            "timeline": views.timeline(lead, handoffs, transitions),
             "viewer": viewer,
         },
     )
-
-
-def timeline(
-    lead: dict[str, Any] | None,
-    handoffs: list[dict[str, Any]],
-    transitions: list[dict[str, Any]],
-) -> list[tuple[datetime, str]]:
-    """A lead's story, oldest first: activities, stage transitions, handoffs, sales feedback."""
-    # causes before effects when times tie (sorted() keeps this order)
-    items: list[tuple[datetime, str]] = [
-        (datetime.fromisoformat(a["at"]), f"activity: {a['rule']} ({a['points']:+d} points)")
-        for a in (lead or {}).get("activities", [])
-    ]
-    items += [(t["at"], f"stage: {t['transition'].replace('_', ' ')}") for t in transitions]
-    for h in handoffs:
-        who = h["rep_name"] or h["rep_id"]
-        if h["assigned_at"]:
-            items.append((h["assigned_at"], f"handed to {who} ({h['routing_reason']})"))
-        elif h["queue"]:
-            items.append((h["created_at"], f"waiting in {h['queue']}"))
-        for column, text in (
-            ("accepted_at", f"accepted by {who}"),
-            ("contacted_at", f"first contact by {who}"),
-        ):
-            if h[column]:
-                items.append((h[column], text))
-        if h["closed_at"]:
-            outcome = (
-                f"rejected: {h['reason']}"
-                if h["status"] == "rejected"
-                else f"converted to {h['converted_to']}"
-            )
-            items.append((h["closed_at"], outcome))
-    return sorted(items, key=lambda item: item[0])
 
 
 # -- live feed and assets ----------------------------------------------------------------

@@ -4,11 +4,12 @@ Pure: no I/O and no clock reads (`now` comes in), so every rule here is a unit t
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from services.handoff.lifecycle import CONVERTED_TO, TRANSITIONS
 from services.handoff.routing import in_working_hours
+from shared.errors import Invalid
 from shared.playbook import Playbook
 from shared.playbook.routing import WorkingHours
 from shared.playbook.scoring import Condition
@@ -209,3 +210,47 @@ def playbook_view(playbook: Playbook) -> dict[str, Any]:
         "max_reassignments": playbook.sla.max_reassignments,
         "reject_reasons": playbook.sla.reject_reasons,
     }
+
+
+def period(since: date | None, until: date | None, today: date) -> tuple[datetime, datetime]:
+    """A period of whole UTC days, `until` included; the last 30 days by default."""
+    last = until or today
+    first = since or last - timedelta(days=29)
+    if first > last:
+        raise Invalid("since is after until", pointer="/since")
+    start = datetime.combine(first, time(0), UTC)
+    return start, datetime.combine(last + timedelta(days=1), time(0), UTC)
+
+
+def timeline(
+    lead: dict[str, Any] | None,
+    handoffs: list[dict[str, Any]],
+    transitions: list[dict[str, Any]],
+) -> list[tuple[datetime, str]]:
+    """A lead's story, oldest first: activities, stage transitions, handoffs, sales feedback."""
+    # causes before effects when times tie (sorted() keeps this order)
+    items: list[tuple[datetime, str]] = [
+        (datetime.fromisoformat(a["at"]), f"activity: {a['rule']} ({a['points']:+d} points)")
+        for a in (lead or {}).get("activities", [])
+    ]
+    items += [(t["at"], f"stage: {t['transition'].replace('_', ' ')}") for t in transitions]
+    for h in handoffs:
+        who = h["rep_name"] or h["rep_id"]
+        if h["assigned_at"]:
+            items.append((h["assigned_at"], f"handed to {who} ({h['routing_reason']})"))
+        elif h["queue"]:
+            items.append((h["created_at"], f"waiting in {h['queue']}"))
+        for column, text in (
+            ("accepted_at", f"accepted by {who}"),
+            ("contacted_at", f"first contact by {who}"),
+        ):
+            if h[column]:
+                items.append((h[column], text))
+        if h["closed_at"]:
+            outcome = (
+                f"rejected: {h['reason']}"
+                if h["status"] == "rejected"
+                else f"converted to {h['converted_to']}"
+            )
+            items.append((h["closed_at"], outcome))
+    return sorted(items, key=lambda item: item[0])

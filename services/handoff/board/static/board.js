@@ -172,7 +172,7 @@ fragment.addEventListener("click", (event) => {
     const available = button.dataset.availability === "true";
     const rep = button.dataset.rep;
     send("PUT", `/v1/reps/${encodeURIComponent(rep)}/availability`, { available },
-      `${rep} is now ${available ? "available" : "out of office"}`);
+      `${button.dataset.repName} is now ${available ? "available" : "out of office"}`);
   }
 });
 
