@@ -126,7 +126,8 @@ async def test_the_board_live_in_a_browser(settings, services, browser):
         await expect(page.locator("#fragment [data-before]")).to_have_count(0)  # refreshed
         await expect(reason).to_have_value("no_budget")
 
-        # A rep accepts it from the page, with the keyboard.
+        # A manager of the team accepts it for the rep, from the page, with the keyboard.
+        await page.get_by_label("Give feedback as").select_option("mgr-maya")
         await row.get_by_role("button", name=f"Accept {EMAIL}").focus()
         await page.keyboard.press("Enter")
         await expect(row.locator(".status")).to_have_text("accepted")

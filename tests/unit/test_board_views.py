@@ -19,8 +19,10 @@ from services.handoff.board.views import (
     running_clock,
     timeline,
 )
+from services.handoff.routing import RepLoad
 from shared.errors import Forbidden, Invalid, Unauthorized
 from shared.playbook import load_playbook
+from shared.playbook.handoff import WorkingHours
 from shared.playbook.scoring import Condition
 from shared.settings import REPO_ROOT
 
@@ -81,7 +83,8 @@ def test_durations_read_like_a_wall_clock(seconds, text):
 def test_actions_follow_the_api_transitions():
     assert actions_for("assigned") == ["accept", "contact", "reject"]
     assert actions_for("accepted") == ["contact", "reject", "convert"]
-    assert actions_for("converted") == []
+    assert actions_for("converted") == ["convert"]  # conversion moves forward
+    assert actions_for("rejected") == []
 
 
 def test_bars_scale_to_the_largest_value_or_to_a_given_maximum():
@@ -108,50 +111,20 @@ def test_conditions_and_the_playbook_read_as_words():
     assert view["tiers"][0]["sla"].accept_minutes == 5
 
 
+def rep(rep_id="r1", name="Dora", open_handoffs=0, capacity=1, available=True, hours=None):
+    working_hours = WorkingHours.model_validate(hours) if hours else None
+    return RepLoad(rep_id, name, "t", 1, 0, True, open_handoffs, capacity, available, working_hours)
+
+
 def test_reps_show_load_and_whether_they_work_now():
     berlin = {"timezone": "Europe/Berlin", "days": ["mon"], "start": "08:00", "end": "18:00"}
-    rows = rep_rows(
-        [
-            {
-                "rep_id": "r1",
-                "name": "Dora",
-                "team": "t",
-                "open_handoffs": 5,
-                "capacity": 10,
-                "available": True,
-                "active": True,
-                "working_hours": berlin,
-            },
-            {
-                "rep_id": "r2",
-                "name": "Eli",
-                "team": "t",
-                "open_handoffs": 12,
-                "capacity": 10,
-                "available": False,
-                "active": True,
-                "working_hours": None,
-            },
-        ],
-        NOW,  # a Monday, 10:00 in Berlin
-    )
+    dora = rep(open_handoffs=5, capacity=10, hours=berlin)
+    eli = rep("r2", "Eli", open_handoffs=12, capacity=10, available=False)
+    rows = rep_rows([dora, eli], NOW)  # a Monday, 10:00 in Berlin
     assert (rows[0].load_pct, rows[0].in_hours_now) == (50.0, True)
     assert rows[0].hours == "Mon 08:00–18:00 (Europe/Berlin)"
     assert (rows[1].load_pct, rows[1].hours, rows[1].in_hours_now) == (100.0, "any time", True)
-    assert rep_rows([{**rows_input(berlin)}], NOW + timedelta(hours=10))[0].in_hours_now is False
-
-
-def rows_input(hours):
-    return {
-        "rep_id": "r1",
-        "name": "Dora",
-        "team": "t",
-        "open_handoffs": 0,
-        "capacity": 1,
-        "available": True,
-        "active": True,
-        "working_hours": hours,
-    }
+    assert rep_rows([dora], NOW + timedelta(hours=10))[0].in_hours_now is False
 
 
 def test_a_period_is_whole_utc_days_and_refuses_a_reversed_one():
@@ -212,6 +185,7 @@ def render_sla(viewer: Viewer) -> str:
         tiers=["hot"],
         reps=[],
         rep_names={},
+        authors=[("mgr-maya", "mgr-maya (manager, sales)")],
         reject_reasons=["no_budget"],
         conversion_stages=["sql"],
         viewer=viewer,
@@ -219,18 +193,20 @@ def render_sla(viewer: Viewer) -> str:
 
 
 def test_read_only_viewers_see_no_action_buttons():
-    assert 'data-action="accept"' in render_sla(Viewer(EVERY_SCOPE))
+    full = render_sla(Viewer(EVERY_SCOPE))
+    assert 'data-action="accept"' in full and 'id="acting-as"' in full
     read_only = render_sla(Viewer(frozenset({HANDOFFS_READ})))
     assert "data-action" not in read_only and "Actions</th>" not in read_only
+    assert "acting-as" not in read_only
     assert "4:00" in read_only  # the clock is still there
 
 
 def test_rep_toggles_need_reps_write():
-    rep = rep_rows([rows_input(None)], NOW)
+    reps = rep_rows([rep()], NOW)
     html = templates.get_template("reps.html")
-    assert "data-availability" in html.render(now=NOW, reps=rep, viewer=Viewer(EVERY_SCOPE))
+    assert "data-availability" in html.render(now=NOW, reps=reps, viewer=Viewer(EVERY_SCOPE))
     viewer = Viewer(frozenset({HANDOFFS_READ}))
-    assert "data-availability" not in html.render(now=NOW, reps=rep, viewer=viewer)
+    assert "data-availability" not in html.render(now=NOW, reps=reps, viewer=viewer)
 
 
 class Keys:

@@ -22,6 +22,7 @@ from services.handoff.board import repository, views
 from services.handoff.board.access import BoardViewer
 from services.handoff.board.feed import ChangeFeed
 from services.handoff.board.scoring_client import ScoringUnavailable, fetch_lead
+from services.handoff.endpoints import STAGE_ORDER, funnel_out
 from shared.errors import NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
@@ -144,7 +145,12 @@ async def sla_fragment(
             "teams": [t.name for t in board.playbook.routing.teams],
             "tiers": [t.name for t in board.playbook.taxonomy.tiers],
             "reps": reps,
-            "rep_names": {r["rep_id"]: r["name"] for r in reps},
+            "rep_names": {r.rep_id: r.name for r in reps},
+            "authors": (
+                []
+                if board.playbook.sla.feedback_from == "anyone"
+                else views.feedback_authors(board.playbook)
+            ),
             "reject_reasons": board.playbook.sla.reject_reasons,
             "conversion_stages": views.conversion_stages(),
             "viewer": viewer,
@@ -171,30 +177,28 @@ async def funnel_fragment(
     since: date | None = None,
     until: date | None = None,
 ) -> HTMLResponse:
-    # The API's own figures (one definition); imported here because app.py includes us.
-    from services.handoff.app import STAGE_ORDER, funnel_view
-
-    start, end = views.period(since, until, datetime.now(UTC).date())
-    funnel = funnel_view(await handoff_repository.funnel(session, start, end), start, end)
-    by_tier = {r["tier"]: r for r in await repository.sla_by_tier(session, start, end)}
-    tiers = [t.name for t in board_of(request).playbook.taxonomy.tiers]
+    now = datetime.now(UTC)
+    start, end = views.period(since, until, now.date())
+    # the API's own figures (GET /v1/funnel), so the board and the API never disagree
+    raw = await handoff_repository.funnel(session, start, end, now)
+    funnel = funnel_out(raw, start, end).model_dump()
+    by_tier = {r["tier"]: r for r in await repository.sla_by_tier(session, start, end, now)}
     stage_names = [name for name, _ in STAGE_ORDER]
-    sla_rows = [
-        {
-            "tier": tier,
-            "with_sla": by_tier.get(tier, {}).get("with_sla", 0),
-            "in_sla": by_tier.get(tier, {}).get("in_sla", 0),
-            "attainment": (
-                by_tier[tier]["in_sla"] / by_tier[tier]["with_sla"]
-                if by_tier.get(tier, {}).get("with_sla")
-                else None
-            ),
-            "accept_median_s": by_tier.get(tier, {}).get("accept_median_s"),
-            "contact_median_s": by_tier.get(tier, {}).get("contact_median_s"),
-        }
-        for tier in tiers
-    ]
-    reasons = await repository.reject_reasons(session, start, end)
+    sla_rows: list[dict[str, Any]] = []
+    for tier in (t.name for t in board_of(request).playbook.taxonomy.tiers):
+        row = by_tier.get(tier, {})
+        met, breached = int(row.get("met", 0)), int(row.get("breached", 0))
+        sla_rows.append(
+            {
+                "tier": tier,
+                "met": met,
+                "decided": met + breached,
+                "attainment": met / (met + breached) if met + breached else None,
+                "accept_median_s": row.get("accept_median_s"),
+                "contact_median_s": row.get("contact_median_s"),
+            }
+        )
+    reasons = sorted(funnel["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0]))
     return templates.TemplateResponse(
         request,
         "funnel.html",
@@ -215,7 +219,7 @@ async def funnel_fragment(
                 ],
                 scale_max=1.0,
             ),
-            "reasons": views.bars([(k, v, str(v)) for k, v in reasons.items()]),
+            "reasons": views.bars([(k or "none", v, str(v)) for k, v in reasons]),
             "viewer": viewer,
         },
     )

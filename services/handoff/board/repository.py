@@ -6,9 +6,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.repository import OPEN_STATUSES, funnel_events, handoffs, reps
+from services.handoff.lifecycle import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
+from services.handoff.repository import funnel_events, handoffs, reps
 
-WAITING_STATUSES = ("queued", "escalated")
+BREACHED = ((handoffs.c.accept_breaches > 0) | handoffs.c.contact_breached).label("breached")
+SHOWN = sorted(OPEN_STATUSES | WAITING_STATUSES)
 
 
 async def board_handoffs(
@@ -16,9 +18,9 @@ async def board_handoffs(
 ) -> list[dict[str, Any]]:
     """Open and waiting handoffs (oldest first) with the rep's name, optionally filtered."""
     query = (
-        select(handoffs, reps.c.name.label("rep_name"))
+        select(handoffs, reps.c.name.label("rep_name"), BREACHED)
         .select_from(handoffs.outerjoin(reps, handoffs.c.rep_id == reps.c.rep_id))
-        .where(handoffs.c.status.in_([*OPEN_STATUSES, *WAITING_STATUSES]))
+        .where(handoffs.c.status.in_(SHOWN))
         .order_by(handoffs.c.created_at, handoffs.c.handoff_id)
     )
     for column, value in (
@@ -34,7 +36,7 @@ async def board_handoffs(
 async def lead_handoffs(session: AsyncSession, lead_key: str) -> list[dict[str, Any]]:
     """Every handoff of one lead, oldest first, with the rep's name."""
     rows = await session.execute(
-        select(handoffs, reps.c.name.label("rep_name"))
+        select(handoffs, reps.c.name.label("rep_name"), BREACHED)
         .select_from(handoffs.outerjoin(reps, handoffs.c.rep_id == reps.c.rep_id))
         .where(handoffs.c.lead_key == lead_key)
         .order_by(handoffs.c.created_at)
@@ -53,17 +55,24 @@ async def lead_transitions(session: AsyncSession, lead_key: str) -> list[dict[st
 
 
 async def sla_by_tier(
-    session: AsyncSession, since: datetime, until: datetime
+    session: AsyncSession, since: datetime, until: datetime, now: datetime
 ) -> list[dict[str, Any]]:
-    """Per tier, for handoffs assigned in the window: accept SLA met/total and median times."""
+    """Per tier, for handoffs assigned in the window: the funnel's accept-SLA counts and medians.
+
+    Met and breached are counted as `GET /v1/funnel` counts them overall.
+    """
     accept_s = func.extract("epoch", handoffs.c.accepted_at - handoffs.c.assigned_at)
     contact_s = func.extract("epoch", handoffs.c.contacted_at - handoffs.c.assigned_at)
     rows = await session.execute(
         select(
             handoffs.c.tier,
-            func.count().filter(handoffs.c.accept_by.is_not(None)).label("with_sla"),
-            # the same test as the funnel's overall attainment
-            func.count().filter(handoffs.c.accepted_at <= handoffs.c.accept_by).label("in_sla"),
+            func.count().filter(handoffs.c.accepted_at <= handoffs.c.accept_by).label("met"),
+            (
+                func.coalesce(func.sum(handoffs.c.accept_breaches), 0)
+                + func.count().filter(
+                    handoffs.c.status == HandoffStatus.ASSIGNED, handoffs.c.accept_by < now
+                )
+            ).label("breached"),
             func.percentile_cont(0.5).within_group(accept_s).label("accept_median_s"),
             func.percentile_cont(0.5).within_group(contact_s).label("contact_median_s"),
         )
@@ -71,19 +80,3 @@ async def sla_by_tier(
         .group_by(handoffs.c.tier)
     )
     return [dict(r._mapping) for r in rows]
-
-
-async def reject_reasons(session: AsyncSession, since: datetime, until: datetime) -> dict[str, int]:
-    """How often each reject reason was given in the window, most frequent first."""
-    count = func.count()
-    rows = await session.execute(
-        select(handoffs.c.reason, count)
-        .where(
-            handoffs.c.status == "rejected",
-            handoffs.c.closed_at >= since,
-            handoffs.c.closed_at < until,
-        )
-        .group_by(handoffs.c.reason)
-        .order_by(count.desc(), handoffs.c.reason)
-    )
-    return {reason or "none": n for reason, n in rows.all()}

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from services.handoff.lifecycle import CONVERTED_TO, TRANSITIONS
-from services.handoff.routing import in_working_hours
+from services.handoff.lifecycle import CONVERSION_ORDER, FEEDBACK_MOVES, WAITING_STATUSES
+from services.handoff.routing import RepLoad, in_working_hours
 from shared.errors import Invalid
 from shared.playbook import Playbook
-from shared.playbook.routing import WorkingHours
+from shared.playbook.handoff import WorkingHours
 from shared.playbook.scoring import Condition
 
-WAITING = ("queued", "escalated")
+WAITING = frozenset(s.value for s in WAITING_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,20 @@ def duration(seconds: float) -> str:
 
 
 def actions_for(status: str) -> list[str]:
-    """The feedback a rep may give a handoff in this status (the API's own transitions)."""
-    return [action for action, (allowed, _) in TRANSITIONS.items() if status in allowed]
+    """The feedback a rep may give a handoff in this status (the API's own moves)."""
+    return [action.value for action, (allowed, _) in FEEDBACK_MOVES.items() if status in allowed]
 
 
 def conversion_stages() -> list[str]:
     """Stages a convert action may name, in funnel order."""
-    return [s for s in ("sql", "opportunity", "customer") if s in CONVERTED_TO]
+    return [stage.value for stage in CONVERSION_ORDER]
+
+
+def feedback_authors(playbook: Playbook) -> list[tuple[str, str]]:
+    """Who may give feedback from the board, as (id, label): managers first, then reps."""
+    managers = [(m, f"{m} (manager, {t.name})") for t in playbook.routing.teams for m in t.managers]
+    reps = [(r.id, f"{r.name} ({t.name})") for t in playbook.routing.teams for r in t.reps]
+    return managers + reps
 
 
 @dataclass(frozen=True)
@@ -105,26 +112,23 @@ class RepRow:
     in_hours_now: bool
 
 
-def rep_rows(reps: list[dict[str, Any]], now: datetime) -> list[RepRow]:
+def rep_rows(reps: list[RepLoad], now: datetime) -> list[RepRow]:
     """Reps with their load against capacity and whether they are inside working hours now."""
-    rows = []
-    for r in reps:
-        hours = WorkingHours.model_validate(r["working_hours"]) if r["working_hours"] else None
-        rows.append(
-            RepRow(
-                rep_id=r["rep_id"],
-                name=r["name"],
-                team=r["team"],
-                open_handoffs=r["open_handoffs"],
-                capacity=r["capacity"],
-                load_pct=min(100.0, round(100 * r["open_handoffs"] / r["capacity"], 1)),
-                available=r["available"],
-                active=r["active"],
-                hours=describe_hours(hours),
-                in_hours_now=in_working_hours(hours, now),
-            )
+    return [
+        RepRow(
+            rep_id=r.rep_id,
+            name=r.name,
+            team=r.team,
+            open_handoffs=r.open_handoffs,
+            capacity=r.capacity,
+            load_pct=min(100.0, round(100 * r.open_handoffs / r.capacity, 1)),
+            available=r.available,
+            active=r.active,
+            hours=describe_hours(r.working_hours),
+            in_hours_now=in_working_hours(r.working_hours, now),
         )
-    return rows
+        for r in reps
+    ]
 
 
 def describe_hours(hours: WorkingHours | None) -> str:
@@ -201,6 +205,7 @@ def playbook_view(playbook: Playbook) -> dict[str, Any]:
             {
                 "name": t.name,
                 "reps": ", ".join(r.name for r in t.reps),
+                "managers": ", ".join(t.managers),
                 "fallback_queue": t.fallback_queue or f"{t.name}-queue",
                 "manager_queue": t.manager_queue or f"{t.name}-manager",
             }
@@ -209,6 +214,11 @@ def playbook_view(playbook: Playbook) -> dict[str, Any]:
         "warning_pct": round(playbook.sla.warning_at * 100),
         "max_reassignments": playbook.sla.max_reassignments,
         "reject_reasons": playbook.sla.reject_reasons,
+        "feedback_from": (
+            "anyone"
+            if playbook.sla.feedback_from == "anyone"
+            else "the handoff's rep or a manager of its team"
+        ),
     }
 
 

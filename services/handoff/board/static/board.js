@@ -3,6 +3,7 @@
 "use strict";
 
 const KEY = "leadrouter-api-key";
+const REMEMBERED = "leadrouter-board-"; // + a control's id: choices kept for this tab
 const fragment = document.getElementById("fragment");
 const statusLine = document.getElementById("status");
 const indicator = document.getElementById("live-indicator");
@@ -65,6 +66,10 @@ async function loadFragment() {
   for (const [id, value] of Object.entries(kept)) {
     const el = document.getElementById(id);
     if (el) el.value = value;
+  }
+  for (const el of fragment.querySelectorAll("[data-remember]")) {
+    const value = sessionStorage.getItem(REMEMBERED + el.id);
+    if (value !== null && !(el.id in kept)) el.value = value;
   }
   fragment.setAttribute("aria-busy", "false");
   const stamped = fragment.querySelector("[data-now]");
@@ -164,7 +169,8 @@ fragment.addEventListener("click", (event) => {
   if (button.dataset.action) {
     const id = button.dataset.handoff;
     const action = button.dataset.action;
-    const body = {};
+    const author = fragment.querySelector("#acting-as");
+    const body = author && author.value ? { rep_id: author.value } : {};
     if (action === "reject") body.reason = fragment.querySelector(`[data-reason-for="${id}"]`).value;
     if (action === "convert") body.converted_to = fragment.querySelector(`[data-stage-for="${id}"]`).value;
     send("POST", `/v1/handoffs/${encodeURIComponent(id)}/${action}`, body, `${action}: done`, id);
@@ -185,6 +191,9 @@ function applyForm(form) {
   loadFragment();
 }
 fragment.addEventListener("change", (event) => {
+  if (event.target.matches("[data-remember]")) {
+    sessionStorage.setItem(REMEMBERED + event.target.id, event.target.value);
+  }
   const form = event.target.closest("form[data-keep-query]");
   if (form && form.id === "filters") applyForm(form);
 });
