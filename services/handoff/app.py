@@ -9,6 +9,7 @@ from services.handoff import backtest_jobs, endpoints, repository
 from services.handoff.board import BoardState
 from services.handoff.board import router as board_router
 from services.handoff.service import HandoffService
+from services.handoff.webhooks import Webhooks
 from shared.db import db_now
 from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
@@ -29,6 +30,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         service,
     )
     runtime.fire_timers(service.timer_handlers())
+    webhooks = Webhooks(runtime, playbook)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,7 +40,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             await service.drain_queues(session, await db_now(session))
             await service.observe(session)
         runtime.start_consuming()
+        webhooks.start()
         yield
+        await webhooks.stop()
         await runtime.stop()
 
     app = create_app(
