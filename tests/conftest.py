@@ -6,10 +6,12 @@ copy of it per test; Kafka isolation comes from a unique topic namespace per tes
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
 from shared.migrate import upgrade_async
@@ -66,13 +68,32 @@ async def database_url(template_db: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Iterator[Settings]:
-    """Settings for this test: its own database and its own topic namespace."""
+async def settings(database_url: str) -> AsyncIterator[Settings]:
+    """Settings for this test: its own database and its own topic namespace.
+
+    The namespace's topics are deleted afterwards: every partition holds open files in the
+    broker, and a suite's worth of them would exhaust its file limit.
+    """
+    namespace = f"test{uuid.uuid4().hex[:10]}"
     yield Settings(
         kafka_bootstrap=KAFKA,
         database_url=database_url,
-        topic_namespace=f"test{uuid.uuid4().hex[:10]}",
+        topic_namespace=namespace,
         topic_partitions=3,
         consumer_poll_timeout_ms=100,
         outbox_idle_poll_s=0.1,
     )
+    await _delete_topics(namespace + ".")
+
+
+async def _delete_topics(prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA, request_timeout_ms=10000)
+    try:
+        await admin.start()
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+    except KafkaError:
+        pass  # a test that stopped the broker; its topics go with the broker's data
+    finally:
+        await admin.close()

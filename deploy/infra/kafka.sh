@@ -97,6 +97,8 @@ up() {
       java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" >/dev/null
     fi
     say "starting Kafka on 127.0.0.1:$PORT (log: .local/kafka/server.log)"
+    # Every partition holds a few open files; test runs create many topics.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC \
       -Dkafka.logs.dir="$STATE" -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" \
       -cp "$cp" kafka.Kafka "$STATE/server.properties" >"$STATE/kafka.out" 2>&1 </dev/null &
