@@ -4,6 +4,7 @@ import pytest
 
 from services.ingest.sources import Unusable, hubspot, marketo, mautic, segment
 from shared.events import LEAD_ACTIVITY, LeadActivityData
+from shared.settings import Settings
 
 # Shaped like HubSpot's webhooks documentation example (a JSON array of events).
 HUBSPOT = [
@@ -157,14 +158,19 @@ def test_mautic_triggers_become_events():
     assert kinds == ["mautic.form_on_submit", "mautic.page_on_hit", "mautic.lead_post_save_new"]
     form, hit, new = (event for _, event in out.events)
     assert data(form).activity.type == "form_submit"
-    assert data(form).activity.properties == {"form": "demo", "url": "https://acme.example/demo"}
+    assert data(form).activity.properties == {
+        "form": "demo",
+        "url": "https://acme.example/demo",
+        "path": "/demo",
+        "host": "acme.example",
+    }
     assert data(form).attributes == {
         "first_name": "Ana",
         "company": "Acme",
         "job_title": "Head of Ops",
     }
     assert form.subject == "email:ana@acme.example"
-    assert data(hit).activity.type == "page_view"
+    assert data(hit).activity.type == "pricing_page_view"
     assert new.subject == "mautic:43"  # not yet identified by email
     assert out.ignored == ["other"]
     assert [reason for _, _, reason in out.unusable] == ["no contact with an id"]
@@ -221,7 +227,7 @@ def test_marketo_template_in_the_instance_time_zone():
         "attributes": {"company": "Acme", "company_size": "250", "industry": ""},
         "activity": {"type": "form_submit", "occurred_at": "2026-11-23 09:30:00"},
     }
-    ((_, event),) = marketo.normalise(item, "America/Chicago").events
+    ((_, event),) = marketo.normalise(item, Settings(marketo_timezone="America/Chicago")).events
     assert event.time.isoformat() == "2026-11-23T09:30:00-06:00"
     assert data(event).attributes == {"company": "Acme", "company_size": 250}
     bad = marketo.normalise({**item, "activity": {"type": "Form Fill!", "occurred_at": "x"}})
