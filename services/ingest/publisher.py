@@ -78,6 +78,8 @@ class RequestPublisher:
         if not self.transactional:
             await _bounded(self._send_all(self._shared_producer(), records), timeout_s)
             return
+        if not self._producers:
+            raise RuntimeError("the publisher is not started")
         slot = await self._idle.get()
         try:
             await _bounded(self._transaction(slot, records), timeout_s)
