@@ -1,8 +1,9 @@
 """Ingest's HTTP API: the native event endpoint and one webhook path per registered source."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
+from pydantic import Field
 
 from services.ingest.normalise import NativeLeadEvent
 from services.ingest.schemas import IngestResult
@@ -13,6 +14,10 @@ from shared.http import openapi_body, problem_responses
 router = APIRouter(prefix="/v1")
 
 SOURCES = registry()
+# The body's schema as documented: one event, or an array of 1 to 1,000 of them.
+NativeBody = (
+    NativeLeadEvent | Annotated[list[NativeLeadEvent], Field(min_length=1, max_length=1000)]
+)
 SOURCE_PATTERN = "^(" + "|".join(SOURCES) + ")$"
 
 
@@ -45,7 +50,7 @@ def service(request: Request) -> IngestService:
     summary="Send one lead event or a JSON array of up to 1,000",
     response_model=IngestResult,
     response_description="Every event is in Kafka, acknowledged by all in-sync replicas",
-    openapi_extra=openapi_body(NativeLeadEvent | list[NativeLeadEvent]),
+    openapi_extra=openapi_body(NativeBody),
     responses=_responses("Authorization: Bearer <API key> when API keys are configured"),
 )
 async def post_events(request: Request) -> IngestResult:

@@ -73,16 +73,28 @@ def body_problems(body: Any, limits: Limits, max_problems: int = 10) -> list[Pro
             continue
         if isinstance(node, dict):
             for key, value in node.items():
-                if "\x00" in key:
-                    problems.append(Problem(pointer(*path, key), "a key holds a NUL character"))
+                broken = _text_problem(key)
+                if broken:
+                    problems.append(Problem(pointer(*path, key), f"a key holds {broken}"))
                 stack.append(((*path, key), value))
         elif isinstance(node, list):
             stack.extend(((*path, index), value) for index, value in enumerate(node))
-        elif isinstance(node, str) and "\x00" in node:
-            problems.append(Problem(pointer(*path), "NUL characters (\\u0000) are not accepted"))
+        elif isinstance(node, str) and (broken := _text_problem(node)):
+            problems.append(Problem(pointer(*path), f"{broken} is not accepted"))
         elif isinstance(node, float) and not math.isfinite(node):
             problems.append(Problem(pointer(*path), f"{node} is not a finite number"))
     return sorted(problems, key=lambda p: p.pointer)
+
+
+def _text_problem(text: str) -> str | None:
+    """What in a string PostgreSQL could not store: NUL, or a lone UTF-16 surrogate."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+    return None
 
 
 def event_problems(event: CloudEvent, now: datetime, limits: Limits) -> list[Problem]:

@@ -36,31 +36,51 @@ class NativeActivity(Activity):
     occurred_at: Annotated[
         AwareDatetime,
         BeforeValidator(_rfc3339),
-        Field(json_schema_extra={"format": "date-time"}),
+        Field(
+            description="When it happened: an RFC 3339 date-time with a zone, at most "
+            "LEADROUTER_CLOCK_SKEW_S (300 s) ahead of ingest's clock",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ]
+
+
+def _document_limits(schema: dict[str, Any]) -> None:
+    """What the validators check, said in the JSON Schema too (so generated clients know)."""
+    properties = schema["properties"]
+    properties["identity"] = {
+        "allOf": [
+            properties["identity"],
+            {
+                "description": "An email, or at least one external id",
+                "anyOf": [
+                    {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                    {
+                        "required": ["external_ids"],
+                        "properties": {"external_ids": {"minProperties": 1}},
+                    },
+                ],
+            },
+        ]
+    }
+    properties["attributes"]["maxProperties"] = 100
+    schema["examples"] = [
+        {
+            "id": "web-7f3a",
+            "identity": {"email": "ana@acme.example"},
+            "attributes": {"company": "Acme", "company_size": 250, "country": "DE"},
+            "activity": {
+                "type": "demo_request",
+                "occurred_at": "2026-11-23T09:30:00Z",
+                "properties": {"page": "/demo"},
+            },
+        }
     ]
 
 
 class NativeLeadEvent(BaseModel):
     """A lead event as the native API takes it."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "web-7f3a",
-                    "identity": {"email": "ana@acme.example"},
-                    "attributes": {"company": "Acme", "company_size": 250, "country": "DE"},
-                    "activity": {
-                        "type": "demo_request",
-                        "occurred_at": "2026-11-23T09:30:00Z",
-                        "properties": {"page": "/demo"},
-                    },
-                }
-            ]
-        },
-    )
-
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_limits)
     id: str | None = Field(
         None,
         min_length=1,
