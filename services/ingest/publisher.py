@@ -57,11 +57,26 @@ class RequestPublisher:
         self._producers: dict[int, AIOKafkaProducer | None] = {}
         self._discarded: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """Make the slots; producers start lazily, on a slot's first request."""
+    async def start(self, warm_up_s: float = 60.0) -> None:
+        """Start the pool's producers (a slot whose start fails retries on its next request).
+
+        A transactional producer's first transaction waits for the broker's transaction
+        coordinator, which on a fresh cluster first creates its log: done here, at start-up,
+        not within a request's time budget.
+        """
         for slot in range(len(self._ids)):
             self._producers[slot] = None
             self._idle.put_nowait(slot)
+        if self.transactional:
+            await asyncio.gather(*(self._warm_up(slot, warm_up_s) for slot in self._producers))
+
+    async def _warm_up(self, slot: int, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._transaction(slot, [])
+        except Exception as exc:
+            log.warning("ingest: transactional producer %d not ready at start-up: %r", slot, exc)
+            await self._abort(slot)
 
     async def stop(self) -> None:
         """Close every transactional producer."""
@@ -111,11 +126,18 @@ class RequestPublisher:
         producer = self._producers[slot]
         if producer is None:
             return
+        if not producer._txn_manager or not producer._txn_manager.is_in_transaction():
+            # Failed before its transaction began (start, or waiting for the coordinator).
+            self._discard(slot, producer)
+            return
         try:
             await _bounded(producer.abort_transaction(), min(5.0, self._abort_budget_s()))
             return
         except Exception as exc:  # broker unreachable, or the producer is in a fatal state
             log.warning("ingest: could not abort a Kafka transaction (%s); replacing producer", exc)
+        self._discard(slot, producer)
+
+    def _discard(self, slot: int, producer: AIOKafkaProducer) -> None:
         self._producers[slot] = None  # the next one, same id, fences it and aborts its txn
         task = asyncio.create_task(self._close(producer))
         self._discarded.add(task)

@@ -12,23 +12,21 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 import pytest
 import schemathesis
 import uvicorn
-from datetime import UTC, datetime
-
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.engine import make_url
 
 from services.handoff.app import build_app as build_handoff
 from services.ingest.app import build_app as build_ingest
 from services.scoring.app import build_app as build_scoring
-from schemathesis.specs.openapi.checks import positive_data_acceptance
-
 from shared.settings import Settings
 from tests.conftest import BASE_URL, KAFKA
 
