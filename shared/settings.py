@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     clock_skew_s: float = Field(
         300.0, ge=0, description="How far in the future an event's time may be (ingest's clock)"
     )
+    ingest_kafka_producers: int = Field(
+        4, ge=1, le=64, description="Transactional producers (concurrent requests publishing)"
+    )
     kafka_transactions: bool = Field(
         True,
         description="Publish each request in one Kafka transaction, aborted on a 503, so "

@@ -45,14 +45,16 @@ class RequestPublisher:
         self,
         settings: Settings,
         shared_producer: Callable[[], AIOKafkaProducer],
-        pool_size: int = 4,
     ) -> None:
         self.settings = settings
         self.transactional = settings.kafka_transactions
         self._shared_producer = shared_producer
         instance = uuid.uuid4().hex[:12]
         # Unique per process: two ingest instances must never fence each other.
-        self._ids = [f"{settings.topic_namespace}-ingest-{instance}-{n}" for n in range(pool_size)]
+        self._ids = [
+            f"{settings.topic_namespace}-ingest-{instance}-{n}"
+            for n in range(settings.ingest_kafka_producers)
+        ]
         self._idle: asyncio.Queue[int] = asyncio.Queue()
         self._producers: dict[int, AIOKafkaProducer | None] = {}
         self._discarded: set[asyncio.Task[None]] = set()
