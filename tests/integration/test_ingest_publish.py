@@ -169,3 +169,24 @@ def _read_uncommitted(bootstrap: str, topic: str) -> list[str]:
         return subjects
 
     return asyncio.run(read())
+
+
+def test_item5_a_webhook_item_dated_beyond_the_skew_goes_to_the_dlq_and_the_rest_is_taken(
+    settings: Settings,
+):
+    settings = settings.model_copy(update={"segment_shared_secret": SecretStr("segment-secret")})
+    good = {"type": "page", "messageId": "now-1", "userId": "u1", "timestamp": NOW}
+    future = {**good, "messageId": "future-1", "timestamp": "2031-11-23T09:30:00Z"}
+    body = json.dumps([good, future]).encode()
+    signature = hmac.new(b"segment-secret", body, hashlib.sha1).hexdigest()
+    with TestClient(build_app(settings)) as client:
+        response = client.post(
+            "/v1/webhooks/segment",
+            content=body,
+            headers={"content-type": "application/json", "x-signature": signature},
+        )
+    assert response.status_code == 202, response.text
+    assert (response.json()["accepted"], response.json()["dead_lettered"]) == (1, 1)
+    (dead,) = _read(settings.kafka_bootstrap, f"{settings.topic(LEAD_EVENTS)}.dlq", 1)
+    reason = dict(dead.headers)["leadrouter-error"].decode()
+    assert reason.startswith("/activity/occurred_at: 2031-11-23T09:30:00+00:00 is")
