@@ -100,7 +100,7 @@ class RequestPublisher:
         slot = await self._idle.get()
         try:
             await _bounded(self._transaction(slot, records), timeout_s)
-        except PublishFailed:
+        except BaseException:  # a timeout, a Kafka error, or the request cancelled mid-way
             await self._abort(slot)
             raise
         finally:
@@ -128,6 +128,7 @@ class RequestPublisher:
         producer = self._producers[slot]
         if producer is None:
             return
+        # aiokafka has no public "in a transaction?" question; its manager answers it.
         if not producer._txn_manager or not producer._txn_manager.is_in_transaction():
             # Failed before its transaction began (start, or waiting for the coordinator).
             self._discard(slot, producer)
