@@ -15,7 +15,6 @@ from sqlalchemy import select
 from services.ingest.auth import hash_api_key
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
 from shared.kafka import LEAD_EVENTS, dlq
-from shared.settings import REPO_ROOT
 from tests.helpers import eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -217,16 +216,14 @@ async def test_rate_limit_answers_429_with_retry_after(services):
     assert int(codes[2].headers["retry-after"]) >= 1
 
 
-def kafka_pid() -> int | None:
-    pidfile = REPO_ROOT / ".local" / "kafka" / "kafka.pid"
-    return int(pidfile.read_text()) if pidfile.exists() else None
-
-
-async def test_kafka_down_gives_503_and_the_retry_is_counted_once(settings, services):
-    pid = kafka_pid()
-    if pid is None:
-        pytest.skip("Kafka was not started by deploy/infra/kafka.sh, so it cannot be paused")
+async def test_kafka_down_gives_503_and_the_retry_is_counted_once(
+    settings, services, pausable_kafka
+):
+    bootstrap, pid = pausable_kafka  # a private broker: the shared one is never paused
+    settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
     ingest, scoring = services["ingest"], services["scoring"]
+    for service in (ingest, scoring):
+        service.env["LEADROUTER_KAFKA_BOOTSTRAP"] = bootstrap
     ingest.env["LEADROUTER_KAFKA_PUBLISH_TIMEOUT_S"] = "2"
     await ingest.start()
     await scoring.start()

@@ -1,8 +1,7 @@
 """Ingest in-process on a real Kafka: what a 202 publishes, and that a 503 publishes nothing.
 
-The broker-pausing test runs its own single-node Kafka (port LEADROUTER_TEST_PAUSABLE_KAFKA_PORT,
-19192 by default, state in .local/kafka-pausable, jars shared with .local/kafka/libs): the
-Kafka every other test and engineer uses is never stopped or paused.
+The broker-pausing test runs on its own Kafka (the `pausable_kafka` fixture): the Kafka every
+other test and engineer uses is never stopped or paused.
 """
 
 import hashlib
@@ -10,9 +9,7 @@ import hmac
 import json
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -23,7 +20,7 @@ from pydantic import SecretStr
 from services.ingest.app import build_app
 from shared.events import CloudEvent
 from shared.kafka import LEAD_EVENTS
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import Settings
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.integration
@@ -74,34 +71,6 @@ def _read(bootstrap: str, topic: str, expected: int) -> list:
     import asyncio
 
     return asyncio.run(read_topic(bootstrap, topic, expected, timeout_s=20))
-
-
-PAUSABLE_PORT = int(os.environ.get("LEADROUTER_TEST_PAUSABLE_KAFKA_PORT", "19192"))
-PAUSABLE_STATE = REPO_ROOT / ".local" / "kafka-pausable"
-
-
-@pytest.fixture(scope="module")
-def pausable_kafka() -> Iterator[tuple[str, int]]:
-    """A private broker this test may pause: (bootstrap, pid)."""
-    libs = REPO_ROOT / ".local" / "kafka" / "libs"
-    PAUSABLE_STATE.mkdir(parents=True, exist_ok=True)
-    if libs.exists() and not (PAUSABLE_STATE / "libs").exists():
-        (PAUSABLE_STATE / "libs").symlink_to(libs)
-    env = {
-        **os.environ,
-        "LEADROUTER_KAFKA_PORT": str(PAUSABLE_PORT),
-        "LEADROUTER_KAFKA_STATE": str(PAUSABLE_STATE),
-    }
-    script = str(REPO_ROOT / "deploy" / "infra" / "kafka.sh")
-    up = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=240)
-    if up.returncode != 0:
-        pytest.skip(f"could not start a private Kafka on port {PAUSABLE_PORT}: {up.stderr[-500:]}")
-    pid = int((PAUSABLE_STATE / "kafka.pid").read_text())
-    try:
-        yield f"127.0.0.1:{PAUSABLE_PORT}", pid
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)
 
 
 def test_c_a_503_publishes_nothing_of_the_request_even_after_kafka_returns(
