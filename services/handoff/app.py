@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.handoff import endpoints, repository
+from services.handoff import backtest_jobs, endpoints, repository
 from services.handoff.service import HandoffService
 from shared.db import db_now
 from shared.http import create_app
@@ -49,4 +49,5 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     app.state.playbook = playbook
     app.state.handoff_service = service
     app.include_router(endpoints.router)
+    app.include_router(backtest_jobs.router)
     return app
