@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.asyncapi import asyncapi_document
 from shared.errors import BadRequest, Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
 
@@ -186,6 +187,11 @@ def create_app(
         if problem:
             return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
         return JSONResponse({"status": "ready"})
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="The event contract (AsyncAPI 3.0)")
+    async def asyncapi() -> dict[str, Any]:
+        s = runtime.settings
+        return asyncapi_document(namespace=s.topic_namespace, bootstrap=s.kafka_bootstrap)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -6,7 +6,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.handoff import backtest_jobs, endpoints, repository
+from services.handoff.board import BoardState
+from services.handoff.board import router as board_router
 from services.handoff.service import HandoffService
+from services.handoff.webhooks import Webhooks
 from shared.db import db_now
 from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
@@ -27,6 +30,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         service,
     )
     runtime.fire_timers(service.timer_handlers())
+    webhooks = Webhooks(runtime, playbook)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,7 +40,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             await service.drain_queues(session, await db_now(session))
             await service.observe(session)
         runtime.start_consuming()
+        webhooks.start()
         yield
+        await webhooks.stop()
         await runtime.stop()
 
     app = create_app(
@@ -48,6 +54,8 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     )
     app.state.playbook = playbook
     app.state.handoff_service = service
+    app.state.board = BoardState.for_service(settings, playbook)
     app.include_router(endpoints.router)
     app.include_router(backtest_jobs.router)
+    app.include_router(board_router)
     return app
