@@ -62,12 +62,16 @@ def native(i: int, leads: int) -> dict:
     }
 
 
-async def bench_ingest(events: int, per_request: int) -> float:
+async def bench_ingest(events: int, per_request: int, transactions: bool = True) -> float:
     """Events/s through POST /v1/events with `per_request` events in each request."""
     settings = await fresh_settings()
     service = Service("ingest", settings, Path(os.environ.get("TMPDIR", "/tmp")))
     # Measure throughput, not the per-source rate limit.
-    service.env.update(LEADROUTER_RATE_LIMIT_PER_S="1000000", LEADROUTER_RATE_LIMIT_BURST="1000000")
+    service.env.update(
+        LEADROUTER_RATE_LIMIT_PER_S="1000000",
+        LEADROUTER_RATE_LIMIT_BURST="1000000",
+        LEADROUTER_KAFKA_TRANSACTIONS=str(transactions).lower(),
+    )
     await service.start()
     try:
         bodies = [
@@ -144,16 +148,35 @@ async def drop_databases() -> None:
         await conn.close()
 
 
-async def main(quick: bool) -> dict:
+async def main(quick: bool, only: str) -> dict:
     try:
-        return await run(quick)
+        return await run(quick, only)
     finally:
         await drop_databases()
 
 
-async def run(quick: bool) -> dict:
+async def bench_transactions(n: int) -> dict:
+    """What one Kafka transaction per request costs, against the idempotent producer alone."""
+    out: dict = {}
+    for per_request, events in ((1, n // 10), (100, n)):
+        progress(f"ingest: {events} events, {per_request} per request, no transactions")
+        plain = await bench_ingest(events, per_request, transactions=False)
+        progress(f"ingest: {events} events, {per_request} per request, one transaction each")
+        transactional = await bench_ingest(events, per_request, transactions=True)
+        out[f"{per_request}_per_request"] = {
+            "no_transactions": round(plain),
+            "transactions": round(transactional),
+            "ratio": round(transactional / plain, 2),
+        }
+    return out
+
+
+async def run(quick: bool, only: str) -> dict:
     n = 4000 if quick else 20000
     results: dict = {}
+    if only == "transactions":
+        results["ingest_transactions_events_per_s"] = await bench_transactions(n)
+        return results
     progress(f"ingest: {n} events, 1 per request (baseline)")
     single = await bench_ingest(n // 10, 1)
     progress(f"ingest: {n} events, 100 per request")
@@ -178,5 +201,11 @@ async def run(quick: bool) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs")
+    parser.add_argument(
+        "--only",
+        choices=["all", "transactions"],
+        default="all",
+        help="transactions: ingest with and without one Kafka transaction per request",
+    )
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.quick)), indent=2))
+    print(json.dumps(asyncio.run(main(args.quick, args.only)), indent=2))

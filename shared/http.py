@@ -1,25 +1,60 @@
-"""The HTTP shell every service shares: problem+json errors, health, readiness and /metrics."""
+"""The HTTP shell every service shares: problem+json errors, health, readiness and /metrics.
 
+Every error any route can answer is `application/problem+json` (RFC 9457) and documented as
+such in the OpenAPI document: 422 with the `Problem` schema (not FastAPI's
+HTTPValidationError), 400 on every route (a NUL character in the URL, an unreadable body),
+and a `default` response for the rest.
+"""
+
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.asyncapi import asyncapi_document
-from shared.errors import Invalid, LeadrouterError
+from shared.errors import BadRequest, Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
+
+# RFC 9457's members, plus `errors`: one entry per offending field, named by a JSON pointer.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "An RFC 9457 problem detail",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["pointer", "detail"],
+                "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
+            },
+        },
+    },
+}
+PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
 def problem_response(error: LeadrouterError, instance: str | None = None) -> JSONResponse:
@@ -46,6 +81,11 @@ def validation_errors(errors: Any, prefix: tuple[Any, ...] = ()) -> list[dict[st
         loc = [str(p) for p in (*prefix, *err.get("loc", ())) if p != "body"]
         out.append({"pointer": "/" + "/".join(loc), "detail": err.get("msg", "invalid")})
     return out
+
+
+def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """Route `responses=` for error statuses, each documented as problem+json."""
+    return {status: {"description": text} for status, text in descriptions.items()}
 
 
 def openapi_body(schema_type: Any, content_type: str = "application/json") -> dict[str, Any]:
@@ -80,6 +120,21 @@ def create_app(
     """
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
     app.state.runtime = runtime
+    app.add_middleware(RefuseNulInUrl)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_openapi(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     BUILD_INFO.info({"version": app.version, "service": title.removeprefix("leadrouter ")})
 
     @app.exception_handler(LeadrouterError)
@@ -91,6 +146,18 @@ def create_app(
         errors = validation_errors(exc.errors())
         detail = f"{errors[0]['pointer']}: {errors[0]['detail']}" if errors else "invalid request"
         return problem_response(Invalid(detail, errors=errors), request.url.path)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # Nesting deep enough to exhaust the parser's recursion is refused, not a crash.
+        error = BadRequest("the body is nested too deeply to read", title="Bad Request")
+        return problem_response(error, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        error = LeadrouterError("unexpected error; the service log has the details", status=500)
+        return problem_response(error, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -107,6 +174,13 @@ def create_app(
         "/readyz",
         tags=["operations"],
         summary="Readiness: what this service needs answers (ready, degraded or unavailable)",
+        responses={
+            200: {"content": {"application/json": {"schema": READINESS_SCHEMA}}},
+            503: {
+                "description": "Not ready; `reason` says why",
+                "content": {"application/json": {"schema": READINESS_SCHEMA}},
+            },
+        },
     )
     async def readyz() -> JSONResponse:
         problem = await runtime.readiness_problem()
@@ -127,6 +201,57 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+READINESS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+}
+
+
+def problem_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document every error as problem+json: 422 and all 4xx/5xx, 400 and a default on every
+    route (FastAPI's HTTPValidationError schema describes a body leadrouter never sends)."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for path, operations in spec.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            takes_input = operation.get("parameters") or operation.get("requestBody")
+            responses.setdefault(
+                "400", {"description": "A NUL character in the URL, or an unreadable body"}
+            )
+            if takes_input:
+                responses.setdefault(
+                    "422", {"description": "Invalid input; each error's pointer names the field"}
+                )
+            responses.setdefault("default", {"description": "Unexpected error"})
+            for status, response in responses.items():
+                if path == "/readyz" and status == "503":
+                    continue
+                if status == "default" or status[0] in "45":
+                    response["content"] = PROBLEM_CONTENT
+                    response.setdefault("description", "Problem")
+    return spec
+
+
+class RefuseNulInUrl:
+    """ASGI middleware: a NUL character in the path or query is a 400 (no database takes it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").lower()
+            if "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query:
+                error = BadRequest("the URL holds a NUL character (%00)", pointer="/")
+                await problem_response(error, None)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def runtime_of(request: Request) -> "Runtime":

@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     webhook_max_age_s: int = Field(300, ge=1, description="Oldest signed timestamp accepted")
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_events_per_request: int = Field(1000, ge=1)
+    max_event_bytes: int = Field(
+        65536, ge=1024, le=524288, description="Largest lead event ingest publishes (encoded)"
+    )
+    max_string_chars: int = Field(8192, ge=64, description="Longest string in a lead event")
+    max_attributes: int = Field(100, ge=1, description="Most attributes in one lead event")
+    max_properties: int = Field(100, ge=1, description="Most activity properties in one event")
+    max_json_depth: int = Field(32, ge=4, le=200, description="Deepest JSON nesting in a body")
+    clock_skew_s: float = Field(
+        300.0, ge=0, description="How far in the future an event's time may be (ingest's clock)"
+    )
+    ingest_kafka_producers: int = Field(
+        4, ge=1, le=64, description="Transactional producers (concurrent requests publishing)"
+    )
+    kafka_transactions: bool = Field(
+        True,
+        description="Publish each request in one Kafka transaction, aborted on a 503, so "
+        "nothing of a refused request is ever read by consumers",
+    )
     rate_limit_per_s: float = Field(200.0, gt=0, description="Requests per second per source")
     rate_limit_burst: int = Field(400, ge=1, description="Requests a source may send at once")
 

@@ -5,8 +5,10 @@ copy of it per test; Kafka isolation comes from a unique topic namespace per tes
 """
 
 import os
+import signal
+import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -15,7 +17,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
 from shared.migrate import upgrade_async
-from shared.settings import Settings
+from shared.settings import REPO_ROOT, Settings
 
 BASE_URL = os.environ.get(
     "LEADROUTER_TEST_DATABASE_URL",
@@ -97,3 +99,35 @@ async def _delete_topics(prefix: str) -> None:
         pass  # a test that stopped the broker; its topics go with the broker's data
     finally:
         await admin.close()
+
+
+PAUSABLE_PORT = int(os.environ.get("LEADROUTER_TEST_PAUSABLE_KAFKA_PORT", "19192"))
+PAUSABLE_STATE = REPO_ROOT / ".local" / "kafka-pausable"
+
+
+@pytest.fixture(scope="session")
+def pausable_kafka() -> Iterator[tuple[str, int]]:
+    """A private single-node Kafka a test may pause or stop: (bootstrap, pid).
+
+    Port LEADROUTER_TEST_PAUSABLE_KAFKA_PORT (19192), state in .local/kafka-pausable, the jars
+    of .local/kafka/libs; started with the project's kafka.sh and stopped after the run.
+    """
+    libs = REPO_ROOT / ".local" / "kafka" / "libs"
+    PAUSABLE_STATE.mkdir(parents=True, exist_ok=True)
+    if libs.exists() and not (PAUSABLE_STATE / "libs").exists():
+        (PAUSABLE_STATE / "libs").symlink_to(libs)
+    env = {
+        **os.environ,
+        "LEADROUTER_KAFKA_PORT": str(PAUSABLE_PORT),
+        "LEADROUTER_KAFKA_STATE": str(PAUSABLE_STATE),
+    }
+    script = str(REPO_ROOT / "deploy" / "infra" / "kafka.sh")
+    up = subprocess.run([script, "up"], env=env, capture_output=True, text=True, timeout=240)
+    if up.returncode != 0:
+        pytest.skip(f"could not start a private Kafka on port {PAUSABLE_PORT}: {up.stderr[-500:]}")
+    pid = int((PAUSABLE_STATE / "kafka.pid").read_text())
+    try:
+        yield f"127.0.0.1:{PAUSABLE_PORT}", pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        subprocess.run([script, "down"], env=env, capture_output=True, timeout=120)

@@ -82,6 +82,7 @@ async def read_topic(
         auto_offset_reset="earliest",
         group_id=f"reader-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
+        isolation_level="read_committed",  # as consumers read: never an aborted request
     )
     await consumer.start()
     records: list[Any] = []

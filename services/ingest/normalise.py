@@ -1,10 +1,12 @@
 """Pure normalisation of incoming payloads into the CloudEvents envelope."""
 
+import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from shared.events import (
     LEAD_ACTIVITY,
@@ -16,28 +18,69 @@ from shared.events import (
     lead_key,
 )
 
+# RFC 3339 section 5.6 date-time: a zone (Z or an offset) is required.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise ValueError("give an RFC 3339 date-time string with a zone, e.g. 2026-11-23T09:30:00Z")
+    return value
+
+
+class NativeActivity(Activity):
+    """An activity as the native API takes it: its time is an RFC 3339 string with a zone."""
+
+    occurred_at: Annotated[
+        AwareDatetime,
+        BeforeValidator(_rfc3339),
+        Field(
+            description="When it happened: an RFC 3339 date-time with a zone, at most "
+            "LEADROUTER_CLOCK_SKEW_S (300 s) ahead of ingest's clock",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ]
+
+
+def _document_limits(schema: dict[str, Any]) -> None:
+    """What the validators check, said in the JSON Schema too (so generated clients know)."""
+    properties = schema["properties"]
+    properties["identity"] = {
+        "allOf": [
+            properties["identity"],
+            {
+                "description": "An email, or at least one external id",
+                "anyOf": [
+                    {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                    {
+                        "required": ["external_ids"],
+                        "properties": {"external_ids": {"minProperties": 1}},
+                    },
+                ],
+            },
+        ]
+    }
+    properties["attributes"]["maxProperties"] = 100
+    schema["examples"] = [
+        {
+            "id": "web-7f3a",
+            "identity": {"email": "ana@acme.example"},
+            "attributes": {"company": "Acme", "company_size": 250, "country": "DE"},
+            "activity": {
+                "type": "demo_request",
+                "occurred_at": "2026-11-23T09:30:00Z",
+                "properties": {"page": "/demo"},
+            },
+        }
+    ]
+
 
 class NativeLeadEvent(BaseModel):
     """A lead event as the native API takes it."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "web-7f3a",
-                    "identity": {"email": "ana@acme.example"},
-                    "attributes": {"company": "Acme", "company_size": 250, "country": "DE"},
-                    "activity": {
-                        "type": "demo_request",
-                        "occurred_at": "2026-11-23T09:30:00Z",
-                        "properties": {"page": "/demo"},
-                    },
-                }
-            ]
-        },
-    )
-
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_limits)
     id: str | None = Field(
         None,
         min_length=1,
@@ -46,7 +89,7 @@ class NativeLeadEvent(BaseModel):
     )
     identity: Identity
     attributes: dict[str, Any] = Field(default_factory=dict)
-    activity: Activity
+    activity: NativeActivity
 
     @model_validator(mode="after")
     def _identified(self) -> "NativeLeadEvent":
@@ -62,9 +105,36 @@ def native_to_cloud_event(item: NativeLeadEvent, source: str) -> CloudEvent:
         event_id=event_id,
         source=source,
         data=LeadActivityData(
-            identity=item.identity, attributes=item.attributes, activity=item.activity
+            identity=item.identity,
+            attributes=item.attributes,
+            activity=Activity(
+                type=item.activity.type,
+                occurred_at=item.activity.occurred_at,
+                properties=with_url_fields(item.activity.properties),
+            ),
         ),
     )
+
+
+def with_url_fields(properties: Any) -> Any:
+    """One URL shape for every platform: `url`, `path`, `host` and `query` from what was sent.
+
+    A full `url` gives the other three; a `path` alone stays a path. Fields already sent
+    are kept, so a playbook rule on `path` or `host` matches whichever platform sent it.
+    """
+    url = properties.get("url") if isinstance(properties, dict) else None
+    if not isinstance(url, str) or not url:
+        return properties
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return properties  # not a URL after all: keep what was sent
+    derived = {"path": parts.path or "/", "host": parts.hostname, "query": parts.query}
+    out = dict(properties)
+    for name, value in derived.items():
+        if value and not out.get(name):
+            out[name] = value
+    return out
 
 
 def activity_event(event_id: str, source: str, data: LeadActivityData) -> CloudEvent:

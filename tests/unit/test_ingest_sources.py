@@ -4,6 +4,7 @@ import pytest
 
 from services.ingest.sources import Unusable, hubspot, marketo, mautic, segment
 from shared.events import LEAD_ACTIVITY, LeadActivityData
+from shared.settings import Settings
 
 # Shaped like HubSpot's webhooks documentation example (a JSON array of events).
 HUBSPOT = [
@@ -157,14 +158,19 @@ def test_mautic_triggers_become_events():
     assert kinds == ["mautic.form_on_submit", "mautic.page_on_hit", "mautic.lead_post_save_new"]
     form, hit, new = (event for _, event in out.events)
     assert data(form).activity.type == "form_submit"
-    assert data(form).activity.properties == {"form": "demo", "url": "https://acme.example/demo"}
+    assert data(form).activity.properties == {
+        "form": "demo",
+        "url": "https://acme.example/demo",
+        "path": "/demo",
+        "host": "acme.example",
+    }
     assert data(form).attributes == {
         "first_name": "Ana",
         "company": "Acme",
         "job_title": "Head of Ops",
     }
     assert form.subject == "email:ana@acme.example"
-    assert data(hit).activity.type == "page_view"
+    assert data(hit).activity.type == "pricing_page_view"
     assert new.subject == "mautic:43"  # not yet identified by email
     assert out.ignored == ["other"]
     assert [reason for _, _, reason in out.unusable] == ["no contact with an id"]
@@ -221,7 +227,7 @@ def test_marketo_template_in_the_instance_time_zone():
         "attributes": {"company": "Acme", "company_size": "250", "industry": ""},
         "activity": {"type": "form_submit", "occurred_at": "2026-11-23 09:30:00"},
     }
-    ((_, event),) = marketo.normalise(item, "America/Chicago").events
+    ((_, event),) = marketo.normalise(item, Settings(marketo_timezone="America/Chicago")).events
     assert event.time.isoformat() == "2026-11-23T09:30:00-06:00"
     assert data(event).attributes == {"company": "Acme", "company_size": 250}
     bad = marketo.normalise({**item, "activity": {"type": "Form Fill!", "occurred_at": "x"}})
@@ -308,3 +314,113 @@ def test_native_events_and_webhooks_with_the_same_id_stay_apart():
     message = {"type": "identify", "messageId": "1", "userId": "u", "timestamp": "2026-11-23"}
     ((_, seg),) = segment.normalise(message).events
     assert hub.id != seg.id
+
+
+def test_item3_hubspot_events_sharing_an_event_id_stay_distinct_and_retries_still_dedup():
+    # HubSpot documents eventId as not unique: two contacts' changes in one batch share it.
+    first = {**HUBSPOT[0], "eventId": 42, "objectId": 1, "propertyName": "company"}
+    second = {**first, "objectId": 2}
+    out = hubspot.normalise([first, second])
+    ids = [event.id for _, event in out.events]
+    assert len(set(ids)) == 2
+    retry = hubspot.normalise([{**second, "attemptNumber": 3}]).events[0][1]
+    assert retry.id == ids[1]
+
+
+def test_item3_a_segment_message_id_shared_by_a_page_and_an_identify_call_gives_two_events():
+    page = {
+        "type": "page",
+        "messageId": "shared-1",
+        "userId": "u1",
+        "properties": {"path": "/blog"},
+        "timestamp": "2026-11-23T09:30:00Z",
+    }
+    identify = {**page, "type": "identify", "traits": {"email": "ana@acme.example"}}
+    out = segment.normalise([page, identify])
+    assert len({event.id for _, event in out.events}) == 2
+
+
+def test_item6_hubspot_items_that_name_their_type_event_type_are_accepted():
+    # The webhooks overview example names the type `eventType` instead of subscriptionType.
+    item = {k: v for k, v in HUBSPOT[1].items() if k != "subscriptionType"}
+    out = hubspot.normalise([{**item, "eventType": "contact.creation"}])
+    assert [kind for kind, _ in out.events] == ["contact.creation"]
+    assert not out.unusable and not out.ignored
+
+
+# The objects Mautic's "Send Test Payload" button posts: one object per trigger (not a list),
+# no item timestamp, the delivery time at the top (shapes of Mautic's WebhookPayload files).
+MAUTIC_TEST_PAYLOAD = {
+    "mautic.form_on_submit": {
+        "submission": {
+            "id": 13,
+            "form": {"id": 4, "name": "lead points", "alias": "leadpoints"},
+            "lead": {
+                "id": 26,
+                "points": 10,
+                "fields": {"core": {"email": {"alias": "email", "value": "email@formsubmit.com"}}},
+            },
+            "dateSubmitted": "2015-08-26T01:30:34+00:00",
+            "referer": "http://mautic-gh.com/s/forms/preview/4",
+        }
+    },
+    "mautic.page_on_hit": {
+        "hit": {
+            "dateHit": "2015-08-26T01:32:39+00:00",
+            "page": {"id": 1, "title": "PageHit", "alias": "pagehit"},
+            "lead": {"id": 26, "fields": {"core": {"email": {"value": "email@formsubmit.com"}}}},
+            "url": "http://mautic-gh.com/index_dev.php/pagehit",
+        }
+    },
+    "mautic.email_on_open": {
+        "stat": {
+            "id": 8,
+            "emailAddress": "test@test.com",
+            "dateRead": "2015-08-26T01:35:53+00:00",
+            "lead": {"id": 26, "fields": {"core": {"email": {"value": "test@test.com"}}}},
+            "email": {"id": 5, "name": "Email"},
+        }
+    },
+    "timestamp": "2026-11-23T09:30:00+00:00",
+}
+
+
+def test_item7_mautic_send_test_payload_shapes_are_accepted_not_vanished():
+    out = mautic.normalise(MAUTIC_TEST_PAYLOAD)
+    assert len(out.events) == 3 and not out.ignored and not out.unusable
+    kinds = {kind: data(event).activity for kind, event in out.events}
+    assert kinds["mautic.form_on_submit"].type == "form_submit"
+    assert kinds["mautic.page_on_hit"].type == "page_view"
+    assert kinds["mautic.email_on_open"].type == "email_open"
+    assert kinds["mautic.page_on_hit"].occurred_at.isoformat() == "2015-08-26T01:32:39+00:00"
+
+
+def test_item8_one_pricing_visit_has_the_same_activity_and_url_fields_from_every_platform():
+    url = "https://acme.example/pricing?plan=team"
+    contact = {"id": 5, "fields": {"core": {"email": {"value": "ana@acme.example"}}}}
+    from_mautic = mautic.normalise(
+        {
+            "mautic.page_on_hit": [
+                {"hit": {"id": 1, "url": url, "lead": contact}, "timestamp": "2026-11-23T09:30:00Z"}
+            ]
+        }
+    )
+    from_segment = segment.normalise(
+        {
+            "type": "page",
+            "messageId": "p1",
+            "userId": "u1",
+            "properties": {"path": "/pricing", "url": url, "search": "?plan=team"},
+            "timestamp": "2026-11-23T09:30:00Z",
+        }
+    )
+    activities = [data(out.events[0][1]).activity for out in (from_mautic, from_segment)]
+    assert {a.type for a in activities} == {"pricing_page_view"}
+    for activity in activities:
+        fields = {k: activity.properties.get(k) for k in ("url", "path", "host", "query")}
+        assert fields == {
+            "url": url,
+            "path": "/pricing",
+            "host": "acme.example",
+            "query": "plan=team",
+        }

@@ -2,9 +2,37 @@
 
 from typing import Any
 
-from services.ingest.sources import Normalised, Unusable, lead_event, parse_time
+from services.ingest import auth
+from services.ingest.sources import (
+    Ignored,
+    Normalised,
+    SignedRequest,
+    Unusable,
+    collect,
+    epoch_ms_time,
+    lead_event,
+)
+from shared.events import CloudEvent
+from shared.settings import Settings
 
-SOURCE = "hubspot"
+NAME = "hubspot"
+SECRET_SETTING = "hubspot_client_secret"
+SIGNATURE = "X-HubSpot-Signature-v3 and X-HubSpot-Request-Timestamp"
+EXAMPLE: Any = [
+    {
+        "eventId": 1001,
+        "subscriptionId": 25,
+        "portalId": 33,
+        "appId": 1160452,
+        "occurredAt": 1795424400000,
+        "subscriptionType": "contact.propertyChange",
+        "attemptNumber": 0,
+        "objectId": 123,
+        "changeSource": "CRM",
+        "propertyName": "jobtitle",
+        "propertyValue": "VP Sales",
+    }
+]
 
 # HubSpot contact properties -> leadrouter attribute names (others keep their HubSpot name).
 PROPERTY_ATTRIBUTES = {
@@ -31,34 +59,52 @@ IGNORED_KINDS = {
 }
 
 
-def normalise(payload: Any) -> Normalised:
-    """HubSpot sends an array of events; each contact event becomes a lead event."""
-    if not isinstance(payload, list):
-        raise Unusable("HubSpot sends a JSON array of events")
-    out = Normalised()
-    for item in payload:
-        kind = item.get("subscriptionType") if isinstance(item, dict) else None
-        label = kind if kind in ACTIVITY_BY_TYPE or kind in IGNORED_KINDS else "other"
-        if kind not in ACTIVITY_BY_TYPE:
-            if kind is None:
-                out.unusable.append((label, item, "no subscriptionType"))
-            else:
-                out.ignored.append(label)  # company.*, deal.*, deletions: nothing to score
-            continue
-        try:
-            out.events.append((label, _event(kind, item)))
-        except Unusable as exc:
-            out.unusable.append((label, item, str(exc)))
-    return out
+def verify(secret: str, request: SignedRequest) -> None:
+    """Signature v3 over method, URL, body and timestamp; old timestamps are replays."""
+    auth.verify_hubspot(
+        secret,
+        request.method,
+        request.url,
+        request.body,
+        request.headers.get("x-hubspot-signature-v3"),
+        request.headers.get("x-hubspot-request-timestamp"),
+        now_ms=request.now_ms,
+        max_age_s=request.max_age_s,
+    )
 
 
-def _event(kind: str, item: dict[str, Any]) -> Any:
+def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
+    """HubSpot sends a non-empty array of events; each contact event becomes a lead event."""
+    if not isinstance(payload, list) or not payload:
+        raise Unusable("HubSpot sends a non-empty JSON array of event objects")
+    return collect(((_kind(item), item) for item in payload), _event)
+
+
+def _type(item: Any) -> Any:
+    # The v3 payloads name it subscriptionType; the webhooks overview's example eventType.
+    if not isinstance(item, dict):
+        return None
+    return item.get("subscriptionType") or item.get("eventType")
+
+
+def _kind(item: Any) -> str:
+    kind = _type(item)
+    return kind if kind in ACTIVITY_BY_TYPE or kind in IGNORED_KINDS else "other"
+
+
+def _event(label: str, item: Any) -> CloudEvent:
+    kind = _type(item)
+    if kind is None:
+        raise Unusable("no subscriptionType (or eventType)")
+    if kind not in ACTIVITY_BY_TYPE:
+        raise Ignored()  # company.*, deal.*, deletions: nothing to score
     for required in ("eventId", "objectId", "occurredAt"):
         if item.get(required) in (None, ""):
             raise Unusable(f"no {required}")
     attributes: dict[str, Any] = {}
     email = None
     properties: dict[str, Any] = {}
+    name = None
     if kind == "contact.propertyChange":
         name, value = item.get("propertyName"), item.get("propertyValue")
         if not name:
@@ -71,13 +117,16 @@ def _event(kind: str, item: dict[str, Any]) -> Any:
             if attribute == "company_size" and isinstance(value, str) and value.isdigit():
                 value = int(value)
             attributes[attribute] = value
+    # HubSpot documents eventId as not unique: two changes in one batch may share it.
+    # A retry keeps every part below (only attemptNumber changes), so it still dedups.
+    distinct = [str(item["eventId"]), kind, str(item["objectId"]), str(item["occurredAt"])]
     return lead_event(
-        SOURCE,
-        [str(item["eventId"])],
+        NAME,
+        [*distinct, str(name or "")],
         email=email,
         external_ids={"hubspot": str(item["objectId"])},
         attributes=attributes,
         activity_type=ACTIVITY_BY_TYPE[kind],
-        occurred_at=parse_time(item["occurredAt"]),
+        occurred_at=epoch_ms_time(item["occurredAt"]),
         properties=properties,
     )

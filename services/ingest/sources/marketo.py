@@ -4,41 +4,64 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.ingest.sources import Normalised, Unusable, lead_event, parse_time
+from services.ingest import auth
+from services.ingest.sources import (
+    Normalised,
+    SignedRequest,
+    Unusable,
+    collect,
+    lead_event,
+    parse_time,
+)
+from shared.events import CloudEvent
+from shared.settings import Settings
 
-SOURCE = "marketo"
+NAME = "marketo"
+SECRET_SETTING = "marketo_token"
+SIGNATURE = "X-Leadrouter-Token (Marketo signs nothing)"
+EXAMPLE: Any = {
+    "id": "42-1001-2026-11-23 09:30:00",
+    "identity": {"email": "ana@acme.example", "external_ids": {"marketo": "42"}},
+    "attributes": {"company": "Acme", "job_title": "VP Sales"},
+    "activity": {"type": "form_submit", "occurred_at": "2026-11-23 09:30:00"},
+}
 
 
-def normalise(payload: Any, timezone: str = "UTC") -> Normalised:
-    """The template's object: id, identity, attributes, activity (Marketo tokens filled in)."""
+def verify(secret: str, request: SignedRequest) -> None:
+    """The static token of the template's custom header, compared in constant time."""
+    auth.verify_token(secret, request.headers.get("x-leadrouter-token"))
+
+
+def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
+    """The template's object (or a non-empty array of them), Marketo tokens filled in."""
     items = payload if isinstance(payload, list) else [payload]
-    out = Normalised()
-    for item in items:
-        try:
-            out.events.append(("webhook", _event(item, ZoneInfo(timezone))))
-        except Unusable as exc:
-            out.unusable.append(("webhook", item, str(exc)))
-    return out
+    if not items or not all(isinstance(item, dict) for item in items):
+        raise Unusable("the Marketo template sends an object (or an array of objects)")
+    zone = ZoneInfo(settings.marketo_timezone if settings else "UTC")
+    return collect((("webhook", item) for item in items), lambda _, item: _event(item, zone))
 
 
-def _event(item: Any, zone: ZoneInfo) -> Any:
-    if not isinstance(item, dict):
-        raise Unusable("the template sends an object")
+def _event(item: dict[str, Any], zone: ZoneInfo) -> CloudEvent:
     identity = item.get("identity") or {}
     activity = item.get("activity") or {}
+    if not isinstance(identity, dict) or not isinstance(activity, dict):
+        raise Unusable("identity and activity are objects in the template")
     if not item.get("id"):
         raise Unusable("no id (the template sets it from lead and campaign tokens)")
     occurred = activity.get("occurred_at")
     # {{system.dateTime}} comes as "2026-11-23 09:30:00" in the instance's time zone.
     if isinstance(occurred, str) and len(occurred) == 19 and occurred[10] == " ":
-        occurred_at = datetime.fromisoformat(occurred).replace(tzinfo=zone)
+        try:
+            occurred_at = datetime.fromisoformat(occurred).replace(tzinfo=zone)
+        except ValueError as exc:
+            raise Unusable(f"unreadable time {occurred!r}") from exc
     else:
         occurred_at = parse_time(occurred)
     external_ids = {k: str(v) for k, v in (identity.get("external_ids") or {}).items() if v}
     return lead_event(
-        SOURCE,
+        NAME,
         [str(item["id"])],
-        email=(identity.get("email") or "").strip() or None,
+        email=(str(identity.get("email") or "")).strip() or None,
         external_ids=external_ids,
         attributes=item.get("attributes") or {},
         activity_type=str(activity.get("type") or ""),

@@ -1,13 +1,45 @@
 """Mautic webhooks: an object keyed by trigger, each holding a list of event payloads.
 
-Shapes follow Mautic's developer documentation ("Webhook events and payloads").
+Shapes follow Mautic's developer documentation ("Webhook events and payloads") and the
+payload files its "Send Test Payload" button posts (one object per trigger, not a list,
+and the time only at the top level or in the object's own date field).
 """
 
 from typing import Any
 
-from services.ingest.sources import Normalised, Unusable, lead_event, parse_time
+from services.ingest import auth
+from services.ingest.sources import (
+    Ignored,
+    Normalised,
+    SignedRequest,
+    Unusable,
+    collect,
+    lead_event,
+    page_view_activity,
+    parse_time,
+)
+from shared.events import CloudEvent
+from shared.settings import Settings
 
-SOURCE = "mautic"
+NAME = "mautic"
+SECRET_SETTING = "mautic_webhook_secret"
+SIGNATURE = "Webhook-Signature"
+EXAMPLE: Any = {
+    "mautic.form_on_submit": [
+        {
+            "submission": {
+                "id": 7,
+                "form": {"id": 1, "name": "Demo request", "alias": "demo"},
+                "lead": {
+                    "id": 42,
+                    "fields": {"core": {"email": {"value": "ana@acme.example"}}},
+                },
+                "referer": "https://acme.example/demo",
+            },
+            "timestamp": "2026-11-23T09:30:00+00:00",
+        }
+    ]
+}
 
 # trigger -> (activity type, key of the object holding the contact, or None: the item itself)
 TRIGGERS = {
@@ -19,6 +51,8 @@ TRIGGERS = {
     "mautic.page_on_hit": ("page_view", "hit"),
     "mautic.email_on_open": ("email_open", "stat"),
 }
+# The holder's own time field, used when an item has no `timestamp` (test payloads).
+HOLDER_TIMES = ("dateSubmitted", "dateHit", "dateRead", "lastOpened")
 # Mautic contact fields (API names, in any field group) -> leadrouter attribute names.
 FIELD_ATTRIBUTES = {
     "firstname": "first_name",
@@ -30,32 +64,31 @@ FIELD_ATTRIBUTES = {
 }
 
 
-class _Ignored(Exception):
-    """A known trigger whose item carries nothing to score (e.g. a re-subscription)."""
+def verify(secret: str, request: SignedRequest) -> None:
+    """base64(HMAC-SHA256(secret, raw body)) in Webhook-Signature."""
+    auth.verify_mautic(secret, request.body, request.headers.get("webhook-signature"))
 
 
-def normalise(payload: Any) -> Normalised:
+def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
     """Each payload of a known trigger becomes a lead event; other triggers are ignored."""
     if not isinstance(payload, dict):
         raise Unusable("Mautic sends an object keyed by trigger")
-    out = Normalised()
-    for trigger, items in payload.items():
-        if not isinstance(items, list):
-            continue  # not a trigger: delivery metadata such as a top-level timestamp
-        if trigger not in TRIGGERS:
-            out.ignored.extend(["other"] * len(items))
-            continue
-        for item in items:
-            try:
-                out.events.append((trigger, _event(trigger, item)))
-            except _Ignored:
-                out.ignored.append(trigger)
-            except Unusable as exc:
-                out.unusable.append((trigger, item, str(exc)))
-    return out
+    delivered_at = payload.get("timestamp")  # set by Mautic when it sends (queued or test)
+    items: list[tuple[str, Any]] = []
+    for trigger, value in payload.items():
+        if not trigger.startswith("mautic.") and not isinstance(value, list):
+            continue  # delivery metadata such as the top-level timestamp
+        # A queued delivery holds a list per trigger; "Send Test Payload" one object.
+        for item in value if isinstance(value, list) else [value]:
+            items.append((trigger if trigger in TRIGGERS else "other", item))
+    if not items:
+        raise Unusable("no trigger in the payload (e.g. mautic.form_on_submit)")
+    return collect(items, lambda kind, item: _event(kind, item, delivered_at))
 
 
-def _event(trigger: str, item: Any) -> Any:
+def _event(trigger: str, item: Any, delivered_at: Any) -> CloudEvent:
+    if trigger not in TRIGGERS:
+        raise Ignored()
     if not isinstance(item, dict):
         raise Unusable("a payload item is not an object")
     activity_type, holder_key = TRIGGERS[trigger]
@@ -81,6 +114,7 @@ def _event(trigger: str, item: Any) -> Any:
         properties = {"form": form.get("alias") or form.get("name"), "url": holder.get("referer")}
     elif trigger == "mautic.page_on_hit":
         properties = {"url": holder.get("url"), "title": holder.get("urlTitle")}
+        activity_type = page_view_activity(properties)
     elif trigger == "mautic.email_on_open":
         properties = {"email": (holder.get("email") or {}).get("name")}
         occurrence = occurrence or item.get("idHash")
@@ -88,11 +122,13 @@ def _event(trigger: str, item: Any) -> Any:
         properties = dict(item.get("points") or {})
     elif trigger == "mautic.lead_channel_subscription_changed":
         if item.get("new_status") != "unsubscribed":
-            raise _Ignored()
+            raise Ignored()
         properties = {"channel": item.get("channel"), "previous_status": item.get("old_status")}
-    timestamp = item.get("timestamp")
+    timestamp = item.get("timestamp") or next(
+        (holder[name] for name in HOLDER_TIMES if holder.get(name)), delivered_at
+    )
     return lead_event(
-        SOURCE,
+        NAME,
         [trigger, str(contact["id"]), str(occurrence or ""), str(timestamp)],
         email=fields.get("email"),
         external_ids={"mautic": str(contact["id"])},

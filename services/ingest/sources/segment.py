@@ -1,14 +1,70 @@
-"""Segment-spec messages (identify, track, page) from Segment's webhook destination."""
+"""Segment-spec messages (identify, track, page) from Segment's webhook destinations."""
 
+import json
 from typing import Any
 
-from services.ingest.sources import Normalised, Unusable, lead_event, parse_time, snake_case
+from services.ingest import auth
+from services.ingest.sources import (
+    Ignored,
+    Normalised,
+    SignedRequest,
+    Unusable,
+    collect,
+    lead_event,
+    page_view_activity,
+    parse_time,
+    snake_case,
+)
+from shared.events import CloudEvent
+from shared.settings import Settings
 
-SOURCE = "segment"
+NAME = "segment"
+SECRET_SETTING = "segment_shared_secret"
+SIGNATURE = "X-Signature (of the body, or of a batch's first message)"
+EXAMPLE: Any = {
+    "type": "track",
+    "event": "Demo Request",
+    "messageId": "ajs-1",
+    "userId": "u-42",
+    "anonymousId": "a-42",
+    "context": {"traits": {"email": "ana@acme.example"}},
+    "properties": {"plan": "team"},
+    "timestamp": "2026-11-23T09:30:00Z",
+}
 KINDS = {"identify", "track", "page"}
 
 
-def normalise(payload: Any) -> Normalised:
+def verify(secret: str, request: SignedRequest) -> None:
+    """hex(HMAC-SHA1) of the raw body, or, for a batch, of its first message.
+
+    Segment documents that a batch is signed over the first event alone, serialised as
+    JavaScript's JSON.stringify does (compact, non-ASCII as is): the other messages of a
+    batch are not covered by the signature.
+    """
+    signature = request.headers.get("x-signature")
+    try:
+        auth.verify_segment(secret, request.body, signature)
+        return
+    except auth.Unauthorized:
+        first = _first_of_batch(request.body)
+        if first is None:
+            raise
+    auth.verify_segment(secret, first, signature)
+
+
+def _first_of_batch(body: bytes) -> bytes | None:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if isinstance(payload, dict) and isinstance(payload.get("batch"), list):
+        payload = payload["batch"]
+    if not isinstance(payload, list) or not payload:
+        return None
+    return json.dumps(payload[0], separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
     """One message, an array of messages, or {"batch": [...]}."""
     if isinstance(payload, dict) and isinstance(payload.get("batch"), list):
         messages = payload["batch"]
@@ -17,35 +73,34 @@ def normalise(payload: Any) -> Normalised:
     elif isinstance(payload, dict):
         messages = [payload]
     else:
-        raise Unusable("Segment sends a message object")
-    out = Normalised()
-    for message in messages:
-        kind = message.get("type") if isinstance(message, dict) else None
-        if kind not in KINDS:
-            if kind is None:
-                out.unusable.append(("other", message, "no message type"))
-            else:
-                out.ignored.append("other")  # screen, group, alias: nothing to score
-            continue
-        try:
-            out.events.append((kind, _event(kind, message)))
-        except Unusable as exc:
-            out.unusable.append((kind, message, str(exc)))
-    return out
+        raise Unusable('Segment sends a message object, an array or {"batch": [...]}')
+    if not messages:
+        raise Unusable("the batch holds no messages")
+    return collect(((_kind(m), m) for m in messages), _event)
 
 
-def _event(kind: str, message: dict[str, Any]) -> Any:
+def _kind(message: Any) -> str:
+    kind = message.get("type") if isinstance(message, dict) else None
+    return kind if kind in KINDS else "other"
+
+
+def _event(kind: str, message: Any) -> CloudEvent:
+    if kind not in KINDS:
+        if isinstance(message, dict) and message.get("type"):
+            raise Ignored()  # screen, group, alias: nothing to score
+        raise Unusable("no message type")
     if not message.get("messageId"):
         raise Unusable("no messageId")
     traits = message.get("traits") or (message.get("context") or {}).get("traits") or {}
     properties = message.get("properties") or {}
+    if not isinstance(traits, dict) or not isinstance(properties, dict):
+        raise Unusable("traits and properties are objects")
     if kind == "identify":
         activity = "identify"
     elif kind == "track":
         activity = snake_case(str(message.get("event") or ""))
     else:
-        path = str(properties.get("path") or properties.get("url") or "")
-        activity = "pricing_page_view" if "/pricing" in path else "page_view"
+        activity = page_view_activity(properties)
     company = traits.get("company")
     attributes = {
         "first_name": traits.get("firstName") or traits.get("first_name"),
@@ -62,9 +117,10 @@ def _event(kind: str, message: dict[str, Any]) -> Any:
         for name, field in (("segment_user", "userId"), ("segment_anonymous", "anonymousId"))
         if message.get(field)
     }
+    # A page call and an identify call may share a messageId: the type keeps them apart.
     return lead_event(
-        SOURCE,
-        [str(message["messageId"])],
+        NAME,
+        [str(message["messageId"]), kind],
         email=traits.get("email"),
         external_ids=external_ids,
         attributes=attributes,

@@ -1,0 +1,146 @@
+"""The door's limits, pure: what ingest accepts with 202 can be stored and scored downstream.
+
+Two checks, both for every endpoint:
+- `body_problems` walks the parsed request body (iteratively, so no depth can crash it):
+  nesting depth, NUL characters (PostgreSQL text refuses them) and numbers that are not
+  finite (JSON has no NaN or infinity; 1e400 overflows to one).
+- `event_problems` looks at each lead event ingest would publish: string length, number of
+  attributes and properties, the encoded size (so every record derived from it fits a Kafka
+  request), and an occurrence time not beyond the clock-skew tolerance.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.events import CloudEvent
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The documented per-field limits (settings LEADROUTER_MAX_*, _CLOCK_SKEW_S)."""
+
+    json_depth: int = 32
+    string_chars: int = 8192
+    attributes: int = 100
+    properties: int = 100
+    event_bytes: int = 65536
+    clock_skew_s: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Limits":
+        """The limits a running ingest applies."""
+        return cls(
+            json_depth=settings.max_json_depth,
+            string_chars=settings.max_string_chars,
+            attributes=settings.max_attributes,
+            properties=settings.max_properties,
+            event_bytes=settings.max_event_bytes,
+            clock_skew_s=settings.clock_skew_s,
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken limit: where (a JSON pointer), what, and whether it is about size (413)."""
+
+    pointer: str
+    detail: str
+    too_large: bool = False
+
+
+def _escape(token: Any) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def pointer(*tokens: Any) -> str:
+    """An RFC 6901 JSON pointer; the empty pointer (the whole document) is "/" here."""
+    return "/" + "/".join(_escape(t) for t in tokens)
+
+
+def body_problems(body: Any, limits: Limits, max_problems: int = 10) -> list[Problem]:
+    """Depth, NUL and non-finite numbers anywhere in a parsed JSON body."""
+    problems: list[Problem] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), body)]
+    while stack and len(problems) < max_problems:
+        path, node = stack.pop()
+        if isinstance(node, dict | list) and len(path) >= limits.json_depth:
+            problems.append(
+                Problem(pointer(*path), f"JSON nested deeper than {limits.json_depth} levels")
+            )
+            continue
+        if isinstance(node, dict):
+            for key, value in node.items():
+                broken = _text_problem(key)
+                if broken:
+                    problems.append(Problem(pointer(*path, key), f"a key holds {broken}"))
+                stack.append(((*path, key), value))
+        elif isinstance(node, list):
+            stack.extend(((*path, index), value) for index, value in enumerate(node))
+        elif isinstance(node, str) and (broken := _text_problem(node)):
+            problems.append(Problem(pointer(*path), f"{broken} is not accepted"))
+        elif isinstance(node, float) and not math.isfinite(node):
+            problems.append(Problem(pointer(*path), f"{node} is not a finite number"))
+    return sorted(problems, key=lambda p: p.pointer)
+
+
+def _text_problem(text: str) -> str | None:
+    """What in a string PostgreSQL could not store: NUL, or a lone UTF-16 surrogate."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+    return None
+
+
+def event_problems(event: CloudEvent, now: datetime, limits: Limits) -> list[Problem]:
+    """The limits one lead event breaks; pointers are into the event's `data`."""
+    data = event.data
+    problems: list[Problem] = []
+    for name, limit in (("attributes", limits.attributes), ("properties", limits.properties)):
+        holder = data.get(name) if name == "attributes" else data["activity"].get(name)
+        where = ("attributes",) if name == "attributes" else ("activity", "properties")
+        if isinstance(holder, dict) and len(holder) > limit:
+            problems.append(
+                Problem(pointer(*where), f"{len(holder)} {name}; at most {limit} are accepted")
+            )
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(((*path, k), v) for k, v in node.items())
+            long_keys = [k for k in node if len(k) > limits.string_chars]
+            problems += [Problem(pointer(*path), "a key is too long") for _ in long_keys[:1]]
+        elif isinstance(node, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(node))
+        elif isinstance(node, str) and len(node) > limits.string_chars:
+            problems.append(
+                Problem(
+                    pointer(*path),
+                    f"{len(node)} characters; strings of at most {limits.string_chars} "
+                    "are accepted",
+                )
+            )
+    ahead_s = (event.time - now).total_seconds()
+    if ahead_s > limits.clock_skew_s:
+        problems.append(
+            Problem(
+                pointer("activity", "occurred_at"),
+                f"{event.time.isoformat()} is {ahead_s:.0f} s in the future; events may be "
+                f"at most {limits.clock_skew_s:.0f} s ahead of ingest's clock",
+            )
+        )
+    size = len(event.to_bytes())
+    if size > limits.event_bytes:
+        problems.append(
+            Problem(
+                pointer(),
+                f"the event encodes to {size} bytes; at most {limits.event_bytes} are accepted",
+                too_large=True,
+            )
+        )
+    return sorted(problems, key=lambda p: (not p.too_large, p.pointer))

@@ -1,0 +1,36 @@
+"""Ingest's Prometheus metrics, all in one place (names are part of the external contract)."""
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "leadrouter_ingest_requests_total",
+    "Requests by source and outcome (accepted, or the reason they were refused)",
+    ["source", "outcome"],
+)
+EVENTS = Counter(
+    "leadrouter_ingest_events_total",
+    "Events by source, platform event type and outcome (accepted, ignored, dead_lettered, invalid)",
+    ["source", "type", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "leadrouter_ingest_request_duration_seconds",
+    "Time from receiving a request to answering it",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PUBLISH_SECONDS = Histogram(
+    "leadrouter_ingest_kafka_publish_seconds",
+    "Time from sending a request's events to Kafka's acknowledgement of all of them",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# Request outcome by the status of the refusal; anything unexpected (a 500) is "error".
+OUTCOMES = {
+    400: "invalid_json",
+    401: "unauthorized",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "kafka_unavailable",
+}

@@ -1,0 +1,316 @@
+"""Ingest's flow, the one path every endpoint takes: check, authenticate, limit, normalise,
+publish. Each step raises a LeadrouterError the app factory renders as problem+json."""
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from pydantic import TypeAdapter, ValidationError
+
+from services.ingest import auth
+from services.ingest.limits import Limits, Problem, body_problems, event_problems
+from services.ingest.metrics import EVENTS, OUTCOMES, PUBLISH_SECONDS, REQUEST_SECONDS, REQUESTS
+from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
+from services.ingest.publisher import PublishFailed, Record, RequestPublisher
+from services.ingest.ratelimit import TokenBuckets
+from services.ingest.schemas import IngestResult
+from services.ingest.sources import Normalised, SignedRequest, Source, Unusable, registry
+from shared.errors import (
+    BadRequest,
+    Invalid,
+    LeadrouterError,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from shared.events import CONTENT_TYPE
+from shared.http import validation_errors
+from shared.kafka import LEAD_EVENTS, dlq
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = {
+    "application/json",
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+}
+
+_native = TypeAdapter(NativeLeadEvent)
+
+
+@dataclass(frozen=True)
+class Door:
+    """How one endpoint authenticates and normalises; the rest of the flow is shared.
+
+    `strict`: a broken per-event limit refuses the whole request (the native API, whose
+    caller can fix and resend); for webhooks the item goes to the DLQ and the rest is taken.
+    """
+
+    label: str
+    authenticate: Callable[[bytes], str]
+    normalise: Callable[[str, Any], Normalised]
+    strict: bool
+
+
+class IngestService:
+    """What the endpoints call; holds the secrets (read once), rate limits and publisher."""
+
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.topic = settings.topic(LEAD_EVENTS)
+        self.limits = Limits.from_settings(settings)
+        self.api_keys = (
+            auth.ApiKeys.load(settings.api_keys_file) if settings.api_keys_file else None
+        )
+        self.buckets = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.sources = registry()
+        # Read once: secret files are not re-read on the request path.
+        self.secrets = {
+            name: settings.secret(source.SECRET_SETTING) for name, source in self.sources.items()
+        }
+        self.publisher = RequestPublisher(settings, lambda: runtime.producer)
+        if self.api_keys is None:
+            log.warning(
+                "LEADROUTER_API_KEYS_FILE is not set: POST /v1/events takes unauthenticated "
+                "events (fine for development, not for production)"
+            )
+
+    async def native(self, request: Request) -> IngestResult:
+        """POST /v1/events: one native event or an array of them."""
+
+        def authenticate(raw: bytes) -> str:
+            if self.api_keys is None:
+                return "api"
+            return self.api_keys.source_for(request.headers.get("authorization"))
+
+        return await self._ingest(request, Door("api", authenticate, self._native, strict=True))
+
+    async def webhook(self, request: Request, name: str) -> IngestResult:
+        """POST /v1/webhooks/{name}: a platform's payload, verified by its own scheme."""
+        source = self.sources[name]
+
+        def authenticate(raw: bytes) -> str:
+            self._verify(source, request, raw)
+            return name
+
+        def normalise(_: str, payload: Any) -> Normalised:
+            return source.normalise(payload, self.settings)
+
+        return await self._ingest(request, Door(name, authenticate, normalise, strict=False))
+
+    async def _ingest(self, request: Request, door: Door) -> IngestResult:
+        started = time.perf_counter()
+        source = door.label
+        outcome = "accepted"
+        try:
+            raw = await self._read_body(request)
+            try:
+                source = door.authenticate(raw)
+            except auth.Unauthorized as exc:
+                raise Unauthorized(str(exc), title="Unauthorized") from exc
+            retry_s = self.buckets.take(source, time.monotonic())
+            if retry_s:
+                raise RateLimited(
+                    f"{source} is over its rate limit",
+                    headers={"Retry-After": str(max(1, round(retry_s + 0.5)))},
+                )
+            payload = self._parse(raw)
+            try:
+                result = door.normalise(source, payload)
+            except Unusable as exc:
+                raise Invalid(str(exc), pointer="/") from exc
+            if not result.items:
+                raise Invalid("the body holds no events", pointer="/")
+            self._check_count(result.items)
+            self._apply_event_limits(result, payload, door.strict, datetime.now(UTC))
+            records = self._records(source, result)
+            published = time.perf_counter()
+            try:
+                await self.publisher.publish(records)
+            except PublishFailed as exc:
+                log.warning("kafka did not acknowledge %d record(s): %s", len(records), exc)
+                raise Unavailable(
+                    "Kafka did not acknowledge the events in time; nothing of this request "
+                    "was published: retry the same request",
+                    headers={"Retry-After": "5"},
+                    title="Kafka unavailable",
+                ) from exc
+            PUBLISH_SECONDS.observe(time.perf_counter() - published)
+        except LeadrouterError as problem:
+            outcome = OUTCOMES.get(problem.status, "error")
+            raise
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            REQUESTS.labels(source, outcome).inc()
+            REQUEST_SECONDS.labels(source).observe(time.perf_counter() - started)
+        for kind, _ in result.events:
+            EVENTS.labels(source, kind, "accepted").inc()
+        for kind in result.ignored:
+            EVENTS.labels(source, kind, "ignored").inc()
+        for kind, _, reason in result.unusable:
+            EVENTS.labels(source, kind, "dead_lettered").inc()
+            log.warning("%s: an item went to the DLQ: %s", source, reason)
+        return IngestResult(
+            accepted=len(result.events),
+            ignored=len(result.ignored),
+            dead_lettered=len(result.unusable),
+            ids=[event.id for _, event in result.events],
+        )
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The raw body, after the content-type and size checks (signatures need the bytes)."""
+        max_bytes = self.settings.max_body_bytes
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            raise UnsupportedMediaType(
+                f"send JSON (Content-Type: application/json), not {content_type or 'nothing'!r}"
+            )
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise TooLarge(f"body is larger than {max_bytes} bytes")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > max_bytes:
+                raise TooLarge(f"body is larger than {max_bytes} bytes")
+        return bytes(raw)
+
+    def _parse(self, raw: bytes) -> Any:
+        """The JSON body, refused at once if it could not be stored or scored."""
+        try:
+            payload = json.loads(raw)
+        except RecursionError as exc:
+            raise Invalid(
+                f"JSON nested deeper than {self.limits.json_depth} levels", pointer="/"
+            ) from exc
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from exc
+        problems = body_problems(payload, self.limits)
+        if problems:
+            raise _invalid(problems)
+        return payload
+
+    def _verify(self, source: Source, request: Request, raw: bytes) -> None:
+        secret = self.secrets[source.NAME]
+        if not secret:
+            raise auth.Unauthorized(
+                f"{source.NAME} webhooks are not configured: "
+                f"set LEADROUTER_{source.SECRET_SETTING.upper()}"
+            )
+        url = request.url
+        base = self.settings.public_base_url or f"{url.scheme}://{url.netloc}"
+        source.verify(
+            secret,
+            SignedRequest(
+                method=request.method,
+                url=base.rstrip("/") + url.path + (f"?{url.query}" if url.query else ""),
+                headers=request.headers,
+                body=raw,
+                now_ms=int(time.time() * 1000),
+                max_age_s=self.settings.webhook_max_age_s,
+            ),
+        )
+
+    def _native(self, source: str, payload: Any) -> Normalised:
+        single = not isinstance(payload, list)
+        items = [payload] if single else payload
+        self._check_count(len(items))  # before validating, so a huge array costs little
+        parsed, errors = [], []
+        for index, item in enumerate(items):
+            try:
+                parsed.append(_native.validate_python(item))
+            except ValidationError as exc:
+                errors.extend(validation_errors(exc.errors(), () if single else (index,)))
+        if errors:
+            EVENTS.labels(source, "native", "invalid").inc(len(items))
+            raise Invalid(f"{errors[0]['pointer']}: {errors[0]['detail']}", errors=errors)
+        return Normalised(events=[("native", native_to_cloud_event(i, source)) for i in parsed])
+
+    def _check_count(self, count: int) -> None:
+        if count > self.settings.max_events_per_request:
+            raise TooLarge(
+                f"{count} events in one request; send at most "
+                f"{self.settings.max_events_per_request}",
+            )
+
+    def _apply_event_limits(
+        self, result: Normalised, payload: Any, strict: bool, now: datetime
+    ) -> None:
+        """Refuse (strict) or dead-letter each event that breaks a limit; 413 for size."""
+        kept = []
+        refusals: list[Problem] = []
+        for index, (kind, event) in enumerate(result.events):
+            problems = event_problems(event, now, self.limits)
+            if not problems:
+                kept.append((kind, event))
+                continue
+            # Native events are the caller's items, so the pointer names the item's field;
+            # a webhook's events are derived, so the pointer is into the lead event.
+            prefix = f"/{index}" if strict and isinstance(payload, list) else ""
+            located = [
+                Problem(prefix + p.pointer.rstrip("/") or "/", p.detail, p.too_large)
+                for p in problems
+            ]
+            if strict or any(p.too_large for p in located):
+                refusals += located
+            else:
+                reason = "; ".join(f"{p.pointer}: {p.detail}" for p in located)
+                result.unusable.append((kind, event.data, reason))
+        result.events = kept
+        if any(p.too_large for p in refusals):
+            large = [p for p in refusals if p.too_large]
+            raise TooLarge(
+                f"{large[0].pointer}: {large[0].detail}",
+                errors=[{"pointer": p.pointer, "detail": p.detail} for p in large],
+            )
+        if refusals:
+            raise _invalid(refusals)
+
+    def _records(self, source: str, result: Normalised) -> list[Record]:
+        records = [
+            Record(
+                self.topic,
+                event.to_bytes(),
+                event.subject.encode(),
+                [("content-type", CONTENT_TYPE.encode())],
+            )
+            for _, event in result.events
+        ]
+        for _, item, reason in result.unusable:
+            value = json.dumps(item).encode()
+            if len(value) > self.limits.event_bytes:
+                raise TooLarge(
+                    f"an unusable item ({reason}) encodes to {len(value)} bytes, more than "
+                    f"the {self.limits.event_bytes} a dead letter may hold",
+                )
+            records.append(
+                Record(
+                    dlq(self.topic),
+                    value,
+                    source.encode(),
+                    [
+                        ("leadrouter-error", reason.encode()),
+                        ("leadrouter-source", source.encode()),
+                    ],
+                )
+            )
+        return records
+
+
+def _invalid(problems: list[Problem]) -> Invalid:
+    first = problems[0]
+    return Invalid(
+        f"{first.pointer}: {first.detail}",
+        errors=[{"pointer": p.pointer, "detail": p.detail} for p in problems],
+    )
