@@ -56,6 +56,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     app.state.handoff_service = service
     app.state.board = BoardState.for_service(settings, playbook)
     app.include_router(endpoints.router)
+    endpoints.document_playbook_values(app, playbook)
     app.include_router(backtest_jobs.router)
     app.include_router(board_router)
     return app

@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 
 from services.handoff import repository
 from services.handoff.lifecycle import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
@@ -16,6 +16,7 @@ from services.handoff.schemas import (
     RepOut,
     SlaAttainment,
     Timing,
+    WorkingHoursOut,
     problems,
 )
 from services.handoff.service import HandoffService
@@ -141,7 +142,7 @@ async def list_reps(session: ReadSession) -> list[RepOut]:
             open_handoffs=r.open_handoffs,
             capacity=r.capacity,
             available=r.available,
-            working_hours=r.working_hours,
+            working_hours=WorkingHoursOut.of(r.working_hours),
         )
         for r in await repository.list_reps(session)
     ]
@@ -260,3 +261,25 @@ def funnel_out(raw: dict[str, Any], since: datetime, until: datetime) -> FunnelO
         rejected_by_reason=raw["rejected_by_reason"],
         recycled=raw["stages"].get("recycled", 0),
     )
+
+
+def document_playbook_values(app: FastAPI, playbook: Playbook) -> None:
+    """List the playbook's tiers and teams as the only values of the handoff filters."""
+    build = app.openapi
+    values = {
+        "tier": [t.name for t in playbook.taxonomy.tiers],
+        "team": [t.name for t in playbook.routing.teams],
+    }
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for param in schema["paths"]["/v1/handoffs"]["get"]["parameters"]:
+            if param["name"] in values:
+                param["schema"] = {
+                    "anyOf": [{"type": "string", "enum": values[param["name"]]}, {"type": "null"}]
+                }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

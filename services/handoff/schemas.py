@@ -69,6 +69,27 @@ class HandoffOut(BaseModel):
     created_at: datetime | None
 
 
+class WorkingHoursOut(BaseModel):
+    """When a rep takes leads: local wall-clock times in their own time zone."""
+
+    timezone: str = Field(description="IANA time zone, e.g. Europe/Berlin")
+    days: list[str]
+    start: str = Field(pattern=r"^\d{2}:\d{2}(:\d{2})?$", description="Local time, HH:MM:SS")
+    end: str = Field(pattern=r"^\d{2}:\d{2}(:\d{2})?$", description="Local time, HH:MM:SS")
+
+    @classmethod
+    def of(cls, hours: WorkingHours | None) -> "WorkingHoursOut | None":
+        """The playbook's hours as the API shows them (a time without a zone is not RFC 3339)."""
+        if hours is None:
+            return None
+        return cls(
+            timezone=hours.timezone,
+            days=hours.days,
+            start=hours.start.isoformat(),
+            end=hours.end.isoformat(),
+        )
+
+
 class RepOut(BaseModel):
     """A rep with their fairness ledger, open handoffs and availability."""
 
@@ -81,7 +102,7 @@ class RepOut(BaseModel):
     open_handoffs: int
     capacity: int
     available: bool = Field(description="false while out of office")
-    working_hours: WorkingHours | None
+    working_hours: WorkingHoursOut | None
 
 
 class FeedbackBody(BaseModel):
