@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -37,6 +38,8 @@ class Delivered:
     topic: str
     partition: int
     offset: int
+    # The record's Kafka timestamp: when the producer (ingest) sent it; the same in a replay.
+    received_at: datetime | None = None
 
 
 BatchHandler = Callable[[AsyncSession, Sequence[Delivered]], Awaitable[None]]
@@ -230,7 +233,12 @@ class TransactionalConsumer:
             except ValueError as exc:
                 undecodable.append((record, f"undecodable: {exc.__class__.__name__}: {exc}"[:500]))
                 continue
-            decoded.append(Delivered(event, record.topic, record.partition, record.offset))
+            sent = (
+                datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                if record.timestamp is not None and record.timestamp >= 0
+                else None
+            )
+            decoded.append(Delivered(event, record.topic, record.partition, record.offset, sent))
 
         async with self._sessions() as session, session.begin():
             fresh = await self._claim_new_ids(session, decoded)

@@ -1,6 +1,7 @@
 """Scoring's HTTP API: read a lead's score, explanation and stage."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -13,7 +14,9 @@ from shared.playbook import Playbook
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 
-NOT_FOUND = {404: {"description": "No lead has this key, alias or email"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No lead has this key, alias or email"}
+}
 
 
 @router.get(

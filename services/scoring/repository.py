@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.scoring import Hit, LeadState, Score
+from services.scoring.scoring import Behaviour, Hit, LeadState, RuleTally, Score
 from shared.db import metadata
 
 leads = Table(
@@ -25,7 +25,8 @@ leads = Table(
     Column("stage", Text, nullable=False),
     Column("events_count", Integer, nullable=False),
     Column("explanation", JSONB, nullable=False),
-    Column("hits", JSONB, nullable=False),
+    # The compact per-rule tallies (services/scoring/scoring.py Behaviour): bounded in size.
+    Column("behaviour", JSONB, nullable=False),
     Column("last_activity_at", DateTime(timezone=True)),
     Column("evaluated_at", DateTime(timezone=True)),
     Column("recycled_at", DateTime(timezone=True)),
@@ -41,15 +42,63 @@ lead_aliases = Table(
 )
 
 
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
+    """The JSON form of a lead's behaviour record (short keys: it is stored once per lead)."""
+    return {
+        "tallies": {
+            rule: {
+                "settled": t.settled,
+                "settled_at": t.settled_at.isoformat() if t.settled_at else None,
+                "through": t.settled_through,
+                "periods": [
+                    [period, [[h.at.isoformat(), h.event_id, h.points] for h in hits]]
+                    for period, hits in t.periods
+                ],
+            }
+            for rule, t in behaviour.tallies.items()
+        },
+        "recent": [[h.rule, h.points, h.at.isoformat(), h.event_id] for h in behaviour.recent],
+        "origins": sorted(behaviour.origins),
+    }
+
+
+def decode_behaviour(doc: dict[str, Any]) -> Behaviour:
+    """A behaviour record from its JSON form."""
+    tallies = {
+        rule: RuleTally(
+            settled=t["settled"],
+            settled_at=_time(t["settled_at"]),
+            settled_through=t["through"],
+            periods=tuple(
+                (
+                    period,
+                    tuple(
+                        Hit(rule, points, datetime.fromisoformat(at), event_id)
+                        for at, event_id, points in hits
+                    ),
+                )
+                for period, hits in t["periods"]
+            ),
+        )
+        for rule, t in doc.get("tallies", {}).items()
+    }
+    recent = tuple(
+        Hit(rule, points, datetime.fromisoformat(at), event_id)
+        for rule, points, at, event_id in doc.get("recent", ())
+    )
+    return Behaviour(tallies, recent, frozenset(doc.get("origins", ())))
+
+
 def _state(row: Any) -> LeadState:
     return LeadState(
         lead_key=row.lead_key,
         email=row.email,
         attributes=row.attributes,
-        hits=tuple(
-            Hit(h["rule"], h["points"], datetime.fromisoformat(h["at"]), h["event_id"])
-            for h in row.hits
-        ),
+        behaviour=decode_behaviour(row.behaviour),
         stage=row.stage,
         tier=row.tier,
         events_count=row.events_count,
@@ -77,10 +126,7 @@ def _row(s: LeadState) -> dict[str, Any]:
         "stage": s.stage,
         "events_count": s.events_count,
         "explanation": s.explanation(),
-        "hits": [
-            {"rule": h.rule, "points": h.points, "at": h.at.isoformat(), "event_id": h.event_id}
-            for h in s.hits
-        ],
+        "behaviour": encode_behaviour(s.behaviour),
         "last_activity_at": s.last_activity_at,
         "evaluated_at": s.evaluated_at,
         "recycled_at": s.recycled_at,

@@ -4,18 +4,35 @@ No I/O and no clock: every function takes the time it scores at. The score at a 
 function of the lead's attributes and activities alone, so live processing, a replay and a
 decay timer all agree. Caps are applied in event-time order (ties by event id), so the order
 in which activities arrive does not change what they earn. An activity is judged at the
-lead's own event-time clock (its newest activity's time), never at the time a decay timer
-happened to fire, so the stage a lead reaches depends on its activities and sales outcomes,
-not on when they were processed.
+lead's own event-time clock (its newest activity's time, an activity dated further ahead of
+its arrival than CLOCK_SKEW_TOLERANCE counting as of its arrival), never at the time a
+decay timer happened to fire, so the stage a lead reaches depends on its activities and
+sales outcomes, not on when they were processed.
+
+Scoring is incremental: each activity updates a per-rule tally (`Behaviour`) whose size does
+not grow with the lead's history, so an event costs the same for a lead with ten earlier
+activities as for one with ten thousand. `behaviour_score` over the raw awards is the
+definition the tallies agree with (a property test checks it).
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
+from shared.playbook.scoring_rules import Cap
+
+# An activity dated further ahead of the moment ingest accepted it is taken as of that moment
+# plus this, so one bad clock cannot push the lead's event-time clock years ahead.
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
+# A closed cap period whose whole cap has decayed below this is folded into the rule's sum; a
+# late activity for it could move the score by less than this (explanations show hundredths).
+SETTLED_BELOW_POINTS = 0.005
+# Newest awards kept one by one, for a recycle read after the activity that followed it.
+RECENT_HITS = 48
 
 # Funnel rank: a merge keeps the furthest stage; a recycled lead was seen by sales, so it
 # outranks a fresh one.
@@ -50,6 +67,42 @@ class Hit:
     at: datetime
     event_id: str
 
+    @property
+    def order(self) -> tuple[datetime, str]:
+        """Event-time order, ties by event id: the order caps are counted in."""
+        return (self.at, self.event_id)
+
+
+@dataclass(frozen=True)
+class RuleTally:
+    """One behaviour rule's points so far, in a size that does not grow with activity.
+
+    `settled` holds the awards that can no longer change, decayed to `settled_at` (one number:
+    every award decays with the same half-life). A capped rule also keeps, per cap period still
+    open, the awards that earned points there in event-time order (at most the cap's points of
+    them), because a late activity can take its place in the period and push a later award out.
+    A period whose whole cap is worth less than SETTLED_BELOW_POINTS is folded into `settled`.
+    """
+
+    settled: float = 0.0
+    settled_at: datetime | None = None
+    periods: tuple[tuple[int, tuple[Hit, ...]], ...] = ()
+    settled_through: int | None = None  # cap periods up to this one are folded into `settled`
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A lead's behaviour record: a tally per rule, plus its newest awards for recycle checks.
+
+    `recent` keeps the RECENT_HITS newest awards (event-time order): a recycle read after later
+    activity looks at them to tell whether that activity requalified the lead. `origins` names
+    every lead record folded into this one, so merging the same record twice changes nothing.
+    """
+
+    tallies: dict[str, RuleTally] = field(default_factory=dict)
+    recent: tuple[Hit, ...] = ()
+    origins: frozenset[str] = frozenset()
+
 
 @dataclass(frozen=True)
 class Score:
@@ -69,7 +122,7 @@ class LeadState:
     lead_key: str
     email: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    hits: tuple[Hit, ...] = ()
+    behaviour: Behaviour = field(default_factory=Behaviour)
     stage: str = STAGE_LEAD
     tier: str | None = None
     events_count: int = 0
@@ -113,37 +166,220 @@ def fit_score(
 
 
 def behaviour_score(
-    hits: tuple[Hit, ...], playbook: Playbook, at: datetime
+    hits: Iterable[Hit], playbook: Playbook, at: datetime
 ) -> tuple[float, list[tuple[str, float]]]:
-    """Behaviour points at `at`: capped per rule and period in event-time order, then decayed."""
-    caps = {r.rule_name: r.cap for r in playbook.scoring.behaviour}
+    """Behaviour points at `at` from every raw award: the definition the tallies agree with.
+
+    Capped per rule and period in event-time order, then decayed. Live scoring never calls
+    this (its cost grows with history); the tests compare the tallies with it.
+    """
+    caps = _caps(playbook)
     half_life_days = playbook.scoring.decay.half_life_days
     used: dict[tuple[str, int], int] = {}
     per_rule: dict[str, float] = {}
-    for hit in sorted(hits, key=lambda h: (h.at, h.event_id)):
+    for hit in sorted(hits, key=lambda h: h.order):
         if hit.at > at:
             continue
         awarded = hit.points
         cap = caps.get(hit.rule)
         if cap and awarded > 0:
-            bucket = (hit.rule, math.floor(hit.at.timestamp() / (cap.period_days * 86400)))
+            bucket = (hit.rule, _period(hit.at, cap))
             awarded = min(awarded, cap.points - used.get(bucket, 0))
             used[bucket] = used.get(bucket, 0) + max(awarded, 0)
         if awarded <= 0 and hit.points > 0:
             continue
-        if half_life_days:
-            age_days = (at - hit.at).total_seconds() / 86400
-            value = awarded * 0.5 ** (age_days / half_life_days)
-        else:
-            value = float(awarded)
-        per_rule[hit.rule] = per_rule.get(hit.rule, 0.0) + value
+        per_rule[hit.rule] = per_rule.get(hit.rule, 0.0) + _decayed(
+            awarded, hit.at, at, half_life_days
+        )
     return sum(per_rule.values()), [(f"behaviour:{r}", v) for r, v in per_rule.items()]
 
 
+def _caps(playbook: Playbook) -> dict[str, Cap]:
+    return {r.rule_name: r.cap for r in playbook.scoring.behaviour if r.cap}
+
+
+def _period(at: datetime, cap: Cap) -> int:
+    """The cap period an award falls in: fixed windows of period_days from the epoch."""
+    return math.floor(at.timestamp() / (cap.period_days * 86400))
+
+
+def _decayed(points: float, since: datetime, at: datetime, half_life_days: float | None) -> float:
+    """`points` earned at `since`, as worth at `at` (negative ages grow them back)."""
+    if not half_life_days:
+        return float(points)
+    return points * 0.5 ** ((at - since).total_seconds() / 86400 / half_life_days)
+
+
+def _capped(hit: Hit, cap: Cap | None) -> bool:
+    return cap is not None and hit.points > 0  # negative points are never capped
+
+
+def _awards(hits: Iterable[Hit], cap_points: int) -> list[tuple[Hit, int]]:
+    """What each award of one cap period earns, in event-time order; those earning 0 left out."""
+    used, earned = 0, []
+    for hit in hits:
+        awarded = min(hit.points, cap_points - used)
+        if awarded > 0:
+            used += awarded
+            earned.append((hit, awarded))
+    return earned
+
+
+def _settle(
+    tally: RuleTally, points: float, at: datetime, half_life_days: float | None
+) -> RuleTally:
+    """The tally with `points` earned at `at` added to its settled sum."""
+    if not half_life_days:
+        return replace(tally, settled=tally.settled + points)
+    if tally.settled_at is None:
+        return replace(tally, settled=float(points), settled_at=at)
+    if at <= tally.settled_at:
+        return replace(
+            tally, settled=tally.settled + _decayed(points, at, tally.settled_at, half_life_days)
+        )
+    return replace(
+        tally,
+        settled=_decayed(tally.settled, tally.settled_at, at, half_life_days) + points,
+        settled_at=at,
+    )
+
+
+def _with_periods(
+    tally: RuleTally, periods: dict[int, list[Hit]], cap: Cap | None, settled_through: int | None
+) -> RuleTally:
+    """The tally with these cap periods' awards (re-counted in event-time order)."""
+    kept = []
+    for period, hits in sorted(periods.items()):
+        if settled_through is not None and period <= settled_through:
+            continue
+        unique = sorted({(h.order, h.rule): h for h in hits}.values(), key=lambda h: h.order)
+        earned = _awards(unique, cap.points) if cap else [(h, h.points) for h in unique]
+        kept.append((period, tuple(h for h, _ in earned)))
+    return replace(tally, periods=tuple(kept), settled_through=settled_through)
+
+
+def _add_hit(
+    tally: RuleTally, hit: Hit, cap: Cap | None, half_life_days: float | None
+) -> RuleTally:
+    if not _capped(hit, cap):
+        return _settle(tally, hit.points, hit.at, half_life_days)
+    assert cap is not None
+    period = _period(hit.at, cap)
+    if tally.settled_through is not None and period <= tally.settled_through:
+        return tally  # its period is folded: whatever it would change is below the threshold
+    periods = {p: list(hits) for p, hits in tally.periods}
+    periods.setdefault(period, []).append(hit)
+    return _with_periods(tally, periods, cap, tally.settled_through)
+
+
+def _fold_closed_periods(
+    tally: RuleTally, cap: Cap | None, half_life_days: float | None, clock: datetime
+) -> RuleTally:
+    """Fold cap periods whose whole cap is worth less than SETTLED_BELOW_POINTS at `clock`."""
+    if cap is None or not half_life_days or not tally.periods:
+        return tally
+    period_s = cap.period_days * 86400
+    for period, hits in tally.periods:
+        end = datetime.fromtimestamp((period + 1) * period_s, UTC)
+        if _decayed(cap.points, end, clock, half_life_days) >= SETTLED_BELOW_POINTS:
+            break  # periods are in order: the later ones are worth more
+        for hit, awarded in _awards(hits, cap.points):
+            tally = _settle(tally, awarded, hit.at, half_life_days)
+        tally = replace(tally, periods=tally.periods[1:], settled_through=period)
+    return tally
+
+
+def _tally_points(
+    tally: RuleTally, cap: Cap | None, at: datetime, half_life_days: float | None
+) -> float:
+    """A rule's points at `at` (awards after `at` in an open cap period are left out)."""
+    if tally.settled_at is not None:
+        points = _decayed(tally.settled, tally.settled_at, at, half_life_days)
+    else:
+        points = tally.settled
+    for _, hits in tally.periods:
+        earned = _awards(hits, cap.points) if cap else [(h, h.points) for h in hits]
+        for hit, awarded in earned:
+            if hit.at <= at:
+                points += _decayed(awarded, hit.at, at, half_life_days)
+    return points
+
+
+def add_hits(
+    behaviour: Behaviour, hits: Iterable[Hit], playbook: Playbook, clock: datetime
+) -> Behaviour:
+    """The behaviour record with these awards counted, as of the lead's clock `clock`."""
+    caps = _caps(playbook)
+    half_life_days = playbook.scoring.decay.half_life_days
+    tallies = dict(behaviour.tallies)
+    new = list(hits)
+    for hit in new:
+        tally = tallies.get(hit.rule, RuleTally())
+        tallies[hit.rule] = _add_hit(tally, hit, caps.get(hit.rule), half_life_days)
+    for rule, tally in tallies.items():
+        tallies[rule] = _fold_closed_periods(tally, caps.get(rule), half_life_days, clock)
+    recent = behaviour.recent
+    if new:
+        merged = {(h.order, h.rule): h for h in (*recent, *new)}
+        recent = tuple(sorted(merged.values(), key=lambda h: (h.order, h.rule))[-RECENT_HITS:])
+    return replace(behaviour, tallies=tallies, recent=recent)
+
+
+def tallied_score(
+    behaviour: Behaviour, playbook: Playbook, at: datetime
+) -> tuple[float, list[tuple[str, float]]]:
+    """Behaviour points at `at` from the tallies (at or after the lead's clock)."""
+    caps = _caps(playbook)
+    half_life_days = playbook.scoring.decay.half_life_days
+    per_rule = {
+        rule: _tally_points(tally, caps.get(rule), at, half_life_days)
+        for rule, tally in behaviour.tallies.items()
+    }
+    return sum(per_rule.values()), [(f"behaviour:{r}", v) for r, v in per_rule.items()]
+
+
+def _score_before(
+    behaviour: Behaviour,
+    playbook: Playbook,
+    at: datetime,
+    upto: tuple[datetime, str],
+    with_it: bool,
+) -> float:
+    """Behaviour at `at` counting only awards up to `upto` in event-time order.
+
+    The awards after `upto` are all in `recent` (it holds the newest ones), so taking them
+    out of the tallies gives what the lead had then.
+    """
+    caps = _caps(playbook)
+    half_life_days = playbook.scoring.decay.half_life_days
+    later = [h for h in behaviour.recent if (h.order > upto if with_it else h.order >= upto)]
+    total = 0.0
+    for rule, tally in behaviour.tallies.items():
+        cap = caps.get(rule)
+        gone = [h for h in later if h.rule == rule]
+        for hit in gone:
+            if not _capped(hit, cap):
+                at_settled = tally.settled_at or hit.at
+                tally = replace(
+                    tally,
+                    settled=tally.settled
+                    - _decayed(hit.points, hit.at, at_settled, half_life_days),
+                )
+        gone_ids = {(h.order, h.rule) for h in gone}
+        periods = {
+            p: [h for h in hits if (h.order, h.rule) not in gone_ids] for p, hits in tally.periods
+        }
+        tally = _with_periods(tally, periods, cap, tally.settled_through)
+        total += _tally_points(tally, cap, at, half_life_days)
+    return total
+
+
 def evaluate(state: LeadState, playbook: Playbook, at: datetime) -> Score:
-    """The lead's score at `at`."""
+    """The lead's score at `at` (never earlier than the lead's own clock)."""
+    if state.last_activity_at is not None and at < state.last_activity_at:
+        at = state.last_activity_at
     fit, fit_parts, disqualified = fit_score(state.email, state.attributes, playbook)
-    behaviour, behaviour_parts = behaviour_score(state.hits, playbook, at)
+    behaviour, behaviour_parts = tallied_score(state.behaviour, playbook, at)
     parts = sorted(
         ((r, round(p, 2)) for r, p in fit_parts + behaviour_parts), key=lambda rp: (-rp[1], rp[0])
     )
@@ -152,28 +388,54 @@ def evaluate(state: LeadState, playbook: Playbook, at: datetime) -> Score:
     )
 
 
-def apply_activity(
-    state: LeadState, data: LeadActivityData, event_id: str, playbook: Playbook
-) -> tuple[LeadState, list[Transition]]:
-    """The lead after one activity, and the lifecycle transitions it caused."""
+def effective_time(occurred_at: datetime, received_at: datetime | None) -> datetime:
+    """When an activity counts as having happened: never far ahead of when it arrived."""
+    if received_at is not None and occurred_at > received_at + CLOCK_SKEW_TOLERANCE:
+        return received_at + CLOCK_SKEW_TOLERANCE
+    return occurred_at
+
+
+def activity_hits(
+    data: LeadActivityData, event_id: str, playbook: Playbook, at: datetime
+) -> tuple[Hit, ...]:
+    """The raw awards an activity earns from each behaviour rule it matches."""
     activity = data.activity
-    new_hits = tuple(
-        Hit(rule.rule_name, rule.points, activity.occurred_at, event_id)
+    return tuple(
+        Hit(rule.rule_name, rule.points, at, event_id)
         for rule in playbook.scoring.behaviour
         if rule.matches(activity.type, activity.properties)
     )
+
+
+def apply_activity(
+    state: LeadState,
+    data: LeadActivityData,
+    event_id: str,
+    playbook: Playbook,
+    received_at: datetime | None = None,
+) -> tuple[LeadState, list[Transition]]:
+    """The lead after one activity, and the lifecycle transitions it caused.
+
+    `received_at` is when ingest accepted the event (the Kafka record's time): an activity
+    dated further ahead of it than CLOCK_SKEW_TOLERANCE counts as of received_at plus that.
+    """
+    occurred_at = effective_time(data.activity.occurred_at, received_at)
+    new_hits = activity_hits(data, event_id, playbook, occurred_at)
     last = state.last_activity_at
     # The lead's event-time clock: a late activity is judged with everything it already did.
-    at = max(last, activity.occurred_at) if last else activity.occurred_at
+    at = max(last, occurred_at) if last else occurred_at
+    behaviour = state.behaviour
+    if not behaviour.origins:
+        behaviour = replace(behaviour, origins=frozenset({state.lead_key}))
     updated = replace(
         state,
         email=data.identity.email or state.email,
         attributes={**state.attributes, **data.attributes},
-        hits=state.hits + new_hits,
+        behaviour=add_hits(behaviour, new_hits, playbook, at),
         events_count=state.events_count + 1,
-        last_activity_at=max(last, activity.occurred_at) if last else activity.occurred_at,
+        last_activity_at=at,
     )
-    qualifies = _may_requalify(state, activity.occurred_at, at, playbook)
+    qualifies = _may_requalify(state, occurred_at, at, playbook)
     updated, transitions = rescore(state, updated, playbook, at, may_qualify=qualifies)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(BECAME_LEAD, state.stage, updated.stage, at))
@@ -253,34 +515,71 @@ def apply_sales_outcome(
 
 
 def _requalified_after(state: LeadState, since: datetime, playbook: Playbook) -> datetime | None:
-    """The time of the first activity at or after `since` that lifted the total to the threshold."""
+    """The time of the first activity at or after `since` that lifted the total to the threshold.
+
+    It looks at the lead's RECENT_HITS newest awards: a recycle read after more of the lead's
+    later activity than that sees only the newest of it.
+    """
     threshold = playbook.taxonomy.mql_threshold
-    order = sorted({(h.at, h.event_id) for h in state.hits if h.at >= since})
-    for at, event_id in order:
-        earlier = tuple(h for h in state.hits if (h.at, h.event_id) < (at, event_id))
-        with_it = tuple(h for h in state.hits if (h.at, h.event_id) <= (at, event_id))
-        before = evaluate(replace(state, hits=earlier), playbook, at).total
-        after = evaluate(replace(state, hits=with_it), playbook, at).total
+    fit, _, _ = fit_score(state.email, state.attributes, playbook)
+    behaviour = state.behaviour
+    for order in sorted({h.order for h in behaviour.recent if h.at >= since}):
+        at = order[0]
+        before = round(fit + _score_before(behaviour, playbook, at, order, with_it=False))
+        after = round(fit + _score_before(behaviour, playbook, at, order, with_it=True))
         if before < threshold <= after:
             return at
     return None
 
 
+def merge_behaviour(first: Behaviour, second: Behaviour, playbook: Playbook) -> Behaviour:
+    """Two records' behaviour as one (the same either way round)."""
+    caps = _caps(playbook)
+    half_life_days = playbook.scoring.decay.half_life_days
+    tallies = {}
+    for rule in sorted(set(first.tallies) | set(second.tallies)):
+        a, b = first.tallies.get(rule, RuleTally()), second.tallies.get(rule, RuleTally())
+        tally = RuleTally()
+        for part in (a, b):
+            if part.settled_at is not None:
+                tally = _settle(tally, part.settled, part.settled_at, half_life_days)
+            else:  # no decay: a plain sum
+                tally = replace(tally, settled=tally.settled + part.settled)
+        throughs = [t for t in (a.settled_through, b.settled_through) if t is not None]
+        periods: dict[int, list[Hit]] = {}
+        for part in (a, b):
+            for period, hits in part.periods:
+                periods.setdefault(period, []).extend(hits)
+        tallies[rule] = _with_periods(
+            tally, periods, caps.get(rule), max(throughs) if throughs else None
+        )
+    unique = {(h.order, h.rule): h for h in (*first.recent, *second.recent)}
+    recent = tuple(sorted(unique.values(), key=lambda h: (h.order, h.rule))[-RECENT_HITS:])
+    return Behaviour(tallies, recent, first.origins | second.origins)
+
+
 def merge(survivor: LeadState, absorbed: LeadState, playbook: Playbook) -> LeadState:
     """One lead from two records of the same person: all activities once, the furthest stage."""
-    seen = {h.event_id + h.rule for h in survivor.hits}
-    hits = survivor.hits + tuple(h for h in absorbed.hits if h.event_id + h.rule not in seen)
+    absorbed_origins = absorbed.behaviour.origins or frozenset({absorbed.lead_key})
+    survivor_origins = survivor.behaviour.origins or frozenset({survivor.lead_key})
+    if absorbed_origins <= survivor_origins:
+        return survivor  # already merged: every activity counts once
     older, newer = sorted(
         (survivor, absorbed), key=lambda s: (s.last_activity_at is not None, s.last_activity_at)
     )
     times = [t for t in (survivor.evaluated_at, absorbed.evaluated_at) if t]
     lasts = [t for t in (survivor.last_activity_at, absorbed.last_activity_at) if t]
     recycles = [t for t in (survivor.recycled_at, absorbed.recycled_at) if t]
+    behaviour = merge_behaviour(
+        replace(survivor.behaviour, origins=survivor_origins),
+        replace(absorbed.behaviour, origins=absorbed_origins),
+        playbook,
+    )
     merged = replace(
         survivor,
         email=survivor.email or absorbed.email,
         attributes={**older.attributes, **newer.attributes},
-        hits=hits,
+        behaviour=behaviour,
         stage=max((survivor.stage, absorbed.stage), key=lambda s: STAGE_RANK[s]),
         events_count=survivor.events_count + absorbed.events_count,
         last_activity_at=max(lasts) if lasts else None,
@@ -305,7 +604,7 @@ def next_score_change(state: LeadState, playbook: Playbook) -> datetime | None:
         return None
     # Unrounded values: a rounding error of 0.005 points moves the crossing by minutes.
     fit, _, _ = fit_score(state.email, state.attributes, playbook)
-    behaviour, _ = behaviour_score(state.hits, playbook, state.evaluated_at)
+    behaviour, _ = tallied_score(state.behaviour, playbook, state.evaluated_at)
     low, high = playbook.taxonomy.band(state.tier)
     lines = [low - 0.5, high - 0.5]
     if state.stage == STAGE_MQL:

@@ -86,15 +86,15 @@ class ScoringHandler:
         self.relay = RELAY  # replay points this at an outbox nobody publishes
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
-        work: list[tuple[CloudEvent, list[str], LeadActivityData | HandoffData]] = []
+        work: list[tuple[Delivered, list[str], LeadActivityData | HandoffData]] = []
         for delivered in batch:
             event = delivered.event
             if event.type == LEAD_ACTIVITY:
-                data = LeadActivityData.model_validate(event.data)
-                work.append((event, identity_aliases(event.subject, data), data))
+                activity = LeadActivityData.model_validate(event.data)
+                work.append((delivered, identity_aliases(event.subject, activity), activity))
             elif event.type in SALES_OUTCOMES:
                 handoff = HandoffData.model_validate(event.data)
-                work.append((event, [handoff.lead_key], handoff))
+                work.append((delivered, [handoff.lead_key], handoff))
             elif not event.type.startswith(HANDOFF_PREFIX):
                 raise UnprocessableEvent(f"scoring does not handle events of type {event.type!r}")
         if not work:
@@ -106,7 +106,8 @@ class ScoringHandler:
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
         absorbed: set[str] = set()
-        for event, names, data in work:
+        for delivered, names, data in work:
+            event = delivered.event
             keys = {bindings[a] for a in names if a in bindings}
             if isinstance(data, HandoffData):
                 # Unknown when a replay reads the handoffs topic ahead of the lead's activities:
@@ -124,14 +125,17 @@ class ScoringHandler:
                 state = await self._resolve(session, keys, names, states, bindings, absorbed)
                 for gone in absorbed:
                     changed.pop(gone, None)
-                hits_before = len(state.hits)
-                state, transitions = apply_activity(state, data, event.id, self.playbook)
+                state, transitions = apply_activity(
+                    state, data, event.id, self.playbook, delivered.received_at
+                )
                 kind = data.activity.type
+                earns = any(
+                    rule.matches(kind, data.activity.properties)
+                    for rule in self.playbook.scoring.behaviour
+                )
                 ACTIVITIES.labels(
                     kind if kind in self.known_activities else "other",
-                    "merged"
-                    if len(keys) > 1
-                    else ("scored" if len(state.hits) > hits_before else "no_points"),
+                    "merged" if len(keys) > 1 else ("scored" if earns else "no_points"),
                 ).inc()
             for name in names:
                 bindings[name] = state.lead_key
