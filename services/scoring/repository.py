@@ -10,7 +10,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.scoring import Behaviour, Hit, LeadState, RuleTally, Score
-from shared.db import metadata
+from shared.db import consumer_offsets, metadata, outbox, processed_events
+from shared.timers import timers
 
 leads = Table(
     "leads",
@@ -215,3 +216,28 @@ async def all_leads(session: AsyncSession) -> list[LeadState]:
     """Every lead (for replay checks and small exports)."""
     rows = await session.execute(select(leads).order_by(leads.c.lead_key))
     return [_state(r) for r in rows]
+
+
+async def count_leads(session: AsyncSession) -> int:
+    """How many leads the projection holds."""
+    return int(await session.scalar(select(func.count()).select_from(leads)) or 0)
+
+
+async def reset_projection(
+    session: AsyncSession, group: str, timer_kind: str, relays: Iterable[str]
+) -> None:
+    """Empty scoring's state for a replay: leads, aliases, processed ids, offsets, timers."""
+    for statement in (
+        delete(leads),
+        delete(lead_aliases),
+        delete(processed_events).where(processed_events.c.consumer_group == group),
+        delete(consumer_offsets).where(consumer_offsets.c.consumer_group == group),
+        delete(timers).where(timers.c.kind == timer_kind),
+        delete(outbox).where(outbox.c.relay.in_(sorted(relays))),
+    ):
+        await session.execute(statement)
+
+
+async def drop_outbox(session: AsyncSession, relay: str) -> None:
+    """Drop a relay's unpublished rows (a replay's re-derived lifecycle events)."""
+    await session.execute(delete(outbox).where(outbox.c.relay == relay))

@@ -78,12 +78,18 @@ def survivor_of(keys: set[str]) -> str:
 class ScoringHandler:
     """Applies a batch of events to the leads projection in the caller's transaction."""
 
-    def __init__(self, playbook: Playbook, lead_events_topic: str, lifecycle_topic: str) -> None:
+    def __init__(
+        self,
+        playbook: Playbook,
+        lead_events_topic: str,
+        lifecycle_topic: str,
+        relay: str = RELAY,
+    ) -> None:
         self.playbook = playbook
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
         self.known_activities = {r.activity for r in playbook.scoring.behaviour}
-        self.relay = RELAY  # replay points this at an outbox nobody publishes
+        self.relay = relay  # a replay names an outbox nobody publishes
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
         work: list[tuple[Delivered, list[str], LeadActivityData | HandoffData]] = []
