@@ -1,7 +1,6 @@
 """SQL for the leads projection and the identity aliases that point at leads."""
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Float, Integer, Table, Text, delete, func, select
@@ -9,7 +8,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.scoring import Behaviour, Hit, LeadState, RuleTally, Score
+from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score
 from shared.db import consumer_offsets, metadata, outbox, processed_events
 from shared.timers import timers
 
@@ -43,26 +42,14 @@ lead_aliases = Table(
 )
 
 
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
-    """The JSON form of a lead's behaviour record (short keys: it is stored once per lead)."""
+    """The JSON form of a lead's behaviour record (awards are already JSON-shaped tuples)."""
     return {
         "tallies": {
-            rule: {
-                "settled": t.settled,
-                "settled_at": t.settled_at.isoformat() if t.settled_at else None,
-                "through": t.settled_through,
-                "periods": [
-                    [period, [[h.at.isoformat(), h.event_id, h.points] for h in hits]]
-                    for period, hits in t.periods
-                ],
-            }
+            rule: [t.settled, t.open, t.as_of_us, t.settled_through, t.periods]
             for rule, t in behaviour.tallies.items()
         },
-        "recent": [[h.rule, h.points, h.at.isoformat(), h.event_id] for h in behaviour.recent],
+        "recent": behaviour.recent,
         "origins": sorted(behaviour.origins),
     }
 
@@ -71,27 +58,18 @@ def decode_behaviour(doc: dict[str, Any]) -> Behaviour:
     """A behaviour record from its JSON form."""
     tallies = {
         rule: RuleTally(
-            settled=t["settled"],
-            settled_at=_time(t["settled_at"]),
-            settled_through=t["through"],
-            periods=tuple(
-                (
-                    period,
-                    tuple(
-                        Hit(rule, points, datetime.fromisoformat(at), event_id)
-                        for at, event_id, points in hits
-                    ),
-                )
-                for period, hits in t["periods"]
-            ),
+            settled,
+            open_points,
+            as_of_us,
+            tuple((period, tuple(map(tuple, awards))) for period, awards in periods),
+            through,
         )
-        for rule, t in doc.get("tallies", {}).items()
+        for rule, (settled, open_points, as_of_us, through, periods) in doc.get(
+            "tallies", {}
+        ).items()
     }
-    recent = tuple(
-        Hit(rule, points, datetime.fromisoformat(at), event_id)
-        for rule, points, at, event_id in doc.get("recent", ())
-    )
-    return Behaviour(tallies, recent, frozenset(doc.get("origins", ())))
+    recent = tuple(map(tuple, doc.get("recent", ())))
+    return Behaviour(tallies, recent, frozenset(doc.get("origins", ())))  # type: ignore[arg-type]
 
 
 def _state(row: Any) -> LeadState:

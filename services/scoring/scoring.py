@@ -73,20 +73,29 @@ class Hit:
         return (self.at, self.event_id)
 
 
+# One award kept one by one: (microseconds since the epoch, event id, points). Plain tuples
+# sort in event-time order (ties by event id) and go to JSON and back without conversion.
+Award = tuple[int, str, int]
+# One of the newest awards: (microseconds since the epoch, event id, rule, points).
+RecentAward = tuple[int, str, str, int]
+
+
 @dataclass(frozen=True)
 class RuleTally:
     """One behaviour rule's points so far, in a size that does not grow with activity.
 
-    `settled` holds the awards that can no longer change, decayed to `settled_at` (one number:
-    every award decays with the same half-life). A capped rule also keeps, per cap period still
-    open, the awards that earned points there in event-time order (at most the cap's points of
-    them), because a late activity can take its place in the period and push a later award out.
-    A period whose whole cap is worth less than SETTLED_BELOW_POINTS is folded into `settled`.
+    Every award decays with the same half-life, so a sum of decayed awards is one number
+    carried forward to a reference time (`as_of_us`). `settled` sums the awards that can no
+    longer change; `open` sums those of the cap periods still open, which a capped rule keeps
+    award by award in event-time order (at most the cap's points of them), because a late
+    activity can take its place in its period and push a later award out. A period whose
+    whole cap is worth less than SETTLED_BELOW_POINTS moves from `open` into `settled`.
     """
 
     settled: float = 0.0
-    settled_at: datetime | None = None
-    periods: tuple[tuple[int, tuple[Hit, ...]], ...] = ()
+    open: float = 0.0
+    as_of_us: int | None = None
+    periods: tuple[tuple[int, tuple[Award, ...]], ...] = ()
     settled_through: int | None = None  # cap periods up to this one are folded into `settled`
 
 
@@ -100,7 +109,7 @@ class Behaviour:
     """
 
     tallies: dict[str, RuleTally] = field(default_factory=dict)
-    recent: tuple[Hit, ...] = ()
+    recent: tuple[RecentAward, ...] = ()
     origins: frozenset[str] = frozenset()
 
 
@@ -203,106 +212,123 @@ def _period(at: datetime, cap: Cap) -> int:
     return math.floor(at.timestamp() / (cap.period_days * 86400))
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY_US = 86_400_000_000
+
+
+def to_us(at: datetime) -> int:
+    """Microseconds since the epoch (exact)."""
+    return (at - EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    """The time `us` microseconds after the epoch."""
+    return EPOCH + timedelta(microseconds=us)
+
+
 def _decayed(points: float, since: datetime, at: datetime, half_life_days: float | None) -> float:
-    """`points` earned at `since`, as worth at `at` (negative ages grow them back)."""
+    """`points` earned at `since`, as worth at `at`."""
     if not half_life_days:
         return float(points)
     return points * 0.5 ** ((at - since).total_seconds() / 86400 / half_life_days)
 
 
-def _capped(hit: Hit, cap: Cap | None) -> bool:
-    return cap is not None and hit.points > 0  # negative points are never capped
+def _factor(since_us: int, at_us: int, half_life_days: float | None) -> float:
+    """What one point earned at `since_us` is worth at `at_us` (above 1 going back in time)."""
+    if not half_life_days:
+        return 1.0
+    return 0.5 ** ((at_us - since_us) / DAY_US / half_life_days)
 
 
-def _awards(hits: Iterable[Hit], cap_points: int) -> list[tuple[Hit, int]]:
+def _awards(awards: Iterable[Award], cap_points: int) -> list[tuple[Award, int]]:
     """What each award of one cap period earns, in event-time order; those earning 0 left out."""
     used, earned = 0, []
-    for hit in hits:
-        awarded = min(hit.points, cap_points - used)
+    for award in awards:
+        awarded = min(award[2], cap_points - used)
         if awarded > 0:
             used += awarded
-            earned.append((hit, awarded))
+            earned.append((award, awarded))
     return earned
 
 
-def _settle(
-    tally: RuleTally, points: float, at: datetime, half_life_days: float | None
-) -> RuleTally:
-    """The tally with `points` earned at `at` added to its settled sum."""
-    if not half_life_days:
-        return replace(tally, settled=tally.settled + points)
-    if tally.settled_at is None:
-        return replace(tally, settled=float(points), settled_at=at)
-    if at <= tally.settled_at:
-        return replace(
-            tally, settled=tally.settled + _decayed(points, at, tally.settled_at, half_life_days)
-        )
-    return replace(
-        tally,
-        settled=_decayed(tally.settled, tally.settled_at, at, half_life_days) + points,
-        settled_at=at,
+def _period_value(
+    awards: Iterable[Award], cap: Cap | None, at_us: int, half_life_days: float | None
+) -> float:
+    """A cap period's points at `at_us` (awards after it left out)."""
+    earned = _awards(awards, cap.points) if cap else [(a, a[2]) for a in awards]
+    return sum(
+        awarded * _factor(award[0], at_us, half_life_days)
+        for award, awarded in earned
+        if award[0] <= at_us
     )
 
 
-def _with_periods(
-    tally: RuleTally, periods: dict[int, list[Hit]], cap: Cap | None, settled_through: int | None
-) -> RuleTally:
-    """The tally with these cap periods' awards (re-counted in event-time order)."""
-    kept = []
-    for period, hits in sorted(periods.items()):
-        if settled_through is not None and period <= settled_through:
-            continue
-        unique = sorted({(h.order, h.rule): h for h in hits}.values(), key=lambda h: h.order)
-        earned = _awards(unique, cap.points) if cap else [(h, h.points) for h in unique]
-        kept.append((period, tuple(h for h, _ in earned)))
-    return replace(tally, periods=tuple(kept), settled_through=settled_through)
+def _rebased(tally: RuleTally, at_us: int, half_life_days: float | None) -> RuleTally:
+    """The tally with its reference time moved forward to `at_us` (never back)."""
+    if tally.as_of_us is None:
+        return replace(tally, as_of_us=at_us)
+    if at_us <= tally.as_of_us:
+        return tally
+    factor = _factor(tally.as_of_us, at_us, half_life_days)
+    return replace(tally, settled=tally.settled * factor, open=tally.open * factor, as_of_us=at_us)
 
 
 def _add_hit(
     tally: RuleTally, hit: Hit, cap: Cap | None, half_life_days: float | None
 ) -> RuleTally:
-    if not _capped(hit, cap):
-        return _settle(tally, hit.points, hit.at, half_life_days)
-    assert cap is not None
+    at_us = to_us(hit.at)
+    if cap is None or hit.points <= 0:  # uncapped (negative points are never capped)
+        tally = _rebased(tally, at_us, half_life_days)
+        assert tally.as_of_us is not None
+        gained = hit.points * _factor(at_us, tally.as_of_us, half_life_days)
+        return replace(tally, settled=tally.settled + gained)
     period = _period(hit.at, cap)
     if tally.settled_through is not None and period <= tally.settled_through:
         return tally  # its period is folded: whatever it would change is below the threshold
-    periods = {p: list(hits) for p, hits in tally.periods}
-    periods.setdefault(period, []).append(hit)
-    return _with_periods(tally, periods, cap, tally.settled_through)
+    tally = _rebased(tally, at_us, half_life_days)
+    assert tally.as_of_us is not None
+    periods = dict(tally.periods)
+    before = periods.get(period, ())
+    after = tuple(
+        a for a, _ in _awards(sorted((*before, (at_us, hit.event_id, hit.points))), cap.points)
+    )
+    periods[period] = after
+    change = _period_value(after, cap, tally.as_of_us, half_life_days) - _period_value(
+        before, cap, tally.as_of_us, half_life_days
+    )
+    return replace(tally, open=tally.open + change, periods=tuple(sorted(periods.items())))
 
 
 def _fold_closed_periods(
     tally: RuleTally, cap: Cap | None, half_life_days: float | None, clock: datetime
 ) -> RuleTally:
     """Fold cap periods whose whole cap is worth less than SETTLED_BELOW_POINTS at `clock`."""
-    if cap is None or not half_life_days or not tally.periods:
+    if cap is None or not half_life_days or not tally.periods or tally.as_of_us is None:
         return tally
-    period_s = cap.period_days * 86400
-    for period, hits in tally.periods:
-        end = datetime.fromtimestamp((period + 1) * period_s, UTC)
-        if _decayed(cap.points, end, clock, half_life_days) >= SETTLED_BELOW_POINTS:
+    period_us = cap.period_days * DAY_US
+    clock_us = to_us(clock)
+    for period, awards in tally.periods:
+        end_us = int((period + 1) * period_us)
+        if cap.points * _factor(end_us, clock_us, half_life_days) >= SETTLED_BELOW_POINTS:
             break  # periods are in order: the later ones are worth more
-        for hit, awarded in _awards(hits, cap.points):
-            tally = _settle(tally, awarded, hit.at, half_life_days)
-        tally = replace(tally, periods=tally.periods[1:], settled_through=period)
+        value = _period_value(awards, cap, tally.as_of_us, half_life_days)
+        tally = replace(
+            tally,
+            settled=tally.settled + value,
+            open=tally.open - value,
+            periods=tally.periods[1:],
+            settled_through=period,
+        )
+    if not tally.periods:
+        tally = replace(tally, open=0.0)  # no rounding residue from the folds
     return tally
 
 
-def _tally_points(
-    tally: RuleTally, cap: Cap | None, at: datetime, half_life_days: float | None
-) -> float:
-    """A rule's points at `at` (awards after `at` in an open cap period are left out)."""
-    if tally.settled_at is not None:
-        points = _decayed(tally.settled, tally.settled_at, at, half_life_days)
-    else:
-        points = tally.settled
-    for _, hits in tally.periods:
-        earned = _awards(hits, cap.points) if cap else [(h, h.points) for h in hits]
-        for hit, awarded in earned:
-            if hit.at <= at:
-                points += _decayed(awarded, hit.at, at, half_life_days)
-    return points
+def _tally_points(tally: RuleTally, at: datetime, half_life_days: float | None) -> float:
+    """A rule's points at `at` (at or after the tally's reference time)."""
+    if tally.as_of_us is None:
+        return tally.settled + tally.open
+    return (tally.settled + tally.open) * _factor(tally.as_of_us, to_us(at), half_life_days)
 
 
 def add_hits(
@@ -316,12 +342,12 @@ def add_hits(
     for hit in new:
         tally = tallies.get(hit.rule, RuleTally())
         tallies[hit.rule] = _add_hit(tally, hit, caps.get(hit.rule), half_life_days)
-    for rule, tally in tallies.items():
-        tallies[rule] = _fold_closed_periods(tally, caps.get(rule), half_life_days, clock)
+    for rule in {h.rule for h in new}:
+        tallies[rule] = _fold_closed_periods(tallies[rule], caps.get(rule), half_life_days, clock)
     recent = behaviour.recent
     if new:
-        merged = {(h.order, h.rule): h for h in (*recent, *new)}
-        recent = tuple(sorted(merged.values(), key=lambda h: (h.order, h.rule))[-RECENT_HITS:])
+        fresh = [(to_us(h.at), h.event_id, h.rule, h.points) for h in new]
+        recent = tuple(sorted(set(recent).union(fresh))[-RECENT_HITS:])
     return replace(behaviour, tallies=tallies, recent=recent)
 
 
@@ -329,11 +355,9 @@ def tallied_score(
     behaviour: Behaviour, playbook: Playbook, at: datetime
 ) -> tuple[float, list[tuple[str, float]]]:
     """Behaviour points at `at` from the tallies (at or after the lead's clock)."""
-    caps = _caps(playbook)
     half_life_days = playbook.scoring.decay.half_life_days
     per_rule = {
-        rule: _tally_points(tally, caps.get(rule), at, half_life_days)
-        for rule, tally in behaviour.tallies.items()
+        rule: _tally_points(tally, at, half_life_days) for rule, tally in behaviour.tallies.items()
     }
     return sum(per_rule.values()), [(f"behaviour:{r}", v) for r, v in per_rule.items()]
 
@@ -342,35 +366,36 @@ def _score_before(
     behaviour: Behaviour,
     playbook: Playbook,
     at: datetime,
-    upto: tuple[datetime, str],
+    upto: tuple[int, str],
     with_it: bool,
 ) -> float:
-    """Behaviour at `at` counting only awards up to `upto` in event-time order.
+    """Behaviour at `at` counting only awards up to `upto` (event-time order, microseconds).
 
     The awards after `upto` are all in `recent` (it holds the newest ones), so taking them
     out of the tallies gives what the lead had then.
     """
     caps = _caps(playbook)
     half_life_days = playbook.scoring.decay.half_life_days
-    later = [h for h in behaviour.recent if (h.order > upto if with_it else h.order >= upto)]
+    at_us = to_us(at)
+    later = [
+        r for r in behaviour.recent if ((r[0], r[1]) > upto if with_it else (r[0], r[1]) >= upto)
+    ]
     total = 0.0
     for rule, tally in behaviour.tallies.items():
+        if tally.as_of_us is None:
+            total += tally.settled
+            continue
         cap = caps.get(rule)
-        gone = [h for h in later if h.rule == rule]
-        for hit in gone:
-            if not _capped(hit, cap):
-                at_settled = tally.settled_at or hit.at
-                tally = replace(
-                    tally,
-                    settled=tally.settled
-                    - _decayed(hit.points, hit.at, at_settled, half_life_days),
-                )
-        gone_ids = {(h.order, h.rule) for h in gone}
-        periods = {
-            p: [h for h in hits if (h.order, h.rule) not in gone_ids] for p, hits in tally.periods
-        }
-        tally = _with_periods(tally, periods, cap, tally.settled_through)
-        total += _tally_points(tally, cap, at, half_life_days)
+        gone = [r for r in later if r[2] == rule]
+        settled = tally.settled
+        for at_gone, _, _, points in gone:
+            if cap is None or points <= 0:
+                settled -= points * _factor(at_gone, tally.as_of_us, half_life_days)
+        total += settled * _factor(tally.as_of_us, at_us, half_life_days)
+        gone_ids = {(r[0], r[1]) for r in gone}
+        for _, awards in tally.periods:
+            kept = [a for a in awards if (a[0], a[1]) not in gone_ids]
+            total += _period_value(kept, cap, at_us, half_life_days)
     return total
 
 
@@ -523,8 +548,9 @@ def _requalified_after(state: LeadState, since: datetime, playbook: Playbook) ->
     threshold = playbook.taxonomy.mql_threshold
     fit, _, _ = fit_score(state.email, state.attributes, playbook)
     behaviour = state.behaviour
-    for order in sorted({h.order for h in behaviour.recent if h.at >= since}):
-        at = order[0]
+    since_us = to_us(since)
+    for order in sorted({(r[0], r[1]) for r in behaviour.recent if r[0] >= since_us}):
+        at = from_us(order[0])
         before = round(fit + _score_before(behaviour, playbook, at, order, with_it=False))
         after = round(fit + _score_before(behaviour, playbook, at, order, with_it=True))
         if before < threshold <= after:
@@ -539,22 +565,37 @@ def merge_behaviour(first: Behaviour, second: Behaviour, playbook: Playbook) -> 
     tallies = {}
     for rule in sorted(set(first.tallies) | set(second.tallies)):
         a, b = first.tallies.get(rule, RuleTally()), second.tallies.get(rule, RuleTally())
-        tally = RuleTally()
-        for part in (a, b):
-            if part.settled_at is not None:
-                tally = _settle(tally, part.settled, part.settled_at, half_life_days)
-            else:  # no decay: a plain sum
-                tally = replace(tally, settled=tally.settled + part.settled)
+        times = [t for t in (a.as_of_us, b.as_of_us) if t is not None]
+        as_of = max(times) if times else None
+        if as_of is not None:
+            a, b = _rebased(a, as_of, half_life_days), _rebased(b, as_of, half_life_days)
         throughs = [t for t in (a.settled_through, b.settled_through) if t is not None]
-        periods: dict[int, list[Hit]] = {}
+        through = max(throughs) if throughs else None
+        cap = caps.get(rule)
+        periods: dict[int, set[Award]] = {}
         for part in (a, b):
-            for period, hits in part.periods:
-                periods.setdefault(period, []).extend(hits)
-        tallies[rule] = _with_periods(
-            tally, periods, caps.get(rule), max(throughs) if throughs else None
+            for period, awards in part.periods:
+                if through is None or period > through:
+                    periods.setdefault(period, set()).update(awards)
+        kept = tuple(
+            (
+                p,
+                tuple(
+                    x
+                    for x, _ in (
+                        _awards(sorted(aw), cap.points) if cap else [(y, 0) for y in sorted(aw)]
+                    )
+                ),
+            )
+            for p, aw in sorted(periods.items())
         )
-    unique = {(h.order, h.rule): h for h in (*first.recent, *second.recent)}
-    recent = tuple(sorted(unique.values(), key=lambda h: (h.order, h.rule))[-RECENT_HITS:])
+        open_points = (
+            sum(_period_value(aw, cap, as_of, half_life_days) for _, aw in kept)
+            if as_of is not None
+            else 0.0
+        )
+        tallies[rule] = RuleTally(a.settled + b.settled, open_points, as_of, kept, through)
+    recent = tuple(sorted(set(first.recent) | set(second.recent))[-RECENT_HITS:])
     return Behaviour(tallies, recent, first.origins | second.origins)
 
 
