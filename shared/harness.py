@@ -66,15 +66,25 @@ class Service:
 
     async def start(self, timeout_s: float = 90) -> "Service":
         """Start the process and wait until it is ready."""
+        self.spawn()
+        await self.wait_ready(timeout_s)
+        return self
+
+    def spawn(self) -> int:
+        """Start the process without waiting; returns its pid."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", self.name, "--port", str(self.port)],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        return self.process.pid
+
+    async def wait_ready(self, timeout_s: float = 90) -> None:
+        """Wait until /readyz answers 200."""
         await eventually(self._ready, timeout_s, f"{self.name} ready (log: {self.log_path})")
-        return self
 
     async def _ready(self) -> bool:
         if self.process and self.process.poll() is not None:

@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from shared.events import LEAD_ACTIVITY, CloudEvent
+from shared.harness import eventually  # noqa: F401 - the tests import it from here
 from shared.kafka import ensure_topics, make_producer
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
