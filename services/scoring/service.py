@@ -108,6 +108,7 @@ class ScoringHandler:
         bindings = await repository.resolve_aliases(
             session, (a for _, names, _ in work for a in names)
         )
+        stored = dict(bindings)
         states = await repository.lock_leads(session, set(bindings.values()))
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
@@ -147,7 +148,11 @@ class ScoringHandler:
                 bindings[name] = state.lead_key
             states[state.lead_key] = changed[state.lead_key] = state
             lifecycle += self._lifecycle(state, transitions, cause=event.id)
-        await repository.bind_aliases(session, {a: k for a, k in bindings.items() if k in changed})
+        # Only aliases that are new or now point elsewhere (a merge): the rest are stored already.
+        await repository.bind_aliases(
+            session,
+            {a: k for a, k in bindings.items() if k in changed and stored.get(a) != k},
+        )
         await repository.delete_leads(session, absorbed - set(changed))
         await repository.save_leads(session, changed.values())
         await timers.cancel(session, RETIER, *(absorbed - set(changed)))
