@@ -44,7 +44,7 @@ def write(runs: dict[str, list[Result]], machine: dict[str, str], out: Path, com
     for scenario, results in runs.items():
         for index, figure in enumerate(results[0].figures):
             values = [r.figures[index].value for r in results]
-            baselines = [r.figures[index].baseline for r in results if r.figures[index].baseline]
+            baselines = [b for r in results if (b := r.figures[index].baseline) is not None]
             value = statistics.median(values)
             baseline = statistics.median(baselines) if baselines else None
             ratio = value / baseline if baseline else None
