@@ -61,7 +61,7 @@ def decode_behaviour(doc: dict[str, Any]) -> Behaviour:
             settled,
             open_points,
             as_of_us,
-            tuple((period, tuple(map(tuple, awards))) for period, awards in periods),
+            tuple((period, awards) for period, awards in periods),
             through,
         )
         for rule, (settled, open_points, as_of_us, through, periods) in doc.get(

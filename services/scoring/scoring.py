@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared import jsoncodec
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
 from shared.playbook.scoring_rules import Cap
@@ -95,7 +96,9 @@ class RuleTally:
     settled: float = 0.0
     open: float = 0.0
     as_of_us: int | None = None
-    periods: tuple[tuple[int, tuple[Award, ...]], ...] = ()
+    # (period, its awards packed as JSON text): only the period an activity lands in is
+    # unpacked, so a long history of open periods costs no parsing per event.
+    periods: tuple[tuple[int, str], ...] = ()
     settled_through: int | None = None  # cap periods up to this one are folded into `settled`
 
 
@@ -240,6 +243,16 @@ def _factor(since_us: int, at_us: int, half_life_days: float | None) -> float:
     return 0.5 ** ((at_us - since_us) / DAY_US / half_life_days)
 
 
+def pack(awards: Iterable[Award]) -> str:
+    """A cap period's awards as compact JSON text."""
+    return jsoncodec.dumps(list(awards))
+
+
+def unpack(packed: str) -> tuple[Award, ...]:
+    """A cap period's awards from their JSON text, in event-time order."""
+    return tuple((at_us, event_id, points) for at_us, event_id, points in jsoncodec.loads(packed))
+
+
 def _awards(awards: Iterable[Award], cap_points: int) -> list[tuple[Award, int]]:
     """What each award of one cap period earns, in event-time order; those earning 0 left out."""
     used, earned = 0, []
@@ -288,11 +301,11 @@ def _add_hit(
     tally = _rebased(tally, at_us, half_life_days)
     assert tally.as_of_us is not None
     periods = dict(tally.periods)
-    before = periods.get(period, ())
+    before = unpack(periods.get(period, "[]"))
     after = tuple(
         a for a, _ in _awards(sorted((*before, (at_us, hit.event_id, hit.points))), cap.points)
     )
-    periods[period] = after
+    periods[period] = pack(after)
     change = _period_value(after, cap, tally.as_of_us, half_life_days) - _period_value(
         before, cap, tally.as_of_us, half_life_days
     )
@@ -307,11 +320,11 @@ def _fold_closed_periods(
         return tally
     period_us = cap.period_days * DAY_US
     clock_us = to_us(clock)
-    for period, awards in tally.periods:
+    for period, packed in tally.periods:
         end_us = int((period + 1) * period_us)
         if cap.points * _factor(end_us, clock_us, half_life_days) >= SETTLED_BELOW_POINTS:
             break  # periods are in order: the later ones are worth more
-        value = _period_value(awards, cap, tally.as_of_us, half_life_days)
+        value = _period_value(unpack(packed), cap, tally.as_of_us, half_life_days)
         tally = replace(
             tally,
             settled=tally.settled + value,
@@ -393,8 +406,8 @@ def _score_before(
                 settled -= points * _factor(at_gone, tally.as_of_us, half_life_days)
         total += settled * _factor(tally.as_of_us, at_us, half_life_days)
         gone_ids = {(r[0], r[1]) for r in gone}
-        for _, awards in tally.periods:
-            kept = [a for a in awards if (a[0], a[1]) not in gone_ids]
+        for _, packed in tally.periods:
+            kept = [a for a in unpack(packed) if (a[0], a[1]) not in gone_ids]
             total += _period_value(kept, cap, at_us, half_life_days)
     return total
 
@@ -574,27 +587,23 @@ def merge_behaviour(first: Behaviour, second: Behaviour, playbook: Playbook) -> 
         cap = caps.get(rule)
         periods: dict[int, set[Award]] = {}
         for part in (a, b):
-            for period, awards in part.periods:
+            for period, packed in part.periods:
                 if through is None or period > through:
-                    periods.setdefault(period, set()).update(awards)
-        kept = tuple(
-            (
-                p,
-                tuple(
-                    x
-                    for x, _ in (
-                        _awards(sorted(aw), cap.points) if cap else [(y, 0) for y in sorted(aw)]
-                    )
-                ),
-            )
-            for p, aw in sorted(periods.items())
-        )
+                    periods.setdefault(period, set()).update(unpack(packed))
+        kept = []
+        for p, aw in sorted(periods.items()):
+            in_order = sorted(aw)
+            earned = _awards(in_order, cap.points) if cap else [(y, y[2]) for y in in_order]
+            kept.append((p, [x for x, _ in earned]))
         open_points = (
             sum(_period_value(aw, cap, as_of, half_life_days) for _, aw in kept)
             if as_of is not None
             else 0.0
         )
-        tallies[rule] = RuleTally(a.settled + b.settled, open_points, as_of, kept, through)
+        packed_periods = tuple((p, pack(aw)) for p, aw in kept)
+        tallies[rule] = RuleTally(
+            a.settled + b.settled, open_points, as_of, packed_periods, through
+        )
     recent = tuple(sorted(set(first.recent) | set(second.recent))[-RECENT_HITS:])
     return Behaviour(tallies, recent, first.origins | second.origins)
 

@@ -24,6 +24,7 @@ from services.scoring.scoring import (
     merge,
     next_score_change,
     retier,
+    unpack,
 )
 from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
@@ -368,7 +369,7 @@ def test_a_long_history_keeps_the_lead_record_bounded_and_the_score_exact():
     state, _ = fold(items)
     behaviour = state.behaviour
     assert len(behaviour.recent) == RECENT_HITS
-    open_awards = sum(len(h) for t in behaviour.tallies.values() for _, h in t.periods)
+    open_awards = sum(len(unpack(h)) for t in behaviour.tallies.values() for _, h in t.periods)
     # Only cap periods whose cap is still worth SETTLED_BELOW_POINTS stay open, each holding
     # at most the awards that fill its cap: a bound set by the playbook, not by the history.
     half_life = PLAYBOOK.scoring.decay.half_life_days
