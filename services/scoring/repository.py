@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Float, Integer, Table, Text, delete, func, select
+from sqlalchemy import Column, DateTime, Float, Index, Integer, Table, Text, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,7 @@ leads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+Index("leads_email", leads.c.email)
 
 lead_aliases = Table(
     "lead_aliases",
@@ -40,6 +41,7 @@ lead_aliases = Table(
     Column("alias", Text, primary_key=True),
     Column("lead_key", Text, nullable=False),
 )
+Index("lead_aliases_lead_key", lead_aliases.c.lead_key)
 
 
 def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
