@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PYTHON_FOR_INFRA := $(abspath $(BIN)/python)
 
-.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean bench
+.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-setup
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,5 +50,15 @@ lint: venv ## ruff on everything, mypy on shared/ and the pure cores
 clean: ## remove the virtual environment (keeps .local data)
 	rm -rf $(VENV)
 
-bench: infra-up ## throughput benchmarks with same-run baselines (ingest batching, scoring batch size)
+# The benchmark runs on the Kafka and PostgreSQL named by LEADROUTER_KAFKA_PORT and
+# LEADROUTER_POSTGRES_PORT (and _STATE), default the usual 9092 and 5432, in its own databases.
+bench-setup: venv
+	$(BIN)/pip install --quiet --progress-bar off -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { echo "[bench] installing wrk: apt-get install -y wrk"; apt-get install -y wrk; }
+	PYTHON=$(PYTHON_FOR_INFRA) deploy/infra/infra.sh up
+
+bench: bench-setup ## every scenario 3 times with same-run baselines; report in .local/bench-report/
 	$(BIN)/python -m bench
+
+bench-quick: bench-setup ## the same, shorter and once (a few minutes)
+	$(BIN)/python -m bench --quick

@@ -20,10 +20,10 @@ from pathlib import Path
 import asyncpg
 from playwright.async_api import async_playwright
 
-from bench.__main__ import drop_databases, fresh_settings, progress
+from bench.env import drop_databases, fresh_settings, progress
 from shared.events import CloudEvent, LifecycleData
+from shared.harness import Service
 from shared.kafka import LEAD_LIFECYCLE, ensure_topics, make_producer
-from tests.e2e.conftest import Service
 from tests.e2e.test_board import CHROMIUM, CHROMIUM_ARGS
 
 WATCH_ROWS = """

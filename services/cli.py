@@ -48,6 +48,9 @@ def _serve(service: str, port: int | None) -> int:
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=port or getattr(settings, port_field),
+        # uvloop and httptools: about 1.5-2x the requests per second of asyncio and h11.
+        loop="uvloop",
+        http="httptools",
         log_config=None,  # keep the JSON logging configured in main()
         access_log=False,  # request lines would carry emails from query strings
         timeout_graceful_shutdown=settings.shutdown_timeout_s,

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -46,6 +47,8 @@ class Delivered:
     topic: str
     partition: int
     offset: int
+    # The record's Kafka timestamp: when the producer (ingest) sent it; the same in a replay.
+    received_at: datetime | None = None
 
 
 BatchHandler = Callable[[AsyncSession, Sequence[Delivered]], Awaitable[None]]
@@ -160,6 +163,33 @@ class TransactionalConsumer:
         log.info("%s assigned %s, stored offsets %s", self.name, sorted(partitions), stored)
         self.joined = True
 
+    async def catch_up(
+        self, progress: Callable[[int, int], None] = lambda done, total: None
+    ) -> int:
+        """Process every assigned partition up to the end it had when called; returns its size.
+
+        For a standalone consumer (a replay): `progress(done, total)` is called about once a
+        second with the records processed so far.
+        """
+        partitions = sorted(self.consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        ends: dict[TopicPartition, int] = await self.consumer.end_offsets(partitions)
+        total = sum(ends.values())
+        last_report = 0.0
+        while True:
+            positions = {tp: await self.consumer.position(tp) for tp in partitions}
+            done = sum(min(positions[tp], ends[tp]) for tp in partitions)
+            finished = all(positions[tp] >= ends[tp] for tp in partitions)
+            if finished or time.monotonic() - last_report > 1:
+                progress(done, total)
+                last_report = time.monotonic()
+            if finished:
+                return total
+            batches = await self.consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._batch_max
+            )
+            for tp, records in batches.items():
+                await self.process(tp, records)
+
     def request_stop(self) -> None:
         """Finish the batch in hand, then return from run()."""
         self._stopping.set()
@@ -257,7 +287,12 @@ class TransactionalConsumer:
             except ValueError as exc:
                 undecodable.append((record, f"undecodable: {exc.__class__.__name__}: {exc}"[:500]))
                 continue
-            decoded.append(Delivered(event, record.topic, record.partition, record.offset))
+            sent = (
+                datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                if record.timestamp is not None and record.timestamp >= 0
+                else None
+            )
+            decoded.append(Delivered(event, record.topic, record.partition, record.offset, sent))
 
         async with self._sessions() as session, session.begin():
             fresh = await self._claim_new_ids(session, decoded)

@@ -29,6 +29,8 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=2,
+        # A request of 100 events is ~50 KB: one batch per partition instead of four.
+        max_batch_size=131072,
         request_timeout_ms=int(settings.kafka_publish_timeout_s * 1000),
         client_id="leadrouter",
     )

@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.asyncapi import default_document
 from shared.events import LEAD_ACTIVITY, CloudEvent
+from shared.harness import eventually  # noqa: F401 - the tests import it from here
 from shared.kafka import ensure_topics, make_producer
 from tests.contract import contract_errors
 
@@ -48,20 +49,6 @@ async def publish(settings: Any, topic: str, events: list[CloudEvent]) -> None:
             )
     finally:
         await producer.stop()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout_s: float = 60, what: str = ""
-) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after the timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or check}")
-        await asyncio.sleep(0.2)
 
 
 async def read_topic(

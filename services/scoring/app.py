@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.scoring import endpoints
-from services.scoring.service import RETIER, ScoringHandler
+from services.scoring.service import RELAY, RETIER, ScoringHandler
 from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import Playbook, load_playbook
@@ -14,9 +14,11 @@ from shared.runtime import Runtime
 from shared.settings import Settings, get_settings
 
 
-def scoring_handler(settings: Settings, playbook: Playbook) -> ScoringHandler:
-    """The handler live processing and `leadrouter scoring replay` share."""
-    return ScoringHandler(playbook, settings.topic(LEAD_EVENTS), settings.topic(LEAD_LIFECYCLE))
+def scoring_handler(settings: Settings, playbook: Playbook, relay: str = RELAY) -> ScoringHandler:
+    """The handler live processing and `leadrouter scoring replay` (own relay) share."""
+    return ScoringHandler(
+        playbook, settings.topic(LEAD_EVENTS), settings.topic(LEAD_LIFECYCLE), relay
+    )
 
 
 def build_app(settings: Settings | None = None, playbook: Playbook | None = None) -> FastAPI:

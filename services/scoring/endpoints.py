@@ -1,19 +1,22 @@
 """Scoring's HTTP API: read a lead's score, explanation and stage."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
 from services.scoring import repository
 from services.scoring.schemas import ActivityOut, Contribution, LeadOut
-from services.scoring.scoring import LeadState, evaluate
+from services.scoring.scoring import LeadState, evaluate, from_us
 from shared.errors import Invalid, NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 
-NOT_FOUND = {404: {"description": "No lead has this key, alias or email"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No lead has this key, alias or email"}
+}
 
 
 @router.get(
@@ -75,8 +78,8 @@ def lead_out(
         events_count=state.events_count,
         explanation=[Contribution(rule=r, points=p) for r, p in current.contributions],
         activities=[
-            ActivityOut(rule=h.rule, points=h.points, at=h.at)
-            for h in sorted(state.hits, key=lambda h: h.at)
+            ActivityOut(rule=rule, points=points, at=from_us(at_us))
+            for at_us, _, rule, points in state.behaviour.recent
         ],
         scored_at=at,
         last_activity_at=state.last_activity_at,

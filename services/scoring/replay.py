@@ -9,26 +9,22 @@ Stop the scoring service first: the replay writes the offsets it will resume fro
 
 import asyncio
 import sys
-import time
+from typing import TextIO
 
-from aiokafka import TopicPartition
-from sqlalchemy import delete, func, select
-
+from services.scoring import repository
 from services.scoring.app import scoring_handler
-from services.scoring.repository import lead_aliases, leads
 from services.scoring.service import RELAY, RETIER
 from shared.consumer import TransactionalConsumer
-from shared.db import consumer_offsets, make_engine, make_sessionmaker, outbox, processed_events
+from shared.db import make_engine, make_sessionmaker
 from shared.kafka import HANDOFFS, LEAD_EVENTS, ensure_topics
 from shared.migrate import upgrade_async
 from shared.playbook import load_playbook
 from shared.settings import Settings
-from shared.timers import timers
 
 REPLAY_RELAY = "scoring-replay"  # outbox rows nobody publishes, dropped at the end
 
 
-async def replay(settings: Settings, publish: bool = False, out=sys.stderr) -> int:
+async def replay(settings: Settings, publish: bool = False, out: TextIO = sys.stderr) -> int:
     """Rebuild the projection; returns how many records were replayed."""
     playbook = load_playbook(settings.playbook)
     await upgrade_async(settings.database_url)
@@ -38,17 +34,8 @@ async def replay(settings: Settings, publish: bool = False, out=sys.stderr) -> i
     group = settings.consumer_group("scoring")
     relay = RELAY if publish else REPLAY_RELAY
     async with sessions() as session, session.begin():
-        for statement in (
-            delete(leads),
-            delete(lead_aliases),
-            delete(processed_events).where(processed_events.c.consumer_group == group),
-            delete(consumer_offsets).where(consumer_offsets.c.consumer_group == group),
-            delete(timers).where(timers.c.kind == RETIER),
-            delete(outbox).where(outbox.c.relay.in_([RELAY, REPLAY_RELAY])),
-        ):
-            await session.execute(statement)
-    handler = scoring_handler(settings, playbook)
-    handler.relay = relay
+        await repository.reset_projection(session, group, RETIER, [RELAY, REPLAY_RELAY])
+    handler = scoring_handler(settings, playbook, relay=relay)
     consumer = TransactionalConsumer(
         name="scoring-replay",
         group_id=group,
@@ -61,35 +48,23 @@ async def replay(settings: Settings, publish: bool = False, out=sys.stderr) -> i
         max_retries=settings.consumer_max_retries,
         standalone=True,
     )
+
+    def progress(done: int, total: int) -> None:
+        print(
+            f"[replay] {done}/{total} records ({100 * done / max(total, 1):.0f}%)",
+            file=out,
+            flush=True,
+        )
+
     await consumer.start()
     try:
-        partitions = sorted(consumer.assignment, key=lambda tp: (tp.topic, tp.partition))
-        ends: dict[TopicPartition, int] = await consumer.consumer.end_offsets(partitions)
-        total = sum(ends.values())
-        done, last_report = 0, 0.0
-        while True:
-            positions = {tp: await consumer.consumer.position(tp) for tp in partitions}
-            done = sum(min(positions[tp], ends[tp]) for tp in partitions)
-            if time.monotonic() - last_report > 1 or done >= total:
-                print(
-                    f"[replay] {done}/{total} records ({100 * done / max(total, 1):.0f}%)",
-                    file=out,
-                    flush=True,
-                )
-                last_report = time.monotonic()
-            if all(positions[tp] >= ends[tp] for tp in partitions):
-                break
-            batches = await consumer.consumer.getmany(
-                timeout_ms=500, max_records=settings.consumer_batch_max
-            )
-            for tp, records in batches.items():
-                await consumer.process(tp, records)
+        total = await consumer.catch_up(progress)
     finally:
         await consumer.stop()
     async with sessions() as session, session.begin():
         if not publish:
-            await session.execute(delete(outbox).where(outbox.c.relay == REPLAY_RELAY))
-        count = await session.scalar(select(func.count()).select_from(leads))
+            await repository.drop_outbox(session, REPLAY_RELAY)
+        count = await repository.count_leads(session)
     await engine.dispose()
     print(f"[replay] done: {total} records, {count} leads", file=out, flush=True)
     return total

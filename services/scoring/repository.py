@@ -1,7 +1,6 @@
 """SQL for the leads projection and the identity aliases that point at leads."""
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Float, Index, Integer, Table, Text, delete, func, select
@@ -9,8 +8,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.scoring import Hit, LeadState, Score
-from shared.db import metadata
+from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score
+from shared.db import consumer_offsets, metadata, outbox, processed_events
+from shared.timers import timers
 
 leads = Table(
     "leads",
@@ -25,7 +25,8 @@ leads = Table(
     Column("stage", Text, nullable=False),
     Column("events_count", Integer, nullable=False),
     Column("explanation", JSONB, nullable=False),
-    Column("hits", JSONB, nullable=False),
+    # The compact per-rule tallies (services/scoring/scoring.py Behaviour): bounded in size.
+    Column("behaviour", JSONB, nullable=False),
     Column("last_activity_at", DateTime(timezone=True)),
     Column("evaluated_at", DateTime(timezone=True)),
     Column("recycled_at", DateTime(timezone=True)),
@@ -43,15 +44,42 @@ lead_aliases = Table(
 Index("lead_aliases_lead_key", lead_aliases.c.lead_key)
 
 
+def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
+    """The JSON form of a lead's behaviour record (awards are already JSON-shaped tuples)."""
+    return {
+        "tallies": {
+            rule: [t.settled, t.open, t.as_of_us, t.settled_through, t.periods]
+            for rule, t in behaviour.tallies.items()
+        },
+        "recent": behaviour.recent,
+        "origins": sorted(behaviour.origins),
+    }
+
+
+def decode_behaviour(doc: dict[str, Any]) -> Behaviour:
+    """A behaviour record from its JSON form."""
+    tallies = {
+        rule: RuleTally(
+            settled,
+            open_points,
+            as_of_us,
+            tuple((period, awards) for period, awards in periods),
+            through,
+        )
+        for rule, (settled, open_points, as_of_us, through, periods) in doc.get(
+            "tallies", {}
+        ).items()
+    }
+    recent = tuple(map(tuple, doc.get("recent", ())))
+    return Behaviour(tallies, recent, frozenset(doc.get("origins", ())))  # type: ignore[arg-type]
+
+
 def _state(row: Any) -> LeadState:
     return LeadState(
         lead_key=row.lead_key,
         email=row.email,
         attributes=row.attributes,
-        hits=tuple(
-            Hit(h["rule"], h["points"], datetime.fromisoformat(h["at"]), h["event_id"])
-            for h in row.hits
-        ),
+        behaviour=decode_behaviour(row.behaviour),
         stage=row.stage,
         tier=row.tier,
         events_count=row.events_count,
@@ -79,10 +107,7 @@ def _row(s: LeadState) -> dict[str, Any]:
         "stage": s.stage,
         "events_count": s.events_count,
         "explanation": s.explanation(),
-        "hits": [
-            {"rule": h.rule, "points": h.points, "at": h.at.isoformat(), "event_id": h.event_id}
-            for h in s.hits
-        ],
+        "behaviour": encode_behaviour(s.behaviour),
         "last_activity_at": s.last_activity_at,
         "evaluated_at": s.evaluated_at,
         "recycled_at": s.recycled_at,
@@ -171,3 +196,28 @@ async def all_leads(session: AsyncSession) -> list[LeadState]:
     """Every lead (for replay checks and small exports)."""
     rows = await session.execute(select(leads).order_by(leads.c.lead_key))
     return [_state(r) for r in rows]
+
+
+async def count_leads(session: AsyncSession) -> int:
+    """How many leads the projection holds."""
+    return int(await session.scalar(select(func.count()).select_from(leads)) or 0)
+
+
+async def reset_projection(
+    session: AsyncSession, group: str, timer_kind: str, relays: Iterable[str]
+) -> None:
+    """Empty scoring's state for a replay: leads, aliases, processed ids, offsets, timers."""
+    for statement in (
+        delete(leads),
+        delete(lead_aliases),
+        delete(processed_events).where(processed_events.c.consumer_group == group),
+        delete(consumer_offsets).where(consumer_offsets.c.consumer_group == group),
+        delete(timers).where(timers.c.kind == timer_kind),
+        delete(outbox).where(outbox.c.relay.in_(sorted(relays))),
+    ):
+        await session.execute(statement)
+
+
+async def drop_outbox(session: AsyncSession, relay: str) -> None:
+    """Drop a relay's unpublished rows (a replay's re-derived lifecycle events)."""
+    await session.execute(delete(outbox).where(outbox.c.relay == relay))

@@ -41,7 +41,8 @@ class LeadOut(BaseModel):
     events_count: int
     explanation: list[Contribution]
     activities: list[ActivityOut] = Field(
-        default_factory=list, description="Scored activities, oldest first (the score's evidence)"
+        default_factory=list,
+        description="The newest scored activities (up to 48), oldest first (the score's evidence)",
     )
     scored_at: datetime
     last_activity_at: datetime | None

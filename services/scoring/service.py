@@ -79,23 +79,29 @@ def survivor_of(keys: set[str]) -> str:
 class ScoringHandler:
     """Applies a batch of events to the leads projection in the caller's transaction."""
 
-    def __init__(self, playbook: Playbook, lead_events_topic: str, lifecycle_topic: str) -> None:
+    def __init__(
+        self,
+        playbook: Playbook,
+        lead_events_topic: str,
+        lifecycle_topic: str,
+        relay: str = RELAY,
+    ) -> None:
         self.playbook = playbook
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
         self.known_activities = {r.activity for r in playbook.scoring.behaviour}
-        self.relay = RELAY  # replay points this at an outbox nobody publishes
+        self.relay = relay  # a replay names an outbox nobody publishes
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
-        work: list[tuple[CloudEvent, list[str], LeadActivityData | HandoffData]] = []
+        work: list[tuple[Delivered, list[str], LeadActivityData | HandoffData]] = []
         for delivered in batch:
             event = delivered.event
             if event.type == LEAD_ACTIVITY:
-                data = LeadActivityData.model_validate(event.data)
-                work.append((event, identity_aliases(event.subject, data), data))
+                activity = LeadActivityData.model_validate(event.data)
+                work.append((delivered, identity_aliases(event.subject, activity), activity))
             elif event.type in SALES_OUTCOMES:
                 handoff = HandoffData.model_validate(event.data)
-                work.append((event, [handoff.lead_key], handoff))
+                work.append((delivered, [handoff.lead_key], handoff))
             elif not event.type.startswith(HANDOFF_PREFIX):
                 raise UnprocessableEvent(f"scoring does not handle events of type {event.type!r}")
         if not work:
@@ -103,11 +109,13 @@ class ScoringHandler:
         bindings = await repository.resolve_aliases(
             session, (a for _, names, _ in work for a in names)
         )
+        stored = dict(bindings)
         states = await repository.lock_leads(session, set(bindings.values()))
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
         absorbed: set[str] = set()
-        for event, names, data in work:
+        for delivered, names, data in work:
+            event = delivered.event
             keys = {bindings[a] for a in names if a in bindings}
             if isinstance(data, HandoffData):
                 # Unknown when a replay reads the handoffs topic ahead of the lead's activities:
@@ -125,20 +133,27 @@ class ScoringHandler:
                 state = await self._resolve(session, keys, names, states, bindings, absorbed)
                 for gone in absorbed:
                     changed.pop(gone, None)
-                hits_before = len(state.hits)
-                state, transitions = apply_activity(state, data, event.id, self.playbook)
+                state, transitions = apply_activity(
+                    state, data, event.id, self.playbook, delivered.received_at
+                )
                 kind = data.activity.type
+                earns = any(
+                    rule.matches(kind, data.activity.properties)
+                    for rule in self.playbook.scoring.behaviour
+                )
                 ACTIVITIES.labels(
                     kind if kind in self.known_activities else "other",
-                    "merged"
-                    if len(keys) > 1
-                    else ("scored" if len(state.hits) > hits_before else "no_points"),
+                    "merged" if len(keys) > 1 else ("scored" if earns else "no_points"),
                 ).inc()
             for name in names:
                 bindings[name] = state.lead_key
             states[state.lead_key] = changed[state.lead_key] = state
             lifecycle += self._lifecycle(state, transitions, cause=event.id)
-        await repository.bind_aliases(session, {a: k for a, k in bindings.items() if k in changed})
+        # Only aliases that are new or now point elsewhere (a merge): the rest are stored already.
+        await repository.bind_aliases(
+            session,
+            {a: k for a, k in bindings.items() if k in changed and stored.get(a) != k},
+        )
         await repository.delete_leads(session, absorbed - set(changed))
         await repository.save_leads(session, changed.values())
         await timers.cancel(session, RETIER, *(absorbed - set(changed)))

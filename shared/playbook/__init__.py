@@ -8,7 +8,7 @@ from pydantic import ValidationError, model_validator
 
 from shared.playbook.base import Section
 from shared.playbook.handoff import Rep, Routing, Sla, Team
-from shared.playbook.scoring import BehaviourRule, Scoring
+from shared.playbook.scoring_rules import BehaviourRule, Scoring
 from shared.playbook.taxonomy import Taxonomy, Tier
 from shared.playbook.webhooks import WebhookSubscription
 

@@ -267,7 +267,8 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
                 lead.recycled_at,
                 lead.email,
                 lead.attributes,
-                sorted(lead.hits, key=lambda h: (h.at, h.event_id, h.rule)),
+                lead.behaviour.recent,
+                sorted(lead.behaviour.tallies),
                 evaluate(lead, playbook, at),
             )
             for lead in leads

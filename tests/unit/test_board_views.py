@@ -23,7 +23,7 @@ from services.handoff.routing import RepLoad
 from shared.errors import Forbidden, Invalid, Unauthorized
 from shared.playbook import load_playbook
 from shared.playbook.handoff import WorkingHours
-from shared.playbook.scoring import Condition
+from shared.playbook.scoring_rules import Condition
 from shared.settings import REPO_ROOT
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ from services.handoff.routing import RepLoad, in_working_hours
 from shared.errors import Invalid
 from shared.playbook import Playbook
 from shared.playbook.handoff import WorkingHours
-from shared.playbook.scoring import Condition
+from shared.playbook.scoring_rules import Condition
 
 WAITING = frozenset(s.value for s in WAITING_STATUSES)
 

@@ -1,4 +1,7 @@
-"""Scoring rules both teams agree on: fit on attributes, behaviour on activities, decay."""
+"""The playbook's scoring section: fit rules on attributes, behaviour rules on activities, decay.
+
+(The pure scoring core that applies these rules is services/scoring/scoring.py.)
+"""
 
 import re
 from typing import Any

@@ -1,0 +1,219 @@
+"""Scoring throughput per instance, against raw asyncpg batched upserts of the same rows; then
+`leadrouter scoring replay` over the same topic.
+
+The topic is filled first (a realistic mix: a third of the events from new leads, the rest
+from returning ones), then one scoring process consumes it with batches of up to 500.
+The baseline writes, with plain asyncpg in batches of 500 per transaction, the rows scoring
+wrote for the same events: each event's lead row (upsert) and its processed id.
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from bench.env import LOG_DIR, ProcessSample, fresh_settings, plain_dsn, progress
+from bench.result import Figure, Result
+from shared.events import LEAD_ACTIVITY, CloudEvent
+from shared.harness import Service
+from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
+from shared.settings import Settings
+
+KINDS = ("page_view", "email_open", "pricing_page_view", "email_click", "webinar_attended")
+
+
+def lead_events(count: int, seed: str) -> list[CloudEvent]:
+    """`count` activities: every third from a new lead, the others from earlier leads."""
+    events, leads = [], 0
+    now = datetime.now(UTC)
+    for i in range(count):
+        if i % 3 == 0 or leads == 0:
+            leads += 1
+            lead = leads
+        else:
+            lead = 1 + (i * 7919) % leads
+        email = f"lead{lead}-{seed}@bench.example"
+        # The last hour, as live traffic: decay timers are not due during the run.
+        occurred = (now - timedelta(seconds=3600 * (count - i) // count)).isoformat()
+        events.append(
+            CloudEvent(
+                id=str(uuid.uuid4()),
+                source="bench",
+                type=LEAD_ACTIVITY,
+                time=occurred,  # type: ignore[arg-type]
+                subject=f"email:{email}",
+                data={
+                    "identity": {"email": email, "external_ids": {}},
+                    "attributes": {"company": f"Company {lead % 500}", "company_size": lead % 900},
+                    "activity": {
+                        "type": KINDS[i % len(KINDS)],
+                        "occurred_at": occurred,
+                        "properties": {"path": "/pricing" if i % 4 == 0 else "/blog"},
+                    },
+                },
+            )
+        )
+    return events
+
+
+async def fill_topic(settings: Settings, events: list[CloudEvent]) -> None:
+    """Publish the events to the lead-events topic, keyed by lead."""
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        topic = settings.topic(LEAD_EVENTS)
+        pending = []
+        for event in events:
+            pending.append(await producer.send(topic, event.to_bytes(), key=event.subject.encode()))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def _offsets_done(conn: asyncpg.Connection, topic: str) -> int:
+    return int(
+        await conn.fetchval(
+            "select coalesce(sum(next_offset), 0) from consumer_offsets where topic = $1", topic
+        )
+    )
+
+
+async def measure_service(settings: Settings, count: int) -> tuple[float, dict]:
+    """Events/s one scoring process takes from the filled topic, with its CPU and peak RSS."""
+    service = Service("scoring", settings, LOG_DIR)
+    service.env["LEADROUTER_CONSUMER_BATCH_MAX"] = "500"
+    topic = settings.topic(LEAD_EVENTS)
+    conn = await asyncpg.connect(plain_dsn(settings))
+    try:
+        sample = ProcessSample("scoring", service.spawn())
+        ready = asyncio.create_task(service.wait_ready())
+        sample.begin()
+        started, first = time.perf_counter(), None
+        last_report = started
+        while True:
+            done = await _offsets_done(conn, topic)
+            sample.sample()
+            if done and first is None:
+                first = (time.perf_counter(), done)
+            if done >= count:
+                break
+            if time.perf_counter() - last_report > 2:
+                progress(f"  scoring {done}/{count}")
+                last_report = time.perf_counter()
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - (first[0] if first else started)
+        rate = (count - (first[1] if first else 0)) / max(elapsed, 1e-9)
+        await ready
+        sample.sample()
+        return rate, {
+            "process": "scoring",
+            "cpu_s": sample.cpu_s,
+            "peak_rss_mb": sample.peak_rss_mb,
+        }
+    finally:
+        await conn.close()
+        service.stop()
+
+
+async def measure_raw_upserts(settings: Settings, events: list[CloudEvent]) -> float:
+    """Events/s of plain asyncpg writing, per event, its lead's row and its processed id."""
+    conn = await asyncpg.connect(plain_dsn(settings))
+    try:
+        # JSONB stays text both ways (asyncpg's default): the rows go back exactly as read.
+        rows = {r["lead_key"]: r for r in await conn.fetch("select * from leads")}
+        await conn.execute(
+            "create table raw_leads (like leads including all);"
+            "create table raw_processed (consumer_group text, event_id text, "
+            "primary key (consumer_group, event_id))"
+        )
+        columns = list(next(iter(rows.values())).keys())
+        arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(await _types(conn, columns)))
+        upsert = (
+            f"insert into raw_leads ({', '.join(columns)}) select * from unnest({arrays}) "
+            f"on conflict (lead_key) do update set "
+            + ", ".join(f"{c} = excluded.{c}" for c in columns if c != "lead_key")
+        )
+        started = time.perf_counter()
+        for start in range(0, len(events), 500):
+            batch = events[start : start + 500]
+            touched = {e.subject: rows[e.subject] for e in batch if e.subject in rows}
+            async with conn.transaction():
+                await conn.execute(upsert, *[[r[c] for r in touched.values()] for c in columns])
+                await conn.execute(
+                    "insert into raw_processed select 'bench', unnest($1::text[])",
+                    [e.id for e in batch],
+                )
+        return len(events) / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+async def _types(conn: asyncpg.Connection, columns: list[str]) -> list[str]:
+    types = dict(
+        await conn.fetch(
+            "select column_name, udt_name from information_schema.columns "
+            "where table_name = 'leads'"
+        )
+    )
+    return [types[c].lstrip("_") for c in columns]
+
+
+def measure_replay(settings: Settings) -> float:
+    """Records/s of `leadrouter scoring replay` over the same topic, as a process."""
+    env = {
+        **os.environ,
+        "LEADROUTER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADROUTER_DATABASE_URL": settings.database_url,
+        "LEADROUTER_TOPIC_NAMESPACE": settings.topic_namespace,
+    }
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "scoring", "replay"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    last = [line for line in done.stderr.splitlines() if "[replay] done" in line][-1]
+    total = int(last.split("done: ")[1].split(" records")[0])
+    return total / elapsed
+
+
+async def run(quick: bool) -> Result:
+    count = 6_000 if quick else 30_000
+    result = Result("scoring")
+    settings = await fresh_settings()
+    progress(f"  filling the topic with {count} events")
+    events = lead_events(count, uuid.uuid4().hex[:6])
+    await fill_topic(settings, events)
+    progress("  scoring service")
+    rate, process = await measure_service(settings, count)
+    result.processes.append(process)
+    progress("  raw asyncpg upserts of the same rows")
+    raw = await measure_raw_upserts(settings, events)
+    result.figures.append(
+        Figure(
+            "scoring events/s, one instance, batches of 500",
+            rate,
+            "events/s",
+            baseline=raw,
+            baseline_name="raw asyncpg batched upserts (unnest), same rows",
+            target=("min_ratio", 0.5),
+        )
+    )
+    result.figures.append(
+        Figure("scoring events/s (absolute)", rate, "events/s", target=("min", 20_000))
+    )
+    progress("  replay")
+    replay = measure_replay(settings)
+    result.figures.append(
+        Figure("replay records/s (whole command)", replay, "records/s", target=("min", 50_000))
+    )
+    return result
