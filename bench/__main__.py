@@ -15,7 +15,15 @@ from bench.env import REPORT_DIR, drop_databases, machine, progress
 from bench.report import write
 from bench.result import Result
 
-SCENARIOS = ["history", "scoring", "ingest", "speed_to_lead", "timers"]
+SCENARIOS = [
+    "history",
+    "scoring",
+    "ingest",
+    "transactions",
+    "speed_to_lead",
+    "timers",
+    "backtest",
+]
 
 
 async def main(names: list[str], repeat: int, quick: bool) -> dict[str, list[Result]]:
