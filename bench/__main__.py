@@ -17,11 +17,11 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from harness.processes import Service
 from shared.events import LEAD_ACTIVITY, CloudEvent
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.migrate import upgrade_async
 from shared.settings import Settings
-from tests.e2e.conftest import Service
 
 BASE_URL = os.environ.get(
     "LEADROUTER_BENCH_DATABASE_URL",

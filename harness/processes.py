@@ -1,0 +1,92 @@
+"""Run the real services as separate processes, each with its own port and log file."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from shared.settings import Settings
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Service:
+    """One leadrouter service process (`leadrouter <name> --port N`) configured by `settings`."""
+
+    def __init__(self, name: str, settings: Settings, log_dir: Path, instance: str = "") -> None:
+        self.name = name
+        self.instance = instance or name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{self.instance}.log"
+        self.env = {
+            **os.environ,
+            "LEADROUTER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "LEADROUTER_DATABASE_URL": settings.database_url,
+            "LEADROUTER_TOPIC_NAMESPACE": settings.topic_namespace,
+            "LEADROUTER_CONSUMER_POLL_TIMEOUT_MS": "100",
+            "LEADROUTER_OUTBOX_IDLE_POLL_S": "0.1",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout_s: float = 90) -> "Service":
+        """Start the process and wait until its /readyz answers 200."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
+            [sys.executable, "-m", "services.cli", self.name, "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        await self.wait_ready(timeout_s)
+        return self
+
+    async def wait_ready(self, timeout_s: float = 90) -> None:
+        """Wait until /readyz answers 200; fail with the log's tail if the process exits."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not await self.ready():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"{self.instance} not ready after {timeout_s}s (log: {self.log_path})"
+                )
+            await asyncio.sleep(0.2)
+
+    async def ready(self) -> bool:
+        """Whether /readyz answers 200 now (raises if the process has exited)."""
+        if self.process and self.process.poll() is not None:
+            raise AssertionError(f"{self.instance} exited: {self.log_path.read_text()[-3000:]}")
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{self.url}/readyz", timeout=5)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no flush, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 20 s."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
