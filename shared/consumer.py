@@ -248,6 +248,8 @@ class TransactionalConsumer:
             metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc(
                 len(undecodable)
             )
+        if tp not in self.consumer.assignment():
+            return  # revoked while the batch committed: the new owner seeks to the stored offset
         self.consumer.seek(tp, records[-1].offset + 1)
         # Advisory only: lets Kafka tooling show lag; the truth is in consumer_offsets.
         if self._standalone:
@@ -316,7 +318,8 @@ class TransactionalConsumer:
         async with self._sessions() as session, session.begin():
             await self._write_dead_letter(session, record, reason)
             await self._store_offset(session, tp, record.offset + 1)
-        self.consumer.seek(tp, record.offset + 1)
+        if tp in self.consumer.assignment():
+            self.consumer.seek(tp, record.offset + 1)
         metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc()
         log.error("%s sent %s@%d to the DLQ: %s", self.name, tp, record.offset, reason)
 

@@ -4,6 +4,8 @@ import asyncio
 import json
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, select
 
 from shared import outbox
@@ -151,3 +153,34 @@ async def test_relay_publishes_in_order_and_empties_the_outbox(settings, session
 
 async def _eq(value, expected) -> bool:
     return (await value) == expected
+
+
+async def test_a_batch_whose_partition_was_revoked_meanwhile_is_not_dead_lettered(
+    settings, sessions
+):
+    """A rebalance took the partition while its batch committed: the batch stands, no DLQ.
+
+    (Found by the chaos run: `seek` on a revoked partition raised IllegalStateError, the
+    committed batch was retried as if it had failed, then sent to the DLQ.)
+    """
+    await ensure_topics(settings)
+    event = activity_event("ana@acme.example", "page_view")
+    revoked = TopicPartition(settings.topic(LEAD_EVENTS), 0)
+    record = ConsumerRecord(
+        revoked.topic, 0, 41, 0, 0, b"email:ana@acme.example", event.to_bytes(), None, 0, 0, ()
+    )
+
+    async def handler(session, batch):
+        await outbox.add_event(session, "projection", "none", batch[0].event)
+
+    consumer = make_consumer(settings, sessions, handler)
+    await consumer.start()  # subscribed, but no partition assigned: as after a revocation
+    try:
+        await consumer.process(revoked, [record])
+    finally:
+        await consumer.stop()
+    async with sessions() as s:
+        relays = (await s.scalars(select(outbox_table.c.relay))).all()
+        stored = await s.scalar(select(consumer_offsets.c.next_offset))
+    assert relays == ["projection"]  # processed once, nothing for the DLQ relay
+    assert stored == 42
