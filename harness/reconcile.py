@@ -85,14 +85,18 @@ def reconcile(observed: Observed, expected: Expected, playbook: Playbook) -> Rep
 
 
 def _accepted_on_topic(report: Report, observed: Observed) -> None:
-    records = observed.topics.get("lead-events", [])
+    records = [r for r in observed.topics.get("lead-events", []) if r.event_id is not None]
+    # Ingest derives an event's id from its source's name and the caller's id.
     sources = {
-        json.loads(r.value).get("source", "") for r in records[:50] if r.event_id is not None
+        source.removeprefix(INGEST_SOURCE_PREFIX)
+        for source in (json.loads(r.value).get("source", "") for r in records)
+        if source.startswith(INGEST_SOURCE_PREFIX)
     }
-    source = next((s.removeprefix(INGEST_SOURCE_PREFIX) for s in sources), "")
     on_topic = {r.event_id for r in records}
     missing = [
-        e["id"] for e in observed.accepted if derived_event_id(source, e["id"]) not in on_topic
+        e["id"]
+        for e in observed.accepted
+        if not any(derived_event_id(source, e["id"]) in on_topic for source in sources)
     ]
     report.check(
         "every 202 is on the lead-events topic",
