@@ -164,11 +164,15 @@ class TransactionalConsumer:
                 raise
             except Exception:
                 log.exception("%s: consumer loop failed; resuming from stored offsets", self.name)
-                await asyncio.sleep(1.0)
-                try:
-                    await self.seek_to_stored(list(self.consumer.assignment()))
-                except Exception:
-                    log.exception("%s: could not read stored offsets yet", self.name)
+                # The fetch position is past the batch that failed: never poll on before
+                # rewinding to the stored offsets, or that batch is skipped for good.
+                while not self._stopping.is_set():
+                    await asyncio.sleep(1.0)
+                    try:
+                        await self.seek_to_stored(list(self.consumer.assignment()))
+                        break
+                    except Exception:
+                        log.exception("%s: could not read stored offsets yet", self.name)
 
     async def process(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Process one partition's batch in one transaction; isolate and dead-letter poison."""
@@ -355,5 +359,8 @@ def _is_transient(exc: BaseException) -> bool:
         # Deadlock and serialization failure: another instance held the same rows; just retry.
         code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         if code in {"40P01", "40001"}:
+            return True
+        # Connection failures (08xxx) and a server shutting down or starting up (57P0x).
+        if isinstance(code, str) and code.startswith(("08", "57P0")):
             return True
     return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError)
