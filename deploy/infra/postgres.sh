@@ -36,21 +36,36 @@ bindir() {
 
 # Postgres refuses to run as root: as root, run its tools as the postgres user.
 as_owner() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 app_answers() { psql "$APP_URL" -qtAc 'select 1' >/dev/null 2>&1; }
 
 running_here() { [[ -f "$DATA/postmaster.pid" ]] && as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
+# As root, the server runs as the postgres user, who may not reach a clone under a 0700 home
+# (/root): then the data lives under /var/lib/leadrouter/<clone hash>, linked from .local.
+place_state() {
+  [[ $(id -u) -eq 0 ]] || { mkdir -p "$STATE"; return 0; }
+  if [[ -L "$STATE" ]]; then STATE=$(readlink -f "$STATE")
+  else
+    mkdir -p "$STATE"; chown postgres: "$STATE"
+    if ! runuser -u postgres -- test -x "$STATE"; then
+      local home; home="/var/lib/leadrouter/$(echo -n "$STATE" | sha1sum | cut -c1-12)/postgres"
+      rmdir "$STATE" 2>/dev/null || die "the postgres user cannot reach $STATE, which already holds files.
+  Move them away (or chmod o+x every folder above it) and run again."
+      mkdir -p "$home"; chown postgres: "$home"
+      ln -s "$home" "$STATE"
+      say "the postgres user cannot reach $(dirname "$STATE"); the data lives in $home (linked from $STATE)"
+      STATE=$home
+    fi
+  fi
+  DATA="$STATE/data"; RUN="$STATE/run"
+}
+
 up() {
   BIN=$(bindir)
-  mkdir -p "$STATE"
-  if [[ $(id -u) -eq 0 ]]; then
-    chown postgres: "$STATE"
-    runuser -u postgres -- test -x "$STATE" || die "the postgres user cannot reach $STATE.
-  Every folder above it must be searchable by others (chmod o+x); or clone the project elsewhere."
-  fi
+  place_state
   if running_here; then
     say "already running on 127.0.0.1:$PORT (data: $DATA)"
   elif port_open "$PORT"; then
@@ -101,6 +116,7 @@ SQL
 
 down() {
   BIN=$(bindir)
+  [[ -L "$STATE" ]] && STATE=$(readlink -f "$STATE") && DATA="$STATE/data" && RUN="$STATE/run"
   if running_here; then
     [[ $STOP_MODE =~ ^(smart|fast|immediate)$ ]] || die "LEADROUTER_POSTGRES_STOP_MODE must be smart, fast or immediate"
     as_owner "$BIN/pg_ctl" -D "$DATA" -m "$STOP_MODE" -w stop >/dev/null && say "stopped ($STOP_MODE)"
@@ -111,6 +127,7 @@ down() {
 
 status() {
   BIN=$(bindir)
+  [[ -L "$STATE" ]] && STATE=$(readlink -f "$STATE") && DATA="$STATE/data" && RUN="$STATE/run"
   if running_here; then say "running on 127.0.0.1:$PORT (data: $DATA)"
   elif port_open "$PORT"; then say "something not started by this script listens on 127.0.0.1:$PORT"
   else say "stopped"; fi

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     Table,
     Text,
@@ -45,6 +46,7 @@ leads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+Index("leads_email", leads.c.email)
 
 # Advisory locks on identities use the two-int form, whose key space no bigint lock (outbox
 # relays, migrations) shares; the second int is a stable 32-bit hash of the alias.
@@ -56,6 +58,7 @@ lead_aliases = Table(
     Column("alias", Text, primary_key=True),
     Column("lead_key", Text, nullable=False),
 )
+Index("lead_aliases_lead_key", lead_aliases.c.lead_key)
 
 
 def _state(row: Any) -> LeadState:
