@@ -29,8 +29,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from harness import faults as f
 from harness.infra import OwnInfra
 from harness.processes import Service
-from harness.reconcile import Observed, Record, Report, reconcile
-from harness.stream import StreamShape, expected_outcome, lead_stream
+from harness.reconcile import Observed, Record, Report, in_arrival_order, reconcile
+from harness.stream import StreamShape, expected_outcome, lead_key_of, lead_stream
 from shared.events import LEAD_ACTIVITY, CloudEvent
 from shared.kafka import ALL_TOPICS, LEAD_EVENTS, dlq, ensure_topics, make_producer
 from shared.migrate import upgrade_async
@@ -320,31 +320,39 @@ class ChaosRun:
 
     # -- settling and reading back -----------------------------------------------------------
 
-    async def settle(self, want_leads: int, want_events: int, want_handoffs: int) -> datetime:
-        """Wait until the projection, the handoffs, due timers and the outboxes are done."""
+    async def _until(self, what: str, sql: str, want: tuple[int, ...], *args: Any) -> None:
+        """Poll `sql` until it returns `want`, or say so once the settle deadline passed."""
         conn = await asyncpg.connect(self.infra.admin_dsn.rsplit("/", 1)[0] + f"/{self.database}")
-        deadline = time.monotonic() + self.config.settle_timeout_s
-
-        async def until(what: str, sql: str, want: tuple[int, ...], *args: Any) -> None:
-            last = None
-            while time.monotonic() < deadline:
+        last = None
+        try:
+            while time.monotonic() < self.deadline:
                 last = tuple(await conn.fetchrow(sql, *args))
                 if last == want:
                     return
                 await asyncio.sleep(1)
             say(f"gave up waiting for {what}: {last} != {want}")
+        finally:
+            await conn.close()
+
+    async def settle_projection(self, want_leads: int, want_events: int) -> None:
+        """Wait until every accepted event is counted in the projection."""
+        self.settle_began = time.monotonic()
+        self.deadline = self.settle_began + self.config.settle_timeout_s
+        await self._until(
+            "the projection",
+            "select count(*), coalesce(sum(events_count), 0) from leads",
+            (want_leads, want_events),
+        )
+
+    async def settle(self, want_handoffs: int) -> datetime:
+        """Wait until the handoffs, due SLA timers and the outboxes are done; read the tables."""
+        conn = await asyncpg.connect(self.infra.admin_dsn.rsplit("/", 1)[0] + f"/{self.database}")
 
         try:
-            began = time.monotonic()
-            await until(
-                "the projection",
-                "select count(*), coalesce(sum(events_count), 0) from leads",
-                (want_leads, want_events),
-            )
-            await until("the handoffs", "select count(*) from handoffs", (want_handoffs,))
+            await self._until("the handoffs", "select count(*) from handoffs", (want_handoffs,))
             cutoff: datetime = await conn.fetchval("select now()")
-            await until("due SLA timers", OVERDUE_TIMERS, (0,), cutoff)
-            await until("the outboxes", "select count(*) from outbox", (0,))
+            await self._until("due SLA timers", OVERDUE_TIMERS, (0,), cutoff)
+            await self._until("the outboxes", "select count(*) from outbox", (0,))
             self.overdue = await conn.fetchval(OVERDUE_TIMERS, cutoff)
             self.projection = {
                 r["lead_key"]: (r["events_count"], r["score"], r["stage"])
@@ -354,7 +362,7 @@ class ChaosRun:
                 (r["handoff_id"], r["lead_key"])
                 for r in await conn.fetch("select handoff_id, lead_key from handoffs")
             ]
-            say(f"settled in {time.monotonic() - began:.0f}s")
+            say(f"settled in {time.monotonic() - self.settle_began:.0f}s")
             return cutoff
         finally:
             await conn.close()
@@ -403,8 +411,9 @@ class ChaosRun:
                 base_time=datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1),
             )
             events = lead_stream(shape)
-            # Computed before the services start: the machine is idle now, not later.
-            expected_all = expected_outcome(events, self.playbook)
+            # In sending order, before the services start (the machine is idle now): compared
+            # afterwards with the arrival order's outcome, as a figure.
+            in_sending_order = expected_outcome(events, self.playbook)
             schedule = f.fault_schedule(
                 config.seed, config.events, config.rounds, config.publish_timeout_s + 4
             )
@@ -415,17 +424,12 @@ class ChaosRun:
             await self.start_services()
             await asyncio.gather(self.send(events, schedule), self.inject(schedule))
             accepted = [e for e in events if e["id"] in self.accepted_ids]
-            expected = (
-                expected_all
-                if len(accepted) == len(events)
-                else expected_outcome(accepted, self.playbook)
-            )
             say(f"{len(accepted)} events accepted; waiting for the system to settle")
-            cutoff = await self.settle(
-                len(expected.leads),
-                sum(s.events_count for s in expected.leads.values()),
-                sum(expected.mqls.values()),
-            )
+            await self.settle_projection(len({lead_key_of(e) for e in accepted}), len(accepted))
+            # The pure core over the events in the order each lead's partition holds them.
+            arrived = in_arrival_order(accepted, (await self.read_topics())["lead-events"])
+            expected = expected_outcome(arrived, self.playbook)
+            cutoff = await self.settle(sum(expected.mqls.values()))
             observed = Observed(
                 accepted=accepted,
                 projection=self.projection,
@@ -450,6 +454,13 @@ class ChaosRun:
                 "faults injected": sum(self.faults_done.values()),
                 **{f"  {k}": v for k, v in sorted(self.faults_done.items())},
                 "instances started": sum(self.instance_serial.values()),
+                "leads whose outcome differs in sending order (retries reorder)": sum(
+                    1
+                    for key, state in in_sending_order.leads.items()
+                    if key in expected.leads
+                    and (state.stage, state.score.total)
+                    != (expected.leads[key].stage, expected.leads[key].score.total)
+                ),
                 **report.figures,
                 "minutes": round((time.monotonic() - began) / 60, 1),
             }

@@ -84,14 +84,34 @@ def reconcile(observed: Observed, expected: Expected, playbook: Playbook) -> Rep
     return report
 
 
-def _accepted_on_topic(report: Report, observed: Observed) -> None:
-    records = [r for r in observed.topics.get("lead-events", []) if r.event_id is not None]
-    # Ingest derives an event's id from its source's name and the caller's id.
-    sources = {
+def _ingest_sources(records: list[Record]) -> set[str]:
+    """The source names ingest published under (it derives ids from source and caller id)."""
+    return {
         source.removeprefix(INGEST_SOURCE_PREFIX)
-        for source in (json.loads(r.value).get("source", "") for r in records)
+        for source in (json.loads(r.value).get("source", "") for r in records if r.event_id)
         if source.startswith(INGEST_SOURCE_PREFIX)
     }
+
+
+def in_arrival_order(accepted: list[dict[str, Any]], records: list[Record]) -> list[dict[str, Any]]:
+    """The accepted events in the order the topic holds them (first copy of each), which is
+    the order scoring saw each lead's events; those missing from the topic go last.
+
+    A retried request lands after requests sent later, so this is not the sending order, and
+    a lead's stage can depend on it (an activity judged after a later-dated unsubscribe).
+    """
+    sources = _ingest_sources(records)
+    by_id = {derived_event_id(src, e["id"]): e for e in accepted for src in sources}
+    ordered: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.event_id in by_id:
+            ordered.setdefault(by_id[r.event_id]["id"], by_id[r.event_id])
+    return [*ordered.values(), *(e for e in accepted if e["id"] not in ordered)]
+
+
+def _accepted_on_topic(report: Report, observed: Observed) -> None:
+    records = [r for r in observed.topics.get("lead-events", []) if r.event_id is not None]
+    sources = _ingest_sources(records)
     on_topic = {r.event_id for r in records}
     missing = [
         e["id"]

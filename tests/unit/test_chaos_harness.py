@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from harness import faults
-from harness.reconcile import Observed, Record, reconcile
+from harness.reconcile import Observed, Record, in_arrival_order, reconcile
 from harness.stream import StreamShape, expected_outcome, lead_key_of, lead_stream
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from shared.events import CloudEvent
@@ -189,3 +189,14 @@ def test_a_good_event_in_a_dlq_is_seen(stream):
     assert _failed(reconcile(observed, expected, PLAYBOOK)) == {
         "the DLQs hold only what was meant to be poison"
     }
+
+
+def test_the_expected_outcome_follows_the_order_the_topic_holds_not_the_sending_order():
+    events = lead_stream(StreamShape(seed=2, events=30, base_time=BASE))
+    cloud = [native_to_cloud_event(NativeLeadEvent.model_validate(e), "api") for e in events]
+    # The first request was refused with a 503 and retried: it lands after the second.
+    records = [_record(e) for e in cloud[10:20] + cloud[:10] + cloud[:3] + cloud[20:]]
+    arrived = in_arrival_order(events, records)
+    assert [e["id"] for e in arrived] == [
+        e["id"] for e in events[10:20] + events[:10] + events[20:]
+    ]
