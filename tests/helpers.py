@@ -8,8 +8,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from shared.asyncapi import default_document
 from shared.events import LEAD_ACTIVITY, CloudEvent
 from shared.kafka import ensure_topics, make_producer
+from tests.contract import contract_errors
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -69,7 +71,11 @@ async def read_topic(
     timeout_s: float = 60,
     match: Callable[[Any], bool] = lambda record: True,
 ) -> list[Any]:
-    """Read from the start of a topic, as a sales tool would, until `expected` records match."""
+    """Read from the start of a topic, as a sales tool would, until `expected` records match.
+
+    Every record read is checked against the AsyncAPI contract: a test fails on an event that
+    does not match its published schema.
+    """
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -87,4 +93,11 @@ async def read_topic(
                 records.extend(recs)
     finally:
         await consumer.stop()
+    for record in records:
+        headers = {k: v.decode() for k, v in record.headers or ()}
+        key = record.key.decode() if record.key is not None else None
+        errors = contract_errors(default_document(), topic, record.value, key, headers)
+        assert not errors, (
+            f"{topic}@{record.partition}:{record.offset} breaks the contract: {errors}"
+        )
     return [r for r in records if match(r)]

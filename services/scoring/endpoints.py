@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Query, Request
 
 from services.scoring import repository
-from services.scoring.schemas import Contribution, LeadOut
+from services.scoring.schemas import ActivityOut, Contribution, LeadOut
 from services.scoring.scoring import LeadState, evaluate
 from shared.errors import Invalid, NotFound
 from shared.http import ReadSession
@@ -36,7 +36,8 @@ async def find_lead(
         state = await repository.get_lead(session, alias or "")
     if state is None:
         raise NotFound("no such lead")
-    return lead_out(state, request.app.state.playbook, datetime.now(UTC))
+    identities = await repository.aliases_of(session, [state.lead_key])
+    return lead_out(state, request.app.state.playbook, datetime.now(UTC), sorted(identities))
 
 
 @router.get(
@@ -49,10 +50,13 @@ async def get_lead(request: Request, session: ReadSession, lead_id: str) -> Lead
     state = await repository.get_lead(session, lead_id)
     if state is None:
         raise NotFound(f"no lead {lead_id!r}")
-    return lead_out(state, request.app.state.playbook, datetime.now(UTC))
+    identities = await repository.aliases_of(session, [state.lead_key])
+    return lead_out(state, request.app.state.playbook, datetime.now(UTC), sorted(identities))
 
 
-def lead_out(state: LeadState, playbook: Playbook, now: datetime) -> LeadOut:
+def lead_out(
+    state: LeadState, playbook: Playbook, now: datetime, identities: list[str] | None = None
+) -> LeadOut:
     """A lead as the API shows it: scored now (decay included), and as last stored."""
     at = max(now, state.evaluated_at) if state.evaluated_at else now
     current = evaluate(state, playbook, at)
@@ -67,8 +71,13 @@ def lead_out(state: LeadState, playbook: Playbook, now: datetime) -> LeadOut:
         tier=playbook.taxonomy.tier_for(current.total),
         stage=state.stage,
         stage_definition=playbook.taxonomy.stages.get(state.stage, ""),
+        identities=identities or [],
         events_count=state.events_count,
         explanation=[Contribution(rule=r, points=p) for r, p in current.contributions],
+        activities=[
+            ActivityOut(rule=h.rule, points=h.points, at=h.at)
+            for h in sorted(state.hits, key=lambda h: h.at)
+        ],
         scored_at=at,
         last_activity_at=state.last_activity_at,
     )
