@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 export PYTHON_FOR_INFRA := $(abspath $(BIN)/python)
 
-.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-setup
+.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-setup chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ test-unit: venv ## only the pure unit tests (no Kafka or PostgreSQL needed)
 	$(BIN)/pytest tests/unit
 
 lint: venv ## ruff on everything, mypy on shared/ and the pure cores
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check shared services tests bench harness
 	$(BIN)/mypy
 
 clean: ## remove the virtual environment (keeps .local data)
@@ -62,3 +62,6 @@ bench: bench-setup ## every scenario 3 times with same-run baselines; report in 
 
 bench-quick: bench-setup ## the same, shorter and once (a few minutes)
 	$(BIN)/python -m bench --quick
+
+chaos: venv ## fault run: 100,000 events through HTTP while services, Kafka and Postgres fail (own Kafka :19092, Postgres :15432)
+	$(BIN)/python -m harness.chaos $(CHAOS_ARGS)

@@ -21,10 +21,10 @@ import asyncpg
 from playwright.async_api import async_playwright
 
 from bench.env import drop_databases, fresh_settings, progress
+from harness.browser import CHROMIUM, CHROMIUM_ARGS
+from harness.processes import Service
 from shared.events import CloudEvent, LifecycleData
-from shared.harness import Service
 from shared.kafka import LEAD_LIFECYCLE, ensure_topics, make_producer
-from tests.e2e.test_board import CHROMIUM, CHROMIUM_ARGS
 
 WATCH_ROWS = """
 window.seen = {};

@@ -208,11 +208,15 @@ class TransactionalConsumer:
             except Exception as exc:
                 # Kafka or Postgres away: one line when it starts, then a periodic summary.
                 self.loop_outage.failed(exc)
-                await asyncio.sleep(1.0)
-                try:
-                    await self.seek_to_stored(list(self.consumer.assignment()))
-                except Exception as seek_exc:
-                    self.database_outage.failed(seek_exc)
+                # The fetch position is past the batch that failed: never poll on before
+                # rewinding to the stored offsets, or that batch is skipped for good.
+                while not self._stopping.is_set():
+                    await asyncio.sleep(1.0)
+                    try:
+                        await self.seek_to_stored(list(self.consumer.assignment()))
+                        break
+                    except Exception as seek_exc:
+                        self.database_outage.failed(seek_exc)
             else:
                 self.loop_outage.recovered()
 
@@ -310,6 +314,8 @@ class TransactionalConsumer:
             metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc(
                 len(undecodable)
             )
+        if tp not in self.consumer.assignment():
+            return  # revoked while the batch committed: the new owner seeks to the stored offset
         self.consumer.seek(tp, records[-1].offset + 1)
         # Advisory only: lets Kafka tooling show lag; the truth is in consumer_offsets.
         if self._standalone:
@@ -387,7 +393,8 @@ class TransactionalConsumer:
         async with self._sessions() as session, session.begin():
             await self._write_dead_letter(session, record, reason)
             await self._store_offset(session, tp, record.offset + 1)
-        self.consumer.seek(tp, record.offset + 1)
+        if tp in self.consumer.assignment():
+            self.consumer.seek(tp, record.offset + 1)
         metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc()
         log.error("%s sent %s@%d to the DLQ: %s", self.name, tp, record.offset, reason)
 

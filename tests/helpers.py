@@ -8,9 +8,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from harness.processes import eventually  # noqa: F401 - the tests import it from here
 from shared.asyncapi import default_document
 from shared.events import LEAD_ACTIVITY, CloudEvent
-from shared.harness import eventually  # noqa: F401 - the tests import it from here
 from shared.kafka import ensure_topics, make_producer
 from tests.contract import contract_errors
 

@@ -14,7 +14,7 @@ import httpx
 
 from bench.env import LOG_DIR, ProcessSample, fresh_settings, progress
 from bench.result import Figure, Result
-from shared.harness import Service, eventually, free_port
+from harness.processes import Service, eventually, free_port
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.settings import REPO_ROOT, Settings
 

@@ -19,8 +19,8 @@ import asyncpg
 
 from bench.env import LOG_DIR, ProcessSample, fresh_settings, plain_dsn, progress
 from bench.result import Figure, Result
+from harness.processes import Service
 from shared.events import LEAD_ACTIVITY, CloudEvent
-from shared.harness import Service
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.settings import Settings
 

@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.env import LOG_DIR, ProcessSample, fresh_settings, progress
 from bench.result import Figure, Result
+from harness.processes import Service
 from shared.events import CloudEvent
-from shared.harness import Service
 from shared.kafka import HANDOFFS, ensure_topics
 from shared.settings import REPO_ROOT
 

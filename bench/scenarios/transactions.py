@@ -3,7 +3,7 @@
 from bench.env import LOG_DIR, fresh_settings, progress
 from bench.result import Figure, Result
 from bench.scenarios.ingest import wrk
-from shared.harness import Service
+from harness.processes import Service
 
 
 async def _events_per_s(transactions: bool, seconds: int, per_request: int) -> float:

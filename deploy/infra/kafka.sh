@@ -4,6 +4,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STATE="${LEADROUTER_KAFKA_STATE:-$ROOT/.local/kafka}"
 PIDFILE="$STATE/kafka.pid"
+# The jars are the same for every instance: a second broker (other port and state) reuses them.
+LIBS="${LEADROUTER_KAFKA_LIBS:-$ROOT/.local/kafka/libs}"
 PORT=${LEADROUTER_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${LEADROUTER_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
@@ -43,16 +45,16 @@ classpath() {
     echo "$KAFKA_HOME/libs/*"
     return
   fi
-  if [[ ! -f "$STATE/libs/.complete" ]]; then
+  if [[ ! -f "$LIBS/.complete" ]]; then
     command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka's jars: apt-get install -y maven"
-    say "fetching Apache Kafka's jars from Maven Central into .local/kafka/libs (once)" >&2
-    rm -rf "$STATE/libs"
+    say "fetching Apache Kafka's jars from Maven Central into $LIBS (once)" >&2
+    rm -rf "$LIBS"
     mvn -q -B -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$STATE/libs" -DincludeScope=runtime >&2 \
+      -DoutputDirectory="$LIBS" -DincludeScope=runtime >&2 \
       || die "Maven could not fetch the Kafka jars (see above); check access to Maven Central"
-    touch "$STATE/libs/.complete"
+    touch "$LIBS/.complete"
   fi
-  echo "$STATE/libs/*"
+  echo "$LIBS/*"
 }
 
 write_config() {
@@ -92,11 +94,11 @@ up() {
     command -v java >/dev/null || die "Java 17+ is needed to run Kafka: apt-get install -y openjdk-17-jre-headless"
     write_config
     if [[ ! -f "$STATE/data/meta.properties" ]]; then
-      say "formatting the KRaft storage in .local/kafka/data"
+      say "formatting the KRaft storage in $STATE/data"
       local cluster_id; cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid)
       java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" >/dev/null
     fi
-    say "starting Kafka on 127.0.0.1:$PORT (log: .local/kafka/server.log)"
+    say "starting Kafka on 127.0.0.1:$PORT (log: $STATE/server.log)"
     # Every partition holds a few open files; test runs create many topics.
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC \
@@ -111,7 +113,7 @@ up() {
   until answers_metadata; do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo; tail -n 30 "$STATE/kafka.out" "$STATE/server.log" 2>/dev/null >&2
-      die "Kafka exited while starting (logs above, in .local/kafka/)"
+      die "Kafka exited while starting (logs above, in $STATE/)"
     fi
     if (( waited >= TIMEOUT_S )); then
       echo; tail -n 30 "$STATE/server.log" 2>/dev/null >&2

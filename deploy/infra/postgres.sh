@@ -8,6 +8,8 @@ RUN="$STATE/run"
 PORT=${LEADROUTER_POSTGRES_PORT:-5432}
 APP_URL="postgresql://leadrouter:leadrouter@127.0.0.1:$PORT/leadrouter"
 TIMEOUT_S=${POSTGRES_START_TIMEOUT_S:-60}
+# pg_ctl's shutdown mode for `down`: fast (default), smart, or immediate (a crash: recovery on start).
+STOP_MODE=${LEADROUTER_POSTGRES_STOP_MODE:-fast}
 
 say() { echo "[postgres] $*"; }
 die() { echo "[postgres] ERROR: $*" >&2; exit 1; }
@@ -65,7 +67,7 @@ up() {
   BIN=$(bindir)
   place_state
   if running_here; then
-    say "already running on 127.0.0.1:$PORT (data: .local/postgres/data)"
+    say "already running on 127.0.0.1:$PORT (data: $DATA)"
   elif port_open "$PORT"; then
     if app_answers; then
       say "a PostgreSQL that this script did not start answers on 127.0.0.1:$PORT with the leadrouter database; reusing it"
@@ -75,7 +77,7 @@ up() {
   See what holds it: ss -ltnp 'sport = :$PORT'; stop it and run again."
   else
     if [[ ! -f "$DATA/PG_VERSION" ]]; then
-      say "creating a cluster in .local/postgres/data"
+      say "creating a cluster in $DATA"
       as_owner mkdir -p "$DATA" "$RUN"
       as_owner "$BIN/initdb" -D "$DATA" --auth=trust --username=postgres -E UTF8 --locale=C.UTF-8 >/dev/null
       cat >>"$DATA/postgresql.conf" <<CONF
@@ -88,7 +90,7 @@ shared_buffers = 128MB
 CONF
     fi
     as_owner mkdir -p "$RUN"
-    say "starting PostgreSQL on 127.0.0.1:$PORT (log: .local/postgres/postgres.log)"
+    say "starting PostgreSQL on 127.0.0.1:$PORT (log: $STATE/postgres.log)"
     as_owner "$BIN/pg_ctl" -D "$DATA" -l "$STATE/postgres.log" -w -t "$TIMEOUT_S" start >/dev/null \
       || { tail -n 20 "$STATE/postgres.log" >&2; die "PostgreSQL did not start (log above)"; }
   fi
@@ -116,7 +118,8 @@ down() {
   BIN=$(bindir)
   [[ -L "$STATE" ]] && STATE=$(readlink -f "$STATE") && DATA="$STATE/data" && RUN="$STATE/run"
   if running_here; then
-    as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null && say "stopped"
+    [[ $STOP_MODE =~ ^(smart|fast|immediate)$ ]] || die "LEADROUTER_POSTGRES_STOP_MODE must be smart, fast or immediate"
+    as_owner "$BIN/pg_ctl" -D "$DATA" -m "$STOP_MODE" -w stop >/dev/null && say "stopped ($STOP_MODE)"
   else
     say "not running (nothing started by this script)"
   fi
@@ -125,7 +128,7 @@ down() {
 status() {
   BIN=$(bindir)
   [[ -L "$STATE" ]] && STATE=$(readlink -f "$STATE") && DATA="$STATE/data" && RUN="$STATE/run"
-  if running_here; then say "running on 127.0.0.1:$PORT (data: .local/postgres/data)"
+  if running_here; then say "running on 127.0.0.1:$PORT (data: $DATA)"
   elif port_open "$PORT"; then say "something not started by this script listens on 127.0.0.1:$PORT"
   else say "stopped"; fi
 }

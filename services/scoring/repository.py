@@ -1,10 +1,24 @@
 """SQL for the leads projection and the identity aliases that point at leads."""
 
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Float, Index, Integer, Table, Text, delete, func, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +48,10 @@ leads = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("leads_email", leads.c.email)
+
+# Advisory locks on identities use the two-int form, whose key space no bigint lock (outbox
+# relays, migrations) shares; the second int is a stable 32-bit hash of the alias.
+IDENTITY_LOCK_SPACE = 0x1EAD
 
 lead_aliases = Table(
     "lead_aliases",
@@ -120,6 +138,32 @@ async def resolve_aliases(session: AsyncSession, aliases: Iterable[str]) -> dict
         select(lead_aliases).where(lead_aliases.c.alias.in_(sorted(set(aliases))))
     )
     return {r.alias: r.lead_key for r in rows}
+
+
+async def claim_aliases(session: AsyncSession, aliases: Iterable[str]) -> dict[str, str]:
+    """Lock these names until the transaction ends, then resolve them (the write path).
+
+    Without the lock two instances that meet the same new person at the same instant (say
+    `email:ana@...` on one partition, `hubspot:7` on another) both see no lead and make two.
+    Locks are taken in one statement in hash order, so overlapping batches cannot deadlock.
+    """
+    names = sorted(set(aliases))
+    hashes = sorted({_alias_lock_id(a) for a in names})
+    if hashes:
+        await session.execute(
+            text(
+                "select pg_advisory_xact_lock(:space, h) from unnest(:hashes) with ordinality"
+                " as t(h, n) order by n"
+            ).bindparams(bindparam("hashes", type_=ARRAY(Integer))),
+            {"space": IDENTITY_LOCK_SPACE, "hashes": hashes},
+        )
+    return await resolve_aliases(session, names)
+
+
+def _alias_lock_id(alias: str) -> int:
+    """A stable signed 32-bit id for an alias (collisions only serialise a little more)."""
+    crc = zlib.crc32(alias.encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
 async def bind_aliases(session: AsyncSession, bindings: dict[str, str]) -> None:

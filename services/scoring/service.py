@@ -106,7 +106,7 @@ class ScoringHandler:
                 raise UnprocessableEvent(f"scoring does not handle events of type {event.type!r}")
         if not work:
             return
-        bindings = await repository.resolve_aliases(
+        bindings = await repository.claim_aliases(
             session, (a for _, names, _ in work for a in names)
         )
         stored = dict(bindings)

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.harness import Service, free_port
+from harness.processes import Service
 from shared.settings import Settings
-
-__all__ = ["Service", "free_port", "services"]
 
 
 @pytest.fixture

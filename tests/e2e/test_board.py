@@ -18,6 +18,7 @@ import pytest
 import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from harness.browser import CHROMIUM, CHROMIUM_ARGS
 from shared.kafka import LEAD_LIFECYCLE
 from shared.settings import REPO_ROOT
 from tests.e2e.test_handoff_flow import became_mql
@@ -25,16 +26,6 @@ from tests.helpers import publish
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 HAVE_CHROMIUM = Path(CHROMIUM).exists()
 ARTIFACTS = Path(__file__).parent / "artifacts"
 EMAIL = "vera@bigdeal.example"

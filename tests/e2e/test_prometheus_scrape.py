@@ -8,9 +8,9 @@ import httpx
 import pytest
 import yaml
 
+from harness.processes import free_port
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.settings import REPO_ROOT
-from tests.e2e.conftest import free_port
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration

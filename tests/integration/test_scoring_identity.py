@@ -1,10 +1,11 @@
 """Identity resolution and sales outcomes through the scoring handler on the real PostgreSQL."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.scoring import repository
 from services.scoring.app import scoring_handler
@@ -15,6 +16,7 @@ from shared.db import outbox as outbox_table
 from shared.events import LEAD_ACTIVITY, CloudEvent
 from shared.playbook import load_playbook
 from shared.timers import pending
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -171,3 +173,40 @@ async def test_sales_outcomes_move_the_stage_and_publish_lifecycle(settings, ses
     async with sessions() as s:
         customer = await repository.get_lead(s, "hubspot:99")
     assert (customer.stage, customer.events_count) == ("customer", 1)
+
+
+async def test_two_instances_creating_the_same_new_person_at_once_make_one_lead(settings, sessions):
+    """Two scoring transactions (two instances, two partitions) meet the same new person."""
+    handler = scoring_handler(settings, load_playbook(settings.playbook))
+    by_email = activity(
+        "email:ana@acme.example", "form_submit", 0, email="ana@acme.example", ids={"hubspot": "7"}
+    )
+    by_hubspot = activity("hubspot:7", "page_view", 1, ids={"hubspot": "7"})
+    first, second = sessions(), sessions()
+    try:
+        await first.begin()
+        await handler(first, [Delivered(by_email, "t", 0, 0)])
+        await second.begin()
+        racing = asyncio.create_task(handler(second, [Delivered(by_hubspot, "t", 1, 0)]))
+        # The second instance must wait for the first's identity decision, not guess its own.
+        await eventually(lambda: _waiting_on_a_lock(sessions), 10, "the second to wait")
+        await first.commit()
+        await racing
+        await second.commit()
+    finally:
+        await first.close()
+        await second.close()
+    leads, aliases, _ = await snapshot(sessions)
+    assert [(lead.lead_key, lead.events_count) for lead in leads] == [("email:ana@acme.example", 2)]
+    assert aliases == {"email:ana@acme.example": leads[0].lead_key, "hubspot:7": leads[0].lead_key}
+
+
+async def _waiting_on_a_lock(sessions) -> bool:
+    async with sessions() as s:
+        waiting = await s.scalar(
+            text(
+                "select count(*) from pg_stat_activity"
+                " where datname = current_database() and wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)

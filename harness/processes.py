@@ -1,7 +1,6 @@
-"""Run leadrouter services as processes: shared by the end-to-end tests and `make bench`.
+"""Run the real services as separate processes, each with its own port and log file.
 
-Each service gets its own port and log file and the settings given; `start()` returns once
-its /readyz answers 200.
+Shared by the end-to-end tests, `make bench` and `make chaos`; the services never import it.
 """
 
 import asyncio
@@ -20,7 +19,7 @@ from shared.settings import Settings
 
 
 def free_port() -> int:
-    """A TCP port nothing listens on now."""
+    """A TCP port nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -42,13 +41,14 @@ async def eventually(
 
 
 class Service:
-    """One leadrouter service process with its own port and log file."""
+    """One leadrouter service process (`leadrouter <name> --port N`) configured by `settings`."""
 
-    def __init__(self, name: str, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, name: str, settings: Settings, log_dir: Path, instance: str = "") -> None:
         self.name = name
+        self.instance = instance or name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"{name}.log"
+        self.log_path = log_dir / f"{self.instance}.log"
         self.env = {
             **os.environ,
             "LEADROUTER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -65,7 +65,7 @@ class Service:
         return self.process.pid if self.process else None
 
     async def start(self, timeout_s: float = 90) -> "Service":
-        """Start the process and wait until it is ready."""
+        """Start the process and wait until its /readyz answers 200."""
         self.spawn()
         await self.wait_ready(timeout_s)
         return self
@@ -83,17 +83,28 @@ class Service:
         return self.process.pid
 
     async def wait_ready(self, timeout_s: float = 90) -> None:
-        """Wait until /readyz answers 200."""
-        await eventually(self._ready, timeout_s, f"{self.name} ready (log: {self.log_path})")
+        """Wait until /readyz answers 200; fail with the log's tail if the process exits."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not await self.ready():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"{self.instance} not ready after {timeout_s}s (log: {self.log_path})"
+                )
+            await asyncio.sleep(0.2)
 
-    async def _ready(self) -> bool:
+    async def ready(self) -> bool:
+        """Whether /readyz answers 200 now (raises if the process has exited)."""
         if self.process and self.process.poll() is not None:
-            raise AssertionError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
+            raise AssertionError(f"{self.instance} exited: {self.log_path.read_text()[-3000:]}")
         try:
             async with httpx.AsyncClient() as client:
                 return (await client.get(f"{self.url}/readyz", timeout=5)).status_code == 200
         except httpx.HTTPError:
             return False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flush, as in a crash."""
@@ -102,7 +113,7 @@ class Service:
             self.process.wait(10)
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited after 20 s."""
+        """SIGTERM, then SIGKILL if it has not exited within 20 s."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
