@@ -162,7 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     check = playbook_commands.add_parser("check", help="validate a playbook and print a summary")
     check.add_argument("file")
 
+    keys_parser = commands.add_parser(
+        "keys", help="API keys", description="Mint API keys with scopes (docs/security.md)."
+    )
+    keys_commands = keys_parser.add_subparsers(dest="keys_command", required=True)
+    from services import keys
+
+    keys.add_arguments(
+        keys_commands.add_parser(
+            "new", help="mint a key: prints it once and its LEADROUTER_API_KEYS_FILE line"
+        )
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return keys.run(args)
     configure_logging(args.command, get_settings().log_level)
     if args.command == "scoring" and args.action == "replay":
         from services.scoring.replay import main as replay

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.auth import Authenticator
 from shared.errors import Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
 
@@ -75,10 +76,15 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app with the shared error path, /healthz, /readyz and /metrics.
 
-    The runtime is kept on `app.state.runtime` for the session dependencies.
+    The runtime is kept on `app.state.runtime` for the session dependencies, the API keys on
+    `app.state.authenticator` for the security dependency (shared/auth.py).
     """
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
     app.state.runtime = runtime
+    settings = runtime.settings
+    app.state.authenticator = Authenticator.from_settings(
+        settings.api_keys_file, settings.host, runtime.service
+    )
     BUILD_INFO.info({"version": app.version, "service": title.removeprefix("leadrouter ")})
 
     @app.exception_handler(LeadrouterError)

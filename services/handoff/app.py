@@ -18,6 +18,7 @@ from services.handoff.service import (
     HandoffNotFound,
     HandoffService,
 )
+from shared.auth import FeedbackWriter, HandoffsReader, RepsWriter
 from shared.db import db_now
 from shared.errors import NotFound
 from shared.events import FeedbackData
@@ -81,6 +82,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
 
     @app.get("/v1/handoffs", tags=["handoffs"], summary="Handoffs, newest first, with time left")
     async def list_handoffs(
+        principal: HandoffsReader,
         status: str | None = None,
         rep_id: str | None = None,
         team: str | None = None,
@@ -93,7 +95,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         return [with_time_left(h, now) for h in rows]
 
     @app.get("/v1/handoffs/{handoff_id}", tags=["handoffs"], summary="One handoff")
-    async def get_handoff(handoff_id: str) -> dict[str, Any]:
+    async def get_handoff(principal: HandoffsReader, handoff_id: str) -> dict[str, Any]:
         async with runtime.sessions() as session:
             handoff = await repository.get_handoff(session, handoff_id)
         if handoff is None:
@@ -111,6 +113,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         },
     )
     async def feedback(
+        principal: FeedbackWriter,
         handoff_id: str,
         action: Literal["accept", "contact", "reject", "convert"],
         body: FeedbackBody | None = None,
@@ -130,14 +133,16 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         return with_time_left(updated, datetime.now(UTC))
 
     @app.get("/v1/reps", tags=["reps"], summary="Reps with their open handoffs and availability")
-    async def list_reps() -> list[dict[str, Any]]:
+    async def list_reps(principal: HandoffsReader) -> list[dict[str, Any]]:
         async with runtime.sessions() as session:
             return await repository.list_reps(session)
 
     @app.put(
         "/v1/reps/{rep_id}/availability", tags=["reps"], summary="Mark a rep in or out of office"
     )
-    async def set_availability(rep_id: str, body: Availability) -> dict[str, Any]:
+    async def set_availability(
+        principal: RepsWriter, rep_id: str, body: Availability
+    ) -> dict[str, Any]:
         async with runtime.sessions() as session, session.begin():
             reps = {r.rep_id: r for r in await repository.lock_reps(session)}
             rep = reps.get(rep_id)
@@ -161,7 +166,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
 
     @app.get("/v1/funnel", tags=["funnel"], summary="The shared numbers between two times")
     async def get_funnel(
-        since: datetime | None = None, until: datetime | None = None
+        principal: HandoffsReader, since: datetime | None = None, until: datetime | None = None
     ) -> dict[str, Any]:
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=30)

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Path, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 
@@ -18,6 +19,7 @@ from services.ingest import auth
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from services.ingest.ratelimit import TokenBuckets
 from services.ingest.sources import Normalised, Unusable, hubspot, marketo, mautic, segment
+from shared.auth import EventsWriter, Principal
 from shared.errors import (
     BadRequest,
     Invalid,
@@ -123,13 +125,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     runtime = Runtime(settings, "ingest")
     topic = settings.topic(LEAD_EVENTS)
-    api_keys = auth.ApiKeys.load(settings.api_keys_file) if settings.api_keys_file else None
     buckets = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
-    if api_keys is None:
-        log.warning(
-            "LEADROUTER_API_KEYS_FILE is not set: POST /v1/events takes unauthenticated "
-            "events (fine for development, not for production)"
-        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -243,13 +239,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
                 f"{count} events in one request; send at most {settings.max_events_per_request}",
             )
 
-    def native_source(request: Request) -> Callable[[bytes], str]:
-        def authenticate(raw: bytes) -> str:
-            if api_keys is None:
-                return "api"
-            return api_keys.source_for(request.headers.get("authorization"))
-
-        return authenticate
+    def native_source(principal: Principal) -> Callable[[bytes], str]:
+        # The key's name is the source; without a key file (development) events come from "api".
+        source = "api" if principal.anonymous else principal.name
+        return lambda raw: source
 
     def native_events(source: str, payload: Any) -> Normalised:
         items = payload if isinstance(payload, list) else [payload]
@@ -273,10 +266,10 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         tags=["events"],
         summary="Send one lead event or a JSON array of up to 1,000",
         openapi_extra=openapi_body(NativeLeadEvent | list[NativeLeadEvent]),
-        responses=_responses("Authorization: Bearer <API key> when API keys are configured"),
+        responses=_responses("Authorization: Bearer <API key>", "events:write"),
     )
-    async def post_events(request: Request) -> JSONResponse:
-        return await ingest(request, "api", native_source(request), native_events)
+    async def post_events(principal: EventsWriter, request: Request) -> JSONResponse:
+        return await ingest(request, "api", native_source(principal), native_events)
 
     # Read once: secret files are not re-read on the request path.
     secret_settings = {
@@ -351,6 +344,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
             }
         },
         responses=_responses("the platform's signature header"),
+        dependencies=[Security(WEBHOOK_SIGNATURE)],
     )
     async def post_webhook(
         request: Request, source: str = Path(..., pattern="^(hubspot|marketo|mautic|segment)$")
@@ -360,9 +354,21 @@ def build_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# Platforms cannot send our API keys: they sign each request, checked per source in the handler.
+# Declared so the OpenAPI document states how every operation is authenticated.
+WEBHOOK_SIGNATURE = APIKeyHeader(
+    name="X-Signature",
+    scheme_name="webhookSignature",
+    description="The platform's signature: X-HubSpot-Signature-v3 (with "
+    "X-HubSpot-Request-Timestamp), Webhook-Signature (Mautic), X-Signature (Segment), "
+    "X-Leadrouter-Token (Marketo). Set up: docs/ingest.md.",
+    auto_error=False,
+)
+
 _OUTCOMES = {
     400: "invalid_json",
     401: "unauthorized",
+    403: "forbidden",
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid",
@@ -371,8 +377,10 @@ _OUTCOMES = {
 }
 
 
-def _responses(auth_text: str) -> dict[int | str, dict[str, Any]]:
+def _responses(auth_text: str, scope: str | None = None) -> dict[int | str, dict[str, Any]]:
+    scoped = {403: {"description": f"The API key lacks the scope {scope}"}} if scope else {}
     return {
+        **scoped,
         202: {"description": "Every event is in Kafka, acknowledged by all in-sync replicas"},
         400: {"description": "Body is not valid JSON"},
         401: {"description": f"Missing or wrong credentials: {auth_text}"},

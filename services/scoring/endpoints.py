@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request
 from services.scoring import repository
 from services.scoring.schemas import Contribution, LeadOut
 from services.scoring.scoring import LeadState, evaluate
+from shared.auth import LeadsReader
 from shared.errors import Invalid, NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
@@ -23,6 +24,7 @@ NOT_FOUND = {404: {"description": "No lead has this key, alias or email"}}
     responses=NOT_FOUND,
 )
 async def find_lead(
+    principal: LeadsReader,
     request: Request,
     session: ReadSession,
     email: str | None = Query(None, min_length=3),
@@ -45,7 +47,9 @@ async def find_lead(
     response_model=LeadOut,
     responses=NOT_FOUND,
 )
-async def get_lead(request: Request, session: ReadSession, lead_id: str) -> LeadOut:
+async def get_lead(
+    principal: LeadsReader, request: Request, session: ReadSession, lead_id: str
+) -> LeadOut:
     state = await repository.get_lead(session, lead_id)
     if state is None:
         raise NotFound(f"no lead {lead_id!r}")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from services.ingest.auth import hash_api_key
+from shared.auth import hash_api_key
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
 from shared.kafka import LEAD_EVENTS, dlq
 from shared.settings import REPO_ROOT

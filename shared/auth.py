@@ -1,0 +1,195 @@
+"""API keys with scopes, and the FastAPI security dependency every service's routes declare.
+
+A key file line is `name:sha256-hex-of-key:scope,scope`; keys themselves are never stored.
+Lines from before scopes existed (`name:sha256hex`) are keys for POST /v1/events, so they
+carry `events:write`. The key's name is who acted (audit trail) and, for ingest, the source
+its events are published under. Comparisons are constant-time; nothing here logs a key.
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+
+from shared.errors import Forbidden, Unauthorized
+
+log = logging.getLogger(__name__)
+
+EVENTS_WRITE = "events:write"
+LEADS_READ = "leads:read"
+HANDOFFS_READ = "handoffs:read"
+FEEDBACK_WRITE = "feedback:write"
+REPS_WRITE = "reps:write"
+ADMIN = "admin"
+SCOPES = {
+    EVENTS_WRITE: "send lead events to ingest (POST /v1/events)",
+    LEADS_READ: "read leads, their scores and explanations (scoring)",
+    HANDOFFS_READ: "read handoffs, reps, the funnel and the board (handoff)",
+    FEEDBACK_WRITE: "accept, contact, reject or convert a handoff",
+    REPS_WRITE: "mark reps in or out of office",
+    ADMIN: "everything above, plus erasure and the audit trail",
+}
+KEY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
+LEGACY_SCOPES = frozenset({EVENTS_WRITE})
+
+
+def hash_api_key(key: str) -> str:
+    """The sha256 hex digest stored for an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the key's name and its scopes (`admin` implies every scope)."""
+
+    name: str
+    scopes: frozenset[str]
+    anonymous: bool = False
+
+    def allows(self, scope: str) -> bool:
+        """Whether this principal holds `scope`."""
+        return ADMIN in self.scopes or scope in self.scopes
+
+
+# The development principal when no key file is configured (loopback only, said at start-up).
+ANONYMOUS = Principal("anonymous", frozenset({ADMIN}), anonymous=True)
+
+
+def key_file_line(name: str, key: str, scopes: list[str]) -> str:
+    """The line of LEADROUTER_API_KEYS_FILE that gives `key` the name and scopes."""
+    if not KEY_NAME.match(name):
+        raise ValueError(f"key name {name!r}: use lower-case letters, digits, - and _")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes {unknown or scopes}: choose from {', '.join(SCOPES)}")
+    return f"{name}:{hash_api_key(key)}:{','.join(sorted(set(scopes)))}"
+
+
+def new_key() -> str:
+    """A new random API key (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """The principals of the key file, by the sha256 digest of their key."""
+
+    by_hash: dict[str, Principal] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "ApiKeys":
+        """Read `name:sha256hex[:scope,...]` lines; blank lines and # comments are skipped."""
+        keys: dict[str, Principal] = {}
+        for number, raw in enumerate(path.read_text().splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _, rest = line.partition(":")
+            digest, _, scope_text = rest.partition(":")
+            scopes = frozenset(s.strip() for s in scope_text.split(",") if s.strip())
+            unknown = sorted(scopes - set(SCOPES))
+            if not KEY_NAME.match(name) or len(digest) != 64 or unknown:
+                raise ValueError(
+                    f"{path}:{number}: expected name:sha256hex:scope,scope "
+                    f"(scopes: {', '.join(SCOPES)})" + (f"; unknown {unknown}" if unknown else "")
+                )
+            keys[digest.lower()] = Principal(name, scopes or LEGACY_SCOPES)
+        return cls(keys)
+
+    def principal_for(self, key: str) -> Principal | None:
+        """The principal of a presented key, or None (every stored digest is compared)."""
+        digest = hash_api_key(key)
+        found = None
+        for known, principal in self.by_hash.items():
+            if hmac.compare_digest(known, digest):
+                found = principal
+        return found
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Turns a request's credential into a principal: API keys, or open in development."""
+
+    keys: ApiKeys | None
+
+    @classmethod
+    def from_settings(cls, api_keys_file: Path | None, host: str, service: str) -> "Authenticator":
+        """Load the key file; without one, allow anonymous access only on a loopback host."""
+        if api_keys_file is not None:
+            keys = ApiKeys.load(api_keys_file)
+            log.info("%s: %d API key(s) loaded from the key file", service, len(keys.by_hash))
+            return cls(keys)
+        if not _is_loopback(host):
+            raise RuntimeError(
+                f"{service}: refusing to serve {host} without API keys; set "
+                "LEADROUTER_API_KEYS_FILE (see docs/security.md), or bind to 127.0.0.1"
+            )
+        log.warning(
+            "%s: LEADROUTER_API_KEYS_FILE is not set: EVERY REQUEST IS ALLOWED WITH ALL SCOPES "
+            "(development only; the server binds to %s and refuses other hosts without keys)",
+            service,
+            host,
+        )
+        return cls(None)
+
+    def principal(self, bearer: str | None) -> Principal:
+        """Who sends `bearer` (the key after `Bearer `), or Unauthorized."""
+        if self.keys is None:
+            return ANONYMOUS
+        if not bearer:
+            raise Unauthorized(
+                "send Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"}
+            )
+        principal = self.keys.principal_for(bearer.strip())
+        if principal is None:
+            raise Unauthorized("unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        return principal
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_bearer = HTTPBearer(
+    scheme_name="apiKey",
+    bearerFormat="API key",
+    description="Authorization: Bearer <API key>; each operation lists the scopes it needs "
+    "(`admin` implies all). Keys and scopes: docs/security.md.",
+    auto_error=False,
+)
+
+
+async def authorize(
+    security_scopes: SecurityScopes,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The request's principal; 401 without a known key, 403 when it lacks a needed scope."""
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = authenticator.principal(credentials.credentials if credentials else None)
+    missing = [s for s in security_scopes.scopes if not principal.allows(s)]
+    if missing:
+        raise Forbidden(f"the key {principal.name!r} lacks the scope {', '.join(missing)}")
+    return principal
+
+
+# One annotated type per scope: a handler parameter of this type is the route's security.
+EventsWriter = Annotated[Principal, Security(authorize, scopes=[EVENTS_WRITE])]
+LeadsReader = Annotated[Principal, Security(authorize, scopes=[LEADS_READ])]
+HandoffsReader = Annotated[Principal, Security(authorize, scopes=[HANDOFFS_READ])]
+FeedbackWriter = Annotated[Principal, Security(authorize, scopes=[FEEDBACK_WRITE])]
+RepsWriter = Annotated[Principal, Security(authorize, scopes=[REPS_WRITE])]
+Admin = Annotated[Principal, Security(authorize, scopes=[ADMIN])]
