@@ -82,10 +82,12 @@ def _watch(topic: str, from_beginning: bool) -> int:
 
     from aiokafka import AIOKafkaConsumer
 
+    from shared.kafka import client_options
+
     async def watch() -> None:
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=get_settings().kafka_bootstrap,
+            **client_options(get_settings()),
             group_id=f"leadrouter-watch-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=False,

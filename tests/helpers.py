@@ -9,7 +9,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from shared.events import LEAD_ACTIVITY, CloudEvent
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import client_options, ensure_topics, make_producer
+from shared.settings import Settings
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -63,16 +64,20 @@ async def eventually(
 
 
 async def read_topic(
-    bootstrap: str,
+    kafka: Settings | str,
     topic: str,
     expected: int,
     timeout_s: float = 60,
     match: Callable[[Any], bool] = lambda record: True,
 ) -> list[Any]:
-    """Read from the start of a topic, as a sales tool would, until `expected` records match."""
+    """Read from the start of a topic, as a sales tool would, until `expected` records match.
+
+    `kafka`: the test's settings (their TLS/SASL options apply), or a plaintext bootstrap.
+    """
+    options = {"bootstrap_servers": kafka} if isinstance(kafka, str) else client_options(kafka)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **options,
         auto_offset_reset="earliest",
         group_id=f"reader-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,

@@ -19,7 +19,7 @@ from services.scoring.repository import lead_aliases, leads
 from services.scoring.service import RELAY, RETIER
 from shared.consumer import TransactionalConsumer
 from shared.db import consumer_offsets, make_engine, make_sessionmaker, outbox, processed_events
-from shared.kafka import HANDOFFS, LEAD_EVENTS, ensure_topics
+from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
 from shared.playbook import load_playbook
 from shared.settings import Settings
@@ -53,7 +53,7 @@ async def replay(settings: Settings, publish: bool = False, out=sys.stderr) -> i
         name="scoring-replay",
         group_id=group,
         topics=[settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)],
-        bootstrap=settings.kafka_bootstrap,
+        bootstrap=client_options(settings),
         sessions=sessions,
         handler=handler,
         relay=relay,
