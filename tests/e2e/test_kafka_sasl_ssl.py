@@ -71,9 +71,7 @@ async def test_a_client_with_wrong_credentials_or_without_tls_is_refused(secured
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not-the-password")
     assert not await kafka_reachable(secured.model_copy(update={"kafka_sasl_password_file": wrong}))
-    assert not await kafka_reachable(
-        secured.model_copy(update={"kafka_sasl_username": "mallory"})
-    )
+    assert not await kafka_reachable(secured.model_copy(update={"kafka_sasl_username": "mallory"}))
     assert not await kafka_reachable(
         secured.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
     )

@@ -44,12 +44,20 @@ async def test_migrations_and_queries_run_over_verified_tls(tls_postgres, monkey
     assert version  # migrated over the same TLS connection settings
 
 
-async def test_plaintext_and_an_untrusted_certificate_are_refused(tls_postgres, monkeypatch):
+@pytest.fixture
+def other_ca():
+    """A CA that did not sign the server's certificate."""
+    folder = STATE / "tls-tests-other"
+    subprocess.run([REPO_ROOT / "deploy/infra/tls.sh", folder], check=True, capture_output=True)
+    return folder / "ca.pem"
+
+
+async def test_plaintext_and_an_untrusted_certificate_are_refused(
+    tls_postgres, other_ca, monkeypatch
+):
     dsn = f"postgresql://leadrouter:leadrouter@127.0.0.1:{POSTGRES_PORT}/leadrouter"
     with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError, match="no encryption"):
         await asyncpg.connect(dsn, ssl="disable")
-    other_ca = STATE / "tls-tests-other"
-    subprocess.run([REPO_ROOT / "deploy/infra/tls.sh", other_ca], check=True, capture_output=True)
-    monkeypatch.setenv("PGSSLROOTCERT", str(other_ca / "ca.pem"))
+    monkeypatch.setenv("PGSSLROOTCERT", str(other_ca))
     with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
         await asyncpg.connect(dsn, ssl="verify-full")
