@@ -12,7 +12,12 @@ CONTENT_TYPE = "application/cloudevents+json"
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a6e-3f5c-4c53-9a55-3c1b8d0e7a21")
 
 LEAD_ACTIVITY = "leadrouter.lead.activity"
+# On the lead-events topic: a platform asked to erase a person (Segment delete, HubSpot privacy
+# deletion); ordered with that person's events, so later events start afresh.
+ERASURE_REQUESTED = "leadrouter.lead.erasure_requested"
 LIFECYCLE_PREFIX = "leadrouter.lifecycle."
+# On the lifecycle topic: a lead was erased; `data` carries only the lead key.
+LIFECYCLE_ERASED = LIFECYCLE_PREFIX + "erased"
 HANDOFF_PREFIX = "leadrouter.handoff."
 
 
@@ -71,6 +76,18 @@ class LeadActivityData(BaseModel):
     identity: Identity
     attributes: dict[str, Any] = Field(default_factory=dict)
     activity: Activity
+
+
+class ErasureRequestData(BaseModel):
+    """The `data` of an erasure request: who to erase, by any name the platform knows."""
+
+    identity: Identity
+
+
+class ErasedData(BaseModel):
+    """The `data` of a lifecycle `erased` event: the key alone, so subscribers can erase too."""
+
+    lead_key: str
 
 
 def lead_key(identity: Identity) -> str:

@@ -18,6 +18,7 @@ from services.handoff.service import (
     HandoffNotFound,
     HandoffService,
 )
+from shared import audit
 from shared.auth import FeedbackWriter, HandoffsReader, RepsWriter
 from shared.db import db_now
 from shared.errors import NotFound
@@ -80,6 +81,8 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         "feedback and serves the funnel both teams share.",
     )
 
+    app.include_router(audit.router)
+
     @app.get("/v1/handoffs", tags=["handoffs"], summary="Handoffs, newest first, with time left")
     async def list_handoffs(
         principal: HandoffsReader,
@@ -126,6 +129,13 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
                 updated = await service.apply_feedback(
                     session, action, data, now, cause=f"http:{now.isoformat()}"
                 )
+                await audit.record(
+                    session,
+                    principal.name,
+                    f"feedback.{action}",
+                    handoff_id,
+                    {"rep_id": data.rep_id, "reason": data.reason},
+                )
                 await service.observe(session)
         except HandoffNotFound as exc:
             raise NotFound(str(exc)) from exc
@@ -152,6 +162,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             if body.available and not rep.available:
                 ledger = ledger_on_return(rep, [r for r in reps.values() if r.team == rep.team])
             await repository.set_availability(session, rep_id, body.available, ledger)
+            await audit.record(
+                session, principal.name, "rep.availability", rep_id, {"available": body.available}
+            )
             drained = 0
             if body.available:
                 now = await db_now(session)

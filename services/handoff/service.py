@@ -10,18 +10,20 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff import repository
+from services.handoff import erasure, repository
 from services.handoff.lifecycle import OPEN, InvalidFeedback, deadlines, next_status
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
-from shared import outbox, timers
+from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
 from shared.errors import NotFound
 from shared.events import (
     FEEDBACK_PREFIX,
     HANDOFF_PREFIX,
+    LIFECYCLE_ERASED,
     LIFECYCLE_PREFIX,
     CloudEvent,
+    ErasedData,
     FeedbackData,
     HandoffData,
     LifecycleData,
@@ -113,7 +115,16 @@ class HandoffService:
         now = await db_now(session)
         for delivered in batch:
             event = delivered.event
-            if event.type.startswith(LIFECYCLE_PREFIX):
+            if event.type == LIFECYCLE_ERASED:
+                erased = ErasedData.model_validate(event.data)
+                await erasure.erase_lead(
+                    session,
+                    erased.lead_key,
+                    now,
+                    RELAY,
+                    [WARNING, ACCEPT_BREACH, CONTACT_BREACH],
+                )
+            elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
                 await repository.record_funnel_event(
                     session, event.id, lead.lead_key, lead.transition, event.time
@@ -125,6 +136,14 @@ class HandoffService:
                 action = event.type.removeprefix(FEEDBACK_PREFIX)
                 try:
                     await self.apply_feedback(session, action, feedback, now, cause=event.id)
+                    # Kafka ACLs decide who may write feedback; the trail records who said so.
+                    await audit.record(
+                        session,
+                        f"kafka:{event.source}",
+                        f"feedback.{action}",
+                        feedback.handoff_id,
+                        {"event_id": event.id, "rep_id": feedback.rep_id},
+                    )
                 except (InvalidFeedback, HandoffNotFound) as exc:
                     FEEDBACK_REFUSED.labels(
                         action if action in {"accept", "contact", "reject", "convert"} else "other"

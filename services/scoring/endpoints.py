@@ -1,20 +1,24 @@
 """Scoring's HTTP API: read a lead's score, explanation and stage."""
 
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from services.scoring import repository
 from services.scoring.schemas import Contribution, LeadOut
 from services.scoring.scoring import LeadState, evaluate
-from shared.auth import LeadsReader
+from shared.auth import Admin, LeadsReader
 from shared.errors import Invalid, NotFound
-from shared.http import ReadSession
+from shared.http import ReadSession, WriteSession
 from shared.playbook import Playbook
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
 
-NOT_FOUND = {404: {"description": "No lead has this key, alias or email"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No lead has this key, alias or email"}
+}
 
 
 @router.get(
@@ -54,6 +58,26 @@ async def get_lead(
     if state is None:
         raise NotFound(f"no lead {lead_id!r}")
     return lead_out(state, request.app.state.playbook, datetime.now(UTC))
+
+
+@router.delete(
+    "/{lead_id}",
+    status_code=204,
+    summary="Erase a lead's personal data (admin): by key, alias or email:<address>",
+    description="Removes the lead's profile, aliases, score history and timers, anonymises its "
+    "handoffs (funnel counts stay), and publishes leadrouter.lifecycle.erased carrying only "
+    "the lead key. Later events start a new lead only if they carry an email or id again.",
+    responses=NOT_FOUND,
+)
+async def erase_lead(
+    principal: Admin, request: Request, session: WriteSession, lead_id: str
+) -> Response:
+    erased = await request.app.state.scoring.erase(
+        session, [lead_id], actor=principal.name, cause=f"erasure:{uuid.uuid4()}"
+    )
+    if not erased:
+        raise NotFound(f"no lead {lead_id!r}")
+    return Response(status_code=204)
 
 
 def lead_out(state: LeadState, playbook: Playbook, now: datetime) -> LeadOut:

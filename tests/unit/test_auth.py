@@ -198,7 +198,7 @@ def _cases(apps: dict[str, Any]) -> list[tuple[str, str, str, list[str]]]:
 
 def test_each_scope_is_needed_and_enough_on_every_operation(apps):
     cases = _cases(apps)
-    assert {scope for *_, scopes in cases for scope in scopes} >= set(SCOPES) - {ADMIN}
+    assert {scope for *_, scopes in cases for scope in scopes} == set(SCOPES)
     for service, method, path, scopes in cases:
         operation = apps[service].openapi()["paths"][path][method]
         url = _url(path, operation)

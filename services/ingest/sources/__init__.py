@@ -8,7 +8,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.ingest.normalise import activity_event
-from shared.events import Activity, CloudEvent, Identity, LeadActivityData, derived_event_id
+from shared.events import (
+    ERASURE_REQUESTED,
+    Activity,
+    CloudEvent,
+    ErasureRequestData,
+    Identity,
+    LeadActivityData,
+    derived_event_id,
+    lead_key,
+)
 
 
 class Unusable(ValueError):
@@ -78,3 +87,28 @@ def parse_time(value: Any) -> datetime:
     except ValueError as exc:
         raise Unusable(f"unreadable time {value!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def erasure_request(
+    source: str,
+    source_event_id: list[str],
+    *,
+    email: str | None,
+    external_ids: dict[str, str],
+    occurred_at: datetime,
+) -> CloudEvent:
+    """A request to erase a person (scoring erases every lead these names point at)."""
+    try:
+        identity = Identity(email=email or None, external_ids=external_ids)
+    except ValidationError as exc:
+        raise Unusable(f"identity: {exc.errors()[0]['msg']}") from exc
+    if not identity.email and not identity.external_ids:
+        raise Unusable("an erasure request without an email or platform id")
+    return CloudEvent(
+        id=derived_event_id(source, "erasure", *source_event_id),
+        source=f"leadrouter/ingest/{source}",
+        type=ERASURE_REQUESTED,
+        time=occurred_at,
+        subject=lead_key(identity),
+        data=ErasureRequestData(identity=identity).model_dump(mode="json"),
+    )

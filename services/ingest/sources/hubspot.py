@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from services.ingest.sources import Normalised, Unusable, lead_event, parse_time
+from services.ingest.sources import Normalised, Unusable, erasure_request, lead_event, parse_time
 
 SOURCE = "hubspot"
 
@@ -22,9 +22,9 @@ ACTIVITY_BY_TYPE = {
     "contact.creation": "contact_created",
     "contact.propertyChange": "property_change",
 }
+PRIVACY_DELETION = "contact.privacyDeletion"  # GDPR delete in HubSpot: erase here too
 IGNORED_KINDS = {
     "contact.deletion",
-    "contact.privacyDeletion",
     "contact.merge",
     "contact.associationChange",
     "contact.restore",
@@ -39,6 +39,13 @@ def normalise(payload: Any) -> Normalised:
     for item in payload:
         kind = item.get("subscriptionType") if isinstance(item, dict) else None
         label = kind if kind in ACTIVITY_BY_TYPE or kind in IGNORED_KINDS else "other"
+        if kind == PRIVACY_DELETION:
+            label = kind
+            try:
+                out.events.append((label, _erasure(item)))
+            except Unusable as exc:
+                out.unusable.append((label, item, str(exc)))
+            continue
         if kind not in ACTIVITY_BY_TYPE:
             if kind is None:
                 out.unusable.append((label, item, "no subscriptionType"))
@@ -50,6 +57,19 @@ def normalise(payload: Any) -> Normalised:
         except Unusable as exc:
             out.unusable.append((label, item, str(exc)))
     return out
+
+
+def _erasure(item: dict[str, Any]) -> Any:
+    for required in ("eventId", "objectId", "occurredAt"):
+        if item.get(required) in (None, ""):
+            raise Unusable(f"no {required}")
+    return erasure_request(
+        SOURCE,
+        [str(item["eventId"])],
+        email=None,
+        external_ids={"hubspot": str(item["objectId"])},
+        occurred_at=parse_time(item["occurredAt"]),
+    )
 
 
 def _event(kind: str, item: dict[str, Any]) -> Any:

@@ -2,7 +2,14 @@
 
 from typing import Any
 
-from services.ingest.sources import Normalised, Unusable, lead_event, parse_time, snake_case
+from services.ingest.sources import (
+    Normalised,
+    Unusable,
+    erasure_request,
+    lead_event,
+    parse_time,
+    snake_case,
+)
 
 SOURCE = "segment"
 KINDS = {"identify", "track", "page"}
@@ -21,6 +28,12 @@ def normalise(payload: Any) -> Normalised:
     out = Normalised()
     for message in messages:
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "delete":  # a user deletion request: erase the person everywhere
+            try:
+                out.events.append((kind, _erasure(message)))
+            except Unusable as exc:
+                out.unusable.append((kind, message, str(exc)))
+            continue
         if kind not in KINDS:
             if kind is None:
                 out.unusable.append(("other", message, "no message type"))
@@ -32,6 +45,23 @@ def normalise(payload: Any) -> Normalised:
         except Unusable as exc:
             out.unusable.append((kind, message, str(exc)))
     return out
+
+
+def _erasure(message: dict[str, Any]) -> Any:
+    if not message.get("messageId"):
+        raise Unusable("no messageId")
+    traits = (message.get("context") or {}).get("traits") or {}
+    return erasure_request(
+        SOURCE,
+        [str(message["messageId"])],
+        email=traits.get("email"),
+        external_ids={
+            name: str(message[field])
+            for name, field in (("segment_user", "userId"), ("segment_anonymous", "anonymousId"))
+            if message.get(field)
+        },
+        occurred_at=parse_time(message.get("timestamp") or message.get("receivedAt")),
+    )
 
 
 def _event(kind: str, message: dict[str, Any]) -> Any:
