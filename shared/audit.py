@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     Table,
     Text,
     func,
@@ -38,6 +39,7 @@ audit_log = Table(
     Column("target", Text, nullable=False),
     Column("detail", JSONB, nullable=False, server_default="{}"),
 )
+Index("audit_log_at", audit_log.c.at)
 
 
 async def record(
