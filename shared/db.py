@@ -7,6 +7,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -54,6 +55,7 @@ outbox = Table(
     Column("headers", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+Index("outbox_relay_id", outbox.c.relay, outbox.c.id)
 
 
 def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -68,5 +70,7 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 async def db_now(session: AsyncSession) -> datetime:
     """The database's clock: one clock for every instance, so deadlines agree across hosts."""
-    now: datetime = await session.scalar(select(func.now()))
+    now = await session.scalar(select(func.now()))
+    if not isinstance(now, datetime):
+        raise RuntimeError("the database did not tell the time")
     return now

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     Table,
     Text,
@@ -77,6 +78,9 @@ handoffs = Table(
     Column("created_at", TS, nullable=False, server_default=func.now()),
     Column("updated_at", TS, nullable=False, server_default=func.now()),
 )
+Index("handoffs_lead_key", handoffs.c.lead_key)
+Index("handoffs_rep_status", handoffs.c.rep_id, handoffs.c.status)
+Index("handoffs_status_created", handoffs.c.status, handoffs.c.created_at)
 
 funnel_events = Table(
     "funnel_events",
@@ -86,6 +90,7 @@ funnel_events = Table(
     Column("transition", Text, nullable=False),
     Column("at", TS, nullable=False),
 )
+Index("funnel_events_transition_at", funnel_events.c.transition, funnel_events.c.at)
 
 OPEN_STATUSES = ("assigned", "accepted", "contacted")
 

@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Float, Integer, Table, Text, delete, func, select
+from sqlalchemy import Column, DateTime, Float, Index, Integer, Table, Text, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,7 @@ leads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+Index("leads_email", leads.c.email)
 
 lead_aliases = Table(
     "lead_aliases",
@@ -39,6 +40,7 @@ lead_aliases = Table(
     Column("alias", Text, primary_key=True),
     Column("lead_key", Text, nullable=False),
 )
+Index("lead_aliases_lead_key", lead_aliases.c.lead_key)
 
 
 def _state(row: Any) -> LeadState:
