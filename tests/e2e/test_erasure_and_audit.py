@@ -7,6 +7,8 @@ reps) and a web form (events). Nothing here uses the development open mode.
 import hashlib
 import hmac
 import json
+import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -16,9 +18,9 @@ from services.handoff.repository import handoffs
 from services.scoring.repository import lead_aliases, leads
 from shared.auth import key_file_line
 from shared.db import make_engine
-from shared.events import LIFECYCLE_ERASED
-from shared.kafka import LEAD_LIFECYCLE
-from tests.helpers import eventually, read_topic
+from shared.events import LIFECYCLE_ERASED, CloudEvent
+from shared.kafka import LEAD_LIFECYCLE, SALES_FEEDBACK
+from tests.helpers import eventually, publish, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +87,30 @@ async def test_an_erased_lead_is_gone_everywhere_and_the_funnel_keeps_its_counts
             headers=SALES,
         )
         assert accepted.status_code == 200, accepted.text
+        # The same sales tool reports the first call over Kafka: audited under its source.
+        contacted = CloudEvent(
+            id=str(uuid.uuid4()),
+            source="crm-connector",
+            type="leadrouter.feedback.contact",
+            time=datetime.now(UTC),
+            subject=handoff["lead_key"],
+            data={"handoff_id": handoff["handoff_id"], "rep_id": handoff["rep_id"]},
+        )
+        await publish(settings, SALES_FEEDBACK, [contacted])
+
+        async def audited_from_kafka():
+            trail = await client.get(
+                f"{running['handoff']}/v1/audit",
+                params={"actor": "kafka:crm-connector"},
+                headers=ADMIN,
+            )
+            return trail.json()
+
+        (from_kafka,) = await eventually(audited_from_kafka, 30, "Kafka feedback audited")
+        assert (from_kafka["action"], from_kafka["target"]) == (
+            "feedback.contact",
+            handoff["handoff_id"],
+        )
         funnel_before = (await client.get(f"{running['handoff']}/v1/funnel", headers=SALES)).json()
 
         lead_url = f"{running['scoring']}/v1/leads/email:ana@acme.example"
@@ -114,7 +140,7 @@ async def test_an_erased_lead_is_gone_everywhere_and_the_funnel_keeps_its_counts
         assert gone["email"] is None and gone["attributes"] == {} and gone["explanation"] == []
         assert gone["lead_key"].startswith("erased:")
         funnel_after = (await client.get(f"{running['handoff']}/v1/funnel", headers=SALES)).json()
-        for count in ("leads", "mqls", "handoffs", "accepted"):
+        for count in ("leads", "mqls", "handoffs", "accepted", "sla_attainment"):
             assert funnel_after[count] == funnel_before[count], count
 
         engine = make_engine(settings.database_url, pool_size=1)
