@@ -378,7 +378,9 @@ _OUTCOMES = {
 
 
 def _responses(auth_text: str, scope: str | None = None) -> dict[int | str, dict[str, Any]]:
-    scoped = {403: {"description": f"The API key lacks the scope {scope}"}} if scope else {}
+    scoped: dict[int | str, dict[str, Any]] = (
+        {403: {"description": f"The API key lacks the scope {scope}"}} if scope else {}
+    )
     return {
         **scoped,
         202: {"description": "Every event is in Kafka, acknowledged by all in-sync replicas"},
