@@ -1,11 +1,16 @@
 """API keys with scopes, and the FastAPI security dependency every service's routes declare.
 
+Teams with an identity provider can also send OAuth2 bearer JWTs (LEADROUTER_JWT_JWKS_URL):
+signature checked against the provider's JWKS, expiry, issuer and audience, scopes from the
+`scope` (space-separated) or `scp` (list) claim, the principal named `jwt:<sub>`.
+
 A key file line is `name:sha256-hex-of-key:scope,scope`; keys themselves are never stored.
 Lines from before scopes existed (`name:sha256hex`) are keys for POST /v1/events, so they
 carry `events:write`. The key's name is who acted (audit trail) and, for ingest, the source
 its events are published under. Comparisons are constant-time; nothing here logs a key.
 """
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -14,8 +19,9 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import jwt
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
@@ -114,19 +120,65 @@ class ApiKeys:
         return found
 
 
+JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
+
+
+class JwtVerifier:
+    """Checks an identity provider's JWTs against its published keys (JWKS, cached)."""
+
+    def __init__(self, jwks_url: str, issuer: str | None, audience: str | None) -> None:
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        self.issuer = issuer
+        self.audience = audience
+
+    def principal(self, token: str) -> Principal:
+        """The token's principal (`jwt:<sub>`, its known scopes), or Unauthorized."""
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=JWT_ALGORITHMS,  # never "none" nor HMAC with a public key
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(
+                f"the bearer token is not valid: {exc}", headers={"WWW-Authenticate": "Bearer"}
+            ) from exc
+        granted = claims.get("scope") or claims.get("scp") or []
+        scopes = granted.split() if isinstance(granted, str) else list(granted)
+        return Principal(f"jwt:{claims['sub']}", frozenset(s for s in scopes if s in SCOPES))
+
+
+def looks_like_jwt(bearer: str) -> bool:
+    """A JWT has three dot-separated parts; our API keys have no dots."""
+    return bearer.count(".") == 2
+
+
 @dataclass(frozen=True)
 class Authenticator:
-    """Turns a request's credential into a principal: API keys, or open in development."""
+    """Turns a request's credential into a principal: API keys, JWTs, or open in development."""
 
     keys: ApiKeys | None
+    jwt: JwtVerifier | None = None
 
     @classmethod
-    def from_settings(cls, api_keys_file: Path | None, host: str, service: str) -> "Authenticator":
-        """Load the key file; without one, allow anonymous access only on a loopback host."""
-        if api_keys_file is not None:
-            keys = ApiKeys.load(api_keys_file)
+    def from_settings(
+        cls,
+        api_keys_file: Path | None,
+        host: str,
+        service: str,
+        jwt_verifier: JwtVerifier | None = None,
+    ) -> "Authenticator":
+        """Load the key file; without keys or JWTs, allow anonymous access only on loopback."""
+        if api_keys_file is not None or jwt_verifier is not None:
+            keys = ApiKeys.load(api_keys_file) if api_keys_file else ApiKeys()
             log.info("%s: %d API key(s) loaded from the key file", service, len(keys.by_hash))
-            return cls(keys)
+            if jwt_verifier:
+                log.info("%s: bearer JWTs accepted from the configured JWKS", service)
+            return cls(keys, jwt_verifier)
         if not _is_loopback(host):
             raise RuntimeError(
                 f"{service}: refusing to serve {host} without API keys; set "
@@ -141,9 +193,11 @@ class Authenticator:
         return cls(None)
 
     def principal(self, bearer: str | None) -> Principal:
-        """Who sends `bearer` (the key after `Bearer `), or Unauthorized."""
+        """Who sends `bearer` (the key or JWT after `Bearer `), or Unauthorized."""
         if self.keys is None:
             return ANONYMOUS
+        if bearer and self.jwt and looks_like_jwt(bearer.strip()):
+            return self.jwt.principal(bearer.strip())
         if not bearer:
             raise Unauthorized(
                 "send Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"}
@@ -179,7 +233,12 @@ async def authorize(
 ) -> Principal:
     """The request's principal; 401 without a known key, 403 when it lacks a needed scope."""
     authenticator: Authenticator = request.app.state.authenticator
-    principal = authenticator.principal(credentials.credentials if credentials else None)
+    bearer = credentials.credentials if credentials else None
+    if bearer and authenticator.jwt and looks_like_jwt(bearer):
+        # The JWKS may be fetched over the network: not on the event loop.
+        principal = await asyncio.to_thread(authenticator.principal, bearer)
+    else:
+        principal = authenticator.principal(bearer)
     missing = [s for s in security_scopes.scopes if not principal.allows(s)]
     if missing:
         raise Forbidden(f"the key {principal.name!r} lacks the scope {', '.join(missing)}")

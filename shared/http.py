@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.auth import Authenticator
+from shared.auth import Authenticator, JwtVerifier
 from shared.errors import Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
 
@@ -82,8 +82,13 @@ def create_app(
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
     app.state.runtime = runtime
     settings = runtime.settings
+    verifier = (
+        JwtVerifier(settings.jwt_jwks_url, settings.jwt_issuer, settings.jwt_audience)
+        if settings.jwt_jwks_url
+        else None
+    )
     app.state.authenticator = Authenticator.from_settings(
-        settings.api_keys_file, settings.host, runtime.service
+        settings.api_keys_file, settings.host, runtime.service, verifier
     )
     BUILD_INFO.info({"version": app.version, "service": title.removeprefix("leadrouter ")})
 

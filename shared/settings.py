@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         description="File of `name:sha256-hex-of-key:scope,scope` lines, the API keys of every "
         "service; unset, the services are open and refuse to bind to anything but loopback",
     )
+    jwt_jwks_url: str | None = Field(
+        None,
+        description="Also accept OAuth2 bearer JWTs signed by the keys at this JWKS URL "
+        "(scopes from the scope/scp claim)",
+    )
+    jwt_issuer: str | None = Field(None, description="Required `iss` of accepted JWTs")
+    jwt_audience: str | None = Field(None, description="Required `aud` of accepted JWTs")
     hubspot_client_secret: SecretStr | None = None
     hubspot_client_secret_file: Path | None = None
     mautic_webhook_secret: SecretStr | None = None
