@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from prometheus_client import Counter
 
 from shared.errors import Forbidden, Unauthorized
 
@@ -43,6 +44,12 @@ SCOPES = {
     REPS_WRITE: "mark reps in or out of office",
     ADMIN: "everything above, plus erasure and the audit trail",
 }
+REFUSED = Counter(
+    "leadrouter_http_auth_refused_total",
+    "API requests refused by the credential check: 401 (no or unknown credential) or 403 "
+    "(the credential lacks the scope)",
+    ["status"],
+)
 KEY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 LEGACY_SCOPES = frozenset({EVENTS_WRITE})
 
@@ -234,13 +241,18 @@ async def authorize(
     """The request's principal; 401 without a known key, 403 when it lacks a needed scope."""
     authenticator: Authenticator = request.app.state.authenticator
     bearer = credentials.credentials if credentials else None
-    if bearer and authenticator.jwt and looks_like_jwt(bearer):
-        # The JWKS may be fetched over the network: not on the event loop.
-        principal = await asyncio.to_thread(authenticator.principal, bearer)
-    else:
-        principal = authenticator.principal(bearer)
+    try:
+        if bearer and authenticator.jwt and looks_like_jwt(bearer):
+            # The JWKS may be fetched over the network: not on the event loop.
+            principal = await asyncio.to_thread(authenticator.principal, bearer)
+        else:
+            principal = authenticator.principal(bearer)
+    except Unauthorized:
+        REFUSED.labels("401").inc()
+        raise
     missing = [s for s in security_scopes.scopes if not principal.allows(s)]
     if missing:
+        REFUSED.labels("403").inc()
         raise Forbidden(f"the key {principal.name!r} lacks the scope {', '.join(missing)}")
     return principal
 

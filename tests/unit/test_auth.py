@@ -20,6 +20,7 @@ from services.ingest.app import build_app as build_ingest
 from services.scoring.app import build_app as build_scoring
 from shared.auth import (
     ADMIN,
+    REFUSED,
     SCOPES,
     ApiKeys,
     Authenticator,
@@ -197,6 +198,7 @@ def _cases(apps: dict[str, Any]) -> list[tuple[str, str, str, list[str]]]:
 
 
 def test_each_scope_is_needed_and_enough_on_every_operation(apps):
+    refused_before = {s: REFUSED.labels(s)._value.get() for s in ("401", "403")}
     cases = _cases(apps)
     assert {scope for *_, scopes in cases for scope in scopes} == set(SCOPES)
     for service, method, path, scopes in cases:
@@ -222,6 +224,9 @@ def test_each_scope_is_needed_and_enough_on_every_operation(apps):
                 method, url, headers={"authorization": f"Bearer {_key_for([holder])}"}, **body
             )
             assert allowed.status_code not in (401, 403), (service, method, path, holder)
+    # Each case: two 401s (no key, unknown key) and one 403, counted for the dashboards.
+    assert REFUSED.labels("401")._value.get() - refused_before["401"] == 2 * len(cases)
+    assert REFUSED.labels("403")._value.get() - refused_before["403"] == len(cases)
 
 
 def test_webhooks_are_refused_without_the_platform_signature(apps):
