@@ -112,7 +112,7 @@ HBA
       fi
     fi
     as_owner mkdir -p "$RUN"
-    say "starting PostgreSQL on 127.0.0.1:$PORT (log: .local/postgres/postgres.log)"
+    say "starting PostgreSQL on 127.0.0.1:$PORT (log: $STATE/postgres.log)"
     as_owner "$BIN/pg_ctl" -D "$DATA" -l "$STATE/postgres.log" -w -t "$TIMEOUT_S" start >/dev/null \
       || { tail -n 20 "$STATE/postgres.log" >&2; die "PostgreSQL did not start (log above)"; }
   fi

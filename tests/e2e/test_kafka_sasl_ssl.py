@@ -12,7 +12,7 @@ import pytest
 
 from shared.kafka import HANDOFFS, kafka_reachable
 from tests.helpers import read_topic
-from tests.secure_infra import KAFKA_PORT, SASL_USER, infra, kafka_env
+from tests.secure_infra import KAFKA_PORT, SASL_USER, infra, kafka_env, start
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def sasl_kafka():
     env = kafka_env()
-    infra("kafka", "up", env)
+    start("kafka", env, KAFKA_PORT, "LEADROUTER_TEST_SASL_KAFKA_PORT")
     yield env
     infra("kafka", "down", env)
 

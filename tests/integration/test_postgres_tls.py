@@ -13,7 +13,7 @@ from sqlalchemy import text
 from shared.db import make_engine
 from shared.migrate import upgrade_async
 from shared.settings import REPO_ROOT
-from tests.secure_infra import POSTGRES_PORT, STATE, infra, make_certificates, postgres_env
+from tests.secure_infra import POSTGRES_PORT, STATE, infra, make_certificates, postgres_env, start
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ URL = f"postgresql+asyncpg://leadrouter:leadrouter@127.0.0.1:{POSTGRES_PORT}/lea
 @pytest.fixture(scope="module")
 def tls_postgres():
     env = postgres_env()
-    infra("postgres", "up", env)
+    start("postgres", env, POSTGRES_PORT, "LEADROUTER_TEST_TLS_POSTGRES_PORT")
     yield make_certificates()
     infra("postgres", "down", env)
 
