@@ -3,6 +3,7 @@
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import import_module
 
 from shared.logs import configure_logging
@@ -209,6 +210,39 @@ def main(argv: list[str] | None = None) -> int:
     playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True)
     check = playbook_commands.add_parser("check", help="validate a playbook and print a summary")
     check.add_argument("file")
+    backtest = playbook_commands.add_parser(
+        "backtest",
+        help="run a candidate playbook and the current one over recorded history",
+        description="Read the lead and handoff events from Kafka, run both playbooks through "
+        "the scoring and routing cores at event time, and write a side-by-side report.",
+    )
+    backtest.add_argument("candidate", help="the playbook you consider")
+    backtest.add_argument("--baseline", help="the current playbook (default: LEADROUTER_PLAYBOOK)")
+    backtest.add_argument("--since", type=_moment, help="report from this date (ISO 8601)")
+    backtest.add_argument("--until", type=_moment, help="report up to this date (ISO 8601)")
+    backtest.add_argument("--out", default="backtest-report", help="report folder")
+    calibrate = playbook_commands.add_parser(
+        "calibrate",
+        help="acceptance by score band from sales feedback, and a suggested MQL threshold",
+    )
+    calibrate.add_argument("--since", type=_moment, help="only handoffs from this date")
+    calibrate.add_argument(
+        "--accept-goal", type=float, default=0.6, help="share of MQLs sales should accept"
+    )
+    calibrate.add_argument("--weekly-capacity", type=int, help="at most this many handoffs a week")
+    calibrate.add_argument("--out", default="calibration-report", help="report folder")
+    demo = commands.add_parser("demo", help="demo data", description="Generate demo history.")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
+    seed = demo_commands.add_parser(
+        "seed",
+        help="fill a running system with a realistic generated history and sales feedback",
+    )
+    seed.add_argument("--leads", type=int, default=500)
+    seed.add_argument("--days", type=int, default=28)
+    seed.add_argument("--seed", type=int, default=7)
+    seed.add_argument("--ingest-url", default="http://127.0.0.1:8000")
+    seed.add_argument("--handoff-url", default="http://127.0.0.1:8002")
+    seed.add_argument("--api-key", help="API key for ingest and feedback (if keys are configured)")
 
     keys_parser = commands.add_parser(
         "keys", help="API keys", description="Mint API keys with scopes (docs/security.md)."
@@ -238,7 +272,31 @@ def main(argv: list[str] | None = None) -> int:
         return _watch(args.topic, args.from_beginning)
     if args.command == "forget":
         return _forget(args.who)
+    if args.command == "demo":
+        from services.backtest.demo import seed_main
+
+        return seed_main(
+            args.leads, args.days, args.seed, args.ingest_url, args.handoff_url, args.api_key
+        )
+    if args.playbook_command == "backtest":
+        from services.backtest.run import backtest_main
+
+        return backtest_main(
+            get_settings(), args.candidate, args.baseline, args.since, args.until, args.out
+        )
+    if args.playbook_command == "calibrate":
+        from services.backtest.run import calibrate_main
+
+        return calibrate_main(
+            get_settings(), args.since, args.accept_goal, args.weekly_capacity, args.out
+        )
     return _playbook_check(args.file)
+
+
+def _moment(text: str) -> datetime:
+    """An ISO 8601 date or time; a date or a time without a zone is taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ class LifecycleData(BaseModel):
     previous_stage: str | None = None
     explanation: list[dict[str, Any]] = Field(default_factory=list)
     qualifying_activity_at: datetime | None = None
+    # Keys of leads that turned out to be this person and were merged into this lead.
+    merged_keys: list[str] = Field(default_factory=list)
 
 
 class HandoffData(BaseModel):
@@ -143,6 +145,8 @@ class HandoffData(BaseModel):
     accept_by: datetime | None = None
     contact_by: datetime | None = None
     qualifying_activity_at: datetime | None = None
+    # Set on `sla_breached` events: which clock ran out.
+    clock: Literal["accept", "contact"] | None = None
 
 
 FEEDBACK_PREFIX = "leadrouter.feedback."

@@ -12,12 +12,12 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.repository import funnel_events, handoffs
+from services.handoff.lifecycle import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
+from services.handoff.repository import funnel_events, handoffs, lead_merges
 from shared import timers
 from shared.db import outbox
 
-ERASED = "erased"
-OPEN_OR_QUEUED = ("assigned", "accepted", "contacted", "queued")
+NOT_CLOSED = sorted(OPEN_STATUSES | WAITING_STATUSES)
 
 
 async def erase_lead(
@@ -25,10 +25,22 @@ async def erase_lead(
 ) -> int:
     """Anonymise one lead's handoffs and funnel rows; how many handoffs it had."""
     anonymous = f"erased:{uuid.uuid4().hex}"
+    # Keys merged into this lead name the same person (and count it once in the funnel).
+    merged = list(
+        await session.scalars(
+            select(lead_merges.c.merged_key).where(lead_merges.c.lead_key == lead_key)
+        )
+    )
+    keys = [lead_key, *merged]
+    await session.execute(
+        delete(lead_merges).where(
+            (lead_merges.c.lead_key == lead_key) | lead_merges.c.merged_key.in_(keys)
+        )
+    )
     open_ids = list(
         await session.scalars(
             select(handoffs.c.handoff_id).where(
-                handoffs.c.lead_key == lead_key, handoffs.c.status.in_(OPEN_OR_QUEUED)
+                handoffs.c.lead_key.in_(keys), handoffs.c.status.in_(NOT_CLOSED)
             )
         )
     )
@@ -38,15 +50,15 @@ async def erase_lead(
         await session.execute(
             update(handoffs)
             .where(handoffs.c.handoff_id.in_(open_ids))
-            .values(status=ERASED, closed_at=now, queue=None)
+            .values(status=HandoffStatus.ERASED, closed_at=now, queue=None)
         )
     result = await session.execute(
         update(handoffs)
-        .where(handoffs.c.lead_key == lead_key)
+        .where(handoffs.c.lead_key.in_(keys))
         .values(lead_key=anonymous, email=None, attributes={}, explanation=[], updated_at=now)
     )
     await session.execute(
-        update(funnel_events).where(funnel_events.c.lead_key == lead_key).values(lead_key=anonymous)
+        update(funnel_events).where(funnel_events.c.lead_key.in_(keys)).values(lead_key=anonymous)
     )
-    await session.execute(delete(outbox).where(outbox.c.relay == relay, outbox.c.key == lead_key))
+    await session.execute(delete(outbox).where(outbox.c.relay == relay, outbox.c.key.in_(keys)))
     return int(getattr(result, "rowcount", 0) or 0)

@@ -1,5 +1,6 @@
-"""SQL for reps (with their fairness ledger), handoffs and the funnel."""
+"""SQL for reps (with their fairness ledger), handoffs, feedback and the funnel."""
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -8,7 +9,9 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Table,
@@ -17,14 +20,22 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.routing import RepLoad
+from services.handoff.lifecycle import (
+    OPEN_STATUSES,
+    WAITING_STATUSES,
+    FeedbackAction,
+    Handoff,
+    HandoffStatus,
+)
+from services.handoff.routing import RepLoad, levelled_ledger
 from shared.db import metadata
 from shared.playbook import Playbook
-from shared.playbook.routing import WorkingHours
+from shared.playbook.handoff import WorkingHours
 
 TS = DateTime(timezone=True)
 
@@ -70,7 +81,8 @@ handoffs = Table(
     Column("accepted_at", TS),
     Column("contacted_at", TS),
     Column("closed_at", TS),
-    Column("breached", Boolean, nullable=False),
+    Column("accept_breaches", Integer, nullable=False, server_default="0"),
+    Column("contact_breached", Boolean, nullable=False, server_default=sa_false()),
     Column("reassignments", Integer, nullable=False),
     Column("previous_reps", JSONB, nullable=False),
     Column("reason", Text),
@@ -92,11 +104,49 @@ funnel_events = Table(
 )
 Index("funnel_events_transition_at", funnel_events.c.transition, funnel_events.c.at)
 
-OPEN_STATUSES = ("assigned", "accepted", "contacted")
+# Lead keys scoring merged into another lead: the funnel counts the person once.
+lead_merges = Table(
+    "lead_merges",
+    metadata,
+    Column("merged_key", Text, primary_key=True),
+    Column("lead_key", Text, nullable=False),
+)
+
+# Per team, the highest handoffs-per-weight at which fair rotation picked a rep.
+rotation_levels = Table(
+    "rotation_levels",
+    metadata,
+    Column("team", Text, primary_key=True),
+    Column("level", Float, nullable=False),
+)
+
+handoff_feedback = Table(
+    "handoff_feedback",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("handoff_id", Text, ForeignKey("handoffs.handoff_id"), nullable=False),
+    Column("action", Text, nullable=False),
+    Column("rep_id", Text),  # who gave it, as the sales tool says
+    Column("api_key_name", Text),  # who called: the credential's name, once auth sets it
+    Column("reason", Text),
+    Column("converted_to", Text),
+    Column("team", Text, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("at", TS, nullable=False),
+)
+Index("handoff_feedback_handoff_id", handoff_feedback.c.handoff_id)
+Index("handoff_feedback_action_at", handoff_feedback.c.action, handoff_feedback.c.at)
+
+OPEN = sorted(OPEN_STATUSES)
 
 
 async def sync_roster(session: AsyncSession, playbook: Playbook) -> None:
-    """Make the reps table match the playbook; the fairness ledger and availability are kept."""
+    """Make the reps table match the playbook; ledgers and availability are kept.
+
+    A rep new to the table starts at their team's rotation level, not at 0.
+    """
+    known = set((await session.scalars(select(reps.c.rep_id))).all())
+    levels = await get_rotation_levels(session)
     values = [
         {
             "rep_id": r.id,
@@ -105,7 +155,9 @@ async def sync_roster(session: AsyncSession, playbook: Playbook) -> None:
             "team": t.name,
             "weight": r.weight,
             "active": True,
-            "assigned_total": 0,
+            "assigned_total": 0
+            if r.id in known
+            else levelled_ledger(0, r.weight, levels.get(t.name)),
             "capacity": r.capacity,
             "available": True,
             "working_hours": r.working_hours.model_dump(mode="json") if r.working_hours else None,
@@ -128,21 +180,15 @@ async def sync_roster(session: AsyncSession, playbook: Playbook) -> None:
     )
 
 
-def _open_count():
+def _open_count() -> Any:
     return (
         select(func.count())
-        .where(handoffs.c.rep_id == reps.c.rep_id, handoffs.c.status.in_(OPEN_STATUSES))
+        .where(handoffs.c.rep_id == reps.c.rep_id, handoffs.c.status.in_(OPEN))
         .scalar_subquery()
     )
 
 
-async def lock_reps(session: AsyncSession) -> list[RepLoad]:
-    """Every rep with their open load, locked so concurrent routing reads one ledger."""
-    rows = await session.execute(
-        select(reps, _open_count().label("open_handoffs"))
-        .order_by(reps.c.rep_id)
-        .with_for_update(of=reps)
-    )
+def _rep_loads(rows: Iterable[Any]) -> list[RepLoad]:
     return [
         RepLoad(
             r.rep_id,
@@ -160,12 +206,47 @@ async def lock_reps(session: AsyncSession) -> list[RepLoad]:
     ]
 
 
+async def lock_reps(session: AsyncSession) -> list[RepLoad]:
+    """Every rep with their open load, locked so concurrent routing reads one ledger."""
+    rows = await session.execute(
+        select(reps, _open_count().label("open_handoffs"))
+        .order_by(reps.c.rep_id)
+        .with_for_update(of=reps)
+    )
+    return _rep_loads(rows)
+
+
+async def list_reps(session: AsyncSession) -> list[RepLoad]:
+    """Every rep with their open handoffs."""
+    rows = await session.execute(
+        select(reps, _open_count().label("open_handoffs")).order_by(reps.c.rep_id)
+    )
+    return _rep_loads(rows)
+
+
 async def record_assignment(session: AsyncSession, rep_id: str) -> None:
     """Advance the rep's fairness ledger by one handoff."""
     await session.execute(
         update(reps)
         .where(reps.c.rep_id == rep_id)
         .values(assigned_total=reps.c.assigned_total + 1, updated_at=func.now())
+    )
+
+
+async def get_rotation_levels(session: AsyncSession) -> dict[str, float]:
+    """Each team's rotation level (teams whose rotation never picked anyone are absent)."""
+    rows = await session.execute(select(rotation_levels.c.team, rotation_levels.c.level))
+    return {team: level for team, level in rows.all()}
+
+
+async def raise_rotation_level(session: AsyncSession, team: str, level: float) -> None:
+    """Raise the team's rotation level to `level` (it never goes down)."""
+    stmt = pg_insert(rotation_levels).values(team=team, level=level)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["team"],
+            set_={"level": func.greatest(rotation_levels.c.level, stmt.excluded.level)},
+        )
     )
 
 
@@ -191,25 +272,25 @@ async def insert_handoff(session: AsyncSession, **values: Any) -> bool:
     return inserted is not None
 
 
-async def lock_handoff(session: AsyncSession, handoff_id: str) -> dict[str, Any] | None:
+async def lock_handoff(session: AsyncSession, handoff_id: str) -> Handoff | None:
     """One handoff, locked until the transaction ends, or None."""
     row = (
         await session.execute(
             select(handoffs).where(handoffs.c.handoff_id == handoff_id).with_for_update()
         )
     ).first()
-    return dict(row._mapping) if row else None
+    return Handoff.from_row(row._mapping) if row else None
 
 
-async def lock_queued(session: AsyncSession, team: str) -> list[dict[str, Any]]:
+async def lock_queued(session: AsyncSession, team: str) -> list[Handoff]:
     """A team's leads waiting in its fallback queue, oldest first, locked (others skip them)."""
     rows = await session.execute(
         select(handoffs)
-        .where(handoffs.c.team == team, handoffs.c.status == "queued")
+        .where(handoffs.c.team == team, handoffs.c.status == HandoffStatus.QUEUED)
         .order_by(handoffs.c.created_at, handoffs.c.handoff_id)
         .with_for_update(skip_locked=True)
     )
-    return [dict(r._mapping) for r in rows]
+    return [Handoff.from_row(r._mapping) for r in rows]
 
 
 async def update_handoff(session: AsyncSession, handoff_id: str, **values: Any) -> None:
@@ -228,7 +309,7 @@ async def list_handoffs(
     team: str | None,
     tier: str | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[Handoff]:
     """Newest handoffs first, optionally filtered."""
     query = (
         select(handoffs).order_by(handoffs.c.created_at.desc(), handoffs.c.handoff_id).limit(limit)
@@ -241,23 +322,40 @@ async def list_handoffs(
     ):
         if value:
             query = query.where(column == value)
-    return [dict(r._mapping) for r in await session.execute(query)]
+    return [Handoff.from_row(r._mapping) for r in await session.execute(query)]
 
 
-async def get_handoff(session: AsyncSession, handoff_id: str) -> dict[str, Any] | None:
+async def get_handoff(session: AsyncSession, handoff_id: str) -> Handoff | None:
     """One handoff, or None."""
     row = (
         await session.execute(select(handoffs).where(handoffs.c.handoff_id == handoff_id))
     ).first()
-    return dict(row._mapping) if row else None
+    return Handoff.from_row(row._mapping) if row else None
 
 
-async def list_reps(session: AsyncSession) -> list[dict[str, Any]]:
-    """Every rep with their open handoffs."""
+async def record_feedback(session: AsyncSession, **values: Any) -> None:
+    """Keep one piece of sales feedback: what, on which handoff, by whom, when."""
+    await session.execute(pg_insert(handoff_feedback).values(**values))
+
+
+async def count_open_by_tier(session: AsyncSession) -> dict[str, int]:
+    """Open handoffs per tier."""
     rows = await session.execute(
-        select(reps, _open_count().label("open_handoffs")).order_by(reps.c.rep_id)
+        select(handoffs.c.tier, func.count())
+        .where(handoffs.c.status.in_(OPEN))
+        .group_by(handoffs.c.tier)
     )
-    return [dict(r._mapping) for r in rows]
+    return {tier: count for tier, count in rows.all()}
+
+
+async def count_waiting(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Leads waiting in each queue, per (queue, tier)."""
+    rows = await session.execute(
+        select(handoffs.c.queue, handoffs.c.tier, func.count())
+        .where(handoffs.c.status.in_(sorted(WAITING_STATUSES)))
+        .group_by(handoffs.c.queue, handoffs.c.tier)
+    )
+    return {(queue, tier): count for queue, tier, count in rows.all()}
 
 
 async def record_funnel_event(
@@ -271,10 +369,33 @@ async def record_funnel_event(
     )
 
 
-async def funnel(session: AsyncSession, since: datetime, until: datetime) -> dict[str, Any]:
-    """The shared numbers between two times: stage counts and handoff SLA figures."""
+async def record_merges(session: AsyncSession, lead_key: str, merged_keys: list[str]) -> None:
+    """Remember that these keys now belong to `lead_key` (and whatever merged into them)."""
+    if not merged_keys:
+        return
+    await session.execute(
+        update(lead_merges).where(lead_merges.c.lead_key.in_(merged_keys)).values(lead_key=lead_key)
+    )
+    stmt = pg_insert(lead_merges).values(
+        [{"merged_key": k, "lead_key": lead_key} for k in merged_keys if k != lead_key]
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["merged_key"], set_={"lead_key": lead_key})
+    )
+
+
+async def funnel(
+    session: AsyncSession, since: datetime, until: datetime, now: datetime
+) -> dict[str, Any]:
+    """The shared numbers between two times: stage counts, SLA outcomes, timings, rejections."""
+    person = func.coalesce(lead_merges.c.lead_key, funnel_events.c.lead_key)
     stage_rows = await session.execute(
-        select(funnel_events.c.transition, func.count(func.distinct(funnel_events.c.lead_key)))
+        select(funnel_events.c.transition, func.count(func.distinct(person)))
+        .select_from(
+            funnel_events.outerjoin(
+                lead_merges, lead_merges.c.merged_key == funnel_events.c.lead_key
+            )
+        )
         .where(funnel_events.c.at >= since, funnel_events.c.at < until)
         .group_by(funnel_events.c.transition)
     )
@@ -287,8 +408,18 @@ async def funnel(session: AsyncSession, since: datetime, until: datetime) -> dic
             select(
                 func.count().label("handoffs"),
                 func.count().filter(handoffs.c.accepted_at.is_not(None)).label("accepted"),
-                func.count().filter(handoffs.c.accepted_at <= handoffs.c.accept_by).label("in_sla"),
-                func.count().filter(handoffs.c.accept_by.is_not(None)).label("with_sla"),
+                func.count().filter(handoffs.c.accepted_at <= handoffs.c.accept_by).label("met"),
+                func.coalesce(func.sum(handoffs.c.accept_breaches), 0).label("breached"),
+                # past the deadline, its breach timer not fired yet: decided all the same
+                func.count()
+                .filter(handoffs.c.status == HandoffStatus.ASSIGNED, handoffs.c.accept_by < now)
+                .label("overdue"),
+                func.count()
+                .filter(
+                    handoffs.c.status == HandoffStatus.ASSIGNED,
+                    handoffs.c.accept_by >= now,
+                )
+                .label("undecided"),
                 func.percentile_cont(0.5).within_group(accept_s).label("accept_p50"),
                 func.percentile_cont(0.9).within_group(accept_s).label("accept_p90"),
                 func.percentile_cont(0.5).within_group(contact_s).label("contact_p50"),
@@ -298,11 +429,21 @@ async def funnel(session: AsyncSession, since: datetime, until: datetime) -> dic
     ).one()
     breaches = await session.execute(
         select(handoffs.c.team, func.count())
-        .where(*window, handoffs.c.breached)
+        .where(*window, (handoffs.c.accept_breaches > 0) | handoffs.c.contact_breached)
         .group_by(handoffs.c.team)
+    )
+    rejections = await session.execute(
+        select(handoff_feedback.c.reason, func.count())
+        .where(
+            handoff_feedback.c.action == FeedbackAction.REJECT,
+            handoff_feedback.c.at >= since,
+            handoff_feedback.c.at < until,
+        )
+        .group_by(handoff_feedback.c.reason)
     )
     return {
         "stages": stages,
         "handoffs": figures._asdict(),
         "breaches_by_team": dict(breaches.all()),
+        "rejected_by_reason": dict(rejections.all()),
     }

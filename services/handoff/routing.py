@@ -1,13 +1,14 @@
 """Pure routing: pick the team and the rep for a qualified lead, and say why."""
 
 import hashlib
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.playbook import Playbook
-from shared.playbook.routing import WEEKDAYS, WorkingHours
+from shared.playbook.handoff import WEEKDAYS, WorkingHours
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class RoutingDecision:
     rule: str
     reason: str
     skipped: dict[str, str] = field(default_factory=dict)  # rep id -> why not them
+    # Fair rotation only: the chosen rep's handoffs per unit of weight before this lead,
+    # the level the team's rotation has reached (new and returning reps start there).
+    rotation_level: float | None = None
 
 
 def in_working_hours(hours: WorkingHours | None, now: datetime) -> bool:
@@ -103,32 +107,73 @@ def route_lead(
         else:
             candidates.append(rep)
     if not candidates:
+        why = "; ".join(f"{rep_id}: {reason}" for rep_id, reason in sorted(skipped.items()))
         return RoutingDecision(
-            None, team, rule, f"rule {rule}: no eligible rep in {team}; queued", skipped
+            None, team, rule, f"rule {rule}: no eligible rep in {team} ({why}); queued", skipped
         )
 
     def rank(rep: RepLoad) -> tuple[float, str]:
-        tie = hashlib.sha256(f"{lead_key}\x1f{rep.rep_id}".encode()).hexdigest()
-        return (rep.assigned_total / rep.weight, tie)
+        return (rep.assigned_total / rep.weight, tie_break(lead_key, rep.rep_id))
 
-    chosen = min(candidates, key=rank)
+    ranked = sorted(candidates, key=rank)
+    chosen = ranked[0]
+    level = chosen.assigned_total / chosen.weight
+    loads = ", ".join(f"{r.name} {r.assigned_total}/{r.weight}" for r in ranked)
+    tied = [r.name for r in ranked if r.assigned_total / r.weight == level]
+    tie = (
+        f"; tie between {', '.join(tied)} broken by a hash of lead and rep" if len(tied) > 1 else ""
+    )
     return RoutingDecision(
         chosen.rep_id,
         team,
         rule,
         f"rule {rule} -> team {team}: fair rotation chose {chosen.name} "
-        f"({chosen.assigned_total} earlier handoffs, weight {chosen.weight}) "
-        f"among {len(candidates)} eligible rep(s)",
+        f"(handoffs/weight among {len(candidates)} eligible: {loads}){tie}",
         skipped,
+        rotation_level=level,
     )
 
 
-def ledger_on_return(rep: RepLoad, teammates: list[RepLoad]) -> int:
-    """The ledger a rep back from absence starts from: level with the least-loaded teammate.
+def tie_break(lead_key: str, rep_id: str) -> str:
+    """A per-lead pseudo-random order of reps, so no rep wins ties by name or seniority."""
+    return hashlib.sha256(f"{lead_key}\x1f{rep_id}".encode()).hexdigest()
 
-    Without this, a rep away for a week would win every lead until caught up (a flood).
+
+def levelled_ledger(assigned_total: int, weight: int, rotation_level: float | None) -> int:
+    """The ledger a new or returning rep starts from: the team's rotation level, never lower.
+
+    The rotation level is the highest handoffs-per-weight at which fair rotation has picked
+    anyone in the team. Everyone eligible at that pick stood at or above it, so a rep who
+    starts there is never ahead of the reps actually taking leads, and is not flooded with
+    every lead until their ledger catches up (a teammate who is never on duty, at 0, does
+    not pull the level down).
     """
-    others = [t.assigned_total / t.weight for t in teammates if t.rep_id != rep.rep_id and t.active]
-    if not others:
-        return rep.assigned_total
-    return max(rep.assigned_total, int(min(others) * rep.weight))
+    if rotation_level is None:
+        return assigned_total
+    return max(assigned_total, math.floor(rotation_level * weight))
+
+
+def next_shift_start(hours: WorkingHours | None, now: datetime) -> datetime | None:
+    """When the rep's working hours next begin after `now` (None: no hours, or never)."""
+    if hours is None:
+        return None
+    zone = ZoneInfo(hours.timezone)
+    local = now.astimezone(zone)
+    for days in range(8):
+        day = local.date() + timedelta(days=days)
+        opens = datetime.combine(day, hours.start, zone)
+        if WEEKDAYS[day.weekday()] in hours.days and opens > local:
+            return opens.astimezone(now.tzinfo)
+    return None
+
+
+def next_queue_check(team: str, reps: list[RepLoad], now: datetime) -> datetime | None:
+    """When a rep of the team who is off shift but otherwise free next starts work, if any."""
+    starts = [
+        start
+        for r in reps
+        if r.team == team and r.active and r.available and r.open_handoffs < r.capacity
+        if not in_working_hours(r.working_hours, now)
+        if (start := next_shift_start(r.working_hours, now)) is not None
+    ]
+    return min(starts, default=None)

@@ -1,22 +1,62 @@
-"""Handoff handlers: route qualified leads, run SLA clocks, take sales feedback."""
+"""Handoff flow: route qualified leads, run SLA clocks, drain queues, take sales feedback.
+
+Every method runs inside the caller's transaction (the consumer's batch, a timer's firing
+or an HTTP request's unit of work); decisions come from the pure core, SQL from the
+repository.
+"""
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import erasure, repository
-from services.handoff.lifecycle import OPEN, InvalidFeedback, deadlines, next_status
-from services.handoff.routing import RepLoad, RoutingDecision, route_lead
+from services.handoff.lifecycle import (
+    OPEN_STATUSES,
+    Escalate,
+    FeedbackAction,
+    FeedbackConflict,
+    FeedbackNotAllowed,
+    Handoff,
+    HandoffNotFound,
+    HandoffStatus,
+    InvalidFeedback,
+    RepNotFound,
+    SlaClock,
+    accept_sla_outcome,
+    after_accept_breach,
+    check_feedback_author,
+    deadlines,
+    next_status,
+)
+from services.handoff.metrics import (
+    FEEDBACK_REFUSED,
+    HANDOFF_EVENTS,
+    OPEN_HANDOFFS,
+    QUEUE_SIZE,
+    QUEUED_TIME,
+    REJECTIONS,
+    ROUTING_DECISIONS,
+    SLA_BREACHES,
+    SLA_OUTCOMES,
+    SLA_WARNINGS,
+    SPEED_TO_LEAD,
+    TIME_TO_ACCEPT,
+    TIME_TO_CONTACT,
+)
+from services.handoff.routing import (
+    RepLoad,
+    RoutingDecision,
+    levelled_ledger,
+    next_queue_check,
+    route_lead,
+)
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
-from shared.errors import NotFound
 from shared.events import (
     FEEDBACK_PREFIX,
     HANDOFF_PREFIX,
@@ -30,70 +70,19 @@ from shared.events import (
     derived_event_id,
 )
 from shared.playbook import Playbook
-from shared.playbook.routing import WorkingHours
 from shared.timers import Timer
 
 log = logging.getLogger(__name__)
 
 RELAY = "handoff"
-WARNING, ACCEPT_BREACH, CONTACT_BREACH = (
+WARNING, ACCEPT_BREACH, CONTACT_BREACH, QUEUE_CHECK = (
     "handoff.sla_warning",
     "handoff.accept_breach",
     "handoff.contact_breach",
+    "handoff.queue_check",  # keyed by team: a rep's working hours begin
 )
+SLA_TIMERS = (WARNING, ACCEPT_BREACH, CONTACT_BREACH)
 ROUTED_TRANSITIONS = {"became_mql"}
-SLA_BUCKETS = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800)
-
-HANDOFFS = Counter(
-    "leadrouter_handoffs_total",
-    "Handoff events, by team, tier and outcome",
-    ["team", "tier", "outcome"],
-)
-ROUTING = Counter("leadrouter_routing_decisions_total", "Routing decisions, by rule", ["rule"])
-SLA_WARNINGS = Counter("leadrouter_sla_warnings_total", "SLA warnings sent", ["team", "tier"])
-SLA_BREACHES = Counter(
-    "leadrouter_sla_breaches_total", "SLA deadlines missed, by clock", ["team", "tier", "clock"]
-)
-TIME_TO_ACCEPT = Histogram(
-    "leadrouter_time_to_accept_seconds", "Assigned to accepted", ["tier"], buckets=SLA_BUCKETS
-)
-TIME_TO_CONTACT = Histogram(
-    "leadrouter_time_to_first_contact_seconds",
-    "Assigned to first contact",
-    ["tier"],
-    buckets=SLA_BUCKETS,
-)
-SPEED_TO_LEAD = Histogram(
-    "leadrouter_speed_to_lead_seconds",
-    "From the qualifying activity to the handoff to a rep",
-    ["tier"],
-    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400),
-)
-OPEN_HANDOFFS = Gauge("leadrouter_handoffs_open", "Open handoffs, by tier", ["tier"])
-QUEUED = Gauge(
-    "leadrouter_handoff_queue_size",
-    "Leads waiting in a queue, by queue and tier",
-    ["queue", "tier"],
-)
-SLA_OUTCOMES = Counter(
-    "leadrouter_sla_outcomes_total",
-    "Accept SLA outcomes: met (accepted in time) or breached; attainment is met / all",
-    ["team", "tier", "outcome"],
-)
-FEEDBACK_REFUSED = Counter(
-    "leadrouter_feedback_refused_total",
-    "Sales feedback that did not apply (unknown handoff, wrong state)",
-    ["action"],
-)
-
-
-def hours_of(reps: list[RepLoad], rep_id: str | None) -> WorkingHours | None:
-    """A rep's working hours, if they have any."""
-    return next((r.working_hours for r in reps if r.rep_id == rep_id), None)
-
-
-class HandoffNotFound(NotFound):
-    """No handoff has this id."""
 
 
 class HandoffService:
@@ -104,10 +93,22 @@ class HandoffService:
         self.handoffs_topic = handoffs_topic
         self.feedback_topic = feedback_topic
         self.teams = {t.name: t for t in playbook.routing.teams}
+        self.rep_names = {r.id: r.name for t in playbook.routing.teams for r in t.reps}
         for team in self.teams:  # exported at 0 from the start, so ratios and increase() work
             for tier in playbook.sla.tiers:
                 for outcome in ("met", "breached"):
                     SLA_OUTCOMES.labels(team, tier, outcome)
+            for reason in playbook.sla.reject_reasons:
+                REJECTIONS.labels(team, reason)
+
+    def timer_handlers(self) -> dict[str, timers.TimerHandler]:
+        """The durable timers this service fires, by kind."""
+        return {
+            WARNING: self.on_warning,
+            ACCEPT_BREACH: self.on_accept_breach,
+            CONTACT_BREACH: self.on_contact_breach,
+            QUEUE_CHECK: self.on_queue_check,
+        }
 
     # -- consumer ---------------------------------------------------------------------------
 
@@ -117,15 +118,10 @@ class HandoffService:
             event = delivered.event
             if event.type == LIFECYCLE_ERASED:
                 erased = ErasedData.model_validate(event.data)
-                await erasure.erase_lead(
-                    session,
-                    erased.lead_key,
-                    now,
-                    RELAY,
-                    [WARNING, ACCEPT_BREACH, CONTACT_BREACH],
-                )
+                await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
+                await repository.record_merges(session, lead.lead_key, lead.merged_keys)
                 await repository.record_funnel_event(
                     session, event.id, lead.lead_key, lead.transition, event.time
                 )
@@ -144,9 +140,14 @@ class HandoffService:
                         feedback.handoff_id,
                         {"event_id": event.id, "rep_id": feedback.rep_id},
                     )
-                except (InvalidFeedback, HandoffNotFound) as exc:
+                except (
+                    FeedbackConflict,
+                    InvalidFeedback,
+                    FeedbackNotAllowed,
+                    HandoffNotFound,
+                ) as exc:
                     FEEDBACK_REFUSED.labels(
-                        action if action in {"accept", "contact", "reject", "convert"} else "other"
+                        action if action in set(FeedbackAction) else "other"
                     ).inc()
                     log.warning("sales feedback refused: %s", exc, extra={"event_id": event.id})
             else:
@@ -166,15 +167,13 @@ class HandoffService:
         )
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
-        queue = None if decision.rep_id else (team.fallback_queue or f"{team.name}-queue")
         created = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
             lead_key=lead.lead_key,
-            **self._clock_fields(tier, decision.rep_id, reps, now),
             team=decision.team,
-            queue=queue,
-            status="assigned" if decision.rep_id else "queued",
+            queue=None if decision.rep_id else (team.fallback_queue or f"{team.name}-queue"),
+            status=HandoffStatus.QUEUED,
             tier=tier,
             score=lead.score,
             email=lead.email,
@@ -185,13 +184,11 @@ class HandoffService:
             skipped=decision.skipped,
             lifecycle_event_id=event.id,
             qualifying_activity_at=lead.qualifying_activity_at,
-            breached=False,
             reassignments=0,
             previous_reps=[],
         )
         if not created:
             return  # this lifecycle event was routed already
-        ROUTING.labels(decision.rule).inc()
         log.info(
             "routed by rule %s to team %s",
             decision.rule,
@@ -201,15 +198,69 @@ class HandoffService:
         handoff = await repository.lock_handoff(session, handoff_id)
         assert handoff is not None
         if decision.rep_id:
-            await repository.record_assignment(session, decision.rep_id)
-            await self._start_clock(session, handoff)
-            if lead.qualifying_activity_at:
-                SPEED_TO_LEAD.labels(tier).observe(
-                    max((now - lead.qualifying_activity_at).total_seconds(), 0)
-                )
-        await self._publish(
-            session, handoff, "assigned" if decision.rep_id else "queued", cause=event.id
+            await self._assign(session, handoff, decision, reps, now, cause=event.id)
+        else:
+            ROUTING_DECISIONS.labels(decision.rule).inc()
+            await self._publish(session, handoff, "queued", cause=event.id)
+            await self._schedule_queue_check(session, decision.team, reps, now)
+
+    async def _assign(
+        self,
+        session: AsyncSession,
+        handoff: Handoff,
+        decision: RoutingDecision,
+        reps: list[RepLoad],
+        now: datetime,
+        cause: str,
+        kind: str = "assigned",
+        routing_reason: str | None = None,
+        previous_rep_id: str | None = None,
+        from_queue: bool = False,
+        **changes: Any,
+    ) -> Handoff:
+        """Give a handoff to the decision's rep: ledger, rotation level, SLA clock, event."""
+        assert decision.rep_id is not None
+        hours = next((r.working_hours for r in reps if r.rep_id == decision.rep_id), None)
+        clock = deadlines(handoff.tier or "", now, self.playbook, hours)
+        first = handoff.assigned_at is None
+        assigned = await self._save(
+            session,
+            handoff,
+            rep_id=decision.rep_id,
+            team=decision.team,
+            queue=None,
+            status=HandoffStatus.ASSIGNED,
+            assigned_at=now,
+            warn_at=clock.warn_at if clock else None,
+            accept_by=clock.accept_by if clock else None,
+            contact_by=clock.contact_by if clock else None,
+            routing_rule=decision.rule,
+            routing_reason=routing_reason or decision.reason,
+            skipped=decision.skipped,
+            **changes,
         )
+        await repository.record_assignment(session, decision.rep_id)
+        if decision.rotation_level is not None:
+            await repository.raise_rotation_level(session, decision.team, decision.rotation_level)
+        ROUTING_DECISIONS.labels(decision.rule).inc()
+        if first:  # speed to lead counts every first assignment, queued time included
+            if handoff.qualifying_activity_at:
+                SPEED_TO_LEAD.labels(assigned.tier).observe(
+                    max((now - handoff.qualifying_activity_at).total_seconds(), 0)
+                )
+            if from_queue and handoff.created_at:
+                QUEUED_TIME.labels(assigned.tier).observe(
+                    max((now - handoff.created_at).total_seconds(), 0)
+                )
+        for kind_, due in (
+            (WARNING, assigned.warn_at),
+            (ACCEPT_BREACH, assigned.accept_by),
+            (CONTACT_BREACH, assigned.contact_by),
+        ):
+            if due is not None:
+                await timers.schedule(session, kind_, assigned.handoff_id, due)
+        await self._publish(session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id)
+        return assigned
 
     async def drain_queue(self, session: AsyncSession, team: str, now: datetime) -> int:
         """Give a team's queued leads, oldest first, to reps who can take them now."""
@@ -222,267 +273,292 @@ class HandoffService:
             decision = self._reroute(handoff, reps, now)
             if not decision.rep_id:
                 continue
-            await repository.update_handoff(
+            await self._assign(
                 session,
-                handoff["handoff_id"],
-                **self._clock_fields(handoff["tier"], decision.rep_id, reps, now),
-                team=decision.team,
-                queue=None,
-                status="assigned",
-                routing_rule=decision.rule,
+                handoff,
+                decision,
+                reps,
+                now,
+                cause=f"queue:{now.isoformat()}",
                 routing_reason=f"from the queue: {decision.reason}",
-                skipped=decision.skipped,
+                from_queue=True,
             )
-            await repository.record_assignment(session, decision.rep_id)
             reps = [
                 replace(r, assigned_total=r.assigned_total + 1, open_handoffs=r.open_handoffs + 1)
                 if r.rep_id == decision.rep_id
                 else r
                 for r in reps
             ]
-            updated = await repository.lock_handoff(session, handoff["handoff_id"])
-            assert updated is not None
-            await self._start_clock(session, updated)
-            await self._publish(session, updated, "assigned", cause=f"queue:{now.isoformat()}")
-            ROUTING.labels(decision.rule).inc()
             assigned += 1
+        if assigned < len(queued):
+            await self._schedule_queue_check(session, team, reps, now)
         await self.observe(session)
         return assigned
 
+    async def drain_queues(self, session: AsyncSession, now: datetime) -> int:
+        """Drain every team's queue (at start-up: the playbook may have added reps or room)."""
+        return sum([await self.drain_queue(session, team, now) for team in self.teams])
+
+    async def _schedule_queue_check(
+        self, session: AsyncSession, team: str, reps: list[RepLoad], now: datetime
+    ) -> None:
+        """Wake the queue when the next free rep of the team starts work."""
+        due = next_queue_check(team, reps, now)
+        if due is not None:
+            await timers.schedule(session, QUEUE_CHECK, team, due)
+
+    async def on_queue_check(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
+        """A rep's working hours began: give them what waits in the team's queue."""
+        await self.drain_queue(session, timer.key, now)
+
     def _reroute(
         self,
-        handoff: dict[str, Any],
+        handoff: Handoff,
         reps: list[RepLoad],
         now: datetime,
-        exclude: frozenset[str] = frozenset(),
     ) -> RoutingDecision:
-        """Route an existing handoff's lead again (from a queue, or after a breach)."""
+        """Route a queued handoff's lead again."""
         return route_lead(
-            handoff["lead_key"],
-            handoff["email"],
-            handoff["attributes"],
-            handoff["tier"],
+            handoff.lead_key,
+            handoff.email,
+            dict(handoff.attributes or {}),
+            handoff.tier or "",
             reps,
             self.playbook,
             now,
-            exclude,
         )
 
-    def _clock_fields(
-        self, tier: str, rep_id: str | None, reps: list[RepLoad], now: datetime
-    ) -> dict[str, Any]:
-        """The assignment columns: rep, time and the SLA deadlines it starts (none if queued)."""
-        clock = deadlines(tier, now, self.playbook, hours_of(reps, rep_id)) if rep_id else None
-        return {
-            "rep_id": rep_id,
-            "assigned_at": now if rep_id else None,
-            "warn_at": clock.warn_at if clock else None,
-            "accept_by": clock.accept_by if clock else None,
-            "contact_by": clock.contact_by if clock else None,
-        }
+    async def set_availability(
+        self, session: AsyncSession, rep_id: str, available: bool, now: datetime
+    ) -> tuple[int, int]:
+        """Mark a rep in or out of office; returns their ledger and leads given from the queue.
 
-    async def _start_clock(self, session: AsyncSession, handoff: dict[str, Any]) -> None:
-        key = handoff["handoff_id"]
-        for kind, due in (
-            (WARNING, handoff["warn_at"]),
-            (ACCEPT_BREACH, handoff["accept_by"]),
-            (CONTACT_BREACH, handoff["contact_by"]),
-        ):
-            if due is not None:
-                await timers.schedule(session, kind, key, due)
-
-    async def _stop_clock(self, session: AsyncSession, handoff_id: str, *kinds: str) -> None:
-        for kind in kinds:
-            await timers.cancel(session, kind, handoff_id)
+        A returning rep starts at the team's rotation level (see `levelled_ledger`).
+        """
+        rep = next((r for r in await repository.lock_reps(session) if r.rep_id == rep_id), None)
+        if rep is None:
+            raise RepNotFound(f"no rep {rep_id!r}", pointer="/rep_id")
+        ledger = rep.assigned_total
+        if available and not rep.available:
+            levels = await repository.get_rotation_levels(session)
+            ledger = levelled_ledger(rep.assigned_total, rep.weight, levels.get(rep.team))
+        await repository.set_availability(session, rep_id, available, ledger)
+        drained = await self.drain_queue(session, rep.team, now) if available else 0
+        return ledger, drained
 
     # -- SLA timers -------------------------------------------------------------------------
 
     async def on_warning(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Before the accept deadline: tell the rep and the manager while there is time."""
         handoff = await repository.lock_handoff(session, timer.key)
-        if handoff and handoff["status"] == "assigned":
-            SLA_WARNINGS.labels(handoff["team"], handoff["tier"]).inc()
+        if handoff and handoff.status == HandoffStatus.ASSIGNED:
+            SLA_WARNINGS.labels(handoff.team, handoff.tier).inc()
             await self._publish(
                 session, handoff, "sla_warning", cause=f"warn:{timer.due_at.isoformat()}"
             )
 
     async def on_accept_breach(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
-        """Not accepted in time: publish the breach and escalate by policy."""
+        """Not accepted in time: publish the breach, reassign or escalate, drain the queue."""
         handoff = await repository.lock_handoff(session, timer.key)
-        if not handoff or handoff["status"] != "assigned":
+        if not handoff or handoff.status != HandoffStatus.ASSIGNED:
             return
         cause = f"breach:{timer.due_at.isoformat()}"
-        SLA_BREACHES.labels(handoff["team"], handoff["tier"], "accept").inc()
+        SLA_BREACHES.labels(handoff.team, handoff.tier, "accept").inc()
+        SLA_OUTCOMES.labels(handoff.team, handoff.tier, "breached").inc()
         log.info("accept SLA breached", extra={"handoff_id": timer.key})
-        SLA_OUTCOMES.labels(handoff["team"], handoff["tier"], "breached").inc()
-        await repository.update_handoff(session, timer.key, breached=True)
-        handoff["breached"] = True
-        await self._publish(session, handoff, "sla_breached", cause=cause)
-        await self._stop_clock(session, timer.key, CONTACT_BREACH)
-        previous = [*handoff["previous_reps"], handoff["rep_id"]]
-        decision = None
-        if handoff["reassignments"] < self.playbook.sla.max_reassignments:
-            reps = await repository.lock_reps(session)
-            decision = self._reroute(handoff, reps, now, exclude=frozenset(previous))
-        team = self.teams[handoff["team"]]
-        if decision and decision.rep_id:
-            values = dict(
-                **self._clock_fields(handoff["tier"], decision.rep_id, reps, now),
-                team=decision.team,
-                reassignments=handoff["reassignments"] + 1,
-                previous_reps=previous,
-                routing_reason=f"reassigned after an SLA breach: {decision.reason}",
-            )
-            await repository.record_assignment(session, decision.rep_id)
-        else:
-            values = dict(
+        handoff = await self._save(session, handoff, accept_breaches=handoff.accept_breaches + 1)
+        await self._publish(session, handoff, "sla_breached", cause=cause, clock="accept")
+        await timers.cancel(session, CONTACT_BREACH, timer.key)
+        reps = await repository.lock_reps(session)
+        action = after_accept_breach(handoff, reps, self.playbook, now)
+        if isinstance(action, Escalate):
+            team = self.teams[handoff.team]
+            updated = await self._save(
+                session,
+                handoff,
                 rep_id=None,
-                status="escalated",
+                status=HandoffStatus.ESCALATED,
                 queue=team.manager_queue or f"{team.name}-manager",
-                reassignments=handoff["reassignments"] + 1,
-                previous_reps=previous,
-                routing_reason="escalated to the manager's queue after an SLA breach",
+                reassignments=handoff.reassignments + 1,
+                previous_reps=action.previous_reps,
+                routing_reason=f"escalated to the manager's queue after an SLA breach: "
+                f"{action.why}",
             )
-        await repository.update_handoff(session, timer.key, **values)
-        updated = await repository.lock_handoff(session, timer.key)
-        assert updated is not None
-        if updated["rep_id"]:
-            await self._start_clock(session, updated)
-        await self._publish(
-            session, updated, "reassigned", cause=cause, previous_rep_id=handoff["rep_id"]
-        )
+            await timers.cancel(session, WARNING, timer.key)
+            await self._publish(
+                session, updated, "reassigned", cause=cause, previous_rep_id=handoff.rep_id
+            )
+        else:
+            await self._assign(
+                session,
+                handoff,
+                action.decision,
+                reps,
+                now,
+                cause=cause,
+                kind="reassigned",
+                routing_reason=f"reassigned after an SLA breach: {action.decision.reason}",
+                reassignments=handoff.reassignments + 1,
+                previous_reps=action.previous_reps,
+                previous_rep_id=handoff.rep_id,
+            )
+        # The rep who lost the lead has a free slot now.
+        await self.drain_queue(session, handoff.team, now)
         await self.observe(session)
 
     async def on_contact_breach(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Accepted (or not) but not contacted in time: publish the breach."""
         handoff = await repository.lock_handoff(session, timer.key)
-        if not handoff or handoff["status"] not in {"assigned", "accepted"}:
+        if not handoff or handoff.status not in {HandoffStatus.ASSIGNED, HandoffStatus.ACCEPTED}:
             return
-        SLA_BREACHES.labels(handoff["team"], handoff["tier"], "contact").inc()
-        await repository.update_handoff(session, timer.key, breached=True)
+        SLA_BREACHES.labels(handoff.team, handoff.tier, "contact").inc()
+        handoff = await self._save(session, handoff, contact_breached=True)
         await self._publish(
-            session, handoff, "sla_breached", cause=f"contact:{timer.due_at.isoformat()}"
+            session,
+            handoff,
+            "sla_breached",
+            cause=f"contact:{timer.due_at.isoformat()}",
+            clock="contact",
         )
 
     # -- feedback ---------------------------------------------------------------------------
 
     async def apply_feedback(
-        self, session: AsyncSession, action: str, feedback: FeedbackData, now: datetime, cause: str
-    ) -> dict[str, Any]:
-        """Accept, contact, reject or convert a handoff (HTTP and Kafka both come here)."""
+        self,
+        session: AsyncSession,
+        action: str,
+        feedback: FeedbackData,
+        now: datetime,
+        cause: str,
+        api_key_name: str | None = None,
+    ) -> Handoff:
+        """Accept, contact, reject or convert a handoff (HTTP and Kafka both come here).
+
+        Checked in this order: the handoff exists (404), the move is possible (409), the
+        reason or stage is known (422), the author is its rep or a manager of its team (403).
+        """
         handoff = await repository.lock_handoff(session, feedback.handoff_id)
         if handoff is None:
             raise HandoffNotFound(f"no handoff {feedback.handoff_id!r}")
-        status = next_status(
-            handoff["status"], action, self.playbook, feedback.reason, feedback.converted_to
-        )
-        values: dict[str, Any] = {"status": status}
-        if (
-            action in {"accept", "contact"}
-            and handoff["accepted_at"] is None
-            and handoff["accept_by"]
-        ):
-            met = now <= handoff["accept_by"] and not handoff["breached"]
-            if met:  # a breach was counted when its timer fired
-                SLA_OUTCOMES.labels(handoff["team"], handoff["tier"], "met").inc()
-        if action == "accept":
-            values["accepted_at"] = now
-            TIME_TO_ACCEPT.labels(handoff["tier"]).observe(
-                (now - handoff["assigned_at"]).total_seconds()
+        status = next_status(handoff, action, self.playbook, feedback.reason, feedback.converted_to)
+        check_feedback_author(handoff, feedback.rep_id, self.playbook)
+        changes: dict[str, Any] = {"status": status}
+        if action in {FeedbackAction.ACCEPT, FeedbackAction.CONTACT}:
+            outcome = accept_sla_outcome(handoff, now)
+            if outcome:
+                SLA_OUTCOMES.labels(handoff.team, handoff.tier, outcome).inc()
+            if outcome == "breached":  # accepted late, before the breach timer fired
+                changes["accept_breaches"] = handoff.accept_breaches + 1
+            if handoff.accepted_at is None:
+                changes["accepted_at"] = now  # contacting a lead accepts it
+                TIME_TO_ACCEPT.labels(handoff.tier).observe(
+                    (now - (handoff.assigned_at or now)).total_seconds()
+                )
+        if action == FeedbackAction.ACCEPT:
+            await timers.cancel(session, WARNING, handoff.handoff_id)
+            await timers.cancel(session, ACCEPT_BREACH, handoff.handoff_id)
+        elif action == FeedbackAction.CONTACT:
+            changes["contacted_at"] = now
+            TIME_TO_CONTACT.labels(handoff.tier).observe(
+                (now - (handoff.assigned_at or now)).total_seconds()
             )
-            await self._stop_clock(session, feedback.handoff_id, WARNING, ACCEPT_BREACH)
-        elif action == "contact":
-            values["contacted_at"] = now
-            if handoff["accepted_at"] is None:
-                values["accepted_at"] = now  # contacting a lead accepts it
-            TIME_TO_CONTACT.labels(handoff["tier"]).observe(
-                (now - handoff["assigned_at"]).total_seconds()
-            )
-            await self._stop_clock(
-                session, feedback.handoff_id, WARNING, ACCEPT_BREACH, CONTACT_BREACH
-            )
+            for kind in SLA_TIMERS:
+                await timers.cancel(session, kind, handoff.handoff_id)
+        elif action == FeedbackAction.REJECT:
+            changes.update(closed_at=now, reason=feedback.reason)
+            REJECTIONS.labels(handoff.team, feedback.reason).inc()
         else:
-            values.update(closed_at=now, reason=feedback.reason, converted_to=feedback.converted_to)
-            await self._stop_clock(
-                session, feedback.handoff_id, WARNING, ACCEPT_BREACH, CONTACT_BREACH
-            )
-        await repository.update_handoff(session, feedback.handoff_id, **values)
-        log.info("feedback %s: now %s", action, status, extra={"handoff_id": feedback.handoff_id})
-        updated = {**handoff, **values}
+            changes.update(closed_at=handoff.closed_at or now, converted_to=feedback.converted_to)
+        if status in {HandoffStatus.REJECTED, HandoffStatus.CONVERTED}:
+            for kind in SLA_TIMERS:
+                await timers.cancel(session, kind, handoff.handoff_id)
+        updated = await self._save(session, handoff, **changes)
+        await repository.record_feedback(
+            session,
+            handoff_id=handoff.handoff_id,
+            action=action,
+            rep_id=feedback.rep_id,
+            api_key_name=api_key_name,
+            reason=feedback.reason,
+            converted_to=feedback.converted_to,
+            team=handoff.team,
+            cause=cause,
+            at=now,
+        )
+        log.info("feedback %s: now %s", action, status, extra={"handoff_id": handoff.handoff_id})
         await self._publish(session, updated, status, cause=cause)
-        if action == "reject":
+        if action == FeedbackAction.REJECT:
             await self._publish(session, updated, "recycled", cause=cause)
-        if status in {"rejected", "converted"}:  # the rep has room for a queued lead now
-            await self.drain_queue(session, handoff["team"], now)
+        if handoff.status in OPEN_STATUSES and status not in OPEN_STATUSES:
+            await self.drain_queue(session, handoff.team, now)  # the rep has a free slot now
+        await self.observe(session)
         return updated
 
-    # -- publishing and gauges ----------------------------------------------------------------
+    # -- storing, publishing and gauges -------------------------------------------------------
+
+    async def _save(self, session: AsyncSession, handoff: Handoff, **changes: Any) -> Handoff:
+        """Write changes to a handoff and return it as it now stands."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
+        await repository.update_handoff(session, handoff.handoff_id, **values)
+        current = {f.name: getattr(handoff, f.name) for f in fields(Handoff)}
+        return Handoff.from_row({**current, **changes})
 
     async def _publish(
         self,
         session: AsyncSession,
-        handoff: dict[str, Any],
+        handoff: Handoff,
         kind: str,
         cause: str,
         previous_rep_id: str | None = None,
+        clock: SlaClock | None = None,
     ) -> None:
-        rep_names = {r.id: r.name for t in self.playbook.routing.teams for r in t.reps}
         await outbox.add_event(
             session,
             RELAY,
             self.handoffs_topic,
             CloudEvent(
-                id=derived_event_id("handoff", kind, handoff["handoff_id"], cause),
+                id=derived_event_id("handoff", kind, handoff.handoff_id, cause),
                 source="leadrouter/handoff",
                 type=HANDOFF_PREFIX + kind,
                 time=await db_now(session),
-                subject=handoff["lead_key"],
+                subject=handoff.lead_key,
                 data=HandoffData(
-                    handoff_id=handoff["handoff_id"],
-                    status=handoff["status"],
-                    lead_key=handoff["lead_key"],
-                    rep_id=handoff["rep_id"],
-                    rep_name=rep_names.get(handoff["rep_id"] or ""),
-                    team=handoff["team"],
-                    email=handoff["email"],
-                    attributes=handoff["attributes"],
-                    score=handoff["score"],
+                    handoff_id=handoff.handoff_id,
+                    status=handoff.status,
+                    lead_key=handoff.lead_key,
+                    rep_id=handoff.rep_id,
+                    rep_name=self.rep_names.get(handoff.rep_id or ""),
+                    team=handoff.team,
+                    email=handoff.email,
+                    attributes=dict(handoff.attributes or {}),
+                    score=handoff.score,
                     stage="mql",
-                    explanation=handoff["explanation"],
-                    routing_reason=handoff["routing_reason"],
-                    reason=handoff.get("reason"),
-                    converted_to=handoff.get("converted_to"),
-                    tier=handoff["tier"],
-                    queue=handoff["queue"],
+                    explanation=handoff.explanation or [],
+                    routing_reason=handoff.routing_reason,
+                    reason=handoff.reason,
+                    converted_to=handoff.converted_to,
+                    tier=handoff.tier,
+                    queue=handoff.queue,
                     previous_rep_id=previous_rep_id,
-                    accept_by=handoff["accept_by"],
-                    contact_by=handoff["contact_by"],
-                    qualifying_activity_at=handoff["qualifying_activity_at"],
+                    accept_by=handoff.accept_by,
+                    contact_by=handoff.contact_by,
+                    qualifying_activity_at=handoff.qualifying_activity_at,
+                    clock=clock,
                 ).model_dump(mode="json"),
             ),
         )
-        HANDOFFS.labels(handoff["team"], handoff["tier"] or "none", kind).inc()
+        HANDOFF_EVENTS.labels(handoff.team, handoff.tier or "none", kind).inc()
 
     async def observe(self, session: AsyncSession) -> None:
         """Refresh the open-handoff and queue gauges from the table."""
-        rows = await session.execute(
-            select(repository.handoffs.c.tier, func.count())
-            .where(repository.handoffs.c.status.in_(sorted(OPEN)))
-            .group_by(repository.handoffs.c.tier)
-        )
-        counts = dict(rows.all())
+        counts = await repository.count_open_by_tier(session)
         for tier in self.playbook.taxonomy.tiers:
             OPEN_HANDOFFS.labels(tier.name).set(counts.get(tier.name, 0))
-        rows = await session.execute(
-            select(repository.handoffs.c.queue, repository.handoffs.c.tier, func.count())
-            .where(repository.handoffs.c.status.in_(["queued", "escalated"]))
-            .group_by(repository.handoffs.c.queue, repository.handoffs.c.tier)
-        )
-        queued = {(queue, tier): count for queue, tier, count in rows.all()}
+        waiting = await repository.count_waiting(session)
         for team in self.playbook.routing.teams:
             for queue in (
                 team.fallback_queue or f"{team.name}-queue",
                 team.manager_queue or f"{team.name}-manager",
             ):
                 for tier in self.playbook.taxonomy.tiers:
-                    QUEUED.labels(queue, tier.name).set(queued.get((queue, tier.name), 0))
+                    QUEUE_SIZE.labels(queue, tier.name).set(waiting.get((queue, tier.name), 0))

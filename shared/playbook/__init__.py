@@ -7,7 +7,7 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from shared.playbook.base import Section
-from shared.playbook.routing import Rep, Routing, Sla, Team
+from shared.playbook.handoff import Rep, Routing, Sla, Team
 from shared.playbook.scoring import BehaviourRule, Scoring
 from shared.playbook.taxonomy import Taxonomy, Tier
 

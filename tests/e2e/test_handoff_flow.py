@@ -60,7 +60,7 @@ async def test_feedback_over_http_and_kafka_and_idempotent_routing(settings, ser
         assert ana["status"] == "assigned" and ana["tier"] == "hot"
         assert 0 < ana["sla_seconds_left"] <= 300
         post = lambda hid, action, **body: client.post(  # noqa: E731
-            f"{handoff.url}/v1/handoffs/{hid}/{action}", json=body
+            f"{handoff.url}/v1/handoffs/{hid}/{action}", json={"rep_id": ana["rep_id"], **body}
         )
         hid = ana["handoff_id"]
         assert (await post(hid, "accept")).json()["status"] == "accepted"
@@ -141,6 +141,7 @@ async def test_sla_warning_breach_reassignment_then_escalation(settings, service
     first, second = events[0]["rep_id"], events[3]["rep_id"]
     assert first and second and first != second
     assert events[3]["previous_rep_id"] == first
+    assert events[2]["clock"] == events[5]["clock"] == "accept"
     assert (events[-1]["status"], events[-1]["rep_id"], events[-1]["queue"]) == (
         "escalated",
         None,
@@ -173,7 +174,8 @@ async def test_a_queued_lead_goes_to_the_first_rep_back_in_office(settings, serv
             "sales-queue",
             None,
         )
-        assert set(queued["skipped"].values()) == {"out of office"}
+        assert "no eligible rep in sales" in queued["routing_reason"]
+        assert queued["routing_reason"].count("out of office") == 3
         back = await client.put(
             f"{handoff.url}/v1/reps/rep-ben/availability", json={"available": True}
         )

@@ -6,14 +6,34 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.handoff.lifecycle import InvalidFeedback, deadlines, next_status
-from services.handoff.routing import RepLoad, ledger_on_return, route_lead
+from services.handoff.lifecycle import (
+    FeedbackConflict,
+    Handoff,
+    HandoffStatus,
+    InvalidFeedback,
+    deadlines,
+    next_status,
+)
+from services.handoff.routing import RepLoad, levelled_ledger, route_lead
 from shared.playbook import load_playbook
-from shared.playbook.routing import WorkingHours
+from shared.playbook.handoff import WorkingHours
 from shared.settings import REPO_ROOT
 
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
 MONDAY_NOON = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
+
+
+def handoff(status, **fields):
+    return Handoff(
+        handoff_id="h1",
+        lead_key="email:x@y.example",
+        status=HandoffStatus(status),
+        team="sales",
+        tier="hot",
+        score=90,
+        routing_reason="test",
+        **fields,
+    )
 
 
 def sales(*names, **overrides):
@@ -131,7 +151,9 @@ def test_a_rep_back_from_absence_is_not_flooded():
         RepLoad("rep-b", "b", "sales", 1, 40),
         RepLoad("rep-c", "c", "sales", 2, 90),
     ]
-    assert ledger_on_return(reps[0], reps) == 40
+    # the rotation last picked rep-b at 40 handoffs per unit of weight
+    assert levelled_ledger(3, 1, 40.0) == 40
+    assert levelled_ledger(50, 1, 40.0) == 50  # never lowered
     back = [replace(reps[0], assigned_total=40), *reps[1:]]
     counts = rotate(back, 10)
     assert counts["rep-a"] <= 6
@@ -156,7 +178,7 @@ def test_sla_deadlines_per_tier():
     ],
 )
 def test_feedback_moves_a_handoff(status, action, reason, converted_to, expected):
-    assert next_status(status, action, PLAYBOOK, reason, converted_to) == expected
+    assert next_status(handoff(status), action, PLAYBOOK, reason, converted_to) == expected
 
 
 @pytest.mark.parametrize(
@@ -170,8 +192,8 @@ def test_feedback_moves_a_handoff(status, action, reason, converted_to, expected
     ],
 )
 def test_invalid_feedback_is_refused(status, action, reason, converted_to, code):
-    with pytest.raises(InvalidFeedback) as err:
-        next_status(status, action, PLAYBOOK, reason, converted_to)
+    with pytest.raises((InvalidFeedback, FeedbackConflict)) as err:
+        next_status(handoff(status), action, PLAYBOOK, reason, converted_to)
     assert err.value.status == code
 
 

@@ -1,6 +1,7 @@
-"""Routing and SLAs: which team gets a lead, which rep, and how fast they must act."""
+"""The playbook sections the handoff service applies: routing (teams, reps, rules) and SLAs."""
 
 from datetime import time
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -55,6 +56,10 @@ class Team(Section):
         None, description="Where escalations go; default <team>-manager"
     )
     fallback_queue: str | None = Field(None, description="Where leads wait when no rep is eligible")
+    managers: list[str] = Field(
+        default_factory=list,
+        description="Ids of the people who may give feedback on any of the team's handoffs",
+    )
 
 
 class RoutingRule(Section):
@@ -105,4 +110,9 @@ class Sla(Section):
     )
     reject_reasons: list[str] = Field(
         default_factory=lambda: ["not_a_fit", "no_budget", "wrong_contact", "duplicate"]
+    )
+    feedback_from: Literal["owner_or_manager", "anyone"] = Field(
+        "owner_or_manager",
+        description="Who may accept, contact, reject or convert a handoff: its rep or a "
+        "manager of its team (rep_id required), or anyone",
     )

@@ -1,0 +1,1 @@
+"""Backtest a playbook change on recorded history, and calibrate the MQL threshold."""

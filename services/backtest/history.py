@@ -1,0 +1,74 @@
+"""Read the recorded history from Kafka: lead events and handoff events, start to end.
+
+The topics are the system of record (DESIGN: the full event history is on Kafka), so the
+backtest reads them as a plain, group-less consumer and never disturbs the services. Set the
+topics' retention to cover the window you want to backtest.
+"""
+
+import sys
+import time
+from datetime import datetime
+from typing import TextIO
+
+from aiokafka import AIOKafkaConsumer
+
+from services.backtest.simulate import HistoryEvent, decode
+from shared.consumer import partitions_of
+from shared.events import CloudEvent
+from shared.kafka import HANDOFFS, LEAD_EVENTS
+from shared.settings import Settings
+
+
+async def read_history(
+    settings: Settings,
+    until: datetime | None = None,
+    out: TextIO = sys.stderr,
+) -> list[HistoryEvent]:
+    """Every lead activity and handoff event with event time before `until`, in order.
+
+    Events before the report's window are kept: they are the leads' history when the
+    window opens (a lead that scored 40 last month needs only 10 more points this month).
+    """
+    topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
+    partitions = await partitions_of(settings.kafka_bootstrap, topics)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    events: list[CloudEvent] = []
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        total = sum(ends.values())
+        done, shown = 0, 0.0
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+            done = sum(min(positions[tp], ends[tp]) for tp in partitions)
+            if time.monotonic() - shown > 1 or done >= total:
+                _progress("reading history", done, total, out)
+                shown = time.monotonic()
+            if all(positions[tp] >= ends[tp] for tp in partitions):
+                break
+            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for record in records:
+                    try:
+                        events.append(CloudEvent.from_bytes(record.value))
+                    except ValueError:
+                        continue  # poison stays the DLQ's business
+    finally:
+        await consumer.stop()
+    history = decode(events)
+    return [e for e in history if until is None or e.at < until]
+
+
+def _progress(what: str, done: int, total: int, out: TextIO) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    bar = "#" * filled + "-" * (width - filled)
+    print(f"\r[{bar}] {what}: {done}/{total} records", end="", file=out, flush=True)
+    if done >= total:
+        print(file=out, flush=True)

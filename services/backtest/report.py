@@ -1,0 +1,206 @@
+"""Write a backtest or calibration as Markdown with PNG charts, plus JSON for machines."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[int]]) -> Path:
+    """report.md, report.json and the charts in `folder`; returns the Markdown file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(result, indent=2, default=str))
+    a, b = result["baseline"], result["candidate"]
+    _weekly_chart(a["mqls_per_week"], b["mqls_per_week"], folder / "mqls_per_week.png")
+    _score_chart(scores, result["mql_threshold"], folder / "scores.png")
+    lines = [
+        "# Playbook backtest",
+        "",
+        f"Window: {result['window']['since'] or 'all history'} to "
+        f"{result['window']['until'] or 'now'}; {a['events']} events replayed through the "
+        "scoring and routing cores at event time.",
+        "",
+        "| | baseline | candidate |",
+        "| --- | ---: | ---: |",
+        _row(
+            "MQL threshold",
+            result["mql_threshold"]["baseline"],
+            result["mql_threshold"]["candidate"],
+        ),
+        _row("MQLs", a["mqls"], b["mqls"]),
+        _row("leads that qualified", a["leads_qualified"], b["leads_qualified"]),
+        *[
+            _row(f"MQLs {tier}", a["mqls_per_tier"].get(tier, 0), b["mqls_per_tier"].get(tier, 0))
+            for tier in sorted(set(a["mqls_per_tier"]) | set(b["mqls_per_tier"]))
+        ],
+        _row(
+            "hours first touch to MQL (median / p90)",
+            _pair(a["hours_first_touch_to_mql"]),
+            _pair(b["hours_first_touch_to_mql"]),
+        ),
+        _row("peak handoffs in one hour", a["peak_handoffs_per_hour"], b["peak_handoffs_per_hour"]),
+        _row("handoffs that waited in a queue", a["queued"], b["queued"]),
+        _row(
+            "judged leads that qualify",
+            a["sales"]["judged_leads_that_qualify"],
+            b["sales"]["judged_leads_that_qualify"],
+        ),
+        _row(
+            "share of MQLs sales accepted",
+            a["sales"]["accepted_share"],
+            b["sales"]["accepted_share"],
+        ),
+        _row(
+            "share of MQLs that converted",
+            a["sales"]["converted_share"],
+            b["sales"]["converted_share"],
+        ),
+        _row(
+            "converted leads missed",
+            len(a["sales"]["converted_missed"]),
+            len(b["sales"]["converted_missed"]),
+        ),
+        _row(
+            "converted leads delayed",
+            len(a["sales"]["converted_delayed"]),
+            len(b["sales"]["converted_delayed"]),
+        ),
+        "",
+        "![MQLs per week](mqls_per_week.png)",
+        "",
+        "![Score distribution](scores.png)",
+        "",
+        "## Handoffs per team and rep",
+        "",
+        "| rep | baseline | candidate | capacity |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    reps = sorted(set(a["handoffs_per_rep"]) | set(b["handoffs_per_rep"]))
+    for rep in reps:
+        ra, rb = a["handoffs_per_rep"].get(rep, {}), b["handoffs_per_rep"].get(rep, {})
+        cap = ra.get("capacity") or rb.get("capacity") or ""
+        lines.append(f"| {rep} | {ra.get('handoffs', 0)} | {rb.get('handoffs', 0)} | {cap} |")
+    for side in ("only_baseline", "only_candidate"):
+        lines += [
+            "",
+            f"## Qualify only under the {side.removeprefix('only_')} ({result[side]['count']})",
+            "",
+        ]
+        for lead in result[side]["sample"]:
+            why = ", ".join(f"{e['rule']} {e['points']:+g}" for e in lead["explanation"])
+            lines.append(
+                f"- {lead['lead']}: {lead['score']} ({lead['tier']}) at {lead['at']}: {why}"
+            )
+    lines += [
+        "",
+        "Modelled, not recorded: a simulated handoff stays open until sales closed the lead's "
+        "real handoff, or for its tier's contact SLA; reps are available in their working hours.",
+    ]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_calibration(result: dict[str, Any], folder: Path) -> Path:
+    """calibration.md, calibration.json and the acceptance chart in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
+    rows = result["bands"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar([r["band"] for r in rows], [r["acceptance_rate"] for r in rows], label="accepted")
+    ax.bar([r["band"] for r in rows], [r["conversion_rate"] for r in rows], label="converted")
+    ax.errorbar(
+        [r["band"] for r in rows],
+        [r["acceptance_rate"] for r in rows],
+        yerr=[
+            [r["acceptance_rate"] - r["acceptance_95"][0] for r in rows],
+            [r["acceptance_95"][1] - r["acceptance_rate"] for r in rows],
+        ],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+    )
+    ax.set_xlabel("score at handoff")
+    ax.set_ylabel("share of handoffs")
+    ax.set_title("Sales acceptance by score band (95% intervals)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "acceptance_by_band.png")
+    plt.close(fig)
+    s = result["suggestion"]
+    lines = [
+        "# MQL threshold calibration",
+        "",
+        f"{result['judged_handoffs']} handoffs with sales feedback.",
+        "",
+        "| score band | handoffs | accepted | acceptance (95% interval) | converted |",
+        "| --- | ---: | ---: | --- | ---: |",
+        *[
+            f"| {r['band']} | {r['handoffs']} | {r['accepted']} | {r['acceptance_rate']:.0%} "
+            f"({r['acceptance_95'][0]:.0%}-{r['acceptance_95'][1]:.0%}) | {r['converted']} |"
+            for r in rows
+        ],
+        "",
+        "![Acceptance by score band](acceptance_by_band.png)",
+        "",
+        "## Suggestion",
+        "",
+    ]
+    goal = result["goal"]
+    if s:
+        lines.append(
+            f"MQL threshold **{s['mql_threshold']}**: {s['handoffs_at_or_above']} handoffs at or "
+            f"above it, {s['acceptance_rate']:.0%} accepted (95% interval "
+            f"{s['acceptance_95'][0]:.0%}-{s['acceptance_95'][1]:.0%}); confidence "
+            f"{s['confidence']} (goal: at least {goal['accept_share_at_least']:.0%} accepted"
+            + (f", at most {goal['weekly_capacity']} a week" if goal["weekly_capacity"] else "")
+            + ")."
+        )
+    else:
+        lines.append("No threshold meets the goal with the evidence at hand.")
+    lines += ["", result["note"]]
+    path = folder / "calibration.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _row(name: str, a: Any, b: Any) -> str:
+    return f"| {name} | {a} | {b} |"
+
+
+def _pair(q: dict[str, Any]) -> str:
+    return f"{q['median']} / {q['p90']}"
+
+
+def _weekly_chart(a: dict[str, int], b: dict[str, int], path: Path) -> None:
+    weeks = sorted(set(a) | set(b))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(weeks, [a.get(w, 0) for w in weeks], marker="o", label="baseline")
+    ax.plot(weeks, [b.get(w, 0) for w in weeks], marker="o", label="candidate")
+    ax.set_xlabel("week starting")
+    ax.set_ylabel("MQLs")
+    ax.set_title("MQLs per week")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _score_chart(scores: dict[str, list[int]], thresholds: dict[str, int], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, values in scores.items():
+        ax.hist(values, bins=30, alpha=0.5, label=f"{name} scores")
+    for name, threshold in thresholds.items():
+        ax.axvline(threshold, linestyle="--", label=f"{name} MQL threshold {threshold}")
+    ax.set_xlabel("lead score at the end of the window")
+    ax.set_ylabel("leads")
+    ax.set_title("Score distribution")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

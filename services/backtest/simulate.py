@@ -1,0 +1,367 @@
+"""Pure backtest: run a playbook over recorded history at event time through the live cores.
+
+The same functions live processing uses (identity resolution, `apply_activity`,
+`apply_sales_outcome`, `merge`, `route_lead`) run over the events in event-time order, so
+the current playbook reproduces the stages live processing reached. Sales' own actions
+(recycles, conversions, and when they closed a handoff) are facts of the history and are
+replayed as they happened; what the playbook decides (who qualifies, when, for which team
+and rep) is recomputed. No I/O and no clock.
+
+Two things are modelled rather than recorded, and the report says so: a simulated handoff
+stays open until sales closed that lead's real handoff (rejected, converted, recycled), or
+else for its tier's contact SLA; and reps are taken as always available inside their
+working hours (out-of-office periods are not in the event history).
+"""
+
+import heapq
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from services.handoff.routing import RepLoad, route_lead
+from services.scoring.scoring import (
+    BECAME_MQL,
+    LeadState,
+    apply_activity,
+    apply_sales_outcome,
+    merge,
+)
+from services.scoring.service import SALES_OUTCOMES, identity_aliases, survivor_of
+from shared.events import HANDOFF_PREFIX, LEAD_ACTIVITY, CloudEvent, HandoffData, LeadActivityData
+from shared.playbook import Playbook
+
+CLOSING = {"rejected", "recycled", "converted"}
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One decoded event of the history: a lead activity or a handoff event."""
+
+    at: datetime
+    id: str
+    subject: str
+    activity: LeadActivityData | None = None
+    handoff_kind: str | None = None  # assigned, accepted, rejected, converted, ...
+    handoff: HandoffData | None = None
+
+
+def decode(events: Iterable[CloudEvent]) -> list[HistoryEvent]:
+    """Lead activities and handoff events in event-time order (ties by id), each id once.
+
+    Platforms retry and relays re-publish, so a topic may hold an event more than once;
+    the consumers count it once by id, and so does the backtest.
+    """
+    out = []
+    seen: set[str] = set()
+    for event in events:
+        if event.id in seen:
+            continue
+        seen.add(event.id)
+        if event.type == LEAD_ACTIVITY:
+            data = LeadActivityData.model_validate(event.data)
+            out.append(HistoryEvent(data.activity.occurred_at, event.id, event.subject, data))
+        elif event.type.startswith(HANDOFF_PREFIX):
+            kind = event.type.removeprefix(HANDOFF_PREFIX)
+            handoff = HandoffData.model_validate(event.data)
+            out.append(HistoryEvent(event.time, event.id, event.subject, None, kind, handoff))
+    out.sort(key=lambda e: (e.at, e.id))
+    return out
+
+
+@dataclass(frozen=True)
+class Qualification:
+    """A lead became an MQL: when, at which score and tier, and why."""
+
+    lead_key: str
+    at: datetime
+    score: int
+    tier: str
+    first_touch_at: datetime
+    explanation: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class SimulatedHandoff:
+    """Where a qualified lead would have gone (rep None: it waited in the team's queue)."""
+
+    lead_key: str
+    at: datetime
+    team: str
+    rep_id: str | None
+    tier: str
+    assigned_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What sales did with a lead that was really handed off."""
+
+    lead_key: str
+    handed_off_at: datetime
+    score: int
+    accepted: bool
+    rejected_reason: str | None
+    converted_to: str | None
+
+
+@dataclass
+class Outcome:
+    """What one playbook makes of the history."""
+
+    events: int = 0
+    stages: dict[str, str] = field(default_factory=dict)
+    scores: dict[str, int] = field(default_factory=dict)
+    mqls: list[Qualification] = field(default_factory=list)
+    handoffs: list[SimulatedHandoff] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def since(self, start: datetime | None) -> "Outcome":
+        """The outcome with only the qualifications and handoffs at or after `start`."""
+        if start is None:
+            return self
+        return replace(
+            self,
+            mqls=[m for m in self.mqls if m.at >= start],
+            handoffs=[h for h in self.handoffs if h.at >= start],
+        )
+
+    def lead_of(self, name: str) -> str:
+        """The lead key a name (key or alias) ended up under."""
+        return self.aliases.get(name, name)
+
+
+def judgements(history: list[HistoryEvent]) -> dict[str, Judgement]:
+    """Sales' verdicts from the recorded handoff events, by the handoff's lead key."""
+    first: dict[str, HistoryEvent] = {}
+    accepted: set[str] = set()
+    rejected: dict[str, str | None] = {}
+    converted: dict[str, str | None] = {}
+    for event in history:
+        h = event.handoff
+        if h is None:
+            continue
+        if event.handoff_kind == "assigned":
+            first.setdefault(h.lead_key, event)
+        elif event.handoff_kind in ("accepted", "contacted"):
+            accepted.add(h.lead_key)
+        elif event.handoff_kind in ("rejected", "recycled"):
+            rejected.setdefault(h.lead_key, h.reason)
+        elif event.handoff_kind == "converted":
+            accepted.add(h.lead_key)
+            converted[h.lead_key] = h.converted_to
+    return {
+        key: Judgement(
+            key,
+            event.at,
+            event.handoff.score if event.handoff else 0,
+            key in accepted,
+            rejected.get(key),
+            converted.get(key),
+        )
+        for key, event in first.items()
+    }
+
+
+class _Leads:
+    """The leads projection in memory: states by key and every alias pointing at its lead."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, LeadState] = {}
+        self.bindings: dict[str, str] = {}
+        self.names_of: dict[str, set[str]] = defaultdict(set)
+        self.first_touch: dict[str, datetime] = {}
+
+    def resolve(self, names: list[str], playbook: Playbook) -> LeadState:
+        """The one lead these names belong to, merging leads that turn out to be one person."""
+        keys = {self.bindings[n] for n in names if n in self.bindings}
+        canonical = survivor_of(keys | set(names))
+        if not keys:
+            return LeadState(lead_key=canonical)
+        state = self.states.pop(survivor_of(keys))
+        for other in sorted(keys - {state.lead_key}):
+            state = merge(state, self.states.pop(other), playbook)
+        touches = [self.first_touch.pop(k) for k in keys if k in self.first_touch]
+        if touches:
+            self.first_touch[canonical] = min(touches)
+        for old in keys - {canonical}:
+            for alias in self.names_of.pop(old, set()):
+                self.bindings[alias] = canonical
+                self.names_of[canonical].add(alias)
+        return replace(state, lead_key=canonical)
+
+    def keep(self, state: LeadState, names: list[str], at: datetime) -> None:
+        for name in names:
+            self.bindings[name] = state.lead_key
+            self.names_of[state.lead_key].add(name)
+        self.first_touch.setdefault(state.lead_key, at)
+        self.states[state.lead_key] = state
+
+
+@dataclass
+class _Reps:
+    """Reps as the routing core sees them, with the handoffs each holds open until when."""
+
+    loads: dict[str, RepLoad]
+    closes: list[tuple[datetime, str]] = field(default_factory=list)  # heap of (when, rep)
+    # team -> leads waiting in its queue, oldest first: (qualification, lead, handoff index)
+    queued: dict[str, list[tuple[Qualification, LeadState, int]]] = field(default_factory=dict)
+
+    def release_until(self, now: datetime) -> list[str]:
+        """Close the handoffs due by `now`; the teams that got a free slot."""
+        freed = []
+        while self.closes and self.closes[0][0] <= now:
+            _, rep_id = heapq.heappop(self.closes)
+            rep = self.loads[rep_id]
+            self.loads[rep_id] = replace(rep, open_handoffs=max(rep.open_handoffs - 1, 0))
+            freed.append(rep.team)
+        return freed
+
+
+def _roster(playbook: Playbook) -> _Reps:
+    loads = {
+        rep.id: RepLoad(
+            rep_id=rep.id,
+            name=rep.name,
+            team=team.name,
+            weight=rep.weight,
+            assigned_total=0,
+            capacity=rep.capacity,
+            working_hours=rep.working_hours,
+        )
+        for team in playbook.routing.teams
+        for rep in team.reps
+    }
+    return _Reps(loads)
+
+
+def simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
+    """Score and route the history under `playbook`, at event time."""
+    leads = _Leads()
+    outcome = Outcome(events=len(history))
+    closed_at = _closing_times(history)
+    reps = _roster(playbook)
+    for event in history:
+        for team in reps.release_until(event.at):
+            _drain(team, reps, playbook, outcome, closed_at, event.at)
+        if event.activity is not None:
+            names = identity_aliases(event.subject, event.activity)
+            state = leads.resolve(names, playbook)
+            state, transitions = apply_activity(state, event.activity, event.id, playbook)
+            leads.keep(state, names, event.at)
+        elif event.handoff is not None and HANDOFF_PREFIX + (event.handoff_kind or "") in (
+            SALES_OUTCOMES
+        ):
+            h = event.handoff
+            names = [h.lead_key]
+            state = leads.resolve(names, playbook)
+            kind = SALES_OUTCOMES[HANDOFF_PREFIX + (event.handoff_kind or "")]
+            state, transitions = apply_sales_outcome(
+                state, kind, h.converted_to, event.at, playbook
+            )
+            leads.keep(state, names, event.at)
+        else:
+            continue
+        for transition in transitions:
+            if transition.name != BECAME_MQL:
+                continue
+            mql = Qualification(
+                state.lead_key,
+                transition.at,
+                state.score.total,
+                state.tier or playbook.taxonomy.tier_for(state.score.total),
+                leads.first_touch.get(state.lead_key, transition.at),
+                state.score.contributions,
+            )
+            outcome.mqls.append(mql)
+            _route(mql, state, reps, playbook, outcome, closed_at)
+    outcome.stages = {k: s.stage for k, s in leads.states.items()}
+    outcome.scores = {k: s.score.total for k, s in leads.states.items()}
+    outcome.aliases = dict(leads.bindings)
+    return outcome
+
+
+def _closing_times(history: list[HistoryEvent]) -> dict[str, datetime]:
+    """When sales closed each lead's real handoff (first reject, recycle or conversion)."""
+    closed: dict[str, datetime] = {}
+    for event in history:
+        if event.handoff is not None and event.handoff_kind in CLOSING:
+            closed.setdefault(event.handoff.lead_key, event.at)
+    return closed
+
+
+def _route(
+    mql: Qualification,
+    state: LeadState,
+    reps: _Reps,
+    playbook: Playbook,
+    outcome: Outcome,
+    closed_at: dict[str, datetime],
+) -> None:
+    decision = route_lead(
+        state.lead_key,
+        state.email,
+        state.attributes,
+        mql.tier,
+        list(reps.loads.values()),
+        playbook,
+        mql.at,
+    )
+    if decision.rep_id is None:
+        reps.queued.setdefault(decision.team, []).append((mql, state, len(outcome.handoffs)))
+        outcome.handoffs.append(
+            SimulatedHandoff(mql.lead_key, mql.at, decision.team, None, mql.tier, None)
+        )
+        return
+    _assign(decision.rep_id, mql, reps, playbook, closed_at, mql.at)
+    outcome.handoffs.append(
+        SimulatedHandoff(mql.lead_key, mql.at, decision.team, decision.rep_id, mql.tier, mql.at)
+    )
+
+
+def _assign(
+    rep_id: str,
+    mql: Qualification,
+    reps: _Reps,
+    playbook: Playbook,
+    closed_at: dict[str, datetime],
+    now: datetime,
+) -> None:
+    rep = reps.loads[rep_id]
+    reps.loads[rep_id] = replace(
+        rep, assigned_total=rep.assigned_total + 1, open_handoffs=rep.open_handoffs + 1
+    )
+    policy = playbook.sla.tiers.get(mql.tier)
+    held = timedelta(minutes=policy.contact_minutes if policy else 24 * 60)
+    closes = closed_at.get(mql.lead_key)
+    heapq.heappush(reps.closes, (closes if closes and closes > now else now + held, rep_id))
+
+
+def _drain(
+    team: str,
+    reps: _Reps,
+    playbook: Playbook,
+    outcome: Outcome,
+    closed_at: dict[str, datetime],
+    now: datetime,
+) -> None:
+    """A slot freed in `team`: hand the oldest queued leads to reps who can take them."""
+    waiting = reps.queued.get(team, [])
+    while waiting:
+        mql, state, index = waiting[0]
+        decision = route_lead(
+            state.lead_key,
+            state.email,
+            state.attributes,
+            mql.tier,
+            list(reps.loads.values()),
+            playbook,
+            now,
+        )
+        if decision.rep_id is None:
+            return
+        waiting.pop(0)
+        _assign(decision.rep_id, mql, reps, playbook, closed_at, now)
+        outcome.handoffs[index] = replace(
+            outcome.handoffs[index], rep_id=decision.rep_id, assigned_at=now
+        )

@@ -1,0 +1,282 @@
+"""Handoff's HTTP API: handoffs, sales feedback, reps and the funnel."""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from services.handoff import repository
+from services.handoff.lifecycle import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
+from services.handoff.schemas import (
+    AvailabilityBody,
+    AvailabilityOut,
+    FeedbackBody,
+    FunnelOut,
+    HandoffOut,
+    RepOut,
+    SlaAttainment,
+    Timing,
+    problems,
+)
+from services.handoff.service import HandoffService
+from shared import audit
+from shared.auth import FeedbackWriter, HandoffsReader, RepsWriter
+from shared.db import db_now
+from shared.errors import Invalid, NotFound
+from shared.events import FeedbackData
+from shared.http import ReadSession, WriteSession
+from shared.playbook import Playbook
+
+router = APIRouter()
+
+INVALID = "A parameter or field is not valid (the problem's errors name it)"
+
+
+def _playbook(request: Request) -> Playbook:
+    playbook: Playbook = request.app.state.playbook
+    return playbook
+
+
+def _service(request: Request) -> HandoffService:
+    service: HandoffService = request.app.state.handoff_service
+    return service
+
+
+@router.get(
+    "/v1/handoffs",
+    tags=["handoffs"],
+    summary="Handoffs, newest first, with time left",
+    response_model=list[HandoffOut],
+    responses=problems({422: "Unknown status, team or tier, or a limit out of range"}),
+)
+async def list_handoffs(
+    principal: HandoffsReader,
+    request: Request,
+    session: ReadSession,
+    status: HandoffStatus | None = None,
+    rep_id: str | None = None,
+    team: str | None = None,
+    tier: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[HandoffOut]:
+    playbook = _playbook(request)
+    tiers = [t.name for t in playbook.taxonomy.tiers]
+    if tier is not None and tier not in tiers:
+        raise Invalid(f"tier must be one of {tiers}", pointer="/query/tier")
+    teams = [t.name for t in playbook.routing.teams]
+    if team is not None and team not in teams:
+        raise Invalid(f"team must be one of {teams}", pointer="/query/team")
+    rows = await repository.list_handoffs(session, status, rep_id, team, tier, limit)
+    now = await db_now(session)
+    return [handoff_out(h, now) for h in rows]
+
+
+@router.get(
+    "/v1/handoffs/{handoff_id}",
+    tags=["handoffs"],
+    summary="One handoff",
+    response_model=HandoffOut,
+    responses=problems({404: "No handoff has this id", 422: INVALID}),
+)
+async def get_handoff(
+    principal: HandoffsReader, session: ReadSession, handoff_id: str
+) -> HandoffOut:
+    handoff = await repository.get_handoff(session, handoff_id)
+    if handoff is None:
+        raise NotFound(f"no handoff {handoff_id!r}")
+    return handoff_out(handoff, await db_now(session))
+
+
+@router.post(
+    "/v1/handoffs/{handoff_id}/{action}",
+    tags=["feedback"],
+    summary="Sales feedback: accept, contact, reject (with a reason code) or convert",
+    response_model=HandoffOut,
+    responses=problems(
+        {
+            403: "rep_id is neither the handoff's rep nor a manager of its team",
+            404: "No handoff has this id",
+            409: "Not possible in the handoff's current status (or conversion backwards)",
+            422: "Unknown action, reason code, conversion stage or rep",
+        }
+    ),
+)
+async def give_feedback(
+    principal: FeedbackWriter,
+    request: Request,
+    session: WriteSession,
+    handoff_id: str,
+    action: FeedbackAction,
+    body: FeedbackBody | None = None,
+) -> HandoffOut:
+    body = body or FeedbackBody()
+    data = FeedbackData(
+        handoff_id=handoff_id,
+        rep_id=body.rep_id,
+        reason=body.reason,
+        converted_to=body.converted_to,
+    )
+    now = await db_now(session)
+    updated = await _service(request).apply_feedback(
+        session,
+        action,
+        data,
+        now,
+        cause=f"http:{now.isoformat()}",
+        api_key_name=principal.name,
+    )
+    await audit.record(
+        session,
+        principal.name,
+        f"feedback.{action}",
+        handoff_id,
+        {"rep_id": data.rep_id, "reason": data.reason},
+    )
+    return handoff_out(updated, now)
+
+
+@router.get(
+    "/v1/reps",
+    tags=["reps"],
+    summary="Reps with their open handoffs and availability",
+    response_model=list[RepOut],
+)
+async def list_reps(principal: HandoffsReader, session: ReadSession) -> list[RepOut]:
+    return [
+        RepOut(
+            rep_id=r.rep_id,
+            name=r.name,
+            team=r.team,
+            weight=r.weight,
+            active=r.active,
+            assigned_total=r.assigned_total,
+            open_handoffs=r.open_handoffs,
+            capacity=r.capacity,
+            available=r.available,
+            working_hours=r.working_hours,
+        )
+        for r in await repository.list_reps(session)
+    ]
+
+
+@router.put(
+    "/v1/reps/{rep_id}/availability",
+    tags=["reps"],
+    summary="Mark a rep in or out of office",
+    response_model=AvailabilityOut,
+    responses=problems({404: "No rep has this id", 422: INVALID}),
+)
+async def set_availability(
+    principal: RepsWriter,
+    request: Request,
+    session: WriteSession,
+    rep_id: str,
+    body: AvailabilityBody,
+) -> AvailabilityOut:
+    now = await db_now(session)
+    ledger, drained = await _service(request).set_availability(session, rep_id, body.available, now)
+    await audit.record(
+        session, principal.name, "rep.availability", rep_id, {"available": body.available}
+    )
+    return AvailabilityOut(
+        rep_id=rep_id,
+        available=body.available,
+        assigned_total=ledger,
+        assigned_from_queue=drained,
+    )
+
+
+@router.get(
+    "/v1/funnel",
+    tags=["funnel"],
+    summary="The shared numbers between two times",
+    response_model=FunnelOut,
+    responses=problems({422: "since is not before until, or a time without a zone"}),
+)
+async def get_funnel(
+    principal: HandoffsReader,
+    session: ReadSession,
+    since: Annotated[datetime | None, Query(description="Default: 30 days before until")] = None,
+    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+) -> FunnelOut:
+    now = await db_now(session)
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise Invalid(f"{name} needs a time zone (e.g. Z)", pointer=f"/query/{name}")
+    until = until or now
+    since = since or until - timedelta(days=30)
+    if since >= until:
+        raise Invalid("since must be before until", pointer="/query/since")
+    raw = await repository.funnel(session, since, until, now)
+    return funnel_out(raw, since, until)
+
+
+def handoff_out(handoff: Handoff, now: datetime) -> HandoffOut:
+    """A handoff as the API shows it, with the time left on its running SLA clock."""
+    return HandoffOut(
+        handoff_id=handoff.handoff_id,
+        lead_key=handoff.lead_key,
+        status=handoff.status,
+        rep_id=handoff.rep_id,
+        team=handoff.team,
+        queue=handoff.queue,
+        tier=handoff.tier,
+        score=handoff.score,
+        email=handoff.email,
+        attributes=dict(handoff.attributes or {}),
+        explanation=handoff.explanation or [],
+        routing_rule=handoff.routing_rule,
+        routing_reason=handoff.routing_reason,
+        qualifying_activity_at=handoff.qualifying_activity_at,
+        assigned_at=handoff.assigned_at,
+        accept_by=handoff.accept_by,
+        contact_by=handoff.contact_by,
+        accepted_at=handoff.accepted_at,
+        contacted_at=handoff.contacted_at,
+        closed_at=handoff.closed_at,
+        sla_seconds_left=sla_seconds_left(handoff, now),
+        accept_breaches=handoff.accept_breaches,
+        contact_breached=handoff.contact_breached,
+        reassignments=handoff.reassignments,
+        previous_reps=list(handoff.previous_reps),
+        reason=handoff.reason,
+        converted_to=handoff.converted_to,
+        created_at=handoff.created_at,
+    )
+
+
+STAGE_ORDER = [
+    ("leads", "became_lead"),
+    ("mqls", "became_mql"),
+    ("sqls", "became_sql"),
+    ("opportunities", "became_opportunity"),
+    ("customers", "became_customer"),
+]
+
+
+def funnel_out(raw: dict[str, Any], since: datetime, until: datetime) -> FunnelOut:
+    """Stage counts, conversion between consecutive stages, SLA attainment, timings, reasons."""
+    counts = {name: raw["stages"].get(transition, 0) for name, transition in STAGE_ORDER}
+    names = [name for name, _ in STAGE_ORDER]
+    conversion = {
+        f"{a}_to_{b}": round(counts[b] / counts[a], 4) if counts[a] else None
+        for a, b in zip(names, names[1:], strict=False)
+    }
+    h = raw["handoffs"]
+    met, breached = int(h["met"]), int(h["breached"]) + int(h["overdue"])
+    ratio = round(met / (met + breached), 4) if met + breached else None
+    return FunnelOut(
+        since=since,
+        until=until,
+        **counts,
+        conversion=conversion,
+        handoffs=h["handoffs"],
+        accepted=h["accepted"],
+        sla_attainment=ratio,
+        sla=SlaAttainment(ratio=ratio, met=met, breached=breached, undecided=h["undecided"]),
+        time_to_accept_seconds=Timing(median=h["accept_p50"], p90=h["accept_p90"]),
+        time_to_first_contact_seconds=Timing(median=h["contact_p50"], p90=h["contact_p90"]),
+        breaches_by_team=raw["breaches_by_team"],
+        rejected_by_reason=raw["rejected_by_reason"],
+        recycled=raw["stages"].get("recycled", 0),
+    )

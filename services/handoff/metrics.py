@@ -1,0 +1,61 @@
+"""The handoff service's Prometheus metrics (bounded labels: no lead ids, emails or rep ids)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SLA_BUCKETS = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800)
+
+HANDOFF_EVENTS = Counter(
+    "leadrouter_handoffs_total",
+    "Handoff events published, by team, tier and outcome (the event kind)",
+    ["team", "tier", "outcome"],
+)
+ROUTING_DECISIONS = Counter(
+    "leadrouter_routing_decisions_total", "Routing decisions, by rule", ["rule"]
+)
+SLA_WARNINGS = Counter("leadrouter_sla_warnings_total", "SLA warnings sent", ["team", "tier"])
+SLA_BREACHES = Counter(
+    "leadrouter_sla_breaches_total", "SLA deadlines missed, by clock", ["team", "tier", "clock"]
+)
+SLA_OUTCOMES = Counter(
+    "leadrouter_sla_outcomes_total",
+    "Accept clocks decided: met (accepted in time) or breached (deadline passed); "
+    "attainment is met / (met + breached), as GET /v1/funnel counts it",
+    ["team", "tier", "outcome"],
+)
+TIME_TO_ACCEPT = Histogram(
+    "leadrouter_time_to_accept_seconds", "Assigned to accepted", ["tier"], buckets=SLA_BUCKETS
+)
+TIME_TO_CONTACT = Histogram(
+    "leadrouter_time_to_first_contact_seconds",
+    "Assigned to first contact",
+    ["tier"],
+    buckets=SLA_BUCKETS,
+)
+SPEED_TO_LEAD = Histogram(
+    "leadrouter_speed_to_lead_seconds",
+    "From the qualifying activity to the lead's first assignment to a rep (queued time included)",
+    ["tier"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400),
+)
+QUEUED_TIME = Histogram(
+    "leadrouter_handoff_queued_seconds",
+    "How long a lead waited in the fallback queue before its first assignment",
+    ["tier"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400),
+)
+OPEN_HANDOFFS = Gauge("leadrouter_handoffs_open", "Open handoffs, by tier", ["tier"])
+QUEUE_SIZE = Gauge(
+    "leadrouter_handoff_queue_size",
+    "Leads waiting in a queue, by queue and tier",
+    ["queue", "tier"],
+)
+REJECTIONS = Counter(
+    "leadrouter_handoff_rejections_total",
+    "Handoffs sales rejected, by team and the playbook's reject reason",
+    ["team", "reason"],
+)
+FEEDBACK_REFUSED = Counter(
+    "leadrouter_feedback_refused_total",
+    "Sales feedback from Kafka that did not apply (unknown handoff, wrong state, wrong author)",
+    ["action"],
+)
