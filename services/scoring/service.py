@@ -130,8 +130,8 @@ class ScoringHandler:
         for delivered in batch:
             event = delivered.event
             if event.type == LEAD_ACTIVITY:
-                data = LeadActivityData.model_validate(event.data)
-                work.append((event, identity_aliases(event.subject, data), data))
+                activity = LeadActivityData.model_validate(event.data)
+                work.append((event, identity_aliases(event.subject, activity), activity))
             elif event.type in SALES_OUTCOMES:
                 handoff = HandoffData.model_validate(event.data)
                 work.append((event, [handoff.lead_key], handoff))
