@@ -85,9 +85,19 @@ async def entries(
 
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
+_PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 
 
-@router.get("", summary="The audit trail, newest first (admin)", response_model=list[AuditEntry])
+@router.get(
+    "",
+    summary="The audit trail, newest first (admin)",
+    response_model=list[AuditEntry],
+    responses={
+        401: {"description": "No or unknown credential", **_PROBLEM},
+        403: {"description": "The credential lacks the scope admin", **_PROBLEM},
+        422: {"description": "A parameter is not valid (the problem's errors name it)", **_PROBLEM},
+    },
+)
 async def list_audit(
     principal: Admin,
     session: ReadSession,
