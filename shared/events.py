@@ -19,6 +19,34 @@ LIFECYCLE_PREFIX = "leadrouter.lifecycle."
 # On the lifecycle topic: a lead was erased; `data` carries only the lead key.
 LIFECYCLE_ERASED = LIFECYCLE_PREFIX + "erased"
 HANDOFF_PREFIX = "leadrouter.handoff."
+FEEDBACK_PREFIX = "leadrouter.feedback."
+
+# Every event type of the contract (leadrouter.<prefix><name>); the AsyncAPI document and the
+# contract tests are built from these, so a new kind is added here first.
+LIFECYCLE_TRANSITIONS = (
+    "became_lead",
+    "became_mql",
+    "tier_changed",
+    "score_below_threshold",
+    "disqualified",
+    "recycled",
+    "became_sql",
+    "became_opportunity",
+    "became_customer",
+)
+HANDOFF_KINDS = (
+    "assigned",
+    "queued",
+    "sla_warning",
+    "sla_breached",
+    "reassigned",
+    "accepted",
+    "contacted",
+    "rejected",
+    "recycled",
+    "converted",
+)
+FEEDBACK_ACTIONS = ("accept", "contact", "reject", "convert")
 
 
 def derived_event_id(*parts: str) -> str:
@@ -32,11 +60,11 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    id: str = Field(min_length=1, description="Unique and deterministic: drop ids already seen")
+    source: str = Field(min_length=1, description="Who produced it, e.g. leadrouter/handoff")
+    type: str = Field(min_length=1, description="leadrouter.<area>.<kind>: says what `data` is")
     time: datetime
-    subject: str = Field(min_length=1)
+    subject: str = Field(min_length=1, description="The lead key; also the Kafka record key")
     datacontenttype: str = "application/json"
     data: dict[str, Any]
 
@@ -100,62 +128,83 @@ def lead_key(identity: Identity) -> str:
     raise ValueError("a lead needs an email or an external id")
 
 
+class ExplanationLine(BaseModel):
+    """One rule's contribution to a lead's score."""
+
+    rule: str = Field(description="The playbook rule, e.g. `fit: company_size >= 200`")
+    points: float
+
+
 class LifecycleData(BaseModel):
     """The `data` of a lifecycle transition: the lead in full (handoff needs no lookup)."""
 
-    transition: str
-    lead_key: str
+    transition: str = Field(description="What changed: the type's last part, e.g. became_mql")
+    lead_key: str = Field(description="The lead's key: its email, else its first external id")
     email: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    stage: str
-    score: int
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Profile attributes as the platforms sent them"
+    )
+    stage: str = Field(description="The lifecycle stage after the transition (playbook taxonomy)")
+    score: int = Field(description="Total score (fit + behaviour) when it happened")
     fit_score: float | None = None
     behaviour_score: float | None = None
-    tier: str | None = None
+    tier: str | None = Field(None, description="hot, warm or cold (playbook tiers)")
     previous_tier: str | None = None
     previous_stage: str | None = None
-    explanation: list[dict[str, Any]] = Field(default_factory=list)
-    qualifying_activity_at: datetime | None = None
-    # Keys of leads that turned out to be this person and were merged into this lead.
-    merged_keys: list[str] = Field(default_factory=list)
+    explanation: list[ExplanationLine] = Field(
+        default_factory=list, description="Each rule's points, largest first"
+    )
+    qualifying_activity_at: datetime | None = Field(
+        None, description="When the activity behind this transition happened"
+    )
+    merged_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys of leads that turned out to be this person and were merged into it",
+    )
 
 
 class HandoffData(BaseModel):
     """The `data` of a handoff event that sales tools consume."""
 
-    handoff_id: str
-    status: str
-    lead_key: str
-    rep_id: str | None
+    handoff_id: str = Field(description="Stable id of the handoff: use it to send feedback")
+    status: str = Field(
+        description="assigned, queued, accepted, contacted, rejected, converted or escalated"
+    )
+    lead_key: str = Field(description="The lead's key, also the event's subject and Kafka key")
+    rep_id: str | None = Field(description="The rep who has the lead (null while queued)")
     rep_name: str | None = None
-    team: str | None = None
+    team: str | None = Field(None, description="The playbook team the lead was routed to")
     email: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    score: int
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Profile attributes as the platforms sent them"
+    )
+    score: int = Field(description="Total score when the lead was handed off")
     stage: str
-    explanation: list[dict[str, Any]] = Field(default_factory=list)
-    routing_reason: str
-    # Set on `rejected` / `recycled` events: the playbook's reason code.
-    reason: str | None = None
-    # Set on `converted` events: the stage the lead reached (sql, opportunity or customer).
-    converted_to: str | None = None
-    tier: str | None = None
+    explanation: list[ExplanationLine] = Field(
+        default_factory=list, description="Each rule's points, largest first"
+    )
+    routing_reason: str = Field(description="Why this rep (or queue), in words")
+    reason: str | None = Field(None, description="rejected / recycled: the playbook's reason code")
+    converted_to: str | None = Field(
+        None, description="converted: the stage reached (sql, opportunity or customer)"
+    )
+    tier: str | None = Field(None, description="hot, warm or cold: decides the SLA")
     queue: str | None = Field(None, description="Set while the lead waits in a queue")
-    previous_rep_id: str | None = None
-    accept_by: datetime | None = None
-    contact_by: datetime | None = None
-    qualifying_activity_at: datetime | None = None
-    # Set on `sla_breached` events: which clock ran out.
-    clock: Literal["accept", "contact"] | None = None
-
-
-FEEDBACK_PREFIX = "leadrouter.feedback."
+    previous_rep_id: str | None = Field(None, description="reassigned: who had it before")
+    accept_by: datetime | None = Field(None, description="SLA: accept before this time")
+    contact_by: datetime | None = Field(None, description="SLA: first contact before this time")
+    qualifying_activity_at: datetime | None = Field(
+        None, description="When the activity that qualified the lead happened"
+    )
+    clock: Literal["accept", "contact"] | None = Field(
+        None, description="sla_breached: which clock ran out"
+    )
 
 
 class FeedbackData(BaseModel):
     """The `data` of a sales-feedback event (type leadrouter.feedback.<action>)."""
 
-    handoff_id: str
-    rep_id: str | None = None
-    reason: str | None = None
-    converted_to: str | None = None
+    handoff_id: str = Field(description="The handoff, from its handoff events")
+    rep_id: str | None = Field(None, description="Who gives the feedback (for the record)")
+    reason: str | None = Field(None, description="reject: a reason code from the playbook")
+    converted_to: str | None = Field(None, description="convert: sql, opportunity or customer")

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.asyncapi import asyncapi_document
 from shared.auth import Authenticator, JwtVerifier
 from shared.errors import Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
@@ -119,6 +120,11 @@ def create_app(
         if problem:
             return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
         return JSONResponse({"status": "ready"})
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="The event contract (AsyncAPI 3.0)")
+    async def asyncapi() -> dict[str, Any]:
+        s = runtime.settings
+        return asyncapi_document(namespace=s.topic_namespace, bootstrap=s.kafka_bootstrap)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

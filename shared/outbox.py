@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared import metrics
 from shared.db import outbox
 from shared.events import CONTENT_TYPE, CloudEvent
+from shared.wakeup import sleep_until_woken
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,7 @@ class OutboxRelay:
                 published = 0
                 await asyncio.sleep(1.0)
             if published < self._batch_max:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
-                except TimeoutError:
-                    pass
+                await sleep_until_woken(self._wake, self._idle_poll_s)
                 self._wake.clear()
 
     async def flush(self, timeout_s: float) -> None:

@@ -108,11 +108,12 @@ class Runtime:
         await consumer.start()
         await consumer.run()
 
-    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> None:
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a long-lived background coroutine; its crash is logged and fails readiness."""
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(self._report)
         self._tasks[name] = task
+        return task
 
     def _report(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:

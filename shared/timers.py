@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import db_now, metadata
+from shared.wakeup import sleep_until_woken
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,7 @@ class TimerRunner:
                 log.exception("timer runner failed; retrying")
                 sleep_s = 1.0
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), sleep_s)
-            except TimeoutError:
-                pass
+            await sleep_until_woken(self._wake, sleep_s)
 
     async def fire_due(self) -> int:
         """Fire one batch of due timers in one transaction; returns how many fired."""

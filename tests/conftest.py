@@ -22,6 +22,9 @@ BASE_URL = os.environ.get(
 KAFKA = os.environ.get("LEADROUTER_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 TEMPLATE = f"leadrouter_test_template_{os.getpid()}"
 
+# Reports which event types the run validated against the AsyncAPI contract.
+pytest_plugins = ["tests.contract"]
+
 
 def _dsn(database: str) -> str:
     return (

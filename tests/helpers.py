@@ -8,9 +8,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from shared.asyncapi import default_document
 from shared.events import LEAD_ACTIVITY, CloudEvent
 from shared.kafka import client_options, ensure_topics, make_producer
 from shared.settings import Settings
+from tests.contract import contract_errors
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -72,7 +74,9 @@ async def read_topic(
 ) -> list[Any]:
     """Read from the start of a topic, as a sales tool would, until `expected` records match.
 
-    `kafka`: the test's settings (their TLS/SASL options apply), or a plaintext bootstrap.
+    Every record read is checked against the AsyncAPI contract: a test fails on an event that
+    does not match its published schema. `kafka`: the test's settings (their TLS/SASL options
+    apply), or a plaintext bootstrap.
     """
     options = {"bootstrap_servers": kafka} if isinstance(kafka, str) else client_options(kafka)
     consumer = AIOKafkaConsumer(
@@ -92,4 +96,11 @@ async def read_topic(
                 records.extend(recs)
     finally:
         await consumer.stop()
+    for record in records:
+        headers = {k: v.decode() for k, v in record.headers or ()}
+        key = record.key.decode() if record.key is not None else None
+        errors = contract_errors(default_document(), topic, record.value, key, headers)
+        assert not errors, (
+            f"{topic}@{record.partition}:{record.offset} breaks the contract: {errors}"
+        )
     return [r for r in records if match(r)]

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.handoff import backtest_jobs, endpoints, repository
 from services.handoff.service import HandoffService
+from services.handoff.webhooks import Webhooks
 from shared import audit
 from shared.db import db_now
 from shared.http import create_app
@@ -28,6 +29,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         service,
     )
     runtime.fire_timers(service.timer_handlers())
+    webhooks = Webhooks(runtime, playbook)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,7 +39,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             await service.drain_queues(session, await db_now(session))
             await service.observe(session)
         runtime.start_consuming()
+        webhooks.start()
         yield
+        await webhooks.stop()
         await runtime.stop()
 
     app = create_app(

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
+from services.handoff.schemas import problems
 from shared.auth import Admin, HandoffsReader
 from shared.errors import Invalid, NotFound
 from shared.playbook import PlaybookError, parse_playbook
@@ -63,7 +64,7 @@ _jobs: dict[str, _Job] = {}
     status_code=202,
     summary="Start a backtest of a candidate playbook against the current one",
     response_model=BacktestJob,
-    responses={422: {"description": "The candidate is not a valid playbook"}},
+    responses=problems({422: "The candidate is not a valid playbook"}),
 )
 async def start_backtest(
     principal: Admin, response: Response, body: BacktestRequest
@@ -96,7 +97,7 @@ async def start_backtest(
     "/{job_id}",
     summary="A backtest's state, and its report when done",
     response_model=BacktestJob,
-    responses={404: {"description": "No such job on this instance"}},
+    responses=problems({404: "No such job on this instance", 422: "Not a job id"}),
 )
 async def get_backtest(principal: HandoffsReader, job_id: str) -> BacktestJob:
     job = _jobs.get(job_id)

@@ -178,7 +178,7 @@ class HandoffService:
             score=lead.score,
             email=lead.email,
             attributes=lead.attributes,
-            explanation=lead.explanation,
+            explanation=[line.model_dump() for line in lead.explanation],
             routing_rule=decision.rule,
             routing_reason=decision.reason,
             skipped=decision.skipped,

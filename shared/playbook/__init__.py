@@ -10,6 +10,7 @@ from shared.playbook.base import Section
 from shared.playbook.handoff import Rep, Routing, Sla, Team
 from shared.playbook.scoring import BehaviourRule, Scoring
 from shared.playbook.taxonomy import Taxonomy, Tier
+from shared.playbook.webhooks import WebhookSubscription
 
 
 class Playbook(Section):
@@ -19,6 +20,7 @@ class Playbook(Section):
     scoring: Scoring
     routing: Routing
     sla: Sla = Sla()
+    webhooks: list[WebhookSubscription] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> "Playbook":
@@ -29,6 +31,14 @@ class Playbook(Section):
         unknown = sorted(set(self.sla.tiers) - {t.name for t in self.taxonomy.tiers})
         if unknown:
             raise ValueError(f"sla.tiers names unknown tiers {unknown}")
+        names = [w.name for w in self.webhooks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"webhook names must be unique; got {names}")
+        teams = {t.name for t in self.routing.teams}
+        tiers = {t.name for t in self.taxonomy.tiers}
+        for hook in self.webhooks:
+            if set(hook.teams or ()) - teams or set(hook.tiers or ()) - tiers:
+                raise ValueError(f"webhook {hook.name} filters on unknown teams or tiers")
         return self
 
 
@@ -110,6 +120,14 @@ def summary(playbook: Playbook) -> str:
             f"SLA {tier}: accept within {policy.accept_minutes:g} min, "
             f"first contact within {policy.contact_minutes:g} min"
         )
+    for hook in playbook.webhooks:
+        only = [f"teams {hook.teams}"] * bool(hook.teams) + [f"tiers {hook.tiers}"] * bool(
+            hook.tiers
+        )
+        out.append(
+            f"Webhook {hook.name} ({hook.format}): {', '.join(hook.events)} -> {hook.url}"
+            + (f" (only {', '.join(only)})" if only else "")
+        )
     return "\n".join(out)
 
 
@@ -123,6 +141,7 @@ __all__ = [
     "Taxonomy",
     "Team",
     "Tier",
+    "WebhookSubscription",
     "load_playbook",
     "parse_playbook",
     "summary",

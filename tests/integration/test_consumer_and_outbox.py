@@ -136,7 +136,7 @@ async def test_a_restarted_consumer_resumes_at_the_stored_offsets(settings, sess
 
 
 async def test_relay_publishes_in_order_and_empties_the_outbox(settings, sessions, producer):
-    topic = settings.topic("handoffs")
+    topic = settings.topic("lead-events")  # activity events belong there
     events = [activity_event("ordered@acme.example", "page_view", i) for i in range(50)]
     async with sessions() as s, s.begin():
         for event in events:

@@ -15,6 +15,7 @@ TABLE_MODULES = (
     "shared.timers",
     "services.scoring.repository",
     "services.handoff.repository",
+    "services.handoff.webhooks.repository",
 )
 
 

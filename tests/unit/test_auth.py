@@ -31,7 +31,9 @@ from shared.auth import (
 from shared.errors import Unauthorized
 from shared.settings import REPO_ROOT, Settings
 
-UNSECURED = {"/healthz", "/readyz", "/metrics"}
+# Probes, metrics, and the published event contract (public like /openapi.json: topic names
+# and schemas, no data).
+UNSECURED = {"/healthz", "/readyz", "/metrics", "/asyncapi.json"}
 NOT_ADMIN = sorted(set(SCOPES) - {ADMIN})
 
 
