@@ -63,7 +63,6 @@ from shared.events import (
     LIFECYCLE_ERASED,
     LIFECYCLE_PREFIX,
     CloudEvent,
-    ErasedData,
     FeedbackData,
     HandoffData,
     LifecycleData,
@@ -117,7 +116,7 @@ class HandoffService:
         for delivered in batch:
             event = delivered.event
             if event.type == LIFECYCLE_ERASED:
-                erased = ErasedData.model_validate(event.data)
+                erased = LifecycleData.model_validate(event.data)
                 await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)

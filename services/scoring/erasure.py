@@ -17,7 +17,7 @@ from services.scoring import repository
 from shared import outbox, timers
 from shared.db import metadata
 from shared.db import outbox as outbox_rows
-from shared.events import LIFECYCLE_ERASED, CloudEvent, ErasedData, derived_event_id
+from shared.events import LIFECYCLE_ERASED, CloudEvent, LifecycleData, derived_event_id
 
 erased_leads = Table(
     "erased_leads",
@@ -33,14 +33,16 @@ def lead_hash(lead_key: str) -> str:
 
 
 def erased_event(lead_key: str, cause: str, now: datetime) -> CloudEvent:
-    """The lifecycle event that tells subscribers to erase a lead: its key and nothing else."""
+    """The lifecycle event that tells subscribers to erase a lead: its key, no personal data."""
     return CloudEvent(
         id=derived_event_id("lifecycle", "erased", lead_key, cause),
         source="leadrouter/scoring",
         type=LIFECYCLE_ERASED,
         time=now,
         subject=lead_key,
-        data=ErasedData(lead_key=lead_key).model_dump(),
+        data=LifecycleData(
+            transition="erased", lead_key=lead_key, stage="erased", score=0
+        ).model_dump(mode="json"),
     )
 
 

@@ -27,7 +27,6 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     CloudEvent,
-    ErasureRequestData,
     HandoffData,
     LeadActivityData,
     LifecycleData,
@@ -66,7 +65,7 @@ class UnprocessableEvent(ValueError):
     """An event that decodes as CloudEvents but that scoring cannot use."""
 
 
-def identity_aliases(subject: str, data: LeadActivityData | ErasureRequestData) -> list[str]:
+def identity_aliases(subject: str, data: LeadActivityData) -> list[str]:
     """Every name the event knows the person by; the first is the key for a new lead."""
     names = [f"email:{data.identity.email}"] if data.identity.email else []
     names += [f"{system}:{value}" for system, value in sorted(data.identity.external_ids.items())]
@@ -99,7 +98,7 @@ class ScoringHandler:
             await self._apply(session, segment)
             segment = []
             event = delivered.event
-            data = ErasureRequestData.model_validate(event.data)
+            data = LeadActivityData.model_validate(event.data)
             names = identity_aliases(event.subject, data)
             await self.erase(session, names, actor=f"kafka:{event.source}", cause=event.id)
         await self._apply(session, segment)

@@ -128,7 +128,8 @@ async def test_an_erased_lead_is_gone_everywhere_and_the_funnel_keeps_its_counts
             match=lambda r: json.loads(r.value)["type"] == LIFECYCLE_ERASED,
         )
         event = json.loads(record.value)
-        assert event["data"] == {"lead_key": "email:ana@acme.example"}
+        assert event["data"]["lead_key"] == "email:ana@acme.example"
+        assert "ana" not in json.dumps({k: v for k, v in event["data"].items() if k != "lead_key"})
         assert record.key == b"email:ana@acme.example"
 
         async def anonymised():

@@ -44,7 +44,10 @@ def erasure_request(email: str) -> CloudEvent:
         type=ERASURE_REQUESTED,
         time=T0,
         subject=f"email:{email}",
-        data={"identity": {"email": email, "external_ids": {}}},
+        data={
+            "identity": {"email": email, "external_ids": {}},
+            "activity": {"type": "erasure_requested", "occurred_at": T0.isoformat()},
+        },
     )
 
 
@@ -71,7 +74,9 @@ async def test_an_erasure_request_splits_its_batch_and_outcomes_do_not_revive_th
         trail = (await session.execute(select(audit_log))).all()
     # Lifecycle rows of the lead (with its email) not yet relayed went; only `erased` remains.
     assert [json.loads(r.value)["type"] for r in rows] == [LIFECYCLE_ERASED]
-    assert json.loads(rows[0].value)["data"] == {"lead_key": key}
+    erased = json.loads(rows[0].value)["data"]
+    assert erased["lead_key"] == key and erased["stage"] == "erased"
+    assert not erased["email"] and not erased["attributes"] and not erased["explanation"]
     assert [(t.actor, t.action, t.target) for t in trail] == [
         ("kafka:leadrouter/ingest/segment", "lead.erase", "erase-ana@acme.example")
     ]

@@ -1,7 +1,7 @@
 """Platforms' erasure requests become one leadrouter erasure request each (pure mapping)."""
 
 from services.ingest.sources import hubspot, segment
-from shared.events import ERASURE_REQUESTED, ErasureRequestData
+from shared.events import ERASURE_REQUESTED, LeadActivityData
 
 
 def test_a_segment_delete_message_asks_to_erase_every_id_it_names():
@@ -17,7 +17,7 @@ def test_a_segment_delete_message_asks_to_erase_every_id_it_names():
     )
     ((kind, event),) = out.events
     assert kind == "delete" and event.type == ERASURE_REQUESTED
-    identity = ErasureRequestData.model_validate(event.data).identity
+    identity = LeadActivityData.model_validate(event.data).identity
     assert identity.email == "ana@acme.example"
     assert identity.external_ids == {"segment_user": "u-1", "segment_anonymous": "a-1"}
     assert event.subject == "email:ana@acme.example"

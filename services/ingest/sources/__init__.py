@@ -12,7 +12,6 @@ from shared.events import (
     ERASURE_REQUESTED,
     Activity,
     CloudEvent,
-    ErasureRequestData,
     Identity,
     LeadActivityData,
     derived_event_id,
@@ -110,5 +109,8 @@ def erasure_request(
         type=ERASURE_REQUESTED,
         time=occurred_at,
         subject=lead_key(identity),
-        data=ErasureRequestData(identity=identity).model_dump(mode="json"),
+        data=LeadActivityData(
+            identity=identity,
+            activity=Activity(type="erasure_requested", occurred_at=occurred_at),
+        ).model_dump(mode="json"),
     )
