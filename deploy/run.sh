@@ -47,6 +47,7 @@ cat <<TXT
 
 leadrouter is running with the playbook $LEADROUTER_PLAYBOOK
 
+  board        http://127.0.0.1:8002/board  (live SLA board, reps, leads, funnel, playbook)
   API docs     http://127.0.0.1:8000/docs (ingest)  http://127.0.0.1:8001/docs (scoring)  http://127.0.0.1:8002/docs (handoff)
   metrics      http://127.0.0.1:8000/metrics  http://127.0.0.1:8001/metrics  http://127.0.0.1:8002/metrics
 

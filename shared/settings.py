@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     ingest_port: int = 8000
     scoring_port: int = 8001
     handoff_port: int = 8002
+    scoring_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="Where the handoff board reads a lead's score and explanation (scoring's API)",
+    )
     kafka_publish_timeout_s: float = Field(
         10.0, gt=0, description="How long ingest waits for Kafka's ack before answering 503"
     )

@@ -6,6 +6,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.handoff import backtest_jobs, endpoints, repository
+from services.handoff.board import BoardState
+from services.handoff.board import router as board_router
 from services.handoff.service import HandoffService
 from services.handoff.webhooks import Webhooks
 from shared import audit
@@ -53,7 +55,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     )
     app.state.playbook = playbook
     app.state.handoff_service = service
+    app.state.board = BoardState.for_service(settings, playbook)
     app.include_router(endpoints.router)
     app.include_router(backtest_jobs.router)
+    app.include_router(board_router)
     app.include_router(audit.router)
     return app

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from services.scoring import repository
-from services.scoring.schemas import Contribution, LeadOut
+from services.scoring.schemas import ActivityOut, Contribution, LeadOut
 from services.scoring.scoring import LeadState, evaluate
 from shared.auth import Admin, LeadsReader
 from shared.errors import Invalid, NotFound
@@ -42,7 +42,8 @@ async def find_lead(
         state = await repository.get_lead(session, alias or "")
     if state is None:
         raise NotFound("no such lead")
-    return lead_out(state, request.app.state.playbook, datetime.now(UTC))
+    identities = await repository.aliases_of(session, [state.lead_key])
+    return lead_out(state, request.app.state.playbook, datetime.now(UTC), sorted(identities))
 
 
 @router.get(
@@ -57,7 +58,8 @@ async def get_lead(
     state = await repository.get_lead(session, lead_id)
     if state is None:
         raise NotFound(f"no lead {lead_id!r}")
-    return lead_out(state, request.app.state.playbook, datetime.now(UTC))
+    identities = await repository.aliases_of(session, [state.lead_key])
+    return lead_out(state, request.app.state.playbook, datetime.now(UTC), sorted(identities))
 
 
 @router.delete(
@@ -80,7 +82,9 @@ async def erase_lead(
     return Response(status_code=204)
 
 
-def lead_out(state: LeadState, playbook: Playbook, now: datetime) -> LeadOut:
+def lead_out(
+    state: LeadState, playbook: Playbook, now: datetime, identities: list[str] | None = None
+) -> LeadOut:
     """A lead as the API shows it: scored now (decay included), and as last stored."""
     at = max(now, state.evaluated_at) if state.evaluated_at else now
     current = evaluate(state, playbook, at)
@@ -95,8 +99,13 @@ def lead_out(state: LeadState, playbook: Playbook, now: datetime) -> LeadOut:
         tier=playbook.taxonomy.tier_for(current.total),
         stage=state.stage,
         stage_definition=playbook.taxonomy.stages.get(state.stage, ""),
+        identities=identities or [],
         events_count=state.events_count,
         explanation=[Contribution(rule=r, points=p) for r, p in current.contributions],
+        activities=[
+            ActivityOut(rule=h.rule, points=h.points, at=h.at)
+            for h in sorted(state.hits, key=lambda h: h.at)
+        ],
         scored_at=at,
         last_activity_at=state.last_activity_at,
     )

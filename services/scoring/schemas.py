@@ -13,6 +13,14 @@ class Contribution(BaseModel):
     points: float
 
 
+class ActivityOut(BaseModel):
+    """One scored activity: the rule it matched and its points before caps and decay."""
+
+    rule: str
+    points: int
+    at: datetime
+
+
 class LeadOut(BaseModel):
     """A lead's score now (decay included), its explanation, tier and lifecycle stage."""
 
@@ -26,7 +34,14 @@ class LeadOut(BaseModel):
     tier: str | None
     stage: str
     stage_definition: str
+    identities: list[str] = Field(
+        default_factory=list,
+        description="Every key and platform id that points at this lead (email:..., hubspot:...)",
+    )
     events_count: int
     explanation: list[Contribution]
+    activities: list[ActivityOut] = Field(
+        default_factory=list, description="Scored activities, oldest first (the score's evidence)"
+    )
     scored_at: datetime
     last_activity_at: datetime | None
