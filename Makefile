@@ -5,24 +5,41 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+LOCK := requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 export PYTHON_FOR_INFRA := $(abspath $(BIN)/python)
 
-.PHONY: help venv infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-setup chaos
+.PHONY: help venv lock audit infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-setup chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 	  { echo "leadrouter needs Python 3.11; set PYTHON=/path/to/python3.11"; exit 1; }
-	@echo "[venv] creating $(VENV) and installing leadrouter with its dev tools"
+	@echo "[venv] creating $(VENV) and installing the pinned, hash-checked dependencies of $(LOCK)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/pip install --quiet --progress-bar off --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --progress-bar off --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP) ## create .venv and install leadrouter (re-runs when pyproject.toml changes)
+venv: $(STAMP) ## create .venv from requirements.lock (re-runs when it or pyproject.toml changes)
+
+lock: venv ## re-pin every dependency with hashes after editing pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links \
+	  --extra dev -o $(LOCK) pyproject.toml
+
+# Fails on a known vulnerability. When no vulnerability database answers (PyPI's JSON API or
+# OSV unreachable), it says loudly that nothing was audited; AUDIT_REQUIRED=1 makes that fatal.
+audit: venv ## scan the locked dependencies for known vulnerabilities (pip-audit)
+	@out=$$($(BIN)/pip-audit --strict --disable-pip --require-hashes -r $(LOCK) 2>&1); rc=$$?; \
+	echo "$$out" | grep -v "could not be audited" | head -40; \
+	if echo "$$out" | grep -qE "Found [0-9]+ known vulnerabilit"; then exit 1; fi; \
+	if [ $$rc -ne 0 ] && echo "$$out" | grep -q "could not be audited"; then \
+	  echo "[audit] WARNING: no vulnerability database was reachable: the dependencies were NOT audited."; \
+	  echo "[audit] Run 'make audit' where pypi.org (or OSV: add --vulnerability-service osv) answers."; \
+	  [ "$(AUDIT_REQUIRED)" != 1 ] || exit 1; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
 infra-up: venv ## start Kafka and PostgreSQL on 127.0.0.1 (idempotent) and migrate the database
 	PYTHON=$(PYTHON_FOR_INFRA) deploy/infra/infra.sh up
@@ -43,9 +60,10 @@ test: infra-up ## start the infrastructure and run the whole test suite
 test-unit: venv ## only the pure unit tests (no Kafka or PostgreSQL needed)
 	$(BIN)/pytest tests/unit
 
-lint: venv ## ruff on everything, mypy on shared/ and the pure cores
+lint: venv ## ruff and mypy on everything, pip-audit of the lock file
 	$(BIN)/ruff check shared services tests bench harness
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory audit
 
 clean: ## remove the virtual environment (keeps .local data)
 	rm -rf $(VENV)

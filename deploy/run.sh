@@ -65,8 +65,8 @@ Send a lead that asks for a demo:
 
 See the lead's score and the handoff:
 
-  curl -sS http://127.0.0.1:8001/v1/leads/email:ana@acme.example
-  curl -sS http://127.0.0.1:8002/v1/handoffs
+  curl -sS -H 'authorization: Bearer dev-admin-key' http://127.0.0.1:8001/v1/leads/email:ana@acme.example
+  curl -sS -H 'authorization: Bearer dev-sales-key' http://127.0.0.1:8002/v1/handoffs
 
 Watch the handoff topic as a sales tool would:
 

@@ -79,6 +79,45 @@ def _migrate() -> int:
     return 0
 
 
+def _forget(who: str) -> int:
+    import asyncio
+    import getpass
+    import uuid
+
+    from services.scoring.app import scoring_handler
+    from shared.db import make_engine, make_sessionmaker
+    from shared.playbook import load_playbook
+
+    settings = get_settings()
+    # A bare address is an email; anything else is a lead key or alias (hubspot:123, ...).
+    name = f"email:{who.strip().lower()}" if "@" in who and ":" not in who else who.strip()
+    handler = scoring_handler(settings, load_playbook(settings.playbook))
+
+    async def forget() -> int:
+        engine = make_engine(settings.database_url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                events = await handler.erase(
+                    session,
+                    [name],
+                    actor=f"cli:{getpass.getuser()}",
+                    cause=f"erasure:{uuid.uuid4()}",
+                )
+        finally:
+            await engine.dispose()
+        return len(events)
+
+    erased = asyncio.run(forget())
+    if not erased:
+        print("no lead has that email, key or alias", file=sys.stderr)
+        return 1
+    print(
+        f"erased {erased} lead(s); the scoring service publishes leadrouter.lifecycle.erased "
+        "and handoff anonymises the handoffs when it reads it"
+    )
+    return 0
+
+
 def _watch(topic: str, from_beginning: bool) -> int:
     import asyncio
     import json
@@ -86,10 +125,12 @@ def _watch(topic: str, from_beginning: bool) -> int:
 
     from aiokafka import AIOKafkaConsumer
 
+    from shared.kafka import client_options
+
     async def watch() -> None:
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=get_settings().kafka_bootstrap,
+            **client_options(get_settings()),
             group_id=f"leadrouter-watch-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=False,
@@ -159,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     watch.add_argument("topic", help="e.g. leadrouter.handoffs.v1")
     watch.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    forget = commands.add_parser(
+        "forget",
+        help="erase a lead's personal data (as DELETE /v1/leads/{id})",
+        description="Erase a person: profile, aliases, score history and timers; handoffs are "
+        "anonymised; leadrouter.lifecycle.erased is published. Recorded in the audit trail.",
+    )
+    forget.add_argument("who", help="an email address, a lead key or an alias (hubspot:123)")
     playbook = commands.add_parser(
         "playbook", help="playbook tools", description="Validate and summarise playbooks."
     )
@@ -199,7 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--handoff-url", default="http://127.0.0.1:8002")
     seed.add_argument("--api-key", help="API key for ingest and feedback (if keys are configured)")
 
+    keys_parser = commands.add_parser(
+        "keys", help="API keys", description="Mint API keys with scopes (docs/security.md)."
+    )
+    keys_commands = keys_parser.add_subparsers(dest="keys_command", required=True)
+    from services import keys
+
+    keys.add_arguments(
+        keys_commands.add_parser(
+            "new", help="mint a key: prints it once and its LEADROUTER_API_KEYS_FILE line"
+        )
+    )
+
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return keys.run(args)
     configure_logging(args.command, get_settings().log_level)
     if args.command == "scoring" and args.action == "replay":
         from services.scoring.replay import main as replay
@@ -211,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate()
     if args.command == "watch":
         return _watch(args.topic, args.from_beginning)
+    if args.command == "forget":
+        return _forget(args.who)
     if args.command == "demo":
         from services.backtest.demo import seed_main
 

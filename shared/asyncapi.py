@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from shared.events import (
     CONTENT_TYPE,
+    ERASURE_REQUESTED,
     FEEDBACK_ACTIONS,
     FEEDBACK_PREFIX,
     HANDOFF_KINDS,
@@ -168,6 +169,10 @@ WHEN = {
     "leadrouter.lifecycle.became_sql": "Sales converted the lead to sales-qualified.",
     "leadrouter.lifecycle.became_opportunity": "Sales opened a deal for the lead.",
     "leadrouter.lifecycle.became_customer": "The deal closed.",
+    "leadrouter.lifecycle.erased": "The lead's personal data was erased: erase `lead_key` too "
+    "(no email, attributes or explanation; stage erased, score 0).",
+    "leadrouter.lead.erasure_requested": "A platform asked to erase a person (Segment delete, "
+    "HubSpot privacy deletion): `identity` names them.",
     "leadrouter.handoff.assigned": "A rep got the lead; the accept and contact clocks run.",
     "leadrouter.handoff.queued": "Nobody could take the lead; it waits in the team's queue.",
     "leadrouter.handoff.sla_warning": "Most of the accept time is gone and nobody accepted yet.",
@@ -198,7 +203,7 @@ TOPICS: tuple[Topic, ...] = (
         title="Lead activity",
         description="What leads did, normalised from every marketing platform into one shape.",
         data_model=LeadActivityData,
-        types=(LEAD_ACTIVITY,),
+        types=(LEAD_ACTIVITY, ERASURE_REQUESTED),
         example=_activity_example,
         written_by="ingest",
         read_by="scoring",

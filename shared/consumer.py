@@ -16,9 +16,10 @@ stuck) and prunes processed event ids older than the dedup window.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -74,7 +75,7 @@ class TransactionalConsumer:
         name: str,
         group_id: str,
         topics: Sequence[str],
-        bootstrap: str,
+        bootstrap: str | Mapping[str, Any],
         sessions: async_sessionmaker[AsyncSession],
         handler: BatchHandler,
         relay: str,
@@ -107,7 +108,7 @@ class TransactionalConsumer:
             for outcome in ("processed", "duplicate", "dead_lettered"):
                 metrics.CONSUMED_EVENTS.labels(name, topic, outcome)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **_options(bootstrap),
             # Standalone (replay): read every partition without joining the live group.
             group_id=None if standalone else group_id,
             enable_auto_commit=False,
@@ -509,9 +510,16 @@ class TransactionalConsumer:
         return total
 
 
-async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+def _options(bootstrap: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Client options from shared.kafka.client_options, or a plain bootstrap string."""
+    return {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else dict(bootstrap)
+
+
+async def partitions_of(
+    bootstrap: str | Mapping[str, Any], topics: Sequence[str]
+) -> list[TopicPartition]:
     """Every partition of these topics, from the cluster's metadata."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**_options(bootstrap))
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

@@ -22,7 +22,14 @@ CONTENT_TYPE = "application/cloudevents+json"
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1a6e-3f5c-4c53-9a55-3c1b8d0e7a21")
 
 LEAD_ACTIVITY = "leadrouter.lead.activity"
+# On the lead-events topic: a platform asked to erase a person (Segment delete, HubSpot privacy
+# deletion); ordered with that person's events, so later events start afresh. Its data is a
+# lead activity (the identity to erase, activity type erasure_requested, no attributes).
+ERASURE_REQUESTED = "leadrouter.lead.erasure_requested"
 LIFECYCLE_PREFIX = "leadrouter.lifecycle."
+# On the lifecycle topic: a lead was erased; its data holds the lead key and no personal data
+# (stage "erased", score 0, no email, attributes or explanation).
+LIFECYCLE_ERASED = LIFECYCLE_PREFIX + "erased"
 HANDOFF_PREFIX = "leadrouter.handoff."
 FEEDBACK_PREFIX = "leadrouter.feedback."
 
@@ -38,6 +45,7 @@ LIFECYCLE_TRANSITIONS = (
     "became_sql",
     "became_opportunity",
     "became_customer",
+    "erased",
 )
 HANDOFF_KINDS = (
     "assigned",

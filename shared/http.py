@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.asyncapi import asyncapi_document
+from shared.auth import Authenticator, JwtVerifier
 from shared.errors import BadRequest, Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
 
@@ -116,7 +117,8 @@ def create_app(
 ) -> FastAPI:
     """A FastAPI app with the shared error path, /healthz, /readyz and /metrics.
 
-    The runtime is kept on `app.state.runtime` for the session dependencies.
+    The runtime is kept on `app.state.runtime` for the session dependencies, the API keys on
+    `app.state.authenticator` for the security dependency (shared/auth.py).
     """
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
     app.state.runtime = runtime
@@ -135,6 +137,15 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    settings = runtime.settings
+    verifier = (
+        JwtVerifier(settings.jwt_jwks_url, settings.jwt_issuer, settings.jwt_audience)
+        if settings.jwt_jwks_url
+        else None
+    )
+    app.state.authenticator = Authenticator.from_settings(
+        settings.api_keys_file, settings.host, runtime.service, verifier
+    )
     BUILD_INFO.info({"version": app.version, "service": title.removeprefix("leadrouter ")})
 
     @app.exception_handler(LeadrouterError)

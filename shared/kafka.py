@@ -1,10 +1,12 @@
 """Kafka plumbing: topic names, the idempotent producer, topic creation at start-up."""
 
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from shared.settings import Settings
 
@@ -22,10 +24,41 @@ def dlq(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Where and how every Kafka client (producer, consumer, admin) connects: TLS and SASL."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        # Verifies the broker's certificate and host name (the system CAs without a cafile).
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            password=settings.secret("kafka_ssl_key_password"),
+        )
+    if protocol.startswith("SASL_"):
+        username = settings.secret("kafka_sasl_username")
+        password = settings.secret("kafka_sasl_password")
+        if not username or not password:
+            raise ValueError(
+                f"LEADROUTER_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "LEADROUTER_KAFKA_SASL_USERNAME and LEADROUTER_KAFKA_SASL_PASSWORD_FILE"
+            )
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=username,  # aiokafka takes SCRAM's credentials here too
+            sasl_plain_password=password,
+        )
+    return options
+
+
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     """The one producer shape: acks from all replicas, idempotent, so retries never duplicate."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=2,
@@ -40,7 +73,7 @@ async def ensure_topics(settings: Settings) -> None:
     """Create every leadrouter topic and its DLQ if missing; existing topics are left alone."""
     names = [settings.topic(t) for t in ALL_TOPICS]
     names += [dlq(n) for n in names]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -59,7 +92,7 @@ async def ensure_topics(settings: Settings) -> None:
 
 async def kafka_reachable(settings: Settings) -> bool:
     """True when the cluster answers a metadata request."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()

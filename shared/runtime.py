@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from shared.consumer import BatchHandler, TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import ensure_topics, kafka_reachable, make_producer
+from shared.kafka import client_options, ensure_topics, kafka_reachable, make_producer
 from shared.migrate import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -96,7 +96,7 @@ class Runtime:
                 name=self.service,
                 group_id=group_id,
                 topics=topics,
-                bootstrap=s.kafka_bootstrap,
+                bootstrap=client_options(s),
                 sessions=self.sessions,
                 handler=handler,
                 relay=self.service,

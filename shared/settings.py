@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +16,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADROUTER_", extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects (SASL_SSL in production)"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (the Kafka principal)")
+    kafka_sasl_username_file: Path | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password (preferred to the variable)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle that signed the brokers' certificates (SSL, SASL_SSL)"
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for brokers that require mutual TLS"
+    )
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM private key of the certfile")
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_key_password_file: Path | None = None
     database_url: str = Field(
         "postgresql+asyncpg://leadrouter:leadrouter@127.0.0.1:5432/leadrouter",
         description="SQLAlchemy async URL of the PostgreSQL database",
@@ -72,9 +94,16 @@ class Settings(BaseSettings):
     # ingest
     api_keys_file: Path | None = Field(
         None,
-        description="File of `source:sha256-hex-of-key` lines; when set, POST /v1/events needs "
-        "`Authorization: Bearer <key>` and the event's source is the key's",
+        description="File of `name:sha256-hex-of-key:scope,scope` lines, the API keys of every "
+        "service; unset, the services are open and refuse to bind to anything but loopback",
     )
+    jwt_jwks_url: str | None = Field(
+        None,
+        description="Also accept OAuth2 bearer JWTs signed by the keys at this JWKS URL "
+        "(scopes from the scope/scp claim)",
+    )
+    jwt_issuer: str | None = Field(None, description="Required `iss` of accepted JWTs")
+    jwt_audience: str | None = Field(None, description="Required `aud` of accepted JWTs")
     hubspot_client_secret: SecretStr | None = None
     hubspot_client_secret_file: Path | None = None
     mautic_webhook_secret: SecretStr | None = None
@@ -122,9 +151,9 @@ class Settings(BaseSettings):
 
     def secret(self, name: str) -> str | None:
         """A secret from LEADROUTER_<NAME> or the file named by LEADROUTER_<NAME>_FILE."""
-        value: SecretStr | None = getattr(self, name)
+        value: SecretStr | str | None = getattr(self, name)
         if value is not None:
-            return value.get_secret_value()
+            return value.get_secret_value() if isinstance(value, SecretStr) else value
         path: Path | None = getattr(self, f"{name}_file")
         return path.read_text().strip() if path else None
 

@@ -11,7 +11,8 @@ from aiokafka import AIOKafkaConsumer
 from harness.processes import eventually  # noqa: F401 - the tests import it from here
 from shared.asyncapi import default_document
 from shared.events import LEAD_ACTIVITY, CloudEvent
-from shared.kafka import ensure_topics, make_producer
+from shared.kafka import client_options, ensure_topics, make_producer
+from shared.settings import Settings
 from tests.contract import contract_errors
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -52,7 +53,7 @@ async def publish(settings: Any, topic: str, events: list[CloudEvent]) -> None:
 
 
 async def read_topic(
-    bootstrap: str,
+    kafka: Settings | str,
     topic: str,
     expected: int,
     timeout_s: float = 60,
@@ -61,11 +62,13 @@ async def read_topic(
     """Read from the start of a topic, as a sales tool would, until `expected` records match.
 
     Every record read is checked against the AsyncAPI contract: a test fails on an event that
-    does not match its published schema.
+    does not match its published schema. `kafka`: the test's settings (their TLS/SASL options
+    apply), or a plaintext bootstrap.
     """
+    options = {"bootstrap_servers": kafka} if isinstance(kafka, str) else client_options(kafka)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **options,
         auto_offset_reset="earliest",
         group_id=f"reader-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Single-node Apache Kafka (KRaft) on 127.0.0.1:9092 from Apache's jars: up | down | status.
+# LEADROUTER_KAFKA_SECURITY_PROTOCOL=SASL_SSL makes its one client listener SASL_SSL with SCRAM
+# (the same LEADROUTER_KAFKA_* variables the services read, plus the broker's PEM keystore in
+# LEADROUTER_KAFKA_BROKER_KEYSTORE: key then certificate, as deploy/infra/tls.sh writes it).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STATE="${LEADROUTER_KAFKA_STATE:-$ROOT/.local/kafka}"
@@ -10,6 +13,8 @@ PORT=${LEADROUTER_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${LEADROUTER_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 TIMEOUT_S=${KAFKA_START_TIMEOUT_S:-90}
+PROTOCOL=${LEADROUTER_KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}
+MECHANISM=${LEADROUTER_KAFKA_SASL_MECHANISM:-SCRAM-SHA-512}
 
 say() { echo "[kafka] $*"; }
 die() { echo "[kafka] ERROR: $*" >&2; exit 1; }
@@ -22,20 +27,31 @@ our_pid() {
   kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
+# The probe connects as the services do (shared.kafka.client_options: TLS and SASL from the
+# same LEADROUTER_KAFKA_* variables), so a broker that answers here answers them.
 answers_metadata() {
   [[ -x "$PYTHON" ]] || die "no Python with aiokafka at $PYTHON; run 'make venv' or set PYTHON"
-  "$PYTHON" - "$PORT" <<'PY' >/dev/null 2>&1
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$PORT" <<'PY' >/dev/null 2>&1
 import asyncio, sys
-from aiokafka.admin import AIOKafkaAdminClient
-async def main():
-    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sys.argv[1]}", request_timeout_ms=3000)
-    try:
-        await asyncio.wait_for(admin.start(), 5)
-        await asyncio.wait_for(admin.list_topics(), 5)
-    finally:
-        await admin.close()
-asyncio.run(main())
+from shared.kafka import kafka_reachable
+from shared.settings import Settings
+ok = asyncio.run(asyncio.wait_for(kafka_reachable(Settings(kafka_bootstrap=f"127.0.0.1:{sys.argv[1]}")), 10))
+sys.exit(0 if ok else 1)
 PY
+}
+
+sasl_secret() {  # the SASL password, from LEADROUTER_KAFKA_SASL_PASSWORD(_FILE)
+  if [[ -n "${LEADROUTER_KAFKA_SASL_PASSWORD_FILE:-}" ]]; then tr -d '\n' <"$LEADROUTER_KAFKA_SASL_PASSWORD_FILE"
+  else echo -n "${LEADROUTER_KAFKA_SASL_PASSWORD:-}"; fi
+}
+
+check_sasl_ssl() {
+  [[ "$MECHANISM" == SCRAM-SHA-256 || "$MECHANISM" == SCRAM-SHA-512 ]] \
+    || die "this script sets up SCRAM-SHA-256 or SCRAM-SHA-512, not $MECHANISM"
+  [[ -n "${LEADROUTER_KAFKA_SASL_USERNAME:-}" && -n "$(sasl_secret)" ]] \
+    || die "SASL_SSL needs LEADROUTER_KAFKA_SASL_USERNAME and LEADROUTER_KAFKA_SASL_PASSWORD_FILE"
+  [[ -f "${LEADROUTER_KAFKA_SSL_CAFILE:-}" && -f "${LEADROUTER_KAFKA_BROKER_KEYSTORE:-}" ]] \
+    || die "SASL_SSL needs LEADROUTER_KAFKA_SSL_CAFILE and LEADROUTER_KAFKA_BROKER_KEYSTORE (PEM files; deploy/infra/tls.sh DIR makes both)"
 }
 
 classpath() {
@@ -58,14 +74,19 @@ classpath() {
 }
 
 write_config() {
-  cat >"$STATE/server.properties" <<PROPS
+  local listener=PLAINTEXT
+  [[ "$PROTOCOL" == SASL_SSL ]] && listener=SASL_SSL
+  [[ "$PROTOCOL" == PLAINTEXT || "$PROTOCOL" == SASL_SSL ]] \
+    || die "this script starts PLAINTEXT or SASL_SSL brokers, not $PROTOCOL"
+  ( umask 077; cat >"$STATE/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=$listener://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=$listener://127.0.0.1:$PORT
+inter.broker.listener.name=$listener
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$listener:$listener,CONTROLLER:PLAINTEXT
 log.dirs=$STATE/data
 num.partitions=3
 offsets.topic.replication.factor=1
@@ -74,6 +95,21 @@ transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
+  )
+  if [[ "$listener" == SASL_SSL ]]; then
+    local mech; mech=$(echo "$MECHANISM" | tr 'A-Z' 'a-z')
+    # The broker talks to itself over the same listener, as the SCRAM user the services use.
+    cat >>"$STATE/server.properties" <<PROPS
+sasl.enabled.mechanisms=$MECHANISM
+sasl.mechanism.inter.broker.protocol=$MECHANISM
+listener.name.sasl_ssl.$mech.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$LEADROUTER_KAFKA_SASL_USERNAME" password="$(sasl_secret)";
+ssl.keystore.type=PEM
+ssl.keystore.location=$LEADROUTER_KAFKA_BROKER_KEYSTORE
+ssl.truststore.type=PEM
+ssl.truststore.location=$LEADROUTER_KAFKA_SSL_CAFILE
+ssl.endpoint.identification.algorithm=https
+PROPS
+  fi
 }
 
 up() {
@@ -92,13 +128,17 @@ up() {
   if [[ -z "${pid:-}" ]]; then
     local cp; cp=$(classpath)
     command -v java >/dev/null || die "Java 17+ is needed to run Kafka: apt-get install -y openjdk-17-jre-headless"
+    [[ "$PROTOCOL" == PLAINTEXT ]] || check_sasl_ssl
     write_config
     if [[ ! -f "$STATE/data/meta.properties" ]]; then
       say "formatting the KRaft storage in $STATE/data"
       local cluster_id; cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid)
-      java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" >/dev/null
+      local scram=()
+      # SCRAM users live in the cluster metadata: the first one is written at format time.
+      [[ "$PROTOCOL" == SASL_SSL ]] && scram=(--add-scram "$MECHANISM=[name=$LEADROUTER_KAFKA_SASL_USERNAME,password=$(sasl_secret)]")
+      java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" "${scram[@]}" >/dev/null
     fi
-    say "starting Kafka on 127.0.0.1:$PORT (log: $STATE/server.log)"
+    say "starting Kafka ($PROTOCOL) on 127.0.0.1:$PORT (log: $STATE/server.log)"
     # Every partition holds a few open files; test runs create many topics.
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC \

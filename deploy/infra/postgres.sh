@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # PostgreSQL from Debian's package, its own cluster in .local/postgres, on 127.0.0.1:5432: up | down | status.
+# With LEADROUTER_POSTGRES_SSL_CERTFILE and _SSL_KEYFILE (PEM) a new cluster takes TLS only:
+# connections without TLS are refused (clients: ?ssl=verify-full and PGSSLROOTCERT, see docs/security.md).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STATE="${LEADROUTER_POSTGRES_STATE:-$ROOT/.local/postgres}"
@@ -10,6 +12,8 @@ APP_URL="postgresql://leadrouter:leadrouter@127.0.0.1:$PORT/leadrouter"
 TIMEOUT_S=${POSTGRES_START_TIMEOUT_S:-60}
 # pg_ctl's shutdown mode for `down`: fast (default), smart, or immediate (a crash: recovery on start).
 STOP_MODE=${LEADROUTER_POSTGRES_STOP_MODE:-fast}
+SSL_CERTFILE=${LEADROUTER_POSTGRES_SSL_CERTFILE:-}
+SSL_KEYFILE=${LEADROUTER_POSTGRES_SSL_KEYFILE:-}
 
 say() { echo "[postgres] $*"; }
 die() { echo "[postgres] ERROR: $*" >&2; exit 1; }
@@ -88,6 +92,26 @@ unix_socket_directories = '$RUN'
 max_connections = 200
 shared_buffers = 128MB
 CONF
+      if [[ -n "$SSL_CERTFILE" ]]; then
+        [[ -f "$SSL_CERTFILE" && -f "${SSL_KEYFILE:-}" ]] \
+          || die "LEADROUTER_POSTGRES_SSL_CERTFILE needs LEADROUTER_POSTGRES_SSL_KEYFILE (PEM files; deploy/infra/tls.sh DIR makes both)"
+        say "TLS only: server.crt/server.key copied into the cluster, plaintext connections refused"
+        # The server reads its key only when the postgres user owns it with mode 0600.
+        cat "$SSL_CERTFILE" | as_owner tee "$DATA/server.crt" >/dev/null
+        cat "$SSL_KEYFILE" | as_owner tee "$DATA/server.key" >/dev/null
+        as_owner chmod 600 "$DATA/server.key"
+        cat >>"$DATA/postgresql.conf" <<CONF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+CONF
+        as_owner tee "$DATA/pg_hba.conf" >/dev/null <<HBA
+local all all trust
+hostssl all all 127.0.0.1/32 trust
+hostnossl all all 0.0.0.0/0 reject
+HBA
+      fi
     fi
     as_owner mkdir -p "$RUN"
     say "starting PostgreSQL on 127.0.0.1:$PORT (log: $STATE/postgres.log)"

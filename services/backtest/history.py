@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from services.backtest.simulate import HistoryEvent, decode
 from shared.consumer import partitions_of
 from shared.events import CloudEvent
-from shared.kafka import HANDOFFS, LEAD_EVENTS
+from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options
 from shared.settings import Settings
 
 
@@ -30,9 +30,9 @@ async def read_history(
     window opens (a lead that scored 40 last month needs only 10 more points this month).
     """
     topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
-    partitions = await partitions_of(settings.kafka_bootstrap, topics)
+    partitions = await partitions_of(client_options(settings), topics)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         enable_auto_commit=False,
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,

@@ -10,6 +10,7 @@ from services.handoff.board import BoardState
 from services.handoff.board import router as board_router
 from services.handoff.service import HandoffService
 from services.handoff.webhooks import Webhooks
+from shared import audit
 from shared.db import db_now
 from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
@@ -59,4 +60,5 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     endpoints.document_playbook_values(app, playbook)
     app.include_router(backtest_jobs.router)
     app.include_router(board_router)
+    app.include_router(audit.router)
     return app

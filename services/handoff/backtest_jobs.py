@@ -21,6 +21,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from services.handoff.schemas import problems
+from shared.auth import Admin, HandoffsReader
 from shared.errors import Invalid, NotFound
 from shared.playbook import PlaybookError, parse_playbook
 
@@ -65,7 +66,9 @@ _jobs: dict[str, _Job] = {}
     response_model=BacktestJob,
     responses=problems({422: "The candidate is not a valid playbook"}),
 )
-async def start_backtest(response: Response, body: BacktestRequest) -> BacktestJob:
+async def start_backtest(
+    principal: Admin, response: Response, body: BacktestRequest
+) -> BacktestJob:
     try:
         parse_playbook(body.candidate, "candidate")
     except PlaybookError as exc:
@@ -96,7 +99,7 @@ async def start_backtest(response: Response, body: BacktestRequest) -> BacktestJ
     response_model=BacktestJob,
     responses=problems({404: "No such job on this instance", 422: "Not a job id"}),
 )
-async def get_backtest(job_id: str) -> BacktestJob:
+async def get_backtest(principal: HandoffsReader, job_id: str) -> BacktestJob:
     job = _jobs.get(job_id)
     if job is None:
         raise NotFound(f"no backtest {job_id!r} on this instance")

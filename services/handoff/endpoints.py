@@ -20,6 +20,8 @@ from services.handoff.schemas import (
     problems,
 )
 from services.handoff.service import HandoffService
+from shared import audit
+from shared.auth import FeedbackWriter, HandoffsReader, RepsWriter
 from shared.db import db_now
 from shared.errors import Invalid, NotFound
 from shared.events import FeedbackData
@@ -49,6 +51,7 @@ def _service(request: Request) -> HandoffService:
     responses=problems({422: "Unknown status, team or tier, or a limit out of range"}),
 )
 async def list_handoffs(
+    principal: HandoffsReader,
     request: Request,
     session: ReadSession,
     status: HandoffStatus | None = None,
@@ -76,7 +79,9 @@ async def list_handoffs(
     response_model=HandoffOut,
     responses=problems({404: "No handoff has this id", 422: INVALID}),
 )
-async def get_handoff(session: ReadSession, handoff_id: str) -> HandoffOut:
+async def get_handoff(
+    principal: HandoffsReader, session: ReadSession, handoff_id: str
+) -> HandoffOut:
     handoff = await repository.get_handoff(session, handoff_id)
     if handoff is None:
         raise NotFound(f"no handoff {handoff_id!r}")
@@ -98,6 +103,7 @@ async def get_handoff(session: ReadSession, handoff_id: str) -> HandoffOut:
     ),
 )
 async def give_feedback(
+    principal: FeedbackWriter,
     request: Request,
     session: WriteSession,
     handoff_id: str,
@@ -118,8 +124,14 @@ async def give_feedback(
         data,
         now,
         cause=f"http:{now.isoformat()}",
-        # the caller's credential, once authentication puts its name on the request
-        api_key_name=getattr(request.state, "api_key_name", None),
+        api_key_name=principal.name,
+    )
+    await audit.record(
+        session,
+        principal.name,
+        f"feedback.{action}",
+        handoff_id,
+        {"rep_id": data.rep_id, "reason": data.reason},
     )
     return handoff_out(updated, now)
 
@@ -130,7 +142,7 @@ async def give_feedback(
     summary="Reps with their open handoffs and availability",
     response_model=list[RepOut],
 )
-async def list_reps(session: ReadSession) -> list[RepOut]:
+async def list_reps(principal: HandoffsReader, session: ReadSession) -> list[RepOut]:
     return [
         RepOut(
             rep_id=r.rep_id,
@@ -156,10 +168,17 @@ async def list_reps(session: ReadSession) -> list[RepOut]:
     responses=problems({404: "No rep has this id", 422: INVALID}),
 )
 async def set_availability(
-    request: Request, session: WriteSession, rep_id: str, body: AvailabilityBody
+    principal: RepsWriter,
+    request: Request,
+    session: WriteSession,
+    rep_id: str,
+    body: AvailabilityBody,
 ) -> AvailabilityOut:
     now = await db_now(session)
     ledger, drained = await _service(request).set_availability(session, rep_id, body.available, now)
+    await audit.record(
+        session, principal.name, "rep.availability", rep_id, {"available": body.available}
+    )
     return AvailabilityOut(
         rep_id=rep_id,
         available=body.available,
@@ -176,6 +195,7 @@ async def set_availability(
     responses=problems({422: "since is not before until, or a time without a zone"}),
 )
 async def get_funnel(
+    principal: HandoffsReader,
     session: ReadSession,
     since: Annotated[datetime | None, Query(description="Default: 30 days before until")] = None,
     until: Annotated[datetime | None, Query(description="Default: now")] = None,

@@ -24,6 +24,7 @@ class HandoffStatus(StrEnum):
     REJECTED = "rejected"
     CONVERTED = "converted"
     ESCALATED = "escalated"  # in the manager's queue after SLA breaches
+    ERASED = "erased"  # the lead's personal data was erased; closed, counts kept (erasure.py)
 
 
 # Statuses that hold one of the rep's capacity slots.

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff import repository
+from services.handoff import erasure, repository
 from services.handoff.lifecycle import (
     OPEN_STATUSES,
     Escalate,
@@ -54,13 +54,14 @@ from services.handoff.routing import (
     next_queue_check,
     route_lead,
 )
-from shared import outbox, timers
+from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
 from shared.errors import Invalid
 from shared.events import (
     FEEDBACK_PREFIX,
     HANDOFF_PREFIX,
+    LIFECYCLE_ERASED,
     LIFECYCLE_PREFIX,
     CloudEvent,
     FeedbackData,
@@ -115,7 +116,10 @@ class HandoffService:
         now = await db_now(session)
         for delivered in batch:
             event = delivered.event
-            if event.type.startswith(LIFECYCLE_PREFIX):
+            if event.type == LIFECYCLE_ERASED:
+                erased = LifecycleData.model_validate(event.data)
+                await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
+            elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
                 await repository.record_merges(session, lead.lead_key, lead.merged_keys)
                 await repository.record_funnel_event(
@@ -128,6 +132,14 @@ class HandoffService:
                 action = event.type.removeprefix(FEEDBACK_PREFIX)
                 try:
                     await self.apply_feedback(session, action, feedback, now, cause=event.id)
+                    # Kafka ACLs decide who may write feedback; the trail records who said so.
+                    await audit.record(
+                        session,
+                        f"kafka:{event.source}",
+                        f"feedback.{action}",
+                        feedback.handoff_id,
+                        {"event_id": event.id, "rep_id": feedback.rep_id},
+                    )
                 except (
                     FeedbackConflict,
                     InvalidFeedback,

@@ -1,4 +1,4 @@
-"""Pure request authentication: API keys and each platform's webhook signature scheme.
+"""Pure webhook authentication: each platform's signature scheme (API keys: shared/auth.py).
 
 Every comparison is constant-time (hmac.compare_digest); nothing here logs or returns a secret.
 """
@@ -6,50 +6,11 @@ Every comparison is constant-time (hmac.compare_digest); nothing here logs or re
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 
 class Unauthorized(Exception):
     """The request does not prove it comes from who it claims (answered 401)."""
-
-
-def hash_api_key(key: str) -> str:
-    """The sha256 hex digest stored for an API key (keys themselves are never stored)."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ApiKeys:
-    """API key hashes, each bound to the source name its events are published under."""
-
-    sources_by_hash: dict[str, str]
-
-    @classmethod
-    def load(cls, path: Path) -> "ApiKeys":
-        """Read `source:sha256hex` lines; blank lines and # comments are skipped."""
-        keys = {}
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            source, _, digest = line.partition(":")
-            if not source or len(digest) != 64:
-                raise ValueError(f"{path}:{number}: expected source:sha256hex")
-            keys[digest.lower()] = source
-        return cls(keys)
-
-    def source_for(self, authorization: str | None) -> str:
-        """The source bound to the bearer key in an Authorization header, or Unauthorized."""
-        scheme, _, key = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not key:
-            raise Unauthorized("send Authorization: Bearer <api key>")
-        digest = hash_api_key(key.strip())
-        for known, source in self.sources_by_hash.items():
-            if hmac.compare_digest(known, digest):
-                return source
-        raise Unauthorized("unknown API key")
 
 
 def _require(signature: str | None, expected: str) -> None:

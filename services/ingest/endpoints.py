@@ -2,13 +2,15 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Security
+from fastapi.security import APIKeyHeader
 from pydantic import Field
 
 from services.ingest.normalise import NativeLeadEvent
 from services.ingest.schemas import IngestResult
 from services.ingest.service import IngestService
 from services.ingest.sources import registry
+from shared.auth import EventsWriter
 from shared.http import openapi_body, problem_responses
 
 router = APIRouter(prefix="/v1")
@@ -26,6 +28,7 @@ def _responses(credentials: str) -> dict[int | str, dict[str, Any]]:
         {
             400: "Body is not valid JSON",
             401: f"Missing or wrong credentials: {credentials}",
+            403: "The API key lacks the scope events:write",
             413: "Body larger than LEADROUTER_MAX_BODY_BYTES (1 MiB), too many events, or an "
             "event over LEADROUTER_MAX_EVENT_BYTES",
             415: "Not JSON",
@@ -51,10 +54,23 @@ def service(request: Request) -> IngestService:
     response_model=IngestResult,
     response_description="Every event is in Kafka, acknowledged by all in-sync replicas",
     openapi_extra=openapi_body(NativeBody),
-    responses=_responses("Authorization: Bearer <API key> when API keys are configured"),
+    responses=_responses("Authorization: Bearer <API key> with the scope events:write"),
 )
-async def post_events(request: Request) -> IngestResult:
-    return await service(request).native(request)
+async def post_events(principal: EventsWriter, request: Request) -> IngestResult:
+    # The key's name is the source; without a key file (development) events come from "api".
+    return await service(request).native(request, "api" if principal.anonymous else principal.name)
+
+
+# Platforms cannot send our API keys: they sign each request, checked per source in the
+# service. Declared so the OpenAPI document states how every operation is authenticated.
+WEBHOOK_SIGNATURE = APIKeyHeader(
+    name="X-Signature",
+    scheme_name="webhookSignature",
+    description="The platform's signature: "
+    + "; ".join(f"{name}: {s.SIGNATURE}" for name, s in SOURCES.items())
+    + ". Set up: docs/ingest.md.",
+    auto_error=False,
+)
 
 
 @router.post(
@@ -80,6 +96,7 @@ async def post_events(request: Request) -> IngestResult:
         }
     },
     responses=_responses("the platform's signature header"),
+    dependencies=[Security(WEBHOOK_SIGNATURE)],
 )
 async def post_webhook(
     request: Request, source: str = Path(..., pattern=SOURCE_PATTERN)

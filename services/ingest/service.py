@@ -68,9 +68,6 @@ class IngestService:
         self.settings = settings
         self.topic = settings.topic(LEAD_EVENTS)
         self.limits = Limits.from_settings(settings)
-        self.api_keys = (
-            auth.ApiKeys.load(settings.api_keys_file) if settings.api_keys_file else None
-        )
         self.buckets = TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst)
         self.sources = registry()
         # Read once: secret files are not re-read on the request path.
@@ -78,19 +75,12 @@ class IngestService:
             name: settings.secret(source.SECRET_SETTING) for name, source in self.sources.items()
         }
         self.publisher = RequestPublisher(settings, lambda: runtime.producer)
-        if self.api_keys is None:
-            log.warning(
-                "LEADROUTER_API_KEYS_FILE is not set: POST /v1/events takes unauthenticated "
-                "events (fine for development, not for production)"
-            )
 
-    async def native(self, request: Request) -> IngestResult:
-        """POST /v1/events: one native event or an array of them."""
+    async def native(self, request: Request, source: str) -> IngestResult:
+        """POST /v1/events from `source` (the API key's name): one native event or an array."""
 
         def authenticate(raw: bytes) -> str:
-            if self.api_keys is None:
-                return "api"
-            return self.api_keys.source_for(request.headers.get("authorization"))
+            return source  # the key was checked with its scope before the body was read
 
         return await self._ingest(request, Door("api", authenticate, self._native, strict=True))
 

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.scoring import endpoints
 from services.scoring.service import RELAY, RETIER, ScoringHandler
+from shared import audit
 from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import Playbook, load_playbook
@@ -49,5 +50,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
     )
 
     app.state.playbook = playbook
+    app.state.scoring = handler  # erasure runs the consumer's own handler
     app.include_router(endpoints.router)
+    app.include_router(audit.router)
     return app

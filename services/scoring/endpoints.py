@@ -1,15 +1,17 @@
 """Scoring's HTTP API: read a lead's score, explanation and stage."""
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from services.scoring import repository
 from services.scoring.schemas import ActivityOut, Contribution, LeadOut
 from services.scoring.scoring import LeadState, evaluate, from_us
+from shared.auth import Admin, LeadsReader
 from shared.errors import Invalid, NotFound
-from shared.http import ReadSession
+from shared.http import ReadSession, WriteSession
 from shared.playbook import Playbook
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"])
@@ -26,6 +28,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     responses=NOT_FOUND,
 )
 async def find_lead(
+    principal: LeadsReader,
     request: Request,
     session: ReadSession,
     email: str | None = Query(None, min_length=3),
@@ -49,12 +52,34 @@ async def find_lead(
     response_model=LeadOut,
     responses=NOT_FOUND,
 )
-async def get_lead(request: Request, session: ReadSession, lead_id: str) -> LeadOut:
+async def get_lead(
+    principal: LeadsReader, request: Request, session: ReadSession, lead_id: str
+) -> LeadOut:
     state = await repository.get_lead(session, lead_id)
     if state is None:
         raise NotFound(f"no lead {lead_id!r}")
     identities = await repository.aliases_of(session, [state.lead_key])
     return lead_out(state, request.app.state.playbook, datetime.now(UTC), sorted(identities))
+
+
+@router.delete(
+    "/{lead_id}",
+    status_code=204,
+    summary="Erase a lead's personal data (admin): by key, alias or email:<address>",
+    description="Removes the lead's profile, aliases, score history and timers, anonymises its "
+    "handoffs (funnel counts stay), and publishes leadrouter.lifecycle.erased carrying only "
+    "the lead key. Later events start a new lead only if they carry an email or id again.",
+    responses=NOT_FOUND,
+)
+async def erase_lead(
+    principal: Admin, request: Request, session: WriteSession, lead_id: str
+) -> Response:
+    erased = await request.app.state.scoring.erase(
+        session, [lead_id], actor=principal.name, cause=f"erasure:{uuid.uuid4()}"
+    )
+    if not erased:
+        raise NotFound(f"no lead {lead_id!r}")
+    return Response(status_code=204)
 
 
 def lead_out(

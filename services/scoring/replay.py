@@ -16,7 +16,7 @@ from services.scoring.app import scoring_handler
 from services.scoring.service import RELAY, RETIER
 from shared.consumer import TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import HANDOFFS, LEAD_EVENTS, ensure_topics
+from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
 from shared.playbook import load_playbook
 from shared.settings import Settings
@@ -40,7 +40,7 @@ async def replay(settings: Settings, publish: bool = False, out: TextIO = sys.st
         name="scoring-replay",
         group_id=group,
         topics=[settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)],
-        bootstrap=settings.kafka_bootstrap,
+        bootstrap=client_options(settings),
         sessions=sessions,
         handler=handler,
         relay=relay,

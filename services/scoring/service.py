@@ -8,7 +8,7 @@ from datetime import datetime
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring import repository
+from services.scoring import erasure, repository
 from services.scoring.scoring import (
     LeadState,
     Transition,
@@ -18,10 +18,12 @@ from services.scoring.scoring import (
     next_score_change,
     retier,
 )
-from shared import outbox, timers
+from shared import audit, outbox, timers
 from shared.consumer import Delivered
+from shared.db import db_now
 from shared.errors import Invalid
 from shared.events import (
+    ERASURE_REQUESTED,
     HANDOFF_PREFIX,
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
@@ -93,6 +95,43 @@ class ScoringHandler:
         self.relay = relay  # a replay names an outbox nobody publishes
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
+        # An erasure request splits the batch: what came before it is erased with the lead,
+        # what comes after starts afresh (in partition order, so per person in event order).
+        segment: list[Delivered] = []
+        for delivered in batch:
+            if delivered.event.type != ERASURE_REQUESTED:
+                segment.append(delivered)
+                continue
+            await self._apply(session, segment)
+            segment = []
+            event = delivered.event
+            data = LeadActivityData.model_validate(event.data)
+            names = identity_aliases(event.subject, data)
+            await self.erase(session, names, actor=f"kafka:{event.source}", cause=event.id)
+        await self._apply(session, segment)
+
+    async def erase(
+        self, session: AsyncSession, names: Sequence[str], actor: str, cause: str
+    ) -> list[CloudEvent]:
+        """Erase the leads these names point at, publish `erased` for each, and audit it."""
+        events = await erasure.erase(
+            session,
+            names,
+            relay=self.relay,
+            lifecycle_topic=self.lifecycle_topic,
+            timer_kind=RETIER,
+            cause=cause,
+            now=await db_now(session),
+        )
+        if events:
+            # The trail names the erasure by its event ids, never by the person.
+            await audit.record(
+                session, actor, "lead.erase", cause, {"events": [e.id for e in events]}
+            )
+            TRANSITIONS.labels("erased").inc(len(events))
+        return events
+
+    async def _apply(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
         work: list[tuple[Delivered, list[str], LeadActivityData | HandoffData]] = []
         for delivered in batch:
             event = delivered.event
@@ -110,6 +149,9 @@ class ScoringHandler:
             session, (a for _, names, _ in work for a in names)
         )
         stored = dict(bindings)
+        work = await self._without_erased_outcomes(session, work, bindings)
+        if not work:
+            return
         states = await repository.lock_leads(session, set(bindings.values()))
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
@@ -161,6 +203,26 @@ class ScoringHandler:
         await outbox.add_events(session, self.relay, self.lifecycle_topic, lifecycle)
         for state in changed.values():
             SCORES.observe(state.score.total)
+
+    async def _without_erased_outcomes(
+        self,
+        session: AsyncSession,
+        work: list[tuple[Delivered, list[str], LeadActivityData | HandoffData]],
+        bindings: dict[str, str],
+    ) -> list[tuple[Delivered, list[str], LeadActivityData | HandoffData]]:
+        """Drop sales outcomes of erased leads: they carry no identity to start a lead with."""
+        unknown = {
+            data.lead_key
+            for _, names, data in work
+            if isinstance(data, HandoffData) and not any(n in bindings for n in names)
+        }
+        gone = await erasure.erased_among(session, unknown)
+        return [
+            item
+            for item in work
+            if not (isinstance(item[2], HandoffData) and item[2].lead_key in gone)
+            or any(n in bindings for n in item[1])
+        ]
 
     async def _resolve(
         self,

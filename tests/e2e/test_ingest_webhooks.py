@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from services.ingest.auth import hash_api_key
+from shared.auth import hash_api_key
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
 from shared.kafka import LEAD_EVENTS, dlq
 from tests.helpers import eventually, read_topic

@@ -6,7 +6,7 @@ import signal
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
+from shared.kafka import LEAD_EVENTS, client_options, ensure_topics, make_producer
 from tests.helpers import activity_event, eventually
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ async def test_sigterm_finishes_work_and_leaves_the_group(settings, services):
         await producer.stop()
 
     group_id = settings.consumer_group("scoring")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
 

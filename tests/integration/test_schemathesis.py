@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from services.handoff.app import build_app as build_handoff
 from services.ingest.app import build_app as build_ingest
 from services.scoring.app import build_app as build_scoring
+from shared.auth import ADMIN, key_file_line, new_key
 from shared.settings import Settings
 from tests.conftest import BASE_URL, KAFKA
 
@@ -79,9 +80,18 @@ def _admin_dsn() -> str:
     return make_url(BASE_URL).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# The services run with a key file: every request carries an admin key, and schemathesis's
+# own authentication checks (a missing or wrong key must be refused) apply too.
+ADMIN_KEY = new_key()
+
+
 @pytest.fixture(scope="module")
-def servers(template_db: str) -> Iterator[dict[str, InProcessServer]]:
+def servers(
+    template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, InProcessServer]]:
     name = f"leadrouter_test_{uuid.uuid4().hex[:12]}"
+    keys = tmp_path_factory.mktemp("keys") / "api-keys"
+    keys.write_text(key_file_line("schemathesis", ADMIN_KEY, [ADMIN]) + "\n")
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(_admin_dsn())
@@ -100,6 +110,7 @@ def servers(template_db: str) -> Iterator[dict[str, InProcessServer]]:
         # Generated traffic is not a platform over its rate: keep 429s out of the way.
         rate_limit_per_s=1e6,
         rate_limit_burst=1_000_000,
+        api_keys_file=keys,
     )
     apps = {
         "ingest": build_ingest(config),
@@ -152,7 +163,9 @@ def _checked(cases, excluded):
     @seed(SEED)
     @given(case=cases)
     def check(case):
-        case.call_and_validate(excluded_checks=excluded)
+        case.call_and_validate(
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"}, excluded_checks=excluded
+        )
 
     return check
 

@@ -1,4 +1,4 @@
-"""Migration 0006_perf folds each lead's stored raw awards into the compact tallies."""
+"""Migration 0007 folds each lead's stored raw awards into the compact tallies."""
 
 import asyncio
 import json

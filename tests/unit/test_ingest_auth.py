@@ -71,27 +71,6 @@ def test_mautic_and_segment_signatures_as_documented():
         auth.verify_segment("k", BODY, segment.upper() + "0")
 
 
-def test_api_keys_bind_each_key_to_its_source(tmp_path):
-    path = tmp_path / "keys"
-    path.write_text(
-        f"# web forms\nweb:{auth.hash_api_key('k-web')}\n\ncrm:{auth.hash_api_key('k-crm')}\n"
-    )
-    keys = auth.ApiKeys.load(path)
-    assert keys.source_for("Bearer k-web") == "web"
-    assert keys.source_for("bearer k-crm") == "crm"
-    for header in (None, "", "Bearer", "Basic k-web", "Bearer k-other"):
-        with pytest.raises(auth.Unauthorized):
-            keys.source_for(header)
-    assert "k-web" not in path.read_text()
-
-
-def test_a_malformed_key_file_names_the_line(tmp_path):
-    path = tmp_path / "keys"
-    path.write_text("web:abc\n")
-    with pytest.raises(ValueError, match="keys:1"):
-        auth.ApiKeys.load(path)
-
-
 def test_token_bucket_allows_the_burst_then_paces():
     buckets = TokenBuckets(rate_per_s=2, burst=3)
     assert [buckets.take("hubspot", 0.0) for _ in range(3)] == [0, 0, 0]

@@ -1,6 +1,6 @@
 """The board's live feed: committed changes to handoffs, reps and the funnel, fanned out.
 
-One LISTEN connection per process (migration 0006_board sends a NOTIFY from the
+One LISTEN connection per process (migration 0010_board sends a NOTIFY from the
 transactions that change those tables, delivered on commit) and one small queue per open
 page. Chosen over polling a change cursor: a notification arrives the moment its
 transaction commits, costs nothing while idle, and `updated_at`-style cursors miss rows

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 
 from services.handoff.webhooks.service import DeliveryWorker, WebhookFanOut
 from shared.consumer import TransactionalConsumer
-from shared.kafka import HANDOFFS
+from shared.kafka import HANDOFFS, client_options
 from shared.playbook import Playbook
 from shared.playbook.webhooks import WebhookSubscription
 from shared.runtime import Runtime
@@ -77,7 +77,7 @@ class Webhooks:
             name=CONSUMER,
             group_id=settings.consumer_group(CONSUMER),
             topics=[settings.topic(HANDOFFS)],
-            bootstrap=settings.kafka_bootstrap,
+            bootstrap=client_options(settings),
             sessions=runtime.sessions,
             handler=WebhookFanOut(self.subscriptions),
             relay=runtime.service,  # dead letters go out through the service's outbox relay

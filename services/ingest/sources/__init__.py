@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from services.ingest.normalise import activity_event, with_url_fields
-from shared.events import Activity, CloudEvent, Identity, LeadActivityData, derived_event_id
+from shared.events import (
+    ERASURE_REQUESTED,
+    Activity,
+    CloudEvent,
+    Identity,
+    LeadActivityData,
+    derived_event_id,
+    lead_key,
+)
 from shared.settings import Settings
 
 
@@ -99,6 +107,34 @@ def collect(
         except Unusable as exc:
             out.unusable.append((kind, item, str(exc)))
     return out
+
+
+def erasure_request(
+    source: str,
+    source_event_id: list[str],
+    *,
+    email: str | None,
+    external_ids: dict[str, str],
+    occurred_at: datetime,
+) -> CloudEvent:
+    """A request to erase a person (scoring erases every lead these names point at)."""
+    try:
+        identity = Identity(email=email or None, external_ids=external_ids)
+    except ValidationError as exc:
+        raise Unusable(f"identity: {exc.errors()[0]['msg']}") from exc
+    if not identity.email and not identity.external_ids:
+        raise Unusable("an erasure request without an email or platform id")
+    return CloudEvent(
+        id=derived_event_id(source, "erasure", *source_event_id),
+        source=f"leadrouter/ingest/{source}",
+        type=ERASURE_REQUESTED,
+        time=occurred_at,
+        subject=lead_key(identity),
+        data=LeadActivityData(
+            identity=identity,
+            activity=Activity(type="erasure_requested", occurred_at=occurred_at),
+        ).model_dump(mode="json"),
+    )
 
 
 def lead_event(

@@ -10,6 +10,7 @@ from services.ingest.sources import (
     Unusable,
     collect,
     epoch_ms_time,
+    erasure_request,
     lead_event,
 )
 from shared.events import CloudEvent
@@ -50,6 +51,7 @@ ACTIVITY_BY_TYPE = {
     "contact.creation": "contact_created",
     "contact.propertyChange": "property_change",
 }
+PRIVACY_DELETION = "contact.privacyDeletion"  # GDPR delete in HubSpot: erase here too
 IGNORED_KINDS = {
     "contact.deletion",
     "contact.privacyDeletion",
@@ -89,13 +91,29 @@ def _type(item: Any) -> Any:
 
 def _kind(item: Any) -> str:
     kind = _type(item)
-    return kind if kind in ACTIVITY_BY_TYPE or kind in IGNORED_KINDS else "other"
+    known = kind in ACTIVITY_BY_TYPE or kind in IGNORED_KINDS or kind == PRIVACY_DELETION
+    return kind if known else "other"
+
+
+def _erasure(item: dict[str, Any]) -> CloudEvent:
+    for required in ("eventId", "objectId", "occurredAt"):
+        if item.get(required) in (None, ""):
+            raise Unusable(f"no {required}")
+    return erasure_request(
+        NAME,
+        [str(item["eventId"]), str(item["objectId"])],
+        email=None,
+        external_ids={"hubspot": str(item["objectId"])},
+        occurred_at=epoch_ms_time(item["occurredAt"]),
+    )
 
 
 def _event(label: str, item: Any) -> CloudEvent:
     kind = _type(item)
     if kind is None:
         raise Unusable("no subscriptionType (or eventType)")
+    if kind == PRIVACY_DELETION:
+        return _erasure(item)
     if kind not in ACTIVITY_BY_TYPE:
         raise Ignored()  # company.*, deal.*, deletions: nothing to score
     for required in ("eventId", "objectId", "occurredAt"):

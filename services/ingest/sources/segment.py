@@ -10,6 +10,7 @@ from services.ingest.sources import (
     SignedRequest,
     Unusable,
     collect,
+    erasure_request,
     lead_event,
     page_view_activity,
     parse_time,
@@ -81,10 +82,29 @@ def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
 
 def _kind(message: Any) -> str:
     kind = message.get("type") if isinstance(message, dict) else None
-    return kind if kind in KINDS else "other"
+    return kind if kind in KINDS or kind == "delete" else "other"
+
+
+def _erasure(message: dict[str, Any]) -> CloudEvent:
+    if not message.get("messageId"):
+        raise Unusable("no messageId")
+    traits = (message.get("context") or {}).get("traits") or {}
+    return erasure_request(
+        NAME,
+        [str(message["messageId"]), "delete"],
+        email=traits.get("email") if isinstance(traits, dict) else None,
+        external_ids={
+            name: str(message[field])
+            for name, field in (("segment_user", "userId"), ("segment_anonymous", "anonymousId"))
+            if message.get(field)
+        },
+        occurred_at=parse_time(message.get("timestamp") or message.get("receivedAt")),
+    )
 
 
 def _event(kind: str, message: Any) -> CloudEvent:
+    if kind == "delete":  # a user deletion request: erase the person everywhere
+        return _erasure(message)
     if kind not in KINDS:
         if isinstance(message, dict) and message.get("type"):
             raise Ignored()  # screen, group, alias: nothing to score

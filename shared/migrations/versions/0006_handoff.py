@@ -1,14 +1,14 @@
 """Handoff: SLA breaches per clock, sales feedback kept with its author, rotation levels,
 merged lead keys for the funnel.
 
-Revision ID: 0006_handoff
+Revision ID: 0006
 Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_handoff"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

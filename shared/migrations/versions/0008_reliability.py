@@ -1,14 +1,14 @@
 """Reliability: parked outbox rows and timers (attempts, last error), prunable processed ids.
 
-Revision ID: 0006_reliability
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_reliability"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """Outbound webhooks: one delivery row per (subscription, event), claimed by delivery workers.
 
-Revision ID: 0006_contract
-Revises: 0005
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_contract"
-down_revision = "0005"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

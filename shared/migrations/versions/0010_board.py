@@ -3,14 +3,14 @@
 Postgres delivers a notification only when its transaction commits, so the board's live
 feed sees committed changes and nothing else, whichever code path made them.
 
-Revision ID: 0006_board
-Revises: 0005
+Revision ID: 0010
+Revises: 0009
 """
 
 from alembic import op
 
-revision = "0006_board"
-down_revision = "0005"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

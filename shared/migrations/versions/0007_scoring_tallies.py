@@ -4,8 +4,8 @@ Each lead's raw `hits` are folded into the tallies with the configured playbook'
 half-life (LEADROUTER_PLAYBOOK, as the service that migrates runs with), then dropped: a
 lead's row no longer grows with its activity.
 
-Revision ID: 0006_perf
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from datetime import datetime
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0006_perf"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
