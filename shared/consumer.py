@@ -24,7 +24,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import and_, delete, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -142,20 +142,13 @@ class TransactionalConsumer:
         if not partitions:
             return
         async with self._sessions() as session:
-            rows = await session.execute(
-                select(
-                    consumer_offsets.c.topic,
-                    consumer_offsets.c.partition,
-                    consumer_offsets.c.next_offset,
-                )
-                .where(consumer_offsets.c.consumer_group == self.group_id)
-                .where(
-                    tuple_(consumer_offsets.c.topic, consumer_offsets.c.partition).in_(
-                        [(tp.topic, tp.partition) for tp in partitions]
-                    )
-                )
+            stored = await stored_offsets(
+                session,
+                self.group_id,
+                tuple_(consumer_offsets.c.topic, consumer_offsets.c.partition).in_(
+                    [(tp.topic, tp.partition) for tp in partitions]
+                ),
             )
-            stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
         for tp in partitions:
             if tp in stored:
                 self.consumer.seek(tp, stored[tp])
@@ -433,17 +426,9 @@ class TransactionalConsumer:
         """Set the lag gauge: end offsets minus stored offsets (last known if Postgres is away)."""
         try:
             async with self._sessions() as session:
-                rows = await session.execute(
-                    select(
-                        consumer_offsets.c.topic,
-                        consumer_offsets.c.partition,
-                        consumer_offsets.c.next_offset,
-                    ).where(
-                        consumer_offsets.c.consumer_group == self.group_id,
-                        consumer_offsets.c.topic.in_(self.topics),
-                    )
+                self._stored = await stored_offsets(
+                    session, self.group_id, consumer_offsets.c.topic.in_(self.topics)
                 )
-                self._stored = {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
         except Exception as exc:
             # Nothing commits while Postgres is away, so the last stored offsets still hold.
             log.debug("%s: stored offsets unreadable, using the last known: %s", self.name, exc)
@@ -513,6 +498,18 @@ class TransactionalConsumer:
 def _options(bootstrap: str | Mapping[str, Any]) -> dict[str, Any]:
     """Client options from shared.kafka.client_options, or a plain bootstrap string."""
     return {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else dict(bootstrap)
+
+
+async def stored_offsets(
+    session: AsyncSession, group_id: str, which: ColumnElement[bool]
+) -> dict[TopicPartition, int]:
+    """The next offsets a group stored with its projection, for the partitions `which` picks."""
+    rows = await session.execute(
+        select(
+            consumer_offsets.c.topic, consumer_offsets.c.partition, consumer_offsets.c.next_offset
+        ).where(consumer_offsets.c.consumer_group == group_id, which)
+    )
+    return {TopicPartition(r.topic, r.partition): r.next_offset for r in rows}
 
 
 async def partitions_of(

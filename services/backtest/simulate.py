@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from services.handoff.routing import RepLoad, route_lead
+from services.handoff.routing import RepLoad, RoutingDecision, route_lead
 from services.scoring.scoring import (
     BECAME_MQL,
     LeadState,
@@ -298,15 +298,7 @@ def _route(
     outcome: Outcome,
     closed_at: dict[str, datetime],
 ) -> None:
-    decision = route_lead(
-        state.lead_key,
-        state.email,
-        state.attributes,
-        mql.tier,
-        list(reps.loads.values()),
-        playbook,
-        mql.at,
-    )
+    decision = _decide(mql, state, reps, playbook, mql.at)
     if decision.rep_id is None:
         reps.queued.setdefault(decision.team, []).append((mql, state, len(outcome.handoffs)))
         outcome.handoffs.append(
@@ -316,6 +308,21 @@ def _route(
     _assign(decision.rep_id, mql, reps, playbook, closed_at, mql.at)
     outcome.handoffs.append(
         SimulatedHandoff(mql.lead_key, mql.at, decision.team, decision.rep_id, mql.tier, mql.at)
+    )
+
+
+def _decide(
+    mql: Qualification, state: LeadState, reps: _Reps, playbook: Playbook, now: datetime
+) -> RoutingDecision:
+    """The routing core's decision for a qualified lead, with the reps as they are `now`."""
+    return route_lead(
+        state.lead_key,
+        state.email,
+        state.attributes,
+        mql.tier,
+        list(reps.loads.values()),
+        playbook,
+        now,
     )
 
 
@@ -349,15 +356,7 @@ def _drain(
     waiting = reps.queued.get(team, [])
     while waiting:
         mql, state, index = waiting[0]
-        decision = route_lead(
-            state.lead_key,
-            state.email,
-            state.attributes,
-            mql.tier,
-            list(reps.loads.values()),
-            playbook,
-            now,
-        )
+        decision = _decide(mql, state, reps, playbook, now)
         if decision.rep_id is None:
             return
         waiting.pop(0)
