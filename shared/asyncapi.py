@@ -169,6 +169,8 @@ WHEN = {
     "leadrouter.lifecycle.became_sql": "Sales converted the lead to sales-qualified.",
     "leadrouter.lifecycle.became_opportunity": "Sales opened a deal for the lead.",
     "leadrouter.lifecycle.became_customer": "The deal closed.",
+    "leadrouter.lifecycle.merged": "Records turned out to be one person: `merged_keys` now "
+    "live under `lead_key` (count them once).",
     "leadrouter.lifecycle.erased": "The lead's personal data was erased: erase `lead_key` too "
     "(no email, attributes or explanation; stage erased, score 0).",
     "leadrouter.lead.erasure_requested": "A platform asked to erase a person (Segment delete, "

@@ -45,6 +45,7 @@ LIFECYCLE_TRANSITIONS = (
     "became_sql",
     "became_opportunity",
     "became_customer",
+    "merged",
     "erased",
 )
 HANDOFF_KINDS = (

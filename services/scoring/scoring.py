@@ -56,6 +56,7 @@ TIER_CHANGED = "tier_changed"
 BELOW_THRESHOLD = "score_below_threshold"
 DISQUALIFIED = "disqualified"
 RECYCLED = "recycled"
+MERGED = "merged"
 CONVERTED_STAGES = {"sql", "opportunity", "customer"}
 
 

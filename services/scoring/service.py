@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import erasure, repository
 from services.scoring.scoring import (
+    MERGED,
     LeadState,
     Transition,
     apply_activity,
@@ -158,6 +159,7 @@ class ScoringHandler:
         absorbed: set[str] = set()
         for delivered, names, data in work:
             event = delivered.event
+            merged_keys: list[str] = []
             keys = {bindings[a] for a in names if a in bindings}
             if isinstance(data, HandoffData):
                 # Unknown when a replay reads the handoffs topic ahead of the lead's activities:
@@ -175,9 +177,13 @@ class ScoringHandler:
                 state = await self._resolve(session, keys, names, states, bindings, absorbed)
                 for gone in absorbed:
                     changed.pop(gone, None)
+                merged_keys = sorted(keys - {state.lead_key})
                 state, transitions = apply_activity(
                     state, data, event.id, self.playbook, delivered.received_at
                 )
+                if merged_keys:  # downstream counts the person once from here on
+                    at = state.last_activity_at or event.time
+                    transitions.insert(0, Transition(MERGED, state.stage, state.stage, at))
                 kind = data.activity.type
                 earns = any(
                     rule.matches(kind, data.activity.properties)
@@ -190,7 +196,7 @@ class ScoringHandler:
             for name in names:
                 bindings[name] = state.lead_key
             states[state.lead_key] = changed[state.lead_key] = state
-            lifecycle += self._lifecycle(state, transitions, cause=event.id)
+            lifecycle += self._lifecycle(state, transitions, cause=event.id, merged=merged_keys)
         # Only aliases that are new or now point elsewhere (a merge): the rest are stored already.
         await repository.bind_aliases(
             session,
@@ -253,7 +259,11 @@ class ScoringHandler:
         return replace(state, lead_key=canonical)
 
     def _lifecycle(
-        self, state: LeadState, transitions: list[Transition], cause: str
+        self,
+        state: LeadState,
+        transitions: list[Transition],
+        cause: str,
+        merged: Sequence[str] = (),
     ) -> list[CloudEvent]:
         """The lifecycle events of a lead's transitions (ids derive from their cause)."""
         events = []
@@ -279,6 +289,7 @@ class ScoringHandler:
                         previous_tier=transition.previous_tier,
                         explanation=state.explanation(),
                         qualifying_activity_at=transition.at,
+                        merged_keys=list(merged),
                     ).model_dump(mode="json"),
                 )
             )

@@ -210,3 +210,23 @@ async def _waiting_on_a_lock(sessions) -> bool:
             )
         )
     return bool(waiting)
+
+
+@pytest.mark.parametrize("split", ["one_batch", "event_by_event"])
+async def test_a_merge_is_published_so_downstream_counts_the_person_once(
+    settings, sessions, split
+):
+    batches = [STORY] if split == "one_batch" else [[e] for e in STORY]
+    await run(settings, sessions, batches)
+    async with sessions() as s:
+        published = [
+            CloudEvent.from_bytes(value)
+            for (value,) in (await s.execute(select(outbox_table.c.value))).all()
+        ]
+    merged = [e for e in published if e.type == "leadrouter.lifecycle.merged"]
+    assert len(merged) == 1
+    assert merged[0].subject == "email:ana@acme.example"
+    assert sorted(merged[0].data["merged_keys"]) == ["hubspot:7", "segment_anonymous:anon-1"]
+    # Every lead the funnel saw start is now the one person.
+    started = {e.subject for e in published if e.type == "leadrouter.lifecycle.became_lead"}
+    assert started - {merged[0].subject} <= set(merged[0].data["merged_keys"])
