@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from shared.kafka import client_options
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class RequestPublisher:
     def _make(self, slot: int) -> AIOKafkaProducer:
         timeout_ms = int(self.settings.kafka_publish_timeout_s * 1000)
         return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **client_options(self.settings),
             acks="all",
             enable_idempotence=True,
             transactional_id=self._ids[slot],
