@@ -124,6 +124,23 @@ async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
         await session.execute(delete(timers).where(timers.c.kind == kind, timers.c.key.in_(keys)))
 
 
+async def overdue(session: AsyncSession, kind: str, key: str, now: datetime) -> datetime | None:
+    """When the (kind, key) timer came due, if it is set, due by `now` and not parked.
+
+    Read without a lock: another instance may be firing it this moment; its handler then
+    waits on the same rows and sees what the caller did.
+    """
+    due: datetime | None = await session.scalar(
+        select(timers.c.due_at).where(
+            timers.c.kind == kind,
+            timers.c.key == key,
+            timers.c.due_at <= now,
+            timers.c.parked_at.is_(None),
+        )
+    )
+    return due
+
+
 async def pending(session: AsyncSession, kinds: Sequence[str]) -> list[Timer]:
     """The timers of these kinds that have not fired, soonest first (parked ones included)."""
     rows = await session.execute(

@@ -352,16 +352,23 @@ class HandoffService:
         """Before the accept deadline: tell the rep and the manager while there is time."""
         handoff = await repository.lock_handoff(session, timer.key)
         if handoff and handoff.status == HandoffStatus.ASSIGNED:
-            SLA_WARNINGS.labels(handoff.team, handoff.tier).inc()
-            await self._publish(
-                session, handoff, "sla_warning", cause=f"warn:{timer.due_at.isoformat()}"
-            )
+            await self._warn(session, handoff, timer.due_at)
+
+    async def _warn(self, session: AsyncSession, handoff: Handoff, due_at: datetime) -> None:
+        # The id derives from the warning's due time: fired twice, it is one event.
+        SLA_WARNINGS.labels(handoff.team, handoff.tier).inc()
+        await self._publish(session, handoff, "sla_warning", cause=f"warn:{due_at.isoformat()}")
 
     async def on_accept_breach(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Not accepted in time: publish the breach, reassign or escalate, drain the queue."""
         handoff = await repository.lock_handoff(session, timer.key)
         if not handoff or handoff.status != HandoffStatus.ASSIGNED:
             return
+        # With several instances behind on timers, another may hold this assignment's overdue
+        # warning while this one breaches it; the warning would then find the lead gone.
+        warning_due = await timers.overdue(session, WARNING, timer.key, now)
+        if warning_due is not None:
+            await self._warn(session, handoff, warning_due)
         cause = f"breach:{timer.due_at.isoformat()}"
         SLA_BREACHES.labels(handoff.team, handoff.tier, "accept").inc()
         SLA_OUTCOMES.labels(handoff.team, handoff.tier, "breached").inc()

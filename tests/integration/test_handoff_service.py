@@ -202,6 +202,7 @@ async def test_accept_breach_reassigns_then_escalates(sessions):
         "sla_warning",
         "sla_breached",
         "reassigned",
+        "sla_warning",  # the second rep's warning was due too: sent before their breach
         "sla_breached",
         "reassigned",
     ]
@@ -212,6 +213,23 @@ async def test_accept_breach_reassigns_then_escalates(sessions):
     async with sessions() as s:
         left = {(t.kind, t.key) for t in await pending(s, [WARNING, ACCEPT_BREACH, CONTACT_BREACH])}
     assert left == set()  # an escalated lead has no rep and no clock
+
+
+async def test_a_breach_fired_before_its_overdue_warning_publishes_the_warning_first(sessions):
+    # With two instances behind on timers, one may fire the breach while the other still
+    # holds the warning: the warning must not be lost (make chaos found 35 of them).
+    desk = await desk_for(sessions, playbook())
+    hid = await desk.qualify("late@acme.example", MONDAY_NOON)
+    first = await desk.get(hid)
+    await desk.fire(ACCEPT_BREACH, hid, first.accept_by)  # the warning has not fired yet
+    kinds = [k for k, _ in await desk.events(hid)]
+    assert kinds[:4] == ["assigned", "sla_warning", "sla_breached", "reassigned"]
+    warning = dict(await desk.events(hid))["sla_warning"]
+    assert warning["rep_id"] == first.rep_id  # the rep whose clock ran, not the next one
+    second = await desk.get(hid)
+    async with sessions() as s:
+        left = {(t.kind, t.key): t.due_at for t in await pending(s, [WARNING])}
+    assert left == {(WARNING, hid): second.warn_at}  # the next rep's warning, still to come
 
 
 # -- issue 11, item 1: the queue drains whenever a slot frees ---------------------------------
