@@ -213,9 +213,7 @@ async def _waiting_on_a_lock(sessions) -> bool:
 
 
 @pytest.mark.parametrize("split", ["one_batch", "event_by_event"])
-async def test_a_merge_is_published_so_downstream_counts_the_person_once(
-    settings, sessions, split
-):
+async def test_a_merge_is_published_so_downstream_counts_the_person_once(settings, sessions, split):
     batches = [STORY] if split == "one_batch" else [[e] for e in STORY]
     await run(settings, sessions, batches)
     async with sessions() as s:
