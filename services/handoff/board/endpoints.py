@@ -6,7 +6,7 @@ feed reports a committed change. Actions are the API's own endpoints, called by 
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -76,24 +76,22 @@ def page(request: Request, name: str, title: str, fragment: str) -> HTMLResponse
 # -- pages --------------------------------------------------------------------------------
 
 
-@router.get("", response_class=HTMLResponse)
-async def sla_page(request: Request) -> HTMLResponse:
-    return page(request, "sla", *PAGES["sla"])
+def _page_route(name: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
+    async def show(request: Request) -> HTMLResponse:
+        return page(request, name, *PAGES[name])
+
+    return show
 
 
-@router.get("/reps", response_class=HTMLResponse)
-async def reps_page(request: Request) -> HTMLResponse:
-    return page(request, "reps", *PAGES["reps"])
-
-
-@router.get("/funnel", response_class=HTMLResponse)
-async def funnel_page(request: Request) -> HTMLResponse:
-    return page(request, "funnel", *PAGES["funnel"])
-
-
-@router.get("/playbook", response_class=HTMLResponse)
-async def playbook_page(request: Request) -> HTMLResponse:
-    return page(request, "playbook", *PAGES["playbook"])
+# The four fixed pages: each loads its fragment, which the live feed refreshes.
+for _name in PAGES:
+    router.add_api_route(
+        "" if _name == "sla" else f"/{_name}",
+        _page_route(_name),
+        methods=["GET"],
+        response_class=HTMLResponse,
+        name=f"{_name}_page",
+    )
 
 
 @router.get("/leads/{lead_id:path}", response_class=HTMLResponse)
