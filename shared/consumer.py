@@ -40,6 +40,8 @@ from shared.outbox import add_raw
 
 log = logging.getLogger(__name__)
 
+FETCH_MAX_WAIT_MS = 20
+
 # One fixed statement per batch: arrays instead of one parameter set per id, so it is prepared
 # once and costs no per-row statement building.
 CLAIM_IDS_AND_STORE_OFFSET = text(
@@ -130,6 +132,10 @@ class TransactionalConsumer:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             client_id=f"leadrouter-{name}",
+            # aiokafka sends a node one fetch at a time, and partitions whose records wait in
+            # the buffer are left out of it: a long poll for the idle ones (the default 500 ms)
+            # held back the next records of the busy ones by up to that much.
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
 
     @property
