@@ -23,6 +23,16 @@ PUBLISH_SECONDS = Histogram(
     "Time from sending a request's events to Kafka's acknowledgement of all of them",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+TRANSACTION_REQUESTS = Histogram(
+    "leadrouter_ingest_transaction_requests",
+    "Requests that shared one Kafka transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+TRANSACTION_RECORDS = Histogram(
+    "leadrouter_ingest_transaction_records",
+    "Records in one Kafka transaction (group commit)",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
 
 # Request outcome by the status of the refusal; anything unexpected (a 500) is "error".
 OUTCOMES = {
