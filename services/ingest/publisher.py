@@ -156,7 +156,7 @@ class RequestPublisher:
         except TimeoutError:
             if waiting in self._queue:  # never sent: nothing of it can become visible
                 self._queue.remove(waiting)
-                raise PublishFailed(f"no transaction took the request within {timeout_s}s")
+                raise PublishFailed(f"no transaction took the request in {timeout_s}s") from None
             await waiting.done  # in a transaction, which is itself bounded: its outcome
         except asyncio.CancelledError:
             if waiting in self._queue:

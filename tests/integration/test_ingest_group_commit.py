@@ -34,7 +34,12 @@ def request_records(topic: str, prefix: str, count: int) -> list[Record]:
         )
         event = native_to_cloud_event(item, "api")
         records.append(
-            Record(topic, event.to_bytes(), event.subject.encode(), [("content-type", CONTENT_TYPE.encode())])
+            Record(
+                topic,
+                event.to_bytes(),
+                event.subject.encode(),
+                [("content-type", CONTENT_TYPE.encode())],
+            )
         )
     return records
 
@@ -123,4 +128,3 @@ async def test_a_request_larger_than_the_group_limit_is_a_transaction_of_its_own
     assert (transactions, requests) == (2, 2)
     records = await read_topic(settings, topic, 12, timeout_s=30)
     assert len(records) == 12
-

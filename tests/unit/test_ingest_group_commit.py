@@ -25,4 +25,3 @@ async def test_a_request_over_the_limit_still_goes_alone():
     big, small = queue
     assert take_group(queue, max_records=4) == [big]
     assert take_group(queue, max_records=4) == [small]
-
