@@ -97,8 +97,13 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def event_problems(event: CloudEvent, now: datetime, limits: Limits) -> list[Problem]:
-    """The limits one lead event breaks; pointers are into the event's `data`."""
+def event_problems(
+    event: CloudEvent, now: datetime, limits: Limits, encoded: bytes | None = None
+) -> list[Problem]:
+    """The limits one lead event breaks; pointers are into the event's `data`.
+
+    `encoded`: the event as it will be published, when the caller has it already.
+    """
     data = event.data
     problems: list[Problem] = []
     for name, limit in (("attributes", limits.attributes), ("properties", limits.properties)):
@@ -108,23 +113,11 @@ def event_problems(event: CloudEvent, now: datetime, limits: Limits) -> list[Pro
             problems.append(
                 Problem(pointer(*where), f"{len(holder)} {name}; at most {limit} are accepted")
             )
-    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend(((*path, k), v) for k, v in node.items())
-            long_keys = [k for k in node if len(k) > limits.string_chars]
-            problems += [Problem(pointer(*path), "a key is too long") for _ in long_keys[:1]]
-        elif isinstance(node, list):
-            stack.extend(((*path, i), v) for i, v in enumerate(node))
-        elif isinstance(node, str) and len(node) > limits.string_chars:
-            problems.append(
-                Problem(
-                    pointer(*path),
-                    f"{len(node)} characters; strings of at most {limits.string_chars} "
-                    "are accepted",
-                )
-            )
+    size = len(encoded if encoded is not None else event.to_bytes())
+    # Every character of a string or key takes at least one byte of the encoding, so an event
+    # that encodes to no more bytes than a string may hold characters has no string too long.
+    if size > limits.string_chars:
+        problems += _long_strings(data, limits.string_chars)
     ahead_s = (event.time - now).total_seconds()
     if ahead_s > limits.clock_skew_s:
         problems.append(
@@ -134,7 +127,6 @@ def event_problems(event: CloudEvent, now: datetime, limits: Limits) -> list[Pro
                 f"at most {limits.clock_skew_s:.0f} s ahead of ingest's clock",
             )
         )
-    size = len(event.to_bytes())
     if size > limits.event_bytes:
         problems.append(
             Problem(
@@ -144,3 +136,25 @@ def event_problems(event: CloudEvent, now: datetime, limits: Limits) -> list[Pro
             )
         )
     return sorted(problems, key=lambda p: (not p.too_large, p.pointer))
+
+
+def _long_strings(data: dict[str, Any], string_chars: int) -> list[Problem]:
+    """Every string, and the first key of each object, longer than `string_chars`."""
+    problems: list[Problem] = []
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(((*path, k), v) for k, v in node.items())
+            long_keys = [k for k in node if len(k) > string_chars]
+            problems += [Problem(pointer(*path), "a key is too long") for _ in long_keys[:1]]
+        elif isinstance(node, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(node))
+        elif isinstance(node, str) and len(node) > string_chars:
+            problems.append(
+                Problem(
+                    pointer(*path),
+                    f"{len(node)} characters; strings of at most {string_chars} are accepted",
+                )
+            )
+    return problems
