@@ -9,6 +9,7 @@ Two checks, both for every endpoint:
   request), and an occurrence time not beyond the clock-skew tolerance.
 """
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,8 +61,28 @@ def pointer(*tokens: Any) -> str:
     return "/" + "/".join(_escape(t) for t in tokens)
 
 
-def body_problems(body: Any, limits: Limits, max_problems: int = 10) -> list[Problem]:
-    """Depth, NUL and non-finite numbers anywhere in a parsed JSON body."""
+# In raw UTF-8 JSON, a NUL or a lone surrogate can only come from an escape (\u0000,
+# \udxxx) or from raw surrogate bytes (0xED 0xA0-0xBF): a body with none of these markers
+# holds no string `_text_problem` could refuse. A marker may be innocent (a Korean character
+# also starts with 0xED); then every string is checked. Other encodings (json.loads also
+# reads UTF-16 and UTF-32) always take the full walk.
+TEXT_MARKERS = (b"\\u0000", b"\\ud", b"\\uD", b"\xed")
+
+
+def body_problems(
+    body: Any, limits: Limits, max_problems: int = 10, raw: bytes | None = None
+) -> list[Problem]:
+    """Depth, NUL and non-finite numbers anywhere in a parsed JSON body.
+
+    `raw`: the body's bytes, when the caller has them: the common clean body is then checked
+    without building a pointer per value (the pointers are built when a problem is found).
+    """
+    if (
+        raw is not None
+        and json.detect_encoding(raw) == "utf-8"
+        and _clean(body, limits, check_text=any(m in raw for m in TEXT_MARKERS))
+    ):
+        return []
     problems: list[Problem] = []
     stack: list[tuple[tuple[Any, ...], Any]] = [((), body)]
     while stack and len(problems) < max_problems:
@@ -84,6 +105,29 @@ def body_problems(body: Any, limits: Limits, max_problems: int = 10) -> list[Pro
         elif isinstance(node, float) and not math.isfinite(node):
             problems.append(Problem(pointer(*path), f"{node} is not a finite number"))
     return sorted(problems, key=lambda p: p.pointer)
+
+
+def _clean(body: Any, limits: Limits, check_text: bool) -> bool:
+    """Whether `body_problems` would find nothing (the same walk, without pointers)."""
+    stack: list[tuple[int, Any]] = [(0, body)]
+    while stack:
+        depth, node = stack.pop()
+        if isinstance(node, dict):
+            if depth >= limits.json_depth:
+                return False
+            if check_text and any(_text_problem(key) for key in node):
+                return False
+            stack.extend((depth + 1, value) for value in node.values())
+        elif isinstance(node, list):
+            if depth >= limits.json_depth:
+                return False
+            stack.extend((depth + 1, value) for value in node)
+        elif isinstance(node, str):
+            if check_text and _text_problem(node):
+                return False
+        elif isinstance(node, float) and not math.isfinite(node):
+            return False
+    return True
 
 
 def _text_problem(text: str) -> str | None:

@@ -194,7 +194,7 @@ class IngestService:
             ) from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from exc
-        problems = body_problems(payload, self.limits)
+        problems = body_problems(payload, self.limits, raw=raw)
         if problems:
             raise _invalid(problems)
         return payload
