@@ -1,5 +1,7 @@
 """Ingest's Prometheus metrics, all in one place (names are part of the external contract)."""
 
+from functools import cache
+
 from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
@@ -44,3 +46,17 @@ OUTCOMES = {
     429: "rate_limited",
     503: "kafka_unavailable",
 }
+
+
+# The labelled children, looked up once: labels() takes a lock and builds a key on every call.
+# Sources (API key names, platforms) and outcomes are few, so the caches stay small.
+@cache
+def requests_total(source: str, outcome: str) -> Counter:
+    """REQUESTS for one source and outcome."""
+    return REQUESTS.labels(source, outcome)
+
+
+@cache
+def request_seconds(source: str) -> Histogram:
+    """REQUEST_SECONDS for one source."""
+    return REQUEST_SECONDS.labels(source)

@@ -15,7 +15,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.ingest import auth
 from services.ingest.limits import Limits, Problem, body_problems, event_problems
-from services.ingest.metrics import EVENTS, OUTCOMES, PUBLISH_SECONDS, REQUEST_SECONDS, REQUESTS
+from services.ingest.metrics import (
+    EVENTS,
+    OUTCOMES,
+    PUBLISH_SECONDS,
+    request_seconds,
+    requests_total,
+)
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from services.ingest.publisher import PublishFailed, Record, RequestPublisher
 from services.ingest.ratelimit import TokenBuckets
@@ -149,8 +155,8 @@ class IngestService:
             outcome = "error"
             raise
         finally:
-            REQUESTS.labels(source, outcome).inc()
-            REQUEST_SECONDS.labels(source).observe(time.perf_counter() - started)
+            requests_total(source, outcome).inc()
+            request_seconds(source).observe(time.perf_counter() - started)
         # Counted per kind, not per item: a batch is one label lookup, not a hundred.
         for kind, count in Counter(kind for kind, _ in result.events).items():
             EVENTS.labels(source, kind, "accepted").inc(count)
