@@ -11,7 +11,7 @@ Two checks, both for every endpoint:
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -21,26 +21,20 @@ from shared.settings import Settings
 
 @dataclass(frozen=True)
 class Limits:
-    """The documented per-field limits (settings LEADROUTER_MAX_*, _CLOCK_SKEW_S)."""
+    """The documented per-field limits, each named as its setting (LEADROUTER_MAX_*,
+    LEADROUTER_CLOCK_SKEW_S)."""
 
-    json_depth: int = 32
-    string_chars: int = 8192
-    attributes: int = 100
-    properties: int = 100
-    event_bytes: int = 65536
+    max_json_depth: int = 32
+    max_string_chars: int = 8192
+    max_attributes: int = 100
+    max_properties: int = 100
+    max_event_bytes: int = 65536
     clock_skew_s: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Limits":
         """The limits a running ingest applies."""
-        return cls(
-            json_depth=settings.max_json_depth,
-            string_chars=settings.max_string_chars,
-            attributes=settings.max_attributes,
-            properties=settings.max_properties,
-            event_bytes=settings.max_event_bytes,
-            clock_skew_s=settings.clock_skew_s,
-        )
+        return cls(**{limit.name: getattr(settings, limit.name) for limit in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -87,9 +81,9 @@ def body_problems(
     stack: list[tuple[tuple[Any, ...], Any]] = [((), body)]
     while stack and len(problems) < max_problems:
         path, node = stack.pop()
-        if isinstance(node, dict | list) and len(path) >= limits.json_depth:
+        if isinstance(node, dict | list) and len(path) >= limits.max_json_depth:
             problems.append(
-                Problem(pointer(*path), f"JSON nested deeper than {limits.json_depth} levels")
+                Problem(pointer(*path), f"JSON nested deeper than {limits.max_json_depth} levels")
             )
             continue
         if isinstance(node, dict):
@@ -113,13 +107,13 @@ def _clean(body: Any, limits: Limits, check_text: bool) -> bool:
     while stack:
         depth, node = stack.pop()
         if isinstance(node, dict):
-            if depth >= limits.json_depth:
+            if depth >= limits.max_json_depth:
                 return False
             if check_text and any(_text_problem(key) for key in node):
                 return False
             stack.extend((depth + 1, value) for value in node.values())
         elif isinstance(node, list):
-            if depth >= limits.json_depth:
+            if depth >= limits.max_json_depth:
                 return False
             stack.extend((depth + 1, value) for value in node)
         elif isinstance(node, str):
@@ -150,7 +144,10 @@ def event_problems(
     """
     data = event.data
     problems: list[Problem] = []
-    for name, limit in (("attributes", limits.attributes), ("properties", limits.properties)):
+    for name, limit in (
+        ("attributes", limits.max_attributes),
+        ("properties", limits.max_properties),
+    ):
         holder = data.get(name) if name == "attributes" else data["activity"].get(name)
         where = ("attributes",) if name == "attributes" else ("activity", "properties")
         if isinstance(holder, dict) and len(holder) > limit:
@@ -160,8 +157,8 @@ def event_problems(
     size = len(encoded if encoded is not None else event.to_bytes())
     # Every character of a string or key takes at least one byte of the encoding, so an event
     # that encodes to no more bytes than a string may hold characters has no string too long.
-    if size > limits.string_chars:
-        problems += _long_strings(data, limits.string_chars)
+    if size > limits.max_string_chars:
+        problems += _long_strings(data, limits.max_string_chars)
     ahead_s = (event.time - now).total_seconds()
     if ahead_s > limits.clock_skew_s:
         problems.append(
@@ -171,11 +168,11 @@ def event_problems(
                 f"at most {limits.clock_skew_s:.0f} s ahead of ingest's clock",
             )
         )
-    if size > limits.event_bytes:
+    if size > limits.max_event_bytes:
         problems.append(
             Problem(
                 pointer(),
-                f"the event encodes to {size} bytes; at most {limits.event_bytes} are accepted",
+                f"the event encodes to {size} bytes; at most {limits.max_event_bytes} are accepted",
                 too_large=True,
             )
         )

@@ -196,7 +196,7 @@ class IngestService:
             payload = json.loads(raw)
         except RecursionError as exc:
             raise Invalid(
-                f"JSON nested deeper than {self.limits.json_depth} levels", pointer="/"
+                f"JSON nested deeper than {self.limits.max_json_depth} levels", pointer="/"
             ) from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from exc
@@ -296,10 +296,10 @@ class IngestService:
         ]
         for _, item, reason in result.unusable:
             value = json.dumps(item).encode()
-            if len(value) > self.limits.event_bytes:
+            if len(value) > self.limits.max_event_bytes:
                 raise TooLarge(
                     f"an unusable item ({reason}) encodes to {len(value)} bytes, more than "
-                    f"the {self.limits.event_bytes} a dead letter may hold",
+                    f"the {self.limits.max_event_bytes} a dead letter may hold",
                 )
             records.append(
                 Record(

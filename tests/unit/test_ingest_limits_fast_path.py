@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from services.ingest.limits import Limits, body_problems
 
-LIMITS = Limits(json_depth=6)
+LIMITS = Limits(max_json_depth=6)
 
 text = st.text(
     alphabet=st.one_of(
