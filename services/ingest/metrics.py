@@ -4,6 +4,8 @@ from functools import cache
 
 from prometheus_client import Counter, Histogram
 
+from shared.metrics import SECONDS_BUCKETS
+
 REQUESTS = Counter(
     "leadrouter_ingest_requests_total",
     "Requests by source and outcome (accepted, or the reason they were refused)",
@@ -18,7 +20,7 @@ REQUEST_SECONDS = Histogram(
     "leadrouter_ingest_request_duration_seconds",
     "Time from receiving a request to answering it",
     ["source"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=SECONDS_BUCKETS,
 )
 PUBLISH_SECONDS = Histogram(
     "leadrouter_ingest_kafka_publish_seconds",
