@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from services.ingest.publisher import PublishFailed, Record, RequestPublisher
 from shared.events import CONTENT_TYPE, CloudEvent
-from shared.kafka import LEAD_EVENTS, ensure_topics
+from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.settings import Settings
 from tests.helpers import read_topic
 
@@ -76,6 +76,36 @@ async def test_concurrent_requests_share_a_transaction_and_each_202_is_readable(
     records = await read_topic(settings, topic, 120, timeout_s=30)
     subjects = {CloudEvent.from_bytes(r.value).subject for r in records}
     assert subjects == {f"email:r{r}-{n}@group.example" for r in range(40) for n in range(3)}
+    assert all(r.timestamp > 0 for r in records)
+
+
+async def test_the_publisher_puts_each_lead_on_the_partition_send_would(settings: Settings):
+    # The publisher builds its own per-partition batches: a lead's events must still land
+    # where every other producer (send(), the partitioner's default) puts that lead.
+    await ensure_topics(settings)
+    topic = settings.topic(LEAD_EVENTS)
+    records = request_records(topic, "p", 30)
+    publisher = RequestPublisher(settings, _no_shared_producer)
+    await publisher.start()
+    try:
+        await publisher.publish(records)
+    finally:
+        await publisher.stop()
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(
+                topic, record.value, key=record.key, headers=record.headers
+            )
+    finally:
+        await producer.stop()
+    partitions: dict[bytes, set[int]] = {}
+    for r in await read_topic(settings, topic, 60, timeout_s=30):
+        partitions.setdefault(r.key, set()).add(r.partition)
+    assert len(partitions) == 30
+    assert all(len(p) == 1 for p in partitions.values()), partitions
+    assert len(set().union(*partitions.values())) > 1  # 30 leads over 3 partitions
 
 
 async def test_a_failed_transaction_fails_every_request_in_it_and_shows_none_of_them(
