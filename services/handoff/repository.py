@@ -1,6 +1,6 @@
 """SQL for reps (with their fairness ledger), handoffs, feedback and the funnel."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy import false as sa_false
@@ -362,11 +363,29 @@ async def record_funnel_event(
     session: AsyncSession, event_id: str, lead_key: str, transition: str, at: datetime
 ) -> None:
     """Remember a lifecycle transition for the funnel (once per event id)."""
-    await session.execute(
-        pg_insert(funnel_events)
-        .values(event_id=event_id, lead_key=lead_key, transition=transition, at=at)
-        .on_conflict_do_nothing()
-    )
+    await record_funnel_events(session, [(event_id, lead_key, transition, at)])
+
+
+# One fixed statement for a batch's transitions (a statement per event was ~80% of the
+# handoff consumer's CPU with 1,000 lifecycle events/s).
+RECORD_FUNNEL_EVENTS = text(
+    "insert into funnel_events (event_id, lead_key, transition, at)"
+    " select * from unnest(cast(:ids as text[]), cast(:keys as text[]),"
+    " cast(:transitions as text[]), cast(:ats as timestamptz[]))"
+    " on conflict do nothing"
+)
+
+
+async def record_funnel_events(
+    session: AsyncSession, rows: Sequence[tuple[str, str, str, datetime]]
+) -> None:
+    """Remember lifecycle transitions (event id, lead key, transition, at) for the funnel."""
+    if rows:
+        ids, keys, transitions, ats = (list(column) for column in zip(*rows, strict=True))
+        await session.execute(
+            RECORD_FUNNEL_EVENTS,
+            {"ids": ids, "keys": keys, "transitions": transitions, "ats": ats},
+        )
 
 
 async def record_merges(session: AsyncSession, lead_key: str, merged_keys: list[str]) -> None:

@@ -114,17 +114,21 @@ class HandoffService:
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
         now = await db_now(session)
+        # Funnel rows go in one statement per run of lifecycle events; written before anything
+        # else that could touch them (an erasure anonymises the lead's rows).
+        funnel: list[tuple[str, str, str, datetime]] = []
         for delivered in batch:
             event = delivered.event
+            if not event.type.startswith(LIFECYCLE_PREFIX) or event.type == LIFECYCLE_ERASED:
+                await repository.record_funnel_events(session, funnel)
+                funnel = []
             if event.type == LIFECYCLE_ERASED:
                 erased = LifecycleData.model_validate(event.data)
                 await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
                 await repository.record_merges(session, lead.lead_key, lead.merged_keys)
-                await repository.record_funnel_event(
-                    session, event.id, lead.lead_key, lead.transition, event.time
-                )
+                funnel.append((event.id, lead.lead_key, lead.transition, event.time))
                 if lead.transition in ROUTED_TRANSITIONS:
                     await self.route(session, event, lead, now)
             elif event.type.startswith(FEEDBACK_PREFIX):
@@ -152,6 +156,7 @@ class HandoffService:
                     log.warning("sales feedback refused: %s", exc, extra={"event_id": event.id})
             else:
                 raise Invalid(f"handoff does not handle events of type {event.type!r}")
+        await repository.record_funnel_events(session, funnel)
         await self.observe(session)
 
     # -- routing ----------------------------------------------------------------------------

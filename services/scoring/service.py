@@ -1,7 +1,7 @@
 """The scoring handlers: fold activities and sales outcomes into leads, fire decay timers."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -29,6 +29,7 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     CloudEvent,
+    ExplanationLine,
     HandoffData,
     LeadActivityData,
     LifecycleData,
@@ -154,6 +155,7 @@ class ScoringHandler:
         if not work:
             return
         states = await repository.lock_leads(session, set(bindings.values()))
+        stored_leads = set(states)
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
         absorbed: set[str] = set()
@@ -205,7 +207,7 @@ class ScoringHandler:
         await repository.delete_leads(session, absorbed - set(changed))
         await repository.save_leads(session, changed.values())
         await timers.cancel(session, RETIER, *(absorbed - set(changed)))
-        await self._schedule(session, list(changed.values()))
+        await self._schedule(session, list(changed.values()), stored_leads)
         await outbox.add_events(session, self.relay, self.lifecycle_topic, lifecycle)
         for state in changed.values():
             SCORES.observe(state.score.total)
@@ -267,40 +269,55 @@ class ScoringHandler:
     ) -> list[CloudEvent]:
         """The lifecycle events of a lead's transitions (ids derive from their cause)."""
         events = []
+        # Built from the lead's own typed state, so not validated again (model_construct): the
+        # validation of two models per transition was a tenth of scoring's CPU per new lead.
+        explanation = [
+            ExplanationLine.model_construct(rule=rule, points=float(points))
+            for rule, points in state.score.contributions
+        ]
         for transition in transitions:
+            data = LifecycleData.model_construct(
+                transition=transition.name,
+                lead_key=state.lead_key,
+                email=state.email,
+                attributes=state.attributes,
+                stage=transition.stage,
+                previous_stage=transition.previous_stage,
+                score=int(state.score.total),
+                fit_score=float(state.score.fit),
+                behaviour_score=float(state.score.behaviour),
+                tier=state.tier,
+                previous_tier=transition.previous_tier,
+                explanation=explanation,
+                qualifying_activity_at=transition.at,
+                merged_keys=list(merged),
+            )
             events.append(
-                CloudEvent(
+                CloudEvent.model_construct(
                     id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),
                     source="leadrouter/scoring",
                     type=LIFECYCLE_PREFIX + transition.name,
                     time=transition.at,
                     subject=state.lead_key,
-                    data=LifecycleData(
-                        transition=transition.name,
-                        lead_key=state.lead_key,
-                        email=state.email,
-                        attributes=state.attributes,
-                        stage=transition.stage,
-                        previous_stage=transition.previous_stage,
-                        score=state.score.total,
-                        fit_score=state.score.fit,
-                        behaviour_score=state.score.behaviour,
-                        tier=state.tier,
-                        previous_tier=transition.previous_tier,
-                        explanation=state.explanation(),
-                        qualifying_activity_at=transition.at,
-                        merged_keys=list(merged),
-                    ).model_dump(mode="json"),
+                    data=data.model_dump(mode="json"),
                 )
             )
             TRANSITIONS.labels(transition.name).inc()
         return events
 
-    async def _schedule(self, session: AsyncSession, states: list[LeadState]) -> None:
-        """One decay timer per lead at its next band crossing, set in two statements."""
+    async def _schedule(
+        self, session: AsyncSession, states: list[LeadState], stored: Collection[str]
+    ) -> None:
+        """One decay timer per lead at its next band crossing, set in two statements.
+
+        Only leads that were `stored` before this transaction can have a timer to cancel (every
+        path that removes a lead cancels its timer), so a batch of new leads skips that one.
+        """
         due = {s.lead_key: next_score_change(s, self.playbook) for s in states}
         await timers.schedule_many(session, RETIER, {k: at for k, at in due.items() if at})
-        await timers.cancel(session, RETIER, *(k for k, at in due.items() if at is None))
+        await timers.cancel(
+            session, RETIER, *(k for k, at in due.items() if at is None and k in stored)
+        )
 
     async def on_retier(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """A decay timer fired: re-score the lead now and publish what changed."""
@@ -312,4 +329,4 @@ class ScoringHandler:
         await outbox.add_events(session, self.relay, self.lifecycle_topic, events)
         await repository.save_leads(session, [state])
         SCORES.observe(state.score.total)
-        await self._schedule(session, [state])
+        await self._schedule(session, [state], [state.lead_key])

@@ -1,0 +1,35 @@
+"""The lifecycle events scoring builds without re-validation are what validation would give."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from services.scoring.scoring import LeadState, apply_activity
+from services.scoring.service import ScoringHandler
+from shared.events import Activity, CloudEvent, Identity, LeadActivityData, LifecycleData
+from shared.playbook import load_playbook
+from shared.settings import REPO_ROOT
+
+PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
+T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def test_each_lifecycle_event_equals_its_validated_form():
+    handler = ScoringHandler(PLAYBOOK, "lead-events", "lead-lifecycle")
+    state = LeadState(lead_key="email:ana@acme.example")
+    seen = 0
+    for i, kind in enumerate(["page_view", "pricing_page_view", "demo_request", "email_open"]):
+        data = LeadActivityData(
+            identity=Identity(email="ana@acme.example"),
+            attributes={"company_size": 500, "country": "DE", "tags": ["a", {"b": None}]},
+            activity=Activity(type=kind, occurred_at=T0 + timedelta(minutes=i)),
+        )
+        state, transitions = apply_activity(state, data, f"e{i}", PLAYBOOK, None)
+        for event in handler._lifecycle(state, transitions, cause=f"e{i}", merged=["x:1"]):
+            seen += 1
+            raw = event.to_bytes()
+            decoded = CloudEvent.from_bytes(raw)
+            assert decoded.to_bytes() == raw
+            validated = LifecycleData.model_validate(decoded.data)
+            # As JSON text: 0 and 0.0 are equal as Python numbers but not on the wire.
+            assert json.dumps(validated.model_dump(mode="json")) == json.dumps(event.data)
+    assert seen >= 2  # became_lead and became_mql at least
