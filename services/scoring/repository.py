@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score
+from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score, unpack
 from shared.db import consumer_offsets, metadata, outbox, processed_events
 from shared.timers import timers
 
@@ -66,7 +66,15 @@ def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
     """The JSON form of a lead's behaviour record (awards are already JSON-shaped tuples)."""
     return {
         "tallies": {
-            rule: [t.settled, t.open, t.as_of_us, t.settled_through, t.periods]
+            rule: [
+                t.settled,
+                t.open,
+                t.as_of_us,
+                t.settled_through,
+                t.periods,
+                t.archive,
+                t.archive_through,
+            ]
             for rule, t in behaviour.tallies.items()
         },
         "recent": behaviour.recent,
@@ -75,19 +83,25 @@ def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
 
 
 def decode_behaviour(doc: dict[str, Any]) -> Behaviour:
-    """A behaviour record from its JSON form."""
-    tallies = {
-        rule: RuleTally(
+    """A behaviour record from its JSON form (also rows written before the archive existed)."""
+    tallies = {}
+    for rule, (settled, open_points, as_of_us, through, periods, *archived) in doc.get(
+        "tallies", {}
+    ).items():
+        archive, archive_through = archived or ("", None)
+        tallies[rule] = RuleTally(
             settled,
             open_points,
             as_of_us,
-            tuple((period, awards) for period, awards in periods),
+            tuple(
+                # Older rows keep each period's awards as JSON text.
+                (period, unpack(awards) if isinstance(awards, str) else tuple(map(tuple, awards)))
+                for period, awards in periods
+            ),
             through,
+            archive,
+            archive_through,
         )
-        for rule, (settled, open_points, as_of_us, through, periods) in doc.get(
-            "tallies", {}
-        ).items()
-    }
     recent = tuple(map(tuple, doc.get("recent", ())))
     return Behaviour(tallies, recent, frozenset(doc.get("origins", ())))  # type: ignore[arg-type]
 
