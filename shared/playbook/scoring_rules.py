@@ -43,7 +43,12 @@ class Condition(Section):
 
     def matches(self, value: Any) -> bool:
         """Whether the value passes this test (a missing value passes only exists: false)."""
-        return self.matcher()(value)
+        entry = _MATCHERS.get(id(self))
+        if entry is None or entry[0] is not self:
+            if len(_MATCHERS) >= 4096:  # playbooks come and go (tests, backtests): keep a few
+                _MATCHERS.clear()
+            entry = _MATCHERS[id(self)] = (self, self.matcher())
+        return entry[1](value)
 
     def matcher(self) -> Callable[[Any], bool]:
         """This test as a function with its set and regex built once, for rules run per event."""
@@ -66,6 +71,11 @@ class Condition(Section):
             search = re.compile(self.regex).search
             return lambda value: value is not None and search(str(value)) is not None
         return partial(_in_range, self.gte, self.lte)
+
+
+# Each condition's matcher by the condition's identity: sections are frozen, so the same object
+# always means the same test. The entry holds the condition, so its id cannot be reused.
+_MATCHERS: dict[int, tuple[Condition, Callable[[Any], bool]]] = {}
 
 
 def _in_range(gte: float | None, lte: float | None, value: Any) -> bool:
