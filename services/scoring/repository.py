@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score, unpack
+from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score, seal_archive, unpack
 from shared.db import consumer_offsets, metadata, outbox, processed_events
 from shared.timers import timers
 
@@ -72,7 +72,7 @@ def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
                 t.as_of_us,
                 t.settled_through,
                 t.periods,
-                t.archive,
+                seal_archive(t.archive),
                 t.archive_through,
             ]
             for rule, t in behaviour.tallies.items()

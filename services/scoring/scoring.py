@@ -100,9 +100,9 @@ class RuleTally:
     longer change; `open` sums those of the cap periods still open, which a capped rule keeps
     award by award in event-time order (at most the cap's points of them), because a late
     activity can take its place in its period and push a later award out. The newest
-    LIVE_PERIODS of them are in `periods`; older ones wait in `archive` (packed text, opened
-    only when a late activity lands in one or a period moves in), so the record is read and
-    written per event at the same cost however long the history. When a period moves into the
+    LIVE_PERIODS of them are in `periods`; older ones wait in `archive`, as the packed text a
+    row holds until a late activity lands in one or a period moves in, so the record is read
+    and written per event at the same cost however long the history. When a period moves into the
     archive, those whose whole cap is worth less than SETTLED_BELOW_POINTS move from `open`
     into `settled`.
     """
@@ -112,7 +112,9 @@ class RuleTally:
     as_of_us: int | None = None
     periods: tuple[CapPeriod, ...] = ()
     settled_through: int | None = None  # cap periods up to this one are folded into `settled`
-    archive: str = ""  # open cap periods older than `periods`, see seal_archive
+    # Open cap periods older than `periods`: packed (seal_archive) as read from a row, or the
+    # periods themselves once a change opened them (packed again when the row is written).
+    archive: "str | tuple[CapPeriod, ...]" = ""
     archive_through: int | None = None  # the newest period that belongs in the archive
 
 
@@ -463,14 +465,17 @@ def unpack(packed: str) -> tuple[Award, ...]:
     return tuple((at_us, event_id, points) for at_us, event_id, points in jsoncodec.loads(packed))
 
 
-def seal_archive(periods: Iterable[CapPeriod]) -> str:
+def seal_archive(archive: "str | tuple[CapPeriod, ...]") -> str:
     """Cap periods as one text: JSON in base64, which JSON carries without a single escape."""
-    listed = list(periods)
-    return base64.b64encode(orjson.dumps(listed)).decode("ascii") if listed else ""
+    if isinstance(archive, str):
+        return archive
+    return base64.b64encode(orjson.dumps(archive)).decode("ascii") if archive else ""
 
 
-def open_archive(sealed: str) -> list[CapPeriod]:
+def open_archive(sealed: "str | tuple[CapPeriod, ...]") -> list[CapPeriod]:
     """The cap periods of an archive, oldest first."""
+    if not isinstance(sealed, str):
+        return list(sealed)
     if not sealed:
         return []
     return [
@@ -574,7 +579,7 @@ def _add_award(
             as_of,
             tally.periods,
             tally.settled_through,
-            seal_archive(archived),
+            tuple(archived),
             tally.archive_through,
         )
     live, change = _into(list(tally.periods), period, award, cap.points, as_of, half_life_days)
@@ -641,7 +646,7 @@ def _archive_oldest(
         tally.as_of_us,
         tally.periods[-LIVE_PERIODS:],
         through,
-        seal_archive(archived),
+        tuple(archived) or "",
         moved[-1][0],
     )
 
@@ -1014,7 +1019,7 @@ def merge_behaviour(first: Behaviour, second: Behaviour, playbook: Playbook) -> 
             as_of,
             tuple(live),
             through,
-            seal_archive(archived),
+            tuple(archived) or "",
             archived[-1][0] if archived else None,
         )
     recent = tuple(sorted(set(first.recent) | set(second.recent))[-RECENT_HITS:])
