@@ -185,13 +185,19 @@ class _Leads:
         self.names_of: dict[str, set[str]] = defaultdict(set)
         self.first_touch: dict[str, datetime] = {}
 
+    def known(self, names: tuple[str, ...]) -> LeadState | None:
+        """The lead, if every one of these names is already its own (the usual case)."""
+        key = self.bindings.get(names[0])
+        if key is None:
+            return None
+        for name in names:
+            if self.bindings.get(name) != key:
+                return None
+        # A lead's key comes first among its names in survivor order: nothing to rename.
+        return self.states[key]
+
     def resolve(self, names: tuple[str, ...], playbook: Playbook) -> LeadState:
         """The one lead these names belong to, merging leads that turn out to be one person."""
-        known = self.bindings.get(names[0])
-        if known is not None and all(self.bindings.get(n) == known for n in names):
-            # The usual case: names the lead already has. A lead's key comes first among
-            # its names in survivor order, so nothing is renamed or merged.
-            return self.states[known]
         keys = {self.bindings[n] for n in names if n in self.bindings}
         canonical = survivor_of(keys | set(names))
         if not keys:
@@ -275,13 +281,19 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
     closed_at = _closing_times(history)
     reps = _roster(playbook)
     for event in history:
-        for team in reps.release_until(event.at):
-            _drain(team, reps, playbook, outcome, closed_at, event.at)
+        if reps.closes and reps.closes[0][0] <= event.at:
+            for team in reps.release_until(event.at):
+                _drain(team, reps, playbook, outcome, closed_at, event.at)
         if event.activity is not None:
             names = event.names
-            state = leads.resolve(names, playbook)
-            state, transitions = apply_activity(state, event.activity, event.id, playbook)
-            leads.keep(state, names, event.at)
+            state = leads.known(names)
+            if state is not None:
+                state, transitions = apply_activity(state, event.activity, event.id, playbook)
+                leads.states[state.lead_key] = state
+            else:
+                state = leads.resolve(names, playbook)
+                state, transitions = apply_activity(state, event.activity, event.id, playbook)
+                leads.keep(state, names, event.at)
         elif event.handoff is not None and HANDOFF_PREFIX + (event.handoff_kind or "") in (
             SALES_OUTCOMES
         ):

@@ -17,6 +17,7 @@ definition the tallies agree with (a property test checks it).
 
 import base64
 import math
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -466,10 +467,16 @@ def unpack(packed: str) -> tuple[Award, ...]:
 
 
 def seal_archive(archive: "str | tuple[CapPeriod, ...]") -> str:
-    """Cap periods as one text: JSON in base64, which JSON carries without a single escape."""
+    """Cap periods as one text: compressed JSON in base64, which JSON carries without escapes.
+
+    The row is read and written with every event, the archive opened only now and then, so
+    it is kept small rather than quick to open.
+    """
     if isinstance(archive, str):
         return archive
-    return base64.b64encode(orjson.dumps(archive)).decode("ascii") if archive else ""
+    if not archive:
+        return ""
+    return base64.b64encode(zlib.compress(orjson.dumps(archive))).decode("ascii")
 
 
 def open_archive(sealed: "str | tuple[CapPeriod, ...]") -> list[CapPeriod]:
@@ -480,7 +487,7 @@ def open_archive(sealed: "str | tuple[CapPeriod, ...]") -> list[CapPeriod]:
         return []
     return [
         (period, tuple((at_us, event_id, points) for at_us, event_id, points in awards))
-        for period, awards in orjson.loads(base64.b64decode(sealed))
+        for period, awards in orjson.loads(zlib.decompress(base64.b64decode(sealed)))
     ]
 
 
@@ -662,7 +669,8 @@ def _with_recent(
     recent: tuple[RecentAward, ...], fresh: list[RecentAward]
 ) -> tuple[RecentAward, ...]:
     """The RECENT_HITS newest of `recent` and `fresh`, each once, in event-time order."""
-    fresh.sort()
+    if len(fresh) > 1:
+        fresh.sort()
     if not recent or fresh[0] > recent[-1]:  # the usual case: newer than all kept
         merged = recent + tuple(fresh)
         return merged[-RECENT_HITS:] if len(merged) > RECENT_HITS else merged
@@ -684,10 +692,11 @@ def _counted(
     half_life_days = compiled.half_life_days
     caps = compiled.caps
     tallies = dict(behaviour.tallies)
+    fresh = []
     for rule, award in awards:
         tally = tallies.get(rule) or _EMPTY_TALLY
         tallies[rule] = _add_award(tally, award, caps.get(rule), half_life_days, clock_us)
-    fresh = [(award[0], award[1], rule, award[2]) for rule, award in awards]
+        fresh.append((award[0], award[1], rule, award[2]))
     return Behaviour(tallies, _with_recent(behaviour.recent, fresh), origins)
 
 
@@ -763,8 +772,13 @@ def _score_at(
     fit, _, disqualified = compiled.fit_score(email, attributes)
     half_life_days = compiled.half_life_days
     points = 0.0
-    for tally in behaviour.tallies.values():
-        points += _tally_points(tally, at_us, half_life_days)
+    for tally in behaviour.tallies.values():  # _tally_points, inlined: it runs per rule per event
+        if tally.as_of_us is None or not half_life_days:
+            points += tally.settled + tally.open
+        else:
+            points += (tally.settled + tally.open) * 0.5 ** (
+                (at_us - tally.as_of_us) / DAY_US / half_life_days
+            )
     return Score._worked_out(
         fit, points, disqualified, (compiled, email, attributes, behaviour, at_us)
     )
@@ -845,8 +859,9 @@ def apply_activity(
     origins = behaviour.origins or frozenset({state.lead_key})
     behaviour = _counted(behaviour, awards, compiled, at_us, origins)
     email = data.identity.email or state.email
-    attributes = {**state.attributes, **data.attributes}
-    qualifies = _may_requalify(state, occurred_at, at, playbook)
+    # States never change their dicts, so a lead without new attributes shares its old ones.
+    attributes = {**state.attributes, **data.attributes} if data.attributes else state.attributes
+    qualifies = state.stage != RECYCLED or _may_requalify(state, occurred_at, at, playbook)
     score = _score_at(compiled, email, attributes, behaviour, at_us)
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, qualifies)
     if state.events_count == 0:  # the funnel counts leads from this
