@@ -530,7 +530,9 @@ def _with_award(
     if not awards or award > awards[-1]:
         # The newest of its period: the earlier awards keep what they earned (kept awards
         # fill the cap in order, so together they used min(their points, the cap)).
-        room = cap_points - sum([a[2] for a in awards])
+        room = cap_points
+        for kept in awards:
+            room -= kept[2]
         if room <= 0:
             return awards, 0.0
         earned = award[2] if award[2] < room else room
@@ -589,12 +591,21 @@ def _add_award(
             tuple(archived),
             tally.archive_through,
         )
-    live, change = _into(list(tally.periods), period, award, cap.points, as_of, half_life_days)
+    periods = tally.periods
+    if periods and periods[-1][0] == period:  # the usual case: the newest period
+        awards, change = _with_award(periods[-1][1], award, cap.points, as_of, half_life_days)
+        live = (*periods[:-1], (period, awards))
+    elif not periods or periods[-1][0] < period:  # a new newest period
+        awards, change = _with_award((), award, cap.points, as_of, half_life_days)
+        live = (*periods, (period, awards))
+    else:
+        listed, change = _into(list(periods), period, award, cap.points, as_of, half_life_days)
+        live = tuple(listed)
     tally = RuleTally(
         settled,
         open_points + change,
         as_of,
-        tuple(live),
+        live,
         tally.settled_through,
         tally.archive,
         tally.archive_through,
