@@ -1,10 +1,12 @@
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.scoring.repository import decode_behaviour, encode_behaviour
 from services.scoring.scoring import (
     BECAME_LEAD,
     BECAME_MQL,
@@ -25,8 +27,10 @@ from services.scoring.scoring import (
     evaluate,
     merge,
     next_score_change,
+    pack,
     retier,
 )
+from shared import jsoncodec
 from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
 from shared.settings import REPO_ROOT
@@ -404,3 +408,66 @@ def test_an_activity_dated_years_ahead_does_not_freeze_the_lead():
     assert state.score.total >= 60
     assert effective_time(T0, T0 - timedelta(hours=1)) == T0 - timedelta(minutes=55)
     assert effective_time(T0, None) == T0
+
+
+def through_the_row(state):
+    """The state as the repository writes its behaviour record to JSON and reads it back."""
+    doc = jsoncodec.loads(jsoncodec.dumps(encode_behaviour(state.behaviour)))
+    return replace(state, behaviour=decode_behaviour(doc))
+
+
+@settings(max_examples=40)
+@given(steps, st.randoms())
+def test_storing_the_record_between_events_changes_no_score(items, rng):
+    """Archived cap periods go to the row packed and come back for late activities intact."""
+    shuffled = list(enumerate(items))
+    rng.shuffle(shuffled)
+    kept = stored = LeadState(lead_key="email:ana@acme.example")
+    for i, (kind, minutes) in shuffled:
+        kept, _ = apply_activity(kept, activity(kind, minutes), f"e{i}", PLAYBOOK)
+        stored, _ = apply_activity(
+            through_the_row(stored), activity(kind, minutes), f"e{i}", PLAYBOOK
+        )
+        assert stored.score == kept.score and stored.stage == kept.stage
+    at = T0 + timedelta(days=120)
+    assert evaluate(stored, PLAYBOOK, at) == evaluate(kept, PLAYBOOK, at)
+
+
+def test_a_record_stored_before_the_archive_still_decodes_and_scores_the_same():
+    """Rows written by earlier versions: each period's awards as JSON text, one array each."""
+    items = [(KINDS[i % 6], i * 6 * 60) for i in range(120)]  # 30 days, every cap period open
+    state, _ = fold(items)
+    periods = {r: all_periods(t) for r, t in state.behaviour.tallies.items()}
+    assert max(len(p) for p in periods.values()) > LIVE_PERIODS  # some are archived
+    old_row = {
+        "tallies": {
+            rule: [t.settled, t.open, t.as_of_us, t.settled_through, [[p, pack(a)] for p, a in ps]]
+            for (rule, t), ps in zip(state.behaviour.tallies.items(), periods.values(), strict=True)
+        },
+        "recent": [list(r) for r in state.behaviour.recent],
+        "origins": sorted(state.behaviour.origins),
+    }
+    old = replace(state, behaviour=decode_behaviour(jsoncodec.loads(jsoncodec.dumps(old_row))))
+    late = [("email_open", 61), ("pricing_page_view", 62), ("page_view", 30 * 24 * 60)]
+    for i, (kind, minutes) in enumerate(late):
+        old, _ = apply_activity(old, activity(kind, minutes), f"late{i}", PLAYBOOK)
+        state, _ = apply_activity(state, activity(kind, minutes), f"late{i}", PLAYBOOK)
+    assert old.score == state.score
+    at = T0 + timedelta(days=40)
+    assert evaluate(old, PLAYBOOK, at) == evaluate(state, PLAYBOOK, at)
+
+
+def test_a_changed_copy_of_the_playbook_is_scored_by_its_own_rules():
+    """Rules are prepared once per playbook object; a copy with other rules is not served them."""
+    state, _ = fold([("demo_request", 0), ("form_submit", 1)])
+    no_decay = PLAYBOOK.model_copy(
+        update={
+            "scoring": PLAYBOOK.scoring.model_copy(
+                update={"decay": PLAYBOOK.scoring.decay.model_copy(update={"half_life_days": None})}
+            )
+        }
+    )
+    later = T0 + timedelta(days=30)
+    assert evaluate(state, PLAYBOOK, later).behaviour == pytest.approx(30.0)
+    assert evaluate(state, no_decay, later).behaviour == 60.0
+    assert evaluate(state, PLAYBOOK, later).behaviour == pytest.approx(30.0)
