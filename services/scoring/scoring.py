@@ -297,14 +297,9 @@ class _FitRule:
 
 
 class _Compiled:
-    """A playbook's scoring rules prepared once: behaviour rules by activity type, tests built.
-
-    Held per (scoring, taxonomy) object: playbook sections are frozen, so the same objects
-    always mean the same rules, and a changed copy is a different object.
-    """
+    """A playbook's scoring rules prepared once: behaviour rules by activity type, tests built."""
 
     def __init__(self, scoring: Scoring, taxonomy: Taxonomy) -> None:
-        self.scoring, self.taxonomy = scoring, taxonomy
         self.half_life_days = scoring.decay.half_life_days
         by_activity: dict[str, list[_BehaviourRule]] = {}
         self.caps: dict[str, _CapRule] = {}
@@ -376,20 +371,23 @@ class _Compiled:
         return total, parts, disqualified
 
 
-_COMPILED: dict[tuple[int, int], _Compiled] = {}
+_COMPILED: dict[int, tuple[Playbook, _Compiled]] = {}
 
 
 def _compiled(playbook: Playbook) -> _Compiled:
     """The playbook's rules prepared for scoring (built on first use)."""
-    scoring, taxonomy = playbook.scoring, playbook.taxonomy
-    key = (id(scoring), id(taxonomy))
-    compiled = _COMPILED.get(key)
-    # The entry holds the objects themselves, so their ids cannot be reused while it exists.
-    if compiled is None or compiled.scoring is not scoring or compiled.taxonomy is not taxonomy:
+    # By the playbook object: playbooks are frozen, so the same object always holds the same
+    # rules, and a changed copy is another object. The entry holds the playbook itself, so its
+    # id cannot be reused while the entry exists.
+    entry = _COMPILED.get(id(playbook))
+    if entry is None or entry[0] is not playbook:
         if len(_COMPILED) >= 32:  # tests and backtests make many playbooks; keep a few
             _COMPILED.clear()
-        compiled = _COMPILED[key] = _Compiled(scoring, taxonomy)
-    return compiled
+        entry = _COMPILED[id(playbook)] = (
+            playbook,
+            _Compiled(playbook.scoring, playbook.taxonomy),
+        )
+    return entry[1]
 
 
 def fit_score(
@@ -852,7 +850,9 @@ def apply_activity(
     """
     compiled = _compiled(playbook)
     activity = data.activity
-    occurred_at = effective_time(activity.occurred_at, received_at)
+    occurred_at = activity.occurred_at
+    if received_at is not None:
+        occurred_at = effective_time(occurred_at, received_at)
     occurred_us = to_us(occurred_at)
     last = state.last_activity_at
     # The lead's event-time clock: a late activity is judged with everything it already did.
