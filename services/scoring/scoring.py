@@ -449,7 +449,7 @@ def _decayed(points: float, since: datetime, at: datetime, half_life_days: float
 
 def _factor(since_us: int, at_us: int, half_life_days: float | None) -> float:
     """What one point earned at `since_us` is worth at `at_us` (above 1 going back in time)."""
-    if not half_life_days:
+    if not half_life_days or since_us == at_us:  # the latter: an activity at the lead's clock
         return 1.0
     return 0.5 ** ((at_us - since_us) / DAY_US / half_life_days)
 
