@@ -340,8 +340,10 @@ class _Compiled:
     def fit_score(
         self, email: str | None, attributes: dict[str, Any]
     ) -> tuple[float, list[tuple[str, float]], bool]:
+        values = [attributes.get(name) for name in self.fit_attributes]
         try:
-            key = (email, *[attributes.get(name) for name in self.fit_attributes])
+            # With the types: 1, 1.0 and True are equal keys but not the same to a regex.
+            key = (email, *values, *map(type, values))
             known = self.fits.get(key)
         except TypeError:  # an attribute holds a list or an object: work it out each time
             return self._fit_score(email, attributes)

@@ -25,6 +25,7 @@ from services.scoring.scoring import (
     behaviour_score,
     effective_time,
     evaluate,
+    fit_score,
     merge,
     next_score_change,
     pack,
@@ -33,6 +34,7 @@ from services.scoring.scoring import (
 from shared import jsoncodec
 from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
+from shared.playbook.scoring_rules import FitRule
 from shared.settings import REPO_ROOT
 
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
@@ -471,3 +473,18 @@ def test_a_changed_copy_of_the_playbook_is_scored_by_its_own_rules():
     assert evaluate(state, PLAYBOOK, later).behaviour == pytest.approx(30.0)
     assert evaluate(state, no_decay, later).behaviour == 60.0
     assert evaluate(state, PLAYBOOK, later).behaviour == pytest.approx(30.0)
+
+
+def test_fit_tells_apart_attribute_values_that_python_counts_as_equal():
+    """1, 1.0 and True are one dict key, but a regex reads them as "1", "1.0" and "True"."""
+    playbook = PLAYBOOK.model_copy(
+        update={
+            "scoring": PLAYBOOK.scoring.model_copy(
+                update={"fit": [FitRule(name="whole", attribute="seats", regex="^1$", points=7)]}
+            )
+        }
+    )
+    scores = [
+        fit_score("a@acme.example", {"seats": value}, playbook)[0] for value in (1, True, 1.0, 1)
+    ]
+    assert scores == [7.0, 0.0, 0.0, 7.0]
