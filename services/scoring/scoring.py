@@ -872,11 +872,8 @@ def apply_activity(
     origins = behaviour.origins or frozenset({state.lead_key})
     behaviour = _counted(behaviour, awards, compiled, at_us, origins)
     email = data.identity.email or state.email
-    # States never change their dicts, so a lead without new attributes shares its old ones
-    # (most events repeat what the lead already said).
-    attributes = state.attributes
-    if data.attributes and not data.attributes.items() <= attributes.items():
-        attributes = {**attributes, **data.attributes}
+    # States never change their dicts, so a lead without new attributes shares its old ones.
+    attributes = {**state.attributes, **data.attributes} if data.attributes else state.attributes
     qualifies = state.stage != RECYCLED or _may_requalify(state, occurred_at, at, playbook)
     score = _score_at(compiled, email, attributes, behaviour, at_us)
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, qualifies)

@@ -488,3 +488,14 @@ def test_fit_tells_apart_attribute_values_that_python_counts_as_equal():
         fit_score("a@acme.example", {"seats": value}, playbook)[0] for value in (1, True, 1.0, 1)
     ]
     assert scores == [7.0, 0.0, 0.0, 7.0]
+
+
+def test_an_attribute_sent_again_with_another_type_takes_the_new_value():
+    """1 == True in Python, but the lead said true: the stored attributes follow the event."""
+    state, _ = apply_activity(
+        LeadState(lead_key="k"), activity("page_view", attributes={"trial": 1}), "e1", PLAYBOOK
+    )
+    state, _ = apply_activity(
+        state, activity("page_view", 1, attributes={"trial": True}), "e2", PLAYBOOK
+    )
+    assert state.attributes["trial"] is True
