@@ -13,6 +13,11 @@ Scoring is incremental: each activity updates a per-rule tally (`Behaviour`) who
 not grow with the lead's history, so an event costs the same for a lead with ten earlier
 activities as for one with ten thousand. `behaviour_score` over the raw awards is the
 definition the tallies agree with (a property test checks it).
+
+The records (LeadState, Behaviour, RuleTally, Score) are never changed in place: every
+function returns new ones and shares what did not change (a test checks the inputs stay as
+they were). They are not frozen dataclasses only because building a frozen record costs a
+sixth of a backtest event (x1.16 on the backtest without it, same run).
 """
 
 import base64
@@ -92,7 +97,7 @@ RecentAward = tuple[int, str, str, int]
 CapPeriod = tuple[int, tuple[Award, ...]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RuleTally:
     """One behaviour rule's points so far, in a size that does not grow with activity.
 
@@ -119,7 +124,7 @@ class RuleTally:
     archive_through: int | None = None  # the newest period that belongs in the archive
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Behaviour:
     """A lead's behaviour record: a tally per rule, plus its newest awards for recycle checks.
 
@@ -158,13 +163,12 @@ class Score:
         contributions: tuple[tuple[str, float], ...] = (),
         disqualified: bool = False,
     ) -> None:
-        _set = object.__setattr__
-        _set(self, "fit", fit)
-        _set(self, "behaviour", behaviour)
-        _set(self, "total", total)
-        _set(self, "disqualified", disqualified)
-        _set(self, "_contributions", tuple(contributions))
-        _set(self, "_source", None)
+        self.fit = fit
+        self.behaviour = behaviour
+        self.total = total
+        self.disqualified = disqualified
+        self._contributions = tuple(contributions)
+        self._source = None
 
     @classmethod
     def _worked_out(
@@ -175,13 +179,12 @@ class Score:
         source: "tuple[_Compiled, str | None, dict[str, Any], Behaviour, int]",
     ) -> "Score":
         score = object.__new__(cls)
-        _set = object.__setattr__
-        _set(score, "fit", round(fit, 2))
-        _set(score, "behaviour", round(behaviour, 2))
-        _set(score, "total", round(fit + behaviour))
-        _set(score, "disqualified", disqualified)
-        _set(score, "_contributions", None)
-        _set(score, "_source", source)
+        score.fit = round(fit, 2)
+        score.behaviour = round(behaviour, 2)
+        score.total = round(fit + behaviour)
+        score.disqualified = disqualified
+        score._contributions = None
+        score._source = source
         return score
 
     @property
@@ -212,11 +215,8 @@ class Score:
             f"contributions={self.contributions!r}, disqualified={self.disqualified!r})"
         )
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Score is immutable: cannot set {name}")
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeadState:
     """What scoring knows about one lead; `score` is as of `evaluated_at`."""
 

@@ -1,4 +1,5 @@
 import math
+from copy import deepcopy
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -499,3 +500,20 @@ def test_an_attribute_sent_again_with_another_type_takes_the_new_value():
         state, activity("page_view", 1, attributes={"trial": True}), "e2", PLAYBOOK
     )
     assert state.attributes["trial"] is True
+
+
+@settings(max_examples=30)
+@given(steps, steps)
+def test_no_function_changes_the_records_it_is_given(first, second):
+    """Every function returns new records and leaves its inputs as they were."""
+    a, _ = fold(first, LeadState(lead_key="email:ana@acme.example"))
+    b = LeadState(lead_key="segment_anonymous:x")
+    for i, (kind, minutes) in enumerate(second):
+        b, _ = apply_activity(b, activity(kind, minutes), f"other{i}", PLAYBOOK)
+    a_then, b_then = deepcopy(a), deepcopy(b)
+    apply_activity(a, activity("form_submit", 5), "late", PLAYBOOK)
+    apply_activity(a, activity("email_open", 60 * 24 * 200), "later", PLAYBOOK)
+    merge(a, b, PLAYBOOK)
+    apply_sales_outcome(a, "recycled", None, T0 + timedelta(days=1), PLAYBOOK)
+    retier(a, PLAYBOOK, T0 + timedelta(days=400))
+    assert a == a_then and b == b_then
