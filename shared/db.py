@@ -1,6 +1,7 @@
 """Database engine, sessions and the shared tables: offsets, processed ids, outbox, timers."""
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -28,6 +29,20 @@ from sqlalchemy.ext.asyncio import (
 from shared import jsoncodec
 
 metadata = MetaData()
+
+
+def parking_columns() -> tuple[Column[Any], ...]:
+    """Failures so far, the last error, and when the row was parked.
+
+    A worker sets a row aside (parks it) after its last allowed failure instead of retrying it
+    for ever, so one bad row never stops the others.
+    """
+    return (
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", Text),
+        Column("parked_at", DateTime(timezone=True)),
+    )
+
 
 consumer_offsets = Table(
     "consumer_offsets",
@@ -62,10 +77,7 @@ outbox = Table(
     Column("value", LargeBinary, nullable=False),
     Column("headers", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Permanent publish failures so far; the row is parked (set aside) after a bounded number.
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("last_error", Text),
-    Column("parked_at", DateTime(timezone=True)),
+    *parking_columns(),  # permanent publish failures
     Index("outbox_relay_id", "relay", "id"),
     Index(
         "outbox_relay_pending",
@@ -84,10 +96,7 @@ timers = Table(
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("payload", JSONB, nullable=False, server_default="{}"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Failed firings so far; after the last allowed one the timer is parked, not retried.
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("last_error", Text),
-    Column("parked_at", DateTime(timezone=True)),
+    *parking_columns(),  # failed firings
     Index("timers_kind_key", "kind", "key", unique=True),
     Index("timers_due", "due_at"),
 )

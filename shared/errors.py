@@ -22,6 +22,16 @@ class LeadrouterError(Exception):
     problem_type: str = "about:blank"
     retryable: bool = False
 
+    def __init_subclass__(
+        cls, *, status: int | None = None, retryable: bool | None = None, **kwargs: Any
+    ) -> None:
+        """`class NotFound(LeadrouterError, status=404)`: a subclass names its status inline."""
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if retryable is not None:
+            cls.retryable = retryable
+
     def __init__(
         self,
         detail: str,
@@ -44,50 +54,44 @@ class LeadrouterError(Exception):
         self.title = title or HTTPStatus(self.status).phrase
 
 
-class BadRequest(LeadrouterError):
-    status = 400
+class BadRequest(LeadrouterError, status=400):
+    """A request that cannot be read at all (malformed JSON, a broken envelope)."""
 
 
-class Unauthorized(LeadrouterError):
-    status = 401
+class Unauthorized(LeadrouterError, status=401):
+    """No credentials, or credentials nobody issued."""
 
 
-class Forbidden(LeadrouterError):
-    status = 403
+class Forbidden(LeadrouterError, status=403):
+    """Credentials without the right to do this."""
 
 
-class NotFound(LeadrouterError):
-    status = 404
+class NotFound(LeadrouterError, status=404):
+    """Nothing has this id."""
 
 
-class Conflict(LeadrouterError):
-    status = 409
+class Conflict(LeadrouterError, status=409):
+    """Not possible in the current state of the thing it applies to."""
 
 
-class TooLarge(LeadrouterError):
-    status = 413
+class TooLarge(LeadrouterError, status=413):
+    """A body or a part of it over the limit."""
 
 
-class UnsupportedMediaType(LeadrouterError):
-    status = 415
+class UnsupportedMediaType(LeadrouterError, status=415):
+    """A body in a content type the endpoint does not take."""
 
 
-class Invalid(LeadrouterError):
+class Invalid(LeadrouterError, status=422):
     """Input that can never be processed as it is (validation, unknown type, domain refusal)."""
 
-    status = 422
+
+class RateLimited(LeadrouterError, status=429, retryable=True):
+    """Too many requests for now; the same request may succeed later."""
 
 
-class RateLimited(LeadrouterError):
-    status = 429
-    retryable = True
-
-
-class Unavailable(LeadrouterError):
+class Unavailable(LeadrouterError, status=503, retryable=True):
     """A dependency (Kafka, PostgreSQL) did not answer in time; the same request may succeed."""
-
-    status = 503
-    retryable = True
 
 
 def is_retryable(exc: BaseException) -> bool:

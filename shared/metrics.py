@@ -5,6 +5,10 @@ from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_m
 # `_created` series double the scrape size and no dashboard or alert of ours reads them.
 disable_created_metrics()
 
+# Buckets for work that takes milliseconds to seconds (a request, a consumer batch): one set,
+# so dashboards compare them bucket for bucket.
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
 BUILD_INFO = Info("leadrouter_build", "Version of the running leadrouter service")
 
 CONSUMED_EVENTS = Counter(
@@ -22,7 +26,7 @@ CONSUMER_BATCH_SECONDS = Histogram(
     "leadrouter_consumer_batch_duration_seconds",
     "Time to process and commit one consumer batch",
     ["consumer"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=SECONDS_BUCKETS,
 )
 CONSUMER_LAG = Gauge(
     "leadrouter_consumer_lag_messages",

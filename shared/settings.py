@@ -134,12 +134,18 @@ class Settings(BaseSettings):
         300.0, ge=0, description="How far in the future an event's time may be (ingest's clock)"
     )
     ingest_kafka_producers: int = Field(
-        4, ge=1, le=64, description="Transactional producers (concurrent requests publishing)"
+        4, ge=1, le=64, description="Transactional producers (Kafka transactions in flight at once)"
+    )
+    ingest_transaction_max_records: int = Field(
+        5000,
+        ge=1,
+        description="Most records one group-commit transaction takes (a larger request is one "
+        "transaction of its own)",
     )
     kafka_transactions: bool = Field(
         True,
-        description="Publish each request in one Kafka transaction, aborted on a 503, so "
-        "nothing of a refused request is ever read by consumers",
+        description="Publish requests in Kafka transactions (concurrent requests share one: group "
+        "commit), aborted on a 503, so nothing of a refused request is ever read by consumers",
     )
     rate_limit_per_s: float = Field(200.0, gt=0, description="Requests per second per source")
     rate_limit_burst: int = Field(400, ge=1, description="Requests a source may send at once")

@@ -1,6 +1,8 @@
 """Ingest under wrk (its own process): one event per request against a bare FastAPI endpoint
 under the same uvicorn settings, and 100 per request against raw aiokafka produce of the
-same records with the same acks and idempotence."""
+same records with the same acks and idempotence. Throughput on a shared machine is noisy, so
+each side's CPU time per request (or per event) is reported too: the cost that does not
+depend on what else runs."""
 
 import asyncio
 import re
@@ -22,7 +24,7 @@ SCRIPT = REPO_ROOT / "bench" / "wrk" / "events.lua"
 
 
 def wrk(url: str, seconds: int, per_request: int, connections: int = 16) -> dict[str, float]:
-    """Requests/s, latency p50/p99 (ms) and non-2xx count of a wrk run."""
+    """Requests/s, requests, latency p50/p99 (ms) and non-2xx count of a wrk run."""
     occurred = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = subprocess.run(
         [
@@ -43,6 +45,7 @@ def wrk(url: str, seconds: int, per_request: int, connections: int = 16) -> dict
         check=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 
     def ms(label: str) -> float:
@@ -54,14 +57,16 @@ def wrk(url: str, seconds: int, per_request: int, connections: int = 16) -> dict
 
     return {
         "rps": rate,
+        "requests": requests,
         "p50_ms": ms("50%"),
         "p99_ms": ms("99%"),
         "errors": float(errors.group(1)) if errors else 0.0,
     }
 
 
-async def bare_baseline(seconds: int, per_request: int) -> float:
-    """Requests/s of the bare endpoint under the same uvicorn settings as the services."""
+async def bare_baseline(seconds: int, per_request: int) -> tuple[float, float]:
+    """Requests/s of the bare endpoint under the same uvicorn settings as the services, and
+    its CPU µs per request."""
     port = free_port()
     process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
         [
@@ -95,7 +100,11 @@ async def bare_baseline(seconds: int, per_request: int) -> float:
 
     try:
         await eventually(up, 30, "the bare FastAPI app")
-        return wrk(f"http://127.0.0.1:{port}", seconds, per_request)["rps"]
+        sample = ProcessSample("bare", process.pid)
+        sample.begin()
+        run = wrk(f"http://127.0.0.1:{port}", seconds, per_request)
+        sample.sample()
+        return run["rps"], 1e6 * sample.cpu_s / run["requests"]
     finally:
         process.terminate()
         process.wait(10)
@@ -103,9 +112,10 @@ async def bare_baseline(seconds: int, per_request: int) -> float:
 
 async def raw_produce(
     settings: Settings, events: int, per_request: int, concurrency: int = 16
-) -> float:
+) -> tuple[float, float]:
     """Events/s of aiokafka producing the same records (acks=all, idempotent), `per_request`
-    at a time from `concurrency` senders that each wait for their records' acks."""
+    at a time from `concurrency` senders that each wait for their records' acks; and the CPU
+    µs per event this process spent on it."""
     await ensure_topics(settings)
     producer = make_producer(settings)
     await producer.start()
@@ -135,8 +145,10 @@ async def raw_produce(
 
     try:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
-        return events / (time.perf_counter() - started)
+        cpu_us = 1e6 * (time.process_time() - cpu_started) / events
+        return events / (time.perf_counter() - started), cpu_us
     finally:
         await producer.stop()
 
@@ -158,18 +170,20 @@ async def run(quick: bool) -> Result:
         progress("  wrk: ingest, 1 event per request")
         single = wrk(service.url, seconds, 1)
         sample.sample()
+        single_cpu_s = sample.cpu_s
         progress("  wrk: ingest, 100 events per request")
         batched = wrk(service.url, seconds, 100, connections=8)
         sample.sample()
+        batched_cpu_s = sample.cpu_s - single_cpu_s
     finally:
         service.stop()
     result.processes.append(
         {"process": "ingest", "cpu_s": sample.cpu_s, "peak_rss_mb": sample.peak_rss_mb}
     )
     progress("  wrk: bare FastAPI endpoint, 1 event per request")
-    bare = await bare_baseline(seconds, 1)
+    bare, bare_cpu_us = await bare_baseline(seconds, 1)
     progress("  raw aiokafka produce of the same records")
-    raw = await raw_produce(
+    raw, raw_cpu_us = await raw_produce(
         settings, int(batched["rps"] * 100 * min(seconds, 5)), 100, concurrency=8
     )
     result.figures += [
@@ -202,6 +216,20 @@ async def run(quick: bool) -> Result:
             target=("min", 20000),
         ),
         Figure("ingest p99 ms, 1 event per request", single["p99_ms"], "ms"),
+        Figure(
+            "ingest CPU µs per request, 1 event per request",
+            1e6 * single_cpu_s / single["requests"],
+            "µs",
+            baseline=bare_cpu_us,
+            baseline_name="bare FastAPI endpoint's CPU µs per request",
+        ),
+        Figure(
+            "ingest CPU µs per event, 100 per request",
+            1e6 * batched_cpu_s / (100 * batched["requests"]),
+            "µs",
+            baseline=raw_cpu_us,
+            baseline_name="raw aiokafka produce's CPU µs per event",
+        ),
     ]
     result.notes.append(
         f"non-2xx answers under wrk: {single['errors']:.0f} (1 per request), "

@@ -1,4 +1,5 @@
-"""What one Kafka transaction per ingest request costs: ingest under wrk with and without."""
+"""What ingest's Kafka transactions cost (group commit: concurrent requests share one): ingest
+under wrk with transactions and without (the idempotent producer alone)."""
 
 from bench.env import LOG_DIR, fresh_settings, progress
 from bench.result import Figure, Result
@@ -27,11 +28,11 @@ async def run(quick: bool) -> Result:
     for per_request in (1, 100):
         progress(f"  ingest without transactions, {per_request} per request")
         without = await _events_per_s(False, seconds, per_request)
-        progress(f"  ingest with a transaction per request, {per_request} per request")
+        progress(f"  ingest with group-commit transactions, {per_request} per request")
         with_tx = await _events_per_s(True, seconds, per_request)
         result.figures.append(
             Figure(
-                f"ingest events/s with transactions, {per_request} per request",
+                f"ingest events/s with group-commit transactions, {per_request} per request",
                 with_tx,
                 "events/s",
                 baseline=without,

@@ -1,6 +1,7 @@
 """Write a backtest or calibration as Markdown with PNG charts, plus JSON for machines."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,36 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+ReadFigure = Callable[[dict[str, Any]], Any]
+
+
+def _compared(tiers: list[str]) -> list[tuple[str, ReadFigure]]:
+    """The side-by-side table's rows: each label with how to read it from one side's result."""
+
+    def tier_mqls(tier: str) -> ReadFigure:
+        return lambda r: r["mqls_per_tier"].get(tier, 0)
+
+    return [
+        ("MQLs", lambda r: r["mqls"]),
+        ("leads that qualified", lambda r: r["leads_qualified"]),
+        *[(f"MQLs {tier}", tier_mqls(tier)) for tier in tiers],
+        ("hours first touch to MQL (median / p90)", lambda r: _pair(r["hours_first_touch_to_mql"])),
+        ("peak handoffs in one hour", lambda r: r["peak_handoffs_per_hour"]),
+        ("handoffs that waited in a queue", lambda r: r["queued"]),
+        ("judged leads that qualify", lambda r: r["sales"]["judged_leads_that_qualify"]),
+        ("share of MQLs sales accepted", lambda r: r["sales"]["accepted_share"]),
+        ("share of MQLs that converted", lambda r: r["sales"]["converted_share"]),
+        ("converted leads missed", lambda r: len(r["sales"]["converted_missed"])),
+        ("converted leads delayed", lambda r: len(r["sales"]["converted_delayed"])),
+    ]
+
 
 def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[int]]) -> Path:
     """report.md, report.json and the charts in `folder`; returns the Markdown file."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(result, indent=2, default=str))
     a, b = result["baseline"], result["candidate"]
+    tiers = sorted(set(a["mqls_per_tier"]) | set(b["mqls_per_tier"]))
     _weekly_chart(a["mqls_per_week"], b["mqls_per_week"], folder / "mqls_per_week.png")
     _score_chart(scores, result["mql_threshold"], folder / "scores.png")
     lines = [
@@ -31,44 +56,7 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
             result["mql_threshold"]["baseline"],
             result["mql_threshold"]["candidate"],
         ),
-        _row("MQLs", a["mqls"], b["mqls"]),
-        _row("leads that qualified", a["leads_qualified"], b["leads_qualified"]),
-        *[
-            _row(f"MQLs {tier}", a["mqls_per_tier"].get(tier, 0), b["mqls_per_tier"].get(tier, 0))
-            for tier in sorted(set(a["mqls_per_tier"]) | set(b["mqls_per_tier"]))
-        ],
-        _row(
-            "hours first touch to MQL (median / p90)",
-            _pair(a["hours_first_touch_to_mql"]),
-            _pair(b["hours_first_touch_to_mql"]),
-        ),
-        _row("peak handoffs in one hour", a["peak_handoffs_per_hour"], b["peak_handoffs_per_hour"]),
-        _row("handoffs that waited in a queue", a["queued"], b["queued"]),
-        _row(
-            "judged leads that qualify",
-            a["sales"]["judged_leads_that_qualify"],
-            b["sales"]["judged_leads_that_qualify"],
-        ),
-        _row(
-            "share of MQLs sales accepted",
-            a["sales"]["accepted_share"],
-            b["sales"]["accepted_share"],
-        ),
-        _row(
-            "share of MQLs that converted",
-            a["sales"]["converted_share"],
-            b["sales"]["converted_share"],
-        ),
-        _row(
-            "converted leads missed",
-            len(a["sales"]["converted_missed"]),
-            len(b["sales"]["converted_missed"]),
-        ),
-        _row(
-            "converted leads delayed",
-            len(a["sales"]["converted_delayed"]),
-            len(b["sales"]["converted_delayed"]),
-        ),
+        *[_row(name, read(a), read(b)) for name, read in _compared(tiers)],
         "",
         "![MQLs per week](mqls_per_week.png)",
         "",

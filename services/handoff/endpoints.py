@@ -16,7 +16,6 @@ from services.handoff.schemas import (
     RepOut,
     SlaAttainment,
     Timing,
-    WorkingHoursOut,
     problems,
 )
 from services.handoff.service import HandoffService
@@ -143,21 +142,7 @@ async def give_feedback(
     response_model=list[RepOut],
 )
 async def list_reps(principal: HandoffsReader, session: ReadSession) -> list[RepOut]:
-    return [
-        RepOut(
-            rep_id=r.rep_id,
-            name=r.name,
-            team=r.team,
-            weight=r.weight,
-            active=r.active,
-            assigned_total=r.assigned_total,
-            open_handoffs=r.open_handoffs,
-            capacity=r.capacity,
-            available=r.available,
-            working_hours=WorkingHoursOut.of(r.working_hours),
-        )
-        for r in await repository.list_reps(session)
-    ]
+    return [RepOut.of(r) for r in await repository.list_reps(session)]
 
 
 @router.put(
@@ -214,35 +199,8 @@ async def get_funnel(
 
 def handoff_out(handoff: Handoff, now: datetime) -> HandoffOut:
     """A handoff as the API shows it, with the time left on its running SLA clock."""
-    return HandoffOut(
-        handoff_id=handoff.handoff_id,
-        lead_key=handoff.lead_key,
-        status=handoff.status,
-        rep_id=handoff.rep_id,
-        team=handoff.team,
-        queue=handoff.queue,
-        tier=handoff.tier,
-        score=handoff.score,
-        email=handoff.email,
-        attributes=dict(handoff.attributes or {}),
-        explanation=handoff.explanation or [],
-        routing_rule=handoff.routing_rule,
-        routing_reason=handoff.routing_reason,
-        qualifying_activity_at=handoff.qualifying_activity_at,
-        assigned_at=handoff.assigned_at,
-        accept_by=handoff.accept_by,
-        contact_by=handoff.contact_by,
-        accepted_at=handoff.accepted_at,
-        contacted_at=handoff.contacted_at,
-        closed_at=handoff.closed_at,
-        sla_seconds_left=sla_seconds_left(handoff, now),
-        accept_breaches=handoff.accept_breaches,
-        contact_breached=handoff.contact_breached,
-        reassignments=handoff.reassignments,
-        previous_reps=list(handoff.previous_reps),
-        reason=handoff.reason,
-        converted_to=handoff.converted_to,
-        created_at=handoff.created_at,
+    return HandoffOut.model_validate(
+        {**handoff.as_dict(), "sla_seconds_left": sla_seconds_left(handoff, now)}
     )
 
 

@@ -135,6 +135,16 @@ class Handoff:
             values["converted_to"] = ConversionStage(values["converted_to"])
         return cls(**values)
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every field by name, in plain containers: what responses and events are built from."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(
+            attributes=dict(self.attributes or {}),
+            explanation=self.explanation or [],
+            previous_reps=list(self.previous_reps),
+        )
+        return values
+
     @property
     def breached(self) -> bool:
         """Whether any SLA clock of this handoff ran out."""

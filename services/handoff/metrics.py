@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# How long a lead waits for a rep: from a second to a day.
+WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400)
 SLA_BUCKETS = (15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800)
 
 HANDOFF_EVENTS = Counter(
@@ -35,13 +37,13 @@ SPEED_TO_LEAD = Histogram(
     "leadrouter_speed_to_lead_seconds",
     "From the qualifying activity to the lead's first assignment to a rep (queued time included)",
     ["tier"],
-    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400),
+    buckets=WAIT_BUCKETS,
 )
 QUEUED_TIME = Histogram(
     "leadrouter_handoff_queued_seconds",
     "How long a lead waited in the fallback queue before its first assignment",
     ["tier"],
-    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400),
+    buckets=WAIT_BUCKETS,
 )
 OPEN_HANDOFFS = Gauge("leadrouter_handoffs_open", "Open handoffs, by tier", ["tier"])
 QUEUE_SIZE = Gauge(

@@ -1,11 +1,13 @@
 """What the handoff API answers and takes: handoffs, reps, feedback and the funnel."""
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from services.handoff.lifecycle import ConversionStage, HandoffStatus
+from services.handoff.routing import RepLoad
 from shared.playbook.handoff import WorkingHours
 
 
@@ -103,6 +105,13 @@ class RepOut(BaseModel):
     capacity: int
     available: bool = Field(description="false while out of office")
     working_hours: WorkingHoursOut | None
+
+    @classmethod
+    def of(cls, rep: RepLoad) -> "RepOut":
+        """A rep as the API shows them."""
+        return cls.model_validate(
+            {**asdict(rep), "working_hours": WorkingHoursOut.of(rep.working_hours)}
+        )
 
 
 class FeedbackBody(BaseModel):

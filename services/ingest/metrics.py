@@ -1,6 +1,10 @@
 """Ingest's Prometheus metrics, all in one place (names are part of the external contract)."""
 
+from functools import cache
+
 from prometheus_client import Counter, Histogram
+
+from shared.metrics import SECONDS_BUCKETS
 
 REQUESTS = Counter(
     "leadrouter_ingest_requests_total",
@@ -16,12 +20,22 @@ REQUEST_SECONDS = Histogram(
     "leadrouter_ingest_request_duration_seconds",
     "Time from receiving a request to answering it",
     ["source"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=SECONDS_BUCKETS,
 )
 PUBLISH_SECONDS = Histogram(
     "leadrouter_ingest_kafka_publish_seconds",
     "Time from sending a request's events to Kafka's acknowledgement of all of them",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TRANSACTION_REQUESTS = Histogram(
+    "leadrouter_ingest_transaction_requests",
+    "Requests that shared one Kafka transaction (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+TRANSACTION_RECORDS = Histogram(
+    "leadrouter_ingest_transaction_records",
+    "Records in one Kafka transaction (group commit)",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
 )
 
 # Request outcome by the status of the refusal; anything unexpected (a 500) is "error".
@@ -34,3 +48,17 @@ OUTCOMES = {
     429: "rate_limited",
     503: "kafka_unavailable",
 }
+
+
+# The labelled children, looked up once: labels() takes a lock and builds a key on every call.
+# Sources (API key names, platforms) and outcomes are few, so the caches stay small.
+@cache
+def requests_total(source: str, outcome: str) -> Counter:
+    """REQUESTS for one source and outcome."""
+    return REQUESTS.labels(source, outcome)
+
+
+@cache
+def request_seconds(source: str) -> Histogram:
+    """REQUEST_SECONDS for one source."""
+    return REQUEST_SECONDS.labels(source)

@@ -1,24 +1,40 @@
-"""Publishing one request's records: all of them or, as consumers see it, none.
+"""Publishing requests' records: each request all of them or, as consumers see it, none.
 
-With `LEADROUTER_KAFKA_TRANSACTIONS` (the default) each request is one Kafka transaction on
-one of a small pool of transactional producers; consumers read committed, so a request
-answered 503 never reaches them: on a timeout or an error the transaction is aborted, and if
-even the abort cannot reach the broker, the producer is replaced by one with the same
-transactional id, whose initialisation fences the old one and aborts its open transaction
-(the broker also aborts it after `transaction_timeout_ms`). Without transactions the
-service's idempotent producer is used and a 503 may leave part of a request published.
+With `LEADROUTER_KAFKA_TRANSACTIONS` (the default) requests are published by group commit:
+concurrent requests join one Kafka transaction on one of a small pool of transactional
+producers, and each request is answered only after the commit that holds its records. A
+committer takes every request waiting when it becomes free (up to
+`LEADROUTER_INGEST_TRANSACTION_MAX_RECORDS` records), so under load one transaction carries
+many requests and the broker's per-transaction round trips (add partitions, commit) are paid
+once for all of them; when idle a request is a transaction of its own at once.
+
+A request is inside exactly one transaction, so it stays all or nothing. If a transaction
+fails (a timeout, a Kafka error) it is aborted and every request in it gets PublishFailed (a
+503): consumers read committed, so none of them sees any of it. If even the abort cannot
+reach the broker, the producer is replaced by one with the same transactional id, whose
+initialisation fences the old one and aborts its open transaction (the broker also aborts it
+after `transaction_timeout_ms`). A request still waiting for a committer when its time is up
+is taken out of the queue, unsent, and fails the same way.
+
+Without transactions the service's idempotent producer sends each request's records at once,
+and a 503 may leave part of a request published.
 """
 
 import asyncio
 import logging
+import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
+from services.ingest.metrics import TRANSACTION_RECORDS, TRANSACTION_REQUESTS
 from shared.kafka import client_options
 from shared.settings import Settings
 
@@ -39,8 +55,29 @@ class PublishFailed(Exception):
     """Kafka did not acknowledge (or commit) the request's records in time."""
 
 
+@dataclass(eq=False)
+class _Waiting:
+    """One request's records, queued for the next transaction; `done` holds its outcome."""
+
+    records: Sequence[Record]
+    queued_at: float
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def take_group(queue: deque[_Waiting], max_records: int) -> list[_Waiting]:
+    """The requests of the next transaction, oldest first: at least one, then as many as fit."""
+    group = [queue.popleft()]
+    records = len(group[0].records)
+    while queue and records + len(queue[0].records) <= max_records:
+        records += len(queue[0].records)
+        group.append(queue.popleft())
+    return group
+
+
 class RequestPublisher:
-    """Sends a request's records and waits for Kafka to acknowledge all of them."""
+    """Sends a request's records and waits for Kafka to acknowledge (and commit) all of them."""
 
     def __init__(
         self,
@@ -56,22 +93,28 @@ class RequestPublisher:
             f"{settings.topic_namespace}-ingest-{instance}-{n}"
             for n in range(settings.ingest_kafka_producers)
         ]
-        self._idle: asyncio.Queue[int] = asyncio.Queue()
+        self._queue: deque[_Waiting] = deque()
+        self._work = asyncio.Event()
         self._producers: dict[int, AIOKafkaProducer | None] = {}
+        self._committers: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()
 
     async def start(self, warm_up_s: float = 60.0) -> None:
-        """Start the pool's producers (a slot whose start fails retries on its next request).
+        """Start the committers (a producer whose start fails is retried by its next group).
 
         A transactional producer's first transaction waits for the broker's transaction
         coordinator, which on a fresh cluster first creates its log: done here, at start-up,
         not within a request's time budget.
         """
+        if not self.transactional:
+            return
         for slot in range(len(self._ids)):
             self._producers[slot] = None
-            self._idle.put_nowait(slot)
-        if self.transactional:
-            await asyncio.gather(*(self._warm_up(slot, warm_up_s) for slot in self._producers))
+        await asyncio.gather(*(self._warm_up(slot, warm_up_s) for slot in self._producers))
+        self._committers = [
+            asyncio.create_task(self._commit_loop(slot), name=f"ingest-committer-{slot}")
+            for slot in self._producers
+        ]
 
     async def _warm_up(self, slot: int, timeout_s: float) -> None:
         try:
@@ -82,7 +125,15 @@ class RequestPublisher:
             await self._abort(slot)
 
     async def stop(self) -> None:
-        """Close every transactional producer."""
+        """Fail what still waits, stop the committers and close every producer."""
+        for waiting in self._queue:
+            if not waiting.done.done():
+                waiting.done.set_exception(PublishFailed("ingest is shutting down"))
+        self._queue.clear()
+        for task in self._committers:
+            task.cancel()
+        await asyncio.gather(*self._committers, return_exceptions=True)
+        self._committers = []
         for slot, producer in self._producers.items():
             if producer is not None:
                 await self._close(producer)
@@ -94,18 +145,64 @@ class RequestPublisher:
         """Send the records; return once Kafka acknowledged (and committed) all, else raise."""
         timeout_s = self.settings.kafka_publish_timeout_s
         if not self.transactional:
-            await _bounded(self._send_all(self._shared_producer(), records), timeout_s)
+            await _bounded(self._send_each(self._shared_producer(), records), timeout_s)
             return
-        if not self._producers:
+        if not self._committers:
             raise RuntimeError("the publisher is not started")
-        slot = await self._idle.get()
+        waiting = _Waiting(records, time.monotonic())
+        self._queue.append(waiting)
+        self._work.set()
         try:
-            await _bounded(self._transaction(slot, records), timeout_s)
-        except BaseException:  # a timeout, a Kafka error, or the request cancelled mid-way
+            # Shielded: a request that gives up must not cancel a transaction others share.
+            await asyncio.wait_for(asyncio.shield(waiting.done), timeout_s)
+        except TimeoutError:
+            if waiting in self._queue:  # never sent: nothing of it can become visible
+                self._queue.remove(waiting)
+                raise PublishFailed(f"no transaction took the request in {timeout_s}s") from None
+            await waiting.done  # in a transaction, which is itself bounded: its outcome
+        except asyncio.CancelledError:
+            if waiting in self._queue:
+                self._queue.remove(waiting)
+            raise
+
+    async def _commit_loop(self, slot: int) -> None:
+        max_records = self.settings.ingest_transaction_max_records
+        while True:
+            while not self._queue:
+                self._work.clear()
+                await self._work.wait()
+            group = take_group(self._queue, max_records)
+            try:
+                await self._commit_group(slot, group)
+            except Exception:  # the group has its answer (a 503); the committer goes on
+                log.exception("ingest: committer %d failed outside a transaction", slot)
+
+    async def _commit_group(self, slot: int, group: list[_Waiting]) -> None:
+        records = [r for waiting in group for r in waiting.records]
+        # The oldest request has already waited: the transaction gets what is left of its time.
+        waited_s = time.monotonic() - group[0].queued_at
+        budget_s = max(1.0, self.settings.kafka_publish_timeout_s - waited_s)
+        outcome: BaseException | None = None
+        try:
+            await _bounded(self._transaction(slot, records), budget_s)
+        except asyncio.CancelledError:
+            outcome = PublishFailed("ingest is shutting down")
             await self._abort(slot)
             raise
+        except Exception as exc:  # a timeout or a Kafka error: nothing of the group commits
+            # Set before aborting: whatever the abort does, no request of the group gets a 202.
+            outcome = exc if isinstance(exc, PublishFailed) else PublishFailed(repr(exc))
+            await self._abort(slot)
         finally:
-            self._idle.put_nowait(slot)
+            TRANSACTION_REQUESTS.observe(len(group))
+            TRANSACTION_RECORDS.observe(len(records))
+            for waiting in group:
+                if waiting.done.done():
+                    continue
+                if outcome is None:
+                    waiting.done.set_result(None)
+                else:
+                    waiting.done.set_exception(outcome)
 
     async def _transaction(self, slot: int, records: Sequence[Record]) -> None:
         producer = self._producers[slot]
@@ -113,15 +210,44 @@ class RequestPublisher:
             producer = self._producers[slot] = self._make(slot)
             await producer.start()
         await producer.begin_transaction()
-        await self._send_all(producer, records)
+        await self._send_batches(producer, records)
         await producer.commit_transaction()
 
     @staticmethod
-    async def _send_all(producer: AIOKafkaProducer, records: Sequence[Record]) -> None:
+    async def _send_each(producer: AIOKafkaProducer, records: Sequence[Record]) -> None:
+        """Send the records one by one on the shared producer, which batches concurrent
+        requests' records together, and wait for every acknowledgement."""
         acks = [
             await producer.send(r.topic, value=r.value, key=r.key, headers=r.headers)
             for r in records
         ]
+        await asyncio.gather(*acks)
+
+    @staticmethod
+    async def _send_batches(producer: AIOKafkaProducer, records: Sequence[Record]) -> None:
+        """Send a transaction's records in one batch per partition and wait for every
+        acknowledgement.
+
+        The whole group is at hand, so its batches are built here: about half the CPU per
+        record of `send()`'s (measured 13 -> 7 µs). Records go to the partitions `send()`
+        would pick (the same partitioner, over the topic's sorted partitions), in order.
+        """
+        partitions: dict[str, list[int]] = {}
+        batches: dict[tuple[str, int], BatchBuilder] = {}
+        acks = []
+        for record in records:
+            if record.topic not in partitions:
+                partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
+            every = partitions[record.topic]
+            where = (record.topic, _PARTITIONER(record.key, every, every))
+            batch = batches.get(where) or batches.setdefault(where, producer.create_batch())
+            if _append(batch, record) is None:  # full: send it, go on in a new one
+                acks.append(await producer.send_batch(batch, where[0], partition=where[1]))
+                batch = batches[where] = producer.create_batch()
+                if _append(batch, record) is None:
+                    raise PublishFailed(f"a record of {len(record.value)} bytes fits no batch")
+        for (topic, partition), batch in batches.items():
+            acks.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*acks)
 
     async def _abort(self, slot: int) -> None:
@@ -160,7 +286,9 @@ class RequestPublisher:
             # An abandoned transaction blocks read-committed consumers until the broker
             # aborts it: keep that short, but longer than any request may take.
             transaction_timeout_ms=max(10_000, 2 * timeout_ms),
-            linger_ms=2,
+            # The group is sent all at once and then committed: lingering would only delay it.
+            linger_ms=0,
+            max_batch_size=_MAX_BATCH_BYTES,
             request_timeout_ms=timeout_ms,
             client_id="leadrouter-ingest",
         )
@@ -170,6 +298,18 @@ class RequestPublisher:
             await asyncio.wait_for(producer.stop(), timeout=self._abort_budget_s())
         except Exception as exc:
             log.warning("ingest: a Kafka producer did not close cleanly: %s", exc)
+
+
+_PARTITIONER = DefaultPartitioner()  # what AIOKafkaProducer.send() uses by default
+
+
+def _append(batch: BatchBuilder, record: Record) -> Any:
+    """Add the record to the batch; None when the batch is full."""
+    return batch.append(key=record.key, value=record.value, timestamp=None, headers=record.headers)
+
+
+# A group of many requests is hundreds of KB: a few large batches per partition, not dozens.
+_MAX_BATCH_BYTES = 262_144
 
 
 async def _bounded(work: Awaitable[Any], timeout_s: float) -> Any:

@@ -1,13 +1,14 @@
 """The pure handoff core: levelling, feedback moves, SLA decisions, queue wake-ups."""
 
 import math
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.handoff.endpoints import handoff_out
 from services.handoff.lifecycle import (
     CONVERSION_ORDER,
     Escalate,
@@ -30,6 +31,8 @@ from services.handoff.routing import (
     next_shift_start,
     route_lead,
 )
+from services.handoff.schemas import HandoffOut
+from shared.events import HandoffData
 from shared.playbook import load_playbook
 from shared.playbook.handoff import WorkingHours
 from shared.settings import REPO_ROOT
@@ -291,3 +294,43 @@ def test_the_queue_is_checked_when_the_first_free_rep_starts_work():
     ]
     assert next_queue_check("sales", reps, MONDAY_NOON) == MONDAY_NOON + timedelta(hours=1)
     assert next_queue_check("sales", reps[1:3], MONDAY_NOON) is None
+
+
+def test_the_api_and_the_event_show_every_field_they_share_with_the_handoff():
+    """HandoffOut and HandoffData are filled from Handoff.as_dict by name: a renamed core
+    field must not leave a response or an event field at its default."""
+    names = {f.name for f in fields(Handoff)}
+    assert set(HandoffOut.model_fields) - names == {"sla_seconds_left"}
+    assert set(HandoffData.model_fields) - names == {
+        "rep_name",
+        "stage",
+        "previous_rep_id",
+        "clock",
+    }
+    full = handoff(
+        "converted",
+        rep_id="ana",
+        queue="inbound",
+        email="lea@acme.example",
+        attributes={"company": "Acme"},
+        explanation=[{"rule": "demo", "points": 30.0, "reason": "asked for a demo"}],
+        routing_rule="enterprise",
+        qualifying_activity_at=MONDAY_NOON,
+        assigned_at=MONDAY_NOON,
+        accept_by=MONDAY_NOON + timedelta(hours=1),
+        contact_by=MONDAY_NOON + timedelta(hours=2),
+        accepted_at=MONDAY_NOON,
+        contacted_at=MONDAY_NOON,
+        closed_at=MONDAY_NOON,
+        accept_breaches=1,
+        contact_breached=True,
+        reassignments=1,
+        previous_reps=("bo",),
+        reason="no_budget",
+        converted_to="sql",
+        created_at=MONDAY_NOON,
+    )
+    out = handoff_out(full, MONDAY_NOON).model_dump()
+    for name in set(HandoffOut.model_fields) - {"sla_seconds_left"}:
+        assert out[name] == getattr(full, name) or name in ("attributes", "previous_reps"), name
+    assert out["attributes"] == {"company": "Acme"} and out["previous_reps"] == ["bo"]

@@ -17,23 +17,25 @@ from functools import cache
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
-
-from services.ingest.normalise import activity_event, with_url_fields
-from shared.events import (
-    ERASURE_REQUESTED,
-    Activity,
-    CloudEvent,
-    Identity,
-    LeadActivityData,
-    derived_event_id,
-    lead_key,
-)
+from services.ingest.normalise import Unusable, erasure_request, lead_event
+from shared.events import CloudEvent
 from shared.settings import Settings
 
-
-class Unusable(ValueError):
-    """A well-formed item that cannot become a lead event (it goes to the DLQ)."""
+__all__ = [
+    "Ignored",
+    "Normalised",
+    "SignedRequest",
+    "Source",
+    "Unusable",
+    "collect",
+    "epoch_ms_time",
+    "erasure_request",
+    "lead_event",
+    "page_view_activity",
+    "parse_time",
+    "registry",
+    "snake_case",
+]
 
 
 class Ignored(Exception):
@@ -107,68 +109,6 @@ def collect(
         except Unusable as exc:
             out.unusable.append((kind, item, str(exc)))
     return out
-
-
-def erasure_request(
-    source: str,
-    source_event_id: list[str],
-    *,
-    email: str | None,
-    external_ids: dict[str, str],
-    occurred_at: datetime,
-) -> CloudEvent:
-    """A request to erase a person (scoring erases every lead these names point at)."""
-    try:
-        identity = Identity(email=email or None, external_ids=external_ids)
-    except ValidationError as exc:
-        raise Unusable(f"identity: {exc.errors()[0]['msg']}") from exc
-    if not identity.email and not identity.external_ids:
-        raise Unusable("an erasure request without an email or platform id")
-    return CloudEvent(
-        id=derived_event_id(source, "erasure", *source_event_id),
-        source=f"leadrouter/ingest/{source}",
-        type=ERASURE_REQUESTED,
-        time=occurred_at,
-        subject=lead_key(identity),
-        data=LeadActivityData(
-            identity=identity,
-            activity=Activity(type="erasure_requested", occurred_at=occurred_at),
-        ).model_dump(mode="json"),
-    )
-
-
-def lead_event(
-    source: str,
-    source_event_id: list[str],
-    *,
-    email: str | None,
-    external_ids: dict[str, str],
-    attributes: dict[str, Any],
-    activity_type: str,
-    occurred_at: datetime,
-    properties: dict[str, Any] | None = None,
-) -> CloudEvent:
-    """A lead activity event; its id is derived from everything that makes the item distinct."""
-    size = attributes.get("company_size")
-    if isinstance(size, str) and size.strip().isdigit():
-        attributes = {**attributes, "company_size": int(size)}
-    try:
-        data = LeadActivityData(
-            identity=Identity(email=email or None, external_ids=external_ids),
-            attributes={k: v for k, v in attributes.items() if v not in (None, "")},
-            activity=Activity(
-                type=activity_type,
-                occurred_at=occurred_at,
-                properties=with_url_fields(properties or {}),
-            ),
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Unusable(f"{where}: {first['msg']}") from exc
-    if not data.identity.email and not data.identity.external_ids:
-        raise Unusable("no email and no platform id to identify the lead")
-    return activity_event(derived_event_id(source, *source_event_id), source, data)
 
 
 def page_view_activity(properties: Mapping[str, Any]) -> str:
