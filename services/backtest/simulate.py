@@ -13,6 +13,7 @@ else for its tier's contact SLA; and reps are taken as always available inside t
 working hours (out-of-office periods are not in the event history).
 """
 
+import gc
 import heapq
 from collections import defaultdict
 from collections.abc import Iterable
@@ -34,9 +35,13 @@ from shared.playbook import Playbook
 CLOSING = {"rejected", "recycled", "converted"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HistoryEvent:
-    """One decoded event of the history: a lead activity or a handoff event."""
+    """One decoded event of the history: a lead activity or a handoff event.
+
+    `names` are the names it knows the lead by (the first keys a new lead), worked out once
+    at decoding for every playbook the history is run through.
+    """
 
     at: datetime
     id: str
@@ -44,6 +49,7 @@ class HistoryEvent:
     activity: LeadActivityData | None = None
     handoff_kind: str | None = None  # assigned, accepted, rejected, converted, ...
     handoff: HandoffData | None = None
+    names: tuple[str, ...] = ()
 
 
 def decode(events: Iterable[CloudEvent]) -> list[HistoryEvent]:
@@ -60,11 +66,18 @@ def decode(events: Iterable[CloudEvent]) -> list[HistoryEvent]:
         seen.add(event.id)
         if event.type == LEAD_ACTIVITY:
             data = LeadActivityData.model_validate(event.data)
-            out.append(HistoryEvent(data.activity.occurred_at, event.id, event.subject, data))
+            names = tuple(identity_aliases(event.subject, data))
+            out.append(
+                HistoryEvent(data.activity.occurred_at, event.id, event.subject, data, names=names)
+            )
         elif event.type.startswith(HANDOFF_PREFIX):
             kind = event.type.removeprefix(HANDOFF_PREFIX)
             handoff = HandoffData.model_validate(event.data)
-            out.append(HistoryEvent(event.time, event.id, event.subject, None, kind, handoff))
+            out.append(
+                HistoryEvent(
+                    event.time, event.id, event.subject, None, kind, handoff, (handoff.lead_key,)
+                )
+            )
     out.sort(key=lambda e: (e.at, e.id))
     return out
 
@@ -172,12 +185,23 @@ class _Leads:
         self.names_of: dict[str, set[str]] = defaultdict(set)
         self.first_touch: dict[str, datetime] = {}
 
-    def resolve(self, names: list[str], playbook: Playbook) -> LeadState:
+    def known(self, names: tuple[str, ...]) -> LeadState | None:
+        """The lead, if every one of these names is already its own (the usual case)."""
+        key = self.bindings.get(names[0])
+        if key is None:
+            return None
+        for name in names:
+            if self.bindings.get(name) != key:
+                return None
+        # A lead's key comes first among its names in survivor order: nothing to rename.
+        return self.states[key]
+
+    def resolve(self, names: tuple[str, ...], playbook: Playbook) -> LeadState:
         """The one lead these names belong to, merging leads that turn out to be one person."""
         keys = {self.bindings[n] for n in names if n in self.bindings}
         canonical = survivor_of(keys | set(names))
         if not keys:
-            return LeadState(lead_key=canonical)
+            return LeadState(canonical)
         state = self.states.pop(survivor_of(keys))
         for other in sorted(keys - {state.lead_key}):
             state = merge(state, self.states.pop(other), playbook)
@@ -188,14 +212,17 @@ class _Leads:
             for alias in self.names_of.pop(old, set()):
                 self.bindings[alias] = canonical
                 self.names_of[canonical].add(alias)
-        return replace(state, lead_key=canonical)
+        return state if state.lead_key == canonical else replace(state, lead_key=canonical)
 
-    def keep(self, state: LeadState, names: list[str], at: datetime) -> None:
+    def keep(self, state: LeadState, names: tuple[str, ...], at: datetime) -> None:
+        key = state.lead_key
         for name in names:
-            self.bindings[name] = state.lead_key
-            self.names_of[state.lead_key].add(name)
-        self.first_touch.setdefault(state.lead_key, at)
-        self.states[state.lead_key] = state
+            if self.bindings.get(name) != key:
+                self.bindings[name] = key
+                self.names_of[key].add(name)
+        if key not in self.first_touch:
+            self.first_touch[key] = at
+        self.states[key] = state
 
 
 @dataclass
@@ -237,23 +264,41 @@ def _roster(playbook: Playbook) -> _Reps:
 
 def simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
     """Score and route the history under `playbook`, at event time."""
+    # The run makes small objects by the million and no reference cycles, and every cyclic
+    # collection would walk the whole decoded history again: a third of the run's time.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _simulate(history, playbook)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
     leads = _Leads()
     outcome = Outcome(events=len(history))
     closed_at = _closing_times(history)
     reps = _roster(playbook)
     for event in history:
-        for team in reps.release_until(event.at):
-            _drain(team, reps, playbook, outcome, closed_at, event.at)
+        if reps.closes and reps.closes[0][0] <= event.at:
+            for team in reps.release_until(event.at):
+                _drain(team, reps, playbook, outcome, closed_at, event.at)
         if event.activity is not None:
-            names = identity_aliases(event.subject, event.activity)
-            state = leads.resolve(names, playbook)
-            state, transitions = apply_activity(state, event.activity, event.id, playbook)
-            leads.keep(state, names, event.at)
+            names = event.names
+            state = leads.known(names)
+            if state is not None:
+                state, transitions = apply_activity(state, event.activity, event.id, playbook)
+                leads.states[state.lead_key] = state
+            else:
+                state = leads.resolve(names, playbook)
+                state, transitions = apply_activity(state, event.activity, event.id, playbook)
+                leads.keep(state, names, event.at)
         elif event.handoff is not None and HANDOFF_PREFIX + (event.handoff_kind or "") in (
             SALES_OUTCOMES
         ):
             h = event.handoff
-            names = [h.lead_key]
+            names = event.names
             state = leads.resolve(names, playbook)
             kind = SALES_OUTCOMES[HANDOFF_PREFIX + (event.handoff_kind or "")]
             state, transitions = apply_sales_outcome(

@@ -4,6 +4,8 @@
 """
 
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -41,21 +43,49 @@ class Condition(Section):
 
     def matches(self, value: Any) -> bool:
         """Whether the value passes this test (a missing value passes only exists: false)."""
+        entry = _MATCHERS.get(id(self))
+        if entry is None or entry[0] is not self:
+            if len(_MATCHERS) >= 4096:  # playbooks come and go (tests, backtests): keep a few
+                _MATCHERS.clear()
+            entry = _MATCHERS[id(self)] = (self, self.matcher())
+        return entry[1](value)
+
+    def matcher(self) -> Callable[[Any], bool]:
+        """This test as a function with its set and regex built once, for rules run per event."""
         if self.exists is not None:
-            return (value not in (None, "")) == self.exists
-        if value is None:
-            return False
+            exists = self.exists
+            return lambda value: (value not in (None, "")) == exists
         if self.equals is not None:
-            return _fold(value) == _fold(self.equals)
+            target = _fold(self.equals)
+            return lambda value: value is not None and _fold(value) == target
         if self.in_ is not None:
-            return _fold(value) in {_fold(v) for v in self.in_}
+            listed = self.in_
+            try:
+                options = frozenset(_fold(v) for v in listed)
+            except TypeError:  # an unhashable option fails only when a value is tested
+                return lambda value: (
+                    value is not None and _fold(value) in {_fold(v) for v in listed}
+                )
+            return lambda value: value is not None and _fold(value) in options
         if self.regex is not None:
-            return re.search(self.regex, str(value)) is not None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return False
-        return (self.gte is None or number >= self.gte) and (self.lte is None or number <= self.lte)
+            search = re.compile(self.regex).search
+            return lambda value: value is not None and search(str(value)) is not None
+        return partial(_in_range, self.gte, self.lte)
+
+
+# Each condition's matcher by the condition's identity: sections are frozen, so the same object
+# always means the same test. The entry holds the condition, so its id cannot be reused.
+_MATCHERS: dict[int, tuple[Condition, Callable[[Any], bool]]] = {}
+
+
+def _in_range(gte: float | None, lte: float | None, value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return (gte is None or number >= gte) and (lte is None or number <= lte)
 
 
 def _fold(value: Any) -> Any:

@@ -1,33 +1,41 @@
 import math
+from copy import deepcopy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.scoring.repository import decode_behaviour, encode_behaviour
 from services.scoring.scoring import (
     BECAME_LEAD,
     BECAME_MQL,
     BELOW_THRESHOLD,
     DISQUALIFIED,
+    LIVE_PERIODS,
     RECENT_HITS,
     SETTLED_BELOW_POINTS,
     TIER_CHANGED,
     Hit,
     LeadState,
     activity_hits,
+    all_periods,
     apply_activity,
     apply_sales_outcome,
     behaviour_score,
     effective_time,
     evaluate,
+    fit_score,
     merge,
     next_score_change,
+    pack,
     retier,
-    unpack,
 )
+from shared import jsoncodec
 from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
+from shared.playbook.scoring_rules import FitRule
 from shared.settings import REPO_ROOT
 
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
@@ -369,7 +377,8 @@ def test_a_long_history_keeps_the_lead_record_bounded_and_the_score_exact():
     state, _ = fold(items)
     behaviour = state.behaviour
     assert len(behaviour.recent) == RECENT_HITS
-    open_awards = sum(len(unpack(h)) for t in behaviour.tallies.values() for _, h in t.periods)
+    open_periods = [p for t in behaviour.tallies.values() for p in all_periods(t)]
+    open_awards = sum(len(awards) for _, awards in open_periods)
     # Only cap periods whose cap is still worth SETTLED_BELOW_POINTS stay open, each holding
     # at most the awards that fill its cap: a bound set by the playbook, not by the history.
     half_life = PLAYBOOK.scoring.decay.half_life_days
@@ -380,7 +389,9 @@ def test_a_long_history_keeps_the_lead_record_bounded_and_the_score_exact():
             periods = math.ceil(horizon_days / rule.cap.period_days) + 1
             bound += periods * math.ceil(rule.cap.points / rule.points)
     assert open_awards <= bound
-    assert sum(len(t.periods) for t in behaviour.tallies.values()) < len(items) / 20
+    assert len(open_periods) < len(items) / 20
+    # Only the newest periods are kept unpacked: the rest wait in one archive text per rule.
+    assert all(len(t.periods) <= LIVE_PERIODS for t in behaviour.tallies.values())
     at = state.last_activity_at
     scratch, _ = behaviour_score(raw_hits(items), PLAYBOOK, at)
     assert state.score.behaviour == pytest.approx(scratch, abs=0.01)
@@ -400,3 +411,109 @@ def test_an_activity_dated_years_ahead_does_not_freeze_the_lead():
     assert state.score.total >= 60
     assert effective_time(T0, T0 - timedelta(hours=1)) == T0 - timedelta(minutes=55)
     assert effective_time(T0, None) == T0
+
+
+def through_the_row(state):
+    """The state as the repository writes its behaviour record to JSON and reads it back."""
+    doc = jsoncodec.loads(jsoncodec.dumps(encode_behaviour(state.behaviour)))
+    return replace(state, behaviour=decode_behaviour(doc))
+
+
+@settings(max_examples=40)
+@given(steps, st.randoms())
+def test_storing_the_record_between_events_changes_no_score(items, rng):
+    """Archived cap periods go to the row packed and come back for late activities intact."""
+    shuffled = list(enumerate(items))
+    rng.shuffle(shuffled)
+    kept = stored = LeadState(lead_key="email:ana@acme.example")
+    for i, (kind, minutes) in shuffled:
+        kept, _ = apply_activity(kept, activity(kind, minutes), f"e{i}", PLAYBOOK)
+        stored, _ = apply_activity(
+            through_the_row(stored), activity(kind, minutes), f"e{i}", PLAYBOOK
+        )
+        assert stored.score == kept.score and stored.stage == kept.stage
+    at = T0 + timedelta(days=120)
+    assert evaluate(stored, PLAYBOOK, at) == evaluate(kept, PLAYBOOK, at)
+
+
+def test_a_record_stored_before_the_archive_still_decodes_and_scores_the_same():
+    """Rows written by earlier versions: each period's awards as JSON text, one array each."""
+    items = [(KINDS[i % 6], i * 6 * 60) for i in range(120)]  # 30 days, every cap period open
+    state, _ = fold(items)
+    periods = {r: all_periods(t) for r, t in state.behaviour.tallies.items()}
+    assert max(len(p) for p in periods.values()) > LIVE_PERIODS  # some are archived
+    old_row = {
+        "tallies": {
+            rule: [t.settled, t.open, t.as_of_us, t.settled_through, [[p, pack(a)] for p, a in ps]]
+            for (rule, t), ps in zip(state.behaviour.tallies.items(), periods.values(), strict=True)
+        },
+        "recent": [list(r) for r in state.behaviour.recent],
+        "origins": sorted(state.behaviour.origins),
+    }
+    old = replace(state, behaviour=decode_behaviour(jsoncodec.loads(jsoncodec.dumps(old_row))))
+    late = [("email_open", 61), ("pricing_page_view", 62), ("page_view", 30 * 24 * 60)]
+    for i, (kind, minutes) in enumerate(late):
+        old, _ = apply_activity(old, activity(kind, minutes), f"late{i}", PLAYBOOK)
+        state, _ = apply_activity(state, activity(kind, minutes), f"late{i}", PLAYBOOK)
+    assert old.score == state.score
+    at = T0 + timedelta(days=40)
+    assert evaluate(old, PLAYBOOK, at) == evaluate(state, PLAYBOOK, at)
+
+
+def test_a_changed_copy_of_the_playbook_is_scored_by_its_own_rules():
+    """Rules are prepared once per playbook object; a copy with other rules is not served them."""
+    state, _ = fold([("demo_request", 0), ("form_submit", 1)])
+    no_decay = PLAYBOOK.model_copy(
+        update={
+            "scoring": PLAYBOOK.scoring.model_copy(
+                update={"decay": PLAYBOOK.scoring.decay.model_copy(update={"half_life_days": None})}
+            )
+        }
+    )
+    later = T0 + timedelta(days=30)
+    assert evaluate(state, PLAYBOOK, later).behaviour == pytest.approx(30.0)
+    assert evaluate(state, no_decay, later).behaviour == 60.0
+    assert evaluate(state, PLAYBOOK, later).behaviour == pytest.approx(30.0)
+
+
+def test_fit_tells_apart_attribute_values_that_python_counts_as_equal():
+    """1, 1.0 and True are one dict key, but a regex reads them as "1", "1.0" and "True"."""
+    playbook = PLAYBOOK.model_copy(
+        update={
+            "scoring": PLAYBOOK.scoring.model_copy(
+                update={"fit": [FitRule(name="whole", attribute="seats", regex="^1$", points=7)]}
+            )
+        }
+    )
+    scores = [
+        fit_score("a@acme.example", {"seats": value}, playbook)[0] for value in (1, True, 1.0, 1)
+    ]
+    assert scores == [7.0, 0.0, 0.0, 7.0]
+
+
+def test_an_attribute_sent_again_with_another_type_takes_the_new_value():
+    """1 == True in Python, but the lead said true: the stored attributes follow the event."""
+    state, _ = apply_activity(
+        LeadState(lead_key="k"), activity("page_view", attributes={"trial": 1}), "e1", PLAYBOOK
+    )
+    state, _ = apply_activity(
+        state, activity("page_view", 1, attributes={"trial": True}), "e2", PLAYBOOK
+    )
+    assert state.attributes["trial"] is True
+
+
+@settings(max_examples=30)
+@given(steps, steps)
+def test_no_function_changes_the_records_it_is_given(first, second):
+    """Every function returns new records and leaves its inputs as they were."""
+    a, _ = fold(first, LeadState(lead_key="email:ana@acme.example"))
+    b = LeadState(lead_key="segment_anonymous:x")
+    for i, (kind, minutes) in enumerate(second):
+        b, _ = apply_activity(b, activity(kind, minutes), f"other{i}", PLAYBOOK)
+    a_then, b_then = deepcopy(a), deepcopy(b)
+    apply_activity(a, activity("form_submit", 5), "late", PLAYBOOK)
+    apply_activity(a, activity("email_open", 60 * 24 * 200), "later", PLAYBOOK)
+    merge(a, b, PLAYBOOK)
+    apply_sales_outcome(a, "recycled", None, T0 + timedelta(days=1), PLAYBOOK)
+    retier(a, PLAYBOOK, T0 + timedelta(days=400))
+    assert a == a_then and b == b_then
