@@ -419,6 +419,21 @@ class TransactionalConsumer:
 
     async def _dead_letter(self, tp: TopicPartition, record: ConsumerRecord, reason: str) -> None:
         async with self._sessions() as session, session.begin():
+            # A record read again after it was dead-lettered (a rebalance that seeked to the
+            # stored offset while the dead letter was committing) is not sent twice: the
+            # stored offset, locked, says whether it is past this record already.
+            stored = await session.scalar(
+                select(consumer_offsets.c.next_offset)
+                .where(
+                    consumer_offsets.c.consumer_group == self.group_id,
+                    consumer_offsets.c.topic == tp.topic,
+                    consumer_offsets.c.partition == tp.partition,
+                )
+                .with_for_update()
+            )
+            if stored is not None and stored > record.offset:
+                log.info("%s: %s@%d was dead-lettered already", self.name, tp, record.offset)
+                return
             await self._write_dead_letter(session, record, reason)
             await self._store_offset(session, tp, record.offset + 1)
         if tp in self.consumer.assignment():

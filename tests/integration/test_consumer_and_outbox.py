@@ -501,3 +501,29 @@ async def test_a_failure_while_postgres_is_down_does_not_skip_the_batch_in_hand(
         await asyncio.wait_for(task, 10)
         await consumer.stop()
     assert sorted(seen) == sorted(e.id for e in events)
+
+
+async def test_a_poison_record_read_again_is_dead_lettered_once(settings, sessions):
+    """A rebalance can seek a partition back to its stored offset while a dead letter is
+    committing, so the poison record comes round again: it must not reach the DLQ twice."""
+    tp = TopicPartition(settings.topic(LEAD_EVENTS), 0)
+    poison = activity_event("poison@acme.example", "page_view", 1)
+    record = ConsumerRecord(
+        tp.topic, 0, 7, 0, 0, b"email:poison@acme.example", poison.to_bytes(), None, 0, 0, ()
+    )
+
+    async def handler(session, batch):
+        raise Invalid("a domain refusal")
+
+    consumer = make_consumer(settings, sessions, handler)
+    await consumer.start()  # subscribed, no partition assigned: process() works on its own
+    try:
+        await consumer.process(tp, [record])
+        await consumer.process(tp, [record])  # read again, as after the seek back
+    finally:
+        await consumer.stop()
+    async with sessions() as s:
+        dead = await s.scalar(
+            select(func.count()).select_from(outbox_table).where(outbox_table.c.relay == "test-dlq")
+        )
+    assert dead == 1
