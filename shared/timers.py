@@ -250,21 +250,13 @@ class TimerRunner:
             ).all()
             if not claimed:
                 return 0
-            fired = []
-            for row in claimed:
-                timer = Timer(row.kind, row.key, row.due_at, row.payload)
-                try:
-                    async with session.begin_nested():
-                        # Deleted before the handler runs, so it may schedule the same timer again.
-                        await session.execute(delete(timers).where(timers.c.id == row.id))
-                        handler = self._handlers.get(row.kind)
-                        if handler is None:
-                            raise LookupError(f"no handler for timer kind {row.kind!r}")
-                        await handler(session, timer, now)
-                except Exception as exc:
-                    await self._record_failure(session, row, exc, now)
-                else:
-                    fired.append(row)
+            if len(claimed) > 1 and await self._fire_together(session, claimed, now):
+                fired = list(claimed)
+            else:
+                # One failed (or there is one): the batch's work was rolled back and each runs
+                # on its own, so a failure is recorded against its timer and the others still
+                # fire. A handler may thus run twice; only one run commits.
+                fired = await self._fire_each(session, claimed, now)
             await self._observe_parked(session)
         for row in fired:
             metrics.TIMER_LATENESS.labels(row.kind).observe(
@@ -272,6 +264,45 @@ class TimerRunner:
             )
         self._on_commit()
         return len(fired)
+
+    async def _handle(self, session: AsyncSession, row: Any, now: datetime) -> None:
+        handler = self._handlers.get(row.kind)
+        if handler is None:
+            raise LookupError(f"no handler for timer kind {row.kind!r}")
+        await handler(session, Timer(row.kind, row.key, row.due_at, row.payload), now)
+
+    async def _fire_together(
+        self, session: AsyncSession, claimed: Sequence[Any], now: datetime
+    ) -> bool:
+        """The usual batch: one savepoint and one delete for all (three statements per timer
+        held firing to ~750/s); False, with the batch's work rolled back, if a handler fails."""
+        try:
+            async with session.begin_nested():
+                await session.execute(
+                    delete(timers).where(timers.c.id.in_([r.id for r in claimed]))
+                )
+                for row in claimed:
+                    await self._handle(session, row, now)
+        except Exception:
+            return False
+        return True
+
+    async def _fire_each(
+        self, session: AsyncSession, claimed: Sequence[Any], now: datetime
+    ) -> list[Any]:
+        """Fire each timer in its own savepoint; a failure is recorded, the others go on."""
+        fired = []
+        for row in claimed:
+            try:
+                async with session.begin_nested():
+                    # Deleted before the handler runs, so it may schedule the same timer again.
+                    await session.execute(delete(timers).where(timers.c.id == row.id))
+                    await self._handle(session, row, now)
+            except Exception as exc:
+                await self._record_failure(session, row, exc, now)
+            else:
+                fired.append(row)
+        return fired
 
     async def _record_failure(
         self, session: AsyncSession, row: Any, exc: Exception, now: datetime

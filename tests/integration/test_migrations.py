@@ -12,8 +12,9 @@ from shared.db import metadata
 # Every module that declares tables on the shared metadata.
 TABLE_MODULES = (
     "shared.db",
-    "shared.timers",
+    "shared.audit",
     "services.scoring.repository",
+    "services.scoring.erasure",
     "services.handoff.repository",
     "services.handoff.webhooks.repository",
 )
