@@ -19,6 +19,7 @@ import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from harness.browser import CHROMIUM, CHROMIUM_ARGS
+from shared.auth import key_file_line, new_key
 from shared.kafka import LEAD_LIFECYCLE
 from shared.settings import REPO_ROOT
 from tests.e2e.test_handoff_flow import became_mql
@@ -212,3 +213,61 @@ async def test_a_countdown_warns_then_breaches_and_the_lead_moves_on(
     assert "handoff: stopped" in log
     assert "timeout graceful shutdown exceeded" not in log
     await expect(page.locator("#live-indicator")).to_have_text("Reconnecting…")
+
+
+async def test_the_board_with_api_keys_asks_for_one_and_shows_what_its_scopes_allow(
+    settings, services, browser, tmp_path
+):
+    """With a key file the page works only with a key: read-only shows no actions, a sales
+    key accepts from the page, and the lead page reads scoring with the viewer's own key."""
+    reader, sales, writer = new_key(), new_key(), new_key()
+    keys = tmp_path / "api-keys"
+    keys.write_text(
+        key_file_line("manager-screen", reader, ["handoffs:read"])
+        + "\n"
+        + key_file_line("sales-desk", sales, ["handoffs:read", "feedback:write", "leads:read"])
+        + "\n"
+        + key_file_line("website", writer, ["events:write"])
+        + "\n"
+    )
+    scoring, handoff, ingest = services["scoring"], services["handoff"], services["ingest"]
+    for service in (scoring, handoff, ingest):
+        service.env["LEADROUTER_API_KEYS_FILE"] = str(keys)
+    handoff.env["LEADROUTER_SCORING_URL"] = scoring.url
+    await asyncio.gather(scoring.start(), handoff.start(), ingest.start())
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(15_000)
+
+    await page.goto(f"{handoff.url}/board")
+    await expect(page.get_by_role("status")).to_contain_text("Enter an API key above")
+
+    await page.get_by_label("API key").fill(reader)
+    await page.get_by_role("button", name="Use key").click()
+    await expect(page.get_by_text("No open handoffs")).to_be_visible()
+    await expect(page.locator("#live-indicator")).to_have_text("Live")
+
+    async with httpx.AsyncClient() as client:
+        accepted = await client.post(
+            f"{ingest.url}/v1/events",
+            json=qualifying_events(),
+            headers={"Authorization": f"Bearer {writer}"},
+        )
+        assert accepted.status_code == 202, accepted.text
+    row = page.locator(f'tr[data-lead="{LEAD}"]')
+    await expect(row).to_be_visible()  # live, with the key the page holds
+    await expect(row.locator(".status")).to_have_text("assigned")
+    await expect(row.get_by_role("button", name=f"Accept {EMAIL}")).to_have_count(0)
+    await shot(page, "board-keys-read-only")
+
+    await page.get_by_label("API key").fill(sales)
+    await page.get_by_role("button", name="Use key").click()
+    accept = row.get_by_role("button", name=f"Accept {EMAIL}")
+    await expect(accept).to_be_visible()
+    await page.get_by_label("Give feedback as").select_option("mgr-maya")
+    await accept.click()
+    await expect(row.locator(".status")).to_have_text("accepted")
+
+    await page.get_by_label("Open a lead").fill(EMAIL)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("h1")).to_have_text(f"Lead {LEAD}")
+    await expect(page.locator("table.explanation")).to_contain_text("fit:large_company")
