@@ -13,8 +13,6 @@ import json
 import os
 import statistics
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -22,8 +20,8 @@ from playwright.async_api import async_playwright
 
 from bench.env import drop_databases, fresh_settings, progress
 from harness.browser import CHROMIUM, CHROMIUM_ARGS
+from harness.events import became_mql
 from harness.processes import Service
-from shared.events import CloudEvent, LifecycleData
 from shared.kafka import LEAD_LIFECYCLE, ensure_topics, make_producer
 
 WATCH_ROWS = """
@@ -34,27 +32,6 @@ new MutationObserver(() => {
   }
 }).observe(document.getElementById('fragment'), {childList: true, subtree: true});
 """
-
-
-def became_mql(email: str) -> CloudEvent:
-    now = datetime.now(UTC)
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="bench",
-        type="leadrouter.lifecycle.became_mql",
-        time=now,
-        subject=f"email:{email}",
-        data=LifecycleData(
-            transition="became_mql",
-            lead_key=f"email:{email}",
-            email=email,
-            attributes={},
-            stage="mql",
-            score=90,
-            tier="hot",
-            qualifying_activity_at=now,
-        ).model_dump(mode="json"),
-    )
 
 
 def summary(values_ms: list[float]) -> dict[str, float]:
@@ -85,7 +62,7 @@ async def run(leads: int) -> dict:
             total, to_commit = [], []
             for i in range(leads):
                 email = f"lead{i}@latency.example"
-                event = became_mql(email)
+                event = became_mql(email, source="bench")
                 await producer.send_and_wait(
                     settings.topic(LEAD_LIFECYCLE), event.to_bytes(), key=event.subject.encode()
                 )

@@ -19,10 +19,10 @@ import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from harness.browser import CHROMIUM, CHROMIUM_ARGS
+from harness.events import became_mql
 from shared.auth import key_file_line, new_key
 from shared.kafka import LEAD_LIFECYCLE
 from shared.settings import REPO_ROOT
-from tests.e2e.test_handoff_flow import became_mql
 from tests.helpers import publish
 
 pytestmark = pytest.mark.integration

@@ -7,33 +7,13 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from shared.events import CloudEvent, LifecycleData
+from harness.events import became_mql
+from shared.events import CloudEvent
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
 from shared.settings import REPO_ROOT
 from tests.helpers import eventually, publish, read_topic
 
 pytestmark = pytest.mark.integration
-
-
-def became_mql(email: str, tier: str = "hot", attributes=None, event_id=None) -> CloudEvent:
-    now = datetime.now(UTC)
-    return CloudEvent(
-        id=event_id or str(uuid.uuid4()),
-        source="tests",
-        type="leadrouter.lifecycle.became_mql",
-        time=now,
-        subject=f"email:{email}",
-        data=LifecycleData(
-            transition="became_mql",
-            lead_key=f"email:{email}",
-            email=email,
-            attributes=attributes or {},
-            stage="mql",
-            score=90,
-            tier=tier,
-            qualifying_activity_at=now,
-        ).model_dump(mode="json"),
-    )
 
 
 async def handoff_for(client, url, email):

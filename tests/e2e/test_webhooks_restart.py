@@ -7,9 +7,9 @@ import os
 import pytest
 from standardwebhooks import Webhook
 
+from harness.events import became_mql
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE
 from shared.settings import REPO_ROOT
-from tests.e2e.test_handoff_flow import became_mql
 from tests.helpers import eventually, publish, read_topic
 from tests.webhook_receiver import running_receiver
 

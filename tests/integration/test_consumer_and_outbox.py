@@ -41,17 +41,21 @@ async def producer(settings):
     await producer.stop()
 
 
-def make_consumer(settings, sessions, handler):
+def make_consumer(settings, sessions, handler, **options):
+    """The test consumer of the lead-events topic; `options` override its settings."""
     return TransactionalConsumer(
-        name="test",
-        group_id="test-group",
-        topics=[settings.topic(LEAD_EVENTS)],
-        bootstrap=settings.kafka_bootstrap,
-        sessions=sessions,
-        handler=handler,
-        relay="test-dlq",
-        poll_timeout_ms=100,
-        max_retries=1,
+        **{
+            "name": "test",
+            "group_id": "test-group",
+            "topics": [settings.topic(LEAD_EVENTS)],
+            "bootstrap": settings.kafka_bootstrap,
+            "sessions": sessions,
+            "handler": handler,
+            "relay": "test-dlq",
+            "poll_timeout_ms": 100,
+            "max_retries": 1,
+            **options,
+        }
     )
 
 
@@ -264,17 +268,7 @@ async def test_errors_retrying_cannot_fix_are_dead_lettered_at_once(settings, se
             if d.event == malformed:
                 LeadActivityData.model_validate({"identity": {}})  # raises ValidationError
 
-    consumer = TransactionalConsumer(
-        name="test",
-        group_id="test-group",
-        topics=[topic],
-        bootstrap=settings.kafka_bootstrap,
-        sessions=sessions,
-        handler=handler,
-        relay="test-dlq",
-        poll_timeout_ms=100,
-        max_retries=5,
-    )
+    consumer = make_consumer(settings, sessions, handler, max_retries=5)
     await consumer.start()
     task = asyncio.create_task(consumer.run())
     try:
@@ -462,17 +456,8 @@ async def test_a_failure_while_postgres_is_down_does_not_skip_the_batch_in_hand(
     async def handler(session, batch):
         seen.extend(d.event.id for d in batch)
 
-    consumer = TransactionalConsumer(  # standalone: no rebalance may rewind it by chance
-        name="test",
-        group_id="test-group",
-        topics=[topic],
-        bootstrap=settings.kafka_bootstrap,
-        sessions=sessions,
-        handler=handler,
-        relay="test-dlq",
-        poll_timeout_ms=100,
-        standalone=True,
-    )
+    # standalone: no rebalance may rewind it by chance
+    consumer = make_consumer(settings, sessions, handler, max_retries=3, standalone=True)
     process, seek_to_stored = consumer.process, consumer.seek_to_stored
     failures = {"process": 1, "seek": 1}
 
