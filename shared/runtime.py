@@ -70,7 +70,8 @@ class Runtime:
             log.info("%s: migrating database", self.service)
             await upgrade_async(s.database_url)
         await ensure_topics(s)
-        self._producer = make_producer(s)
+        relays = bool(self._subscription or self._timer_handlers)
+        self._producer = make_producer(s, linger_ms=0 if relays else 2)
         await self._producer.start()
         if self._subscription or self._timer_handlers:
             self.relay = OutboxRelay(

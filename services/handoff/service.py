@@ -117,6 +117,9 @@ class HandoffService:
         # Funnel rows go in one statement per run of lifecycle events; written before anything
         # else that could touch them (an erasure anonymises the lead's rows).
         funnel: list[tuple[str, str, str, datetime]] = []
+        # Most lifecycle events only add funnel rows: the handoff gauges are counted again
+        # (two queries) only when the batch may have changed a handoff.
+        changed_handoffs = False
         for delivered in batch:
             event = delivered.event
             if not event.type.startswith(LIFECYCLE_PREFIX) or event.type == LIFECYCLE_ERASED:
@@ -124,6 +127,7 @@ class HandoffService:
                 funnel = []
             if event.type == LIFECYCLE_ERASED:
                 erased = LifecycleData.model_validate(event.data)
+                changed_handoffs = True
                 await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
@@ -131,9 +135,11 @@ class HandoffService:
                 funnel.append((event.id, lead.lead_key, lead.transition, event.time))
                 if lead.transition in ROUTED_TRANSITIONS:
                     await self.route(session, event, lead, now)
+                    changed_handoffs = True
             elif event.type.startswith(FEEDBACK_PREFIX):
                 feedback = FeedbackData.model_validate(event.data)
                 action = event.type.removeprefix(FEEDBACK_PREFIX)
+                changed_handoffs = True
                 try:
                     await self.apply_feedback(session, action, feedback, now, cause=event.id)
                     # Kafka ACLs decide who may write feedback; the trail records who said so.
@@ -157,7 +163,8 @@ class HandoffService:
             else:
                 raise Invalid(f"handoff does not handle events of type {event.type!r}")
         await repository.record_funnel_events(session, funnel)
-        await self.observe(session)
+        if changed_handoffs:
+            await self.observe(session)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -206,7 +213,7 @@ class HandoffService:
             await self._assign(session, handoff, decision, reps, now, cause=event.id)
         else:
             ROUTING_DECISIONS.labels(decision.rule).inc()
-            await self._publish(session, handoff, "queued", cause=event.id)
+            await self._publish(session, handoff, "queued", cause=event.id, now=now)
             await self._schedule_queue_check(session, decision.team, reps, now)
 
     async def _assign(
@@ -264,7 +271,9 @@ class HandoffService:
         ):
             if due is not None:
                 await timers.schedule(session, kind_, assigned.handoff_id, due)
-        await self._publish(session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id)
+        await self._publish(
+            session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id, now=now
+        )
         return assigned
 
     async def drain_queue(self, session: AsyncSession, team: str, now: datetime) -> int:
@@ -523,7 +532,10 @@ class HandoffService:
         cause: str,
         previous_rep_id: str | None = None,
         clock: SlaClock | None = None,
+        now: datetime | None = None,
     ) -> None:
+        """Queue a handoff event; `now`, when the caller has it, is the transaction's db_now()
+        (Postgres' now() is fixed for a transaction), which saves a round trip."""
         await outbox.add_event(
             session,
             RELAY,
@@ -532,7 +544,7 @@ class HandoffService:
                 id=derived_event_id("handoff", kind, handoff.handoff_id, cause),
                 source="leadrouter/handoff",
                 type=HANDOFF_PREFIX + kind,
-                time=await db_now(session),
+                time=now or await db_now(session),
                 subject=handoff.lead_key,
                 data=HandoffData.model_validate(
                     {
