@@ -179,7 +179,7 @@ class HandoffService:
         )
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
-        created = await repository.insert_handoff(
+        handoff = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
             lead_key=lead.lead_key,
@@ -199,7 +199,7 @@ class HandoffService:
             reassignments=0,
             previous_reps=[],
         )
-        if not created:
+        if handoff is None:
             return  # this lifecycle event was routed already
         log.info(
             "routed by rule %s to team %s",
@@ -207,8 +207,6 @@ class HandoffService:
             decision.team,
             extra={"handoff_id": handoff_id, "event_id": event.id},
         )
-        handoff = await repository.lock_handoff(session, handoff_id)
-        assert handoff is not None
         if decision.rep_id:
             await self._assign(session, handoff, decision, reps, now, cause=event.id)
         else:
@@ -251,9 +249,9 @@ class HandoffService:
             skipped=decision.skipped,
             **changes,
         )
-        await repository.record_assignment(session, decision.rep_id)
-        if decision.rotation_level is not None:
-            await repository.raise_rotation_level(session, decision.team, decision.rotation_level)
+        await repository.record_assignment(
+            session, decision.rep_id, decision.team, decision.rotation_level
+        )
         ROUTING_DECISIONS.labels(decision.rule).inc()
         if first:  # speed to lead counts every first assignment, queued time included
             if handoff.qualifying_activity_at:
@@ -561,10 +559,9 @@ class HandoffService:
 
     async def observe(self, session: AsyncSession) -> None:
         """Refresh the open-handoff and queue gauges from the table."""
-        counts = await repository.count_open_by_tier(session)
+        counts, waiting = await repository.count_open_and_waiting(session)
         for tier in self.playbook.taxonomy.tiers:
             OPEN_HANDOFFS.labels(tier.name).set(counts.get(tier.name, 0))
-        waiting = await repository.count_waiting(session)
         for team in self.playbook.routing.teams:
             for queue in (
                 team.fallback_queue or f"{team.name}-queue",
