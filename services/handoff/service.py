@@ -113,7 +113,9 @@ class HandoffService:
     # -- consumer ---------------------------------------------------------------------------
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
-        now = await db_now(session)
+        # Read when first needed (now() is the transaction's start whenever it is read): a
+        # batch of lifecycle events that are only counted needs no clock, so no round trip.
+        now: datetime | None = None
         # Funnel rows go in one statement per run of lifecycle events; written before anything
         # else that could touch them (an erasure anonymises the lead's rows).
         funnel: list[tuple[str, str, str, datetime]] = []
@@ -128,18 +130,21 @@ class HandoffService:
             if event.type == LIFECYCLE_ERASED:
                 erased = LifecycleData.model_validate(event.data)
                 changed_handoffs = True
+                now = now or await db_now(session)
                 await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
                 await repository.record_merges(session, lead.lead_key, lead.merged_keys)
                 funnel.append((event.id, lead.lead_key, lead.transition, event.time))
                 if lead.transition in ROUTED_TRANSITIONS:
+                    now = now or await db_now(session)
                     await self.route(session, event, lead, now)
                     changed_handoffs = True
             elif event.type.startswith(FEEDBACK_PREFIX):
                 feedback = FeedbackData.model_validate(event.data)
                 action = event.type.removeprefix(FEEDBACK_PREFIX)
                 changed_handoffs = True
+                now = now or await db_now(session)
                 try:
                     await self.apply_feedback(session, action, feedback, now, cause=event.id)
                     # Kafka ACLs decide who may write feedback; the trail records who said so.
