@@ -14,7 +14,7 @@ from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
 from services.ingest import auth
-from services.ingest.limits import Limits, Problem, body_problems, event_problems
+from services.ingest.limits import Limits, Problem, event_problems, parse_json
 from services.ingest.metrics import (
     OUTCOMES,
     PUBLISH_SECONDS,
@@ -193,14 +193,13 @@ class IngestService:
     def _parse(self, raw: bytes) -> Any:
         """The JSON body, refused at once if it could not be stored or scored."""
         try:
-            payload = json.loads(raw)
+            payload, problems = parse_json(raw, self.limits)
         except RecursionError as exc:
             raise Invalid(
                 f"JSON nested deeper than {self.limits.max_json_depth} levels", pointer="/"
             ) from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from exc
-        problems = body_problems(payload, self.limits, raw=raw)
         if problems:
             raise _invalid(problems)
         return payload
