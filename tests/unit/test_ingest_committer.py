@@ -1,12 +1,23 @@
-"""Group commit without Kafka: which waiting requests the next transaction takes, and what
-a group whose transaction fails is answered."""
+"""Group commit without Kafka: which waiting requests the next transaction takes, what a
+group whose transaction fails is answered, and which partition a record goes to."""
 
 import asyncio
 from collections import deque
 
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.ingest.publisher import PublishFailed, Record, RequestPublisher, _Waiting, take_group
+from services.ingest.publisher import (
+    PublishFailed,
+    Record,
+    RequestPublisher,
+    _Waiting,
+    murmur2,
+    take_group,
+)
 from shared.settings import Settings
 
 RECORD = Record("t", b"v", b"k", [])
@@ -134,3 +145,14 @@ async def test_a_request_still_queued_when_its_time_is_up_fails_unsent():
     # The first was in a transaction past its own time: it gets that transaction's outcome
     # (committed here, within the transaction's own budget of at least 1 s).
     assert outcome == [None]
+
+
+@settings(max_examples=500, deadline=None)
+@given(key=st.binary(max_size=80))
+def test_records_go_to_the_partition_aiokafkas_default_partitioner_picks(key):
+    # Order per lead depends on it: the same key, the same partition as send() would choose.
+    assert murmur2(key) == aiokafka_murmur2(key)
+    partitions = [0, 1, 2, 5]
+    assert partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)] == DefaultPartitioner()(
+        key, partitions, partitions
+    )
