@@ -45,3 +45,16 @@ def test_events_states_the_api_key_security_it_checks_in_its_body_as_other_servi
     assert ingest["paths"]["/v1/events"]["post"]["security"] == [{"apiKey": ["events:write"]}]
     schemes = ingest["components"]["securitySchemes"]
     assert schemes["apiKey"] == scoring["components"]["securitySchemes"]["apiKey"]
+
+
+def test_while_ingest_runs_the_start_up_heap_is_frozen_and_restored_at_shutdown():
+    import gc
+
+    from services.ingest.app import settled_heap
+
+    threshold = gc.get_threshold()
+    with settled_heap():
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == 10_000
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold
