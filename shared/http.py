@@ -228,7 +228,14 @@ def problem_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     schemas["Problem"] = PROBLEM_SCHEMA
     # A route that authorizes in its body (auth.authorize_request) names the bearer scheme in
     # its `security` without a dependency, so FastAPI has not added the scheme itself.
-    if BEARER_SCHEME in str(spec.get("paths", {})):
+    named = {
+        scheme
+        for operations in spec.get("paths", {}).values()
+        for operation in operations.values()
+        for requirement in operation.get("security", [])
+        for scheme in requirement
+    }
+    if BEARER_SCHEME in named:
         spec["components"].setdefault("securitySchemes", {}).setdefault(
             BEARER_SCHEME, bearer_scheme_openapi()
         )

@@ -156,9 +156,10 @@ class RequestPublisher:
         waiting = _Waiting(records, time.monotonic())
         self._queue.append(waiting)
         self._work.set()
-        # A timer rather than wait_for(shield(...)), a third of the cost: a request still
-        # queued when its time is up is taken out, unsent; one already in a transaction gets
-        # that transaction's outcome (the transaction is bounded by the same budget).
+        # A timer rather than wait_for(shield(...)), which adds a future, a shield and their
+        # callbacks per request: a request still queued when its time is up is taken out,
+        # unsent; one already in a transaction gets that transaction's outcome (the
+        # transaction is bounded by the same budget).
         expiry = asyncio.get_running_loop().call_later(timeout_s, self._expire, waiting)
         try:
             # Cancelling this request cancels only its own future: the committer skips it and
