@@ -224,9 +224,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-BEARER_SCHEME = "apiKey"
 _bearer = HTTPBearer(
-    scheme_name=BEARER_SCHEME,
+    scheme_name="apiKey",
     bearerFormat="API key",
     description="Authorization: Bearer <API key>; each operation lists the scopes it needs "
     "(`admin` implies all). Keys and scopes: docs/security.md.",
@@ -240,39 +239,8 @@ async def authorize(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The request's principal; 401 without a known key, 403 when it lacks a needed scope."""
-    return await principal_with_scopes(
-        request, credentials.credentials if credentials else None, security_scopes.scopes
-    )
-
-
-async def authorize_request(request: Request, scope: str) -> Principal:
-    """`authorize` called from a handler's body: the same checks, answers and metrics, without
-    FastAPI's per-request dependency resolution (about 13 µs of an ingest request in process).
-
-    The route declares the same security in its OpenAPI with `security_openapi(scope)`.
-    """
-    credentials = await _bearer(request)
-    return await principal_with_scopes(
-        request, credentials.credentials if credentials else None, [scope]
-    )
-
-
-def security_openapi(scope: str) -> dict[str, Any]:
-    """A route's `openapi_extra` stating what `authorize_request(request, scope)` checks; the
-    app factory adds the scheme it names (`apiKey`) to the document's components."""
-    return {"security": [{BEARER_SCHEME: [scope]}]}
-
-
-def bearer_scheme_openapi() -> dict[str, Any]:
-    """The OpenAPI security scheme of API keys and JWTs, as FastAPI documents `_bearer`."""
-    return _bearer.model.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-async def principal_with_scopes(
-    request: Request, bearer: str | None, scopes: list[str]
-) -> Principal:
-    """The principal presenting `bearer`; 401 without a known key, 403 without every scope."""
     authenticator: Authenticator = request.app.state.authenticator
+    bearer = credentials.credentials if credentials else None
     try:
         if bearer and authenticator.jwt and looks_like_jwt(bearer):
             # The JWKS may be fetched over the network: not on the event loop.
@@ -282,7 +250,7 @@ async def principal_with_scopes(
     except Unauthorized:
         REFUSED.labels("401").inc()
         raise
-    missing = [s for s in scopes if not principal.allows(s)]
+    missing = [s for s in security_scopes.scopes if not principal.allows(s)]
     if missing:
         REFUSED.labels("403").inc()
         raise Forbidden(f"the key {principal.name!r} lacks the scope {', '.join(missing)}")

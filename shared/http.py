@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.asyncapi import asyncapi_document
-from shared.auth import BEARER_SCHEME, Authenticator, JwtVerifier, bearer_scheme_openapi
+from shared.auth import Authenticator, JwtVerifier
 from shared.errors import BadRequest, Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
 
@@ -226,19 +226,6 @@ def problem_openapi(spec: dict[str, Any]) -> dict[str, Any]:
     route (FastAPI's HTTPValidationError schema describes a body leadrouter never sends)."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
-    # A route that authorizes in its body (auth.authorize_request) names the bearer scheme in
-    # its `security` without a dependency, so FastAPI has not added the scheme itself.
-    named = {
-        scheme
-        for operations in spec.get("paths", {}).values()
-        for operation in operations.values()
-        for requirement in operation.get("security", [])
-        for scheme in requirement
-    }
-    if BEARER_SCHEME in named:
-        spec["components"].setdefault("securitySchemes", {}).setdefault(
-            BEARER_SCHEME, bearer_scheme_openapi()
-        )
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     for path, operations in spec.get("paths", {}).items():

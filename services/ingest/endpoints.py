@@ -10,7 +10,7 @@ from services.ingest.normalise import NativeLeadEvent
 from services.ingest.schemas import IngestResult
 from services.ingest.service import IngestService
 from services.ingest.sources import registry
-from shared.auth import EVENTS_WRITE, authorize_request, security_openapi
+from shared.auth import EventsWriter
 from shared.http import openapi_body, problem_responses
 
 router = APIRouter(prefix="/v1")
@@ -53,12 +53,10 @@ def service(request: Request) -> IngestService:
     summary="Send one lead event or a JSON array of up to 1,000",
     response_model=IngestResult,
     response_description="Every event is in Kafka, acknowledged by all in-sync replicas",
-    openapi_extra=openapi_body(NativeBody) | security_openapi(EVENTS_WRITE),
+    openapi_extra=openapi_body(NativeBody),
     responses=_responses("Authorization: Bearer <API key> with the scope events:write"),
 )
-async def post_events(request: Request) -> IngestResult:
-    # Authorized here rather than by a dependency: the hot path skips FastAPI's resolution.
-    principal = await authorize_request(request, EVENTS_WRITE)
+async def post_events(principal: EventsWriter, request: Request) -> IngestResult:
     # The key's name is the source; without a key file (development) events come from "api".
     return await service(request).native(request, "api" if principal.anonymous else principal.name)
 

@@ -112,6 +112,8 @@ def body_problems(body: Any, limits: Limits, max_problems: int = 10) -> list[Pro
 def _plain(body: Any, max_depth: int) -> bool:
     """No object or array `max_depth` or more levels below the root, and no float that may be
     an integer orjson could not hold (NaN and infinities orjson refuses)."""
+    if type(body) is float and not -_INTEGER_BITS_64 < body < _INTEGER_BITS_64:
+        return False  # a bare number as the whole body
     level = [body] if type(body) is dict or type(body) is list else []
     depth = 0
     while level:

@@ -35,18 +35,6 @@ def test_every_error_is_documented_as_problem_json_and_422_is_not_fastapis_schem
                     )
 
 
-def test_events_states_the_api_key_security_it_checks_in_its_body_as_other_services_do():
-    # POST /v1/events authorizes in the handler (no FastAPI dependency on the hot path); its
-    # document must still name the scope and describe the scheme exactly as a dependency does.
-    from services.scoring.app import build_app as build_scoring
-
-    ingest = build_app(Settings()).openapi()
-    scoring = build_scoring(Settings()).openapi()
-    assert ingest["paths"]["/v1/events"]["post"]["security"] == [{"apiKey": ["events:write"]}]
-    schemes = ingest["components"]["securitySchemes"]
-    assert schemes["apiKey"] == scoring["components"]["securitySchemes"]["apiKey"]
-
-
 def test_while_ingest_runs_the_start_up_heap_is_frozen_and_restored_at_shutdown():
     import gc
 
