@@ -9,6 +9,11 @@ a backoff, and after `max_attempts` failures (at once for an error retrying cann
 `parked_timers`, and no longer fired. A kind of this runner's prefix without a handler fails
 the same way. The runner sleeps until the next due time and wakes early when this process
 schedules a nearer one.
+
+A batch fires under one savepoint; each row is deleted just before its handler runs, only if
+still as claimed (a handler earlier in the batch may have set it again or cancelled it: then
+it does not fire). A failed attempt moves the timer's due time, so nothing a handler publishes
+may derive its identity from `Timer.due_at`.
 """
 
 import asyncio
@@ -34,6 +39,7 @@ __all__ = [
     "TimerHandler",
     "TimerRunner",
     "cancel",
+    "find",
     "parked_timers",
     "pending",
     "retry_delay_s",
@@ -124,21 +130,16 @@ async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
         await session.execute(delete(timers).where(timers.c.kind == kind, timers.c.key.in_(keys)))
 
 
-async def overdue(session: AsyncSession, kind: str, key: str, now: datetime) -> datetime | None:
-    """When the (kind, key) timer came due, if it is set, due by `now` and not parked.
+async def find(session: AsyncSession, kind: str, key: str) -> Timer | None:
+    """The (kind, key) timer if it is set and has not fired (due or not, parked or not).
 
     Read without a lock: another instance may be firing it this moment; its handler then
     waits on the same rows and sees what the caller did.
     """
-    due: datetime | None = await session.scalar(
-        select(timers.c.due_at).where(
-            timers.c.kind == kind,
-            timers.c.key == key,
-            timers.c.due_at <= now,
-            timers.c.parked_at.is_(None),
-        )
-    )
-    return due
+    row = (
+        await session.execute(select(timers).where(timers.c.kind == kind, timers.c.key == key))
+    ).first()
+    return Timer(row.kind, row.key, row.due_at, row.payload) if row else None
 
 
 async def pending(session: AsyncSession, kinds: Sequence[str]) -> list[Timer]:
@@ -250,8 +251,11 @@ class TimerRunner:
             ).all()
             if not claimed:
                 return 0
-            if len(claimed) > 1 and await self._fire_together(session, claimed, now):
-                fired = list(claimed)
+            together = (
+                await self._fire_together(session, claimed, now) if len(claimed) > 1 else None
+            )
+            if together is not None:
+                fired = together
             else:
                 # One failed (or there is one): the batch's work was rolled back and each runs
                 # on its own, so a failure is recorded against its timer and the others still
@@ -273,19 +277,20 @@ class TimerRunner:
 
     async def _fire_together(
         self, session: AsyncSession, claimed: Sequence[Any], now: datetime
-    ) -> bool:
-        """The usual batch: one savepoint and one delete for all (three statements per timer
-        held firing to ~750/s); False, with the batch's work rolled back, if a handler fails."""
+    ) -> list[Any] | None:
+        """The usual batch: one savepoint for all (three statements per timer held firing to
+        ~750/s); the timers fired, or None, with the batch's work rolled back, if a handler
+        fails."""
+        fired = []
         try:
             async with session.begin_nested():
-                await session.execute(
-                    delete(timers).where(timers.c.id.in_([r.id for r in claimed]))
-                )
                 for row in claimed:
-                    await self._handle(session, row, now)
+                    if await self._take(session, row):
+                        await self._handle(session, row, now)
+                        fired.append(row)
         except Exception:
-            return False
-        return True
+            return None
+        return fired
 
     async def _fire_each(
         self, session: AsyncSession, claimed: Sequence[Any], now: datetime
@@ -295,14 +300,35 @@ class TimerRunner:
         for row in claimed:
             try:
                 async with session.begin_nested():
-                    # Deleted before the handler runs, so it may schedule the same timer again.
-                    await session.execute(delete(timers).where(timers.c.id == row.id))
-                    await self._handle(session, row, now)
+                    taken = await self._take(session, row)
+                    if taken:
+                        await self._handle(session, row, now)
             except Exception as exc:
                 await self._record_failure(session, row, exc, now)
             else:
-                fired.append(row)
+                if taken:
+                    fired.append(row)
         return fired
+
+    async def _take(self, session: AsyncSession, row: Any) -> bool:
+        """Delete a claimed timer just before its handler runs, if it is still as claimed.
+
+        Deleted before, so the handler may set the same timer again; one by one, so a handler
+        sees the batch's timers that have not fired yet as still set (an SLA breach sends
+        the overdue warning claimed after it). A handler fired before it in this batch may
+        have set it again (same row, a new due time and payload) or cancelled it: then it is
+        no longer the timer that came due, it does not fire, and its new setting stays.
+        """
+        deleted = await session.execute(
+            delete(timers)
+            .where(
+                timers.c.id == row.id,
+                timers.c.due_at == row.due_at,
+                timers.c.payload == row.payload,
+            )
+            .returning(timers.c.id)
+        )
+        return deleted.first() is not None
 
     async def _record_failure(
         self, session: AsyncSession, row: Any, exc: Exception, now: datetime

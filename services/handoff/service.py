@@ -273,7 +273,9 @@ class HandoffService:
             (CONTACT_BREACH, assigned.contact_by),
         ):
             if due is not None:
-                await timers.schedule(session, kind_, assigned.handoff_id, due)
+                await timers.schedule(
+                    session, kind_, assigned.handoff_id, due, _episode_payload(assigned)
+                )
         await self._publish(
             session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id, now=now
         )
@@ -368,25 +370,31 @@ class HandoffService:
     async def on_warning(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Before the accept deadline: tell the rep and the manager while there is time."""
         handoff = await repository.lock_handoff(session, timer.key)
-        if handoff and handoff.status == HandoffStatus.ASSIGNED:
-            await self._warn(session, handoff, timer.due_at)
+        if _for_this_assignment(handoff, timer, {HandoffStatus.ASSIGNED}):
+            assert handoff is not None
+            await self._warn(session, handoff)
 
-    async def _warn(self, session: AsyncSession, handoff: Handoff, due_at: datetime) -> None:
-        # The id derives from the warning's due time: fired twice, it is one event.
+    async def _warn(self, session: AsyncSession, handoff: Handoff) -> None:
+        # The id derives from the assignment (its accept_by), not from the timer's due time,
+        # which a failed attempt moves: the warning timer and an overdue breach both send it,
+        # and a retry of either, are one event.
         SLA_WARNINGS.labels(handoff.team, handoff.tier).inc()
-        await self._publish(session, handoff, "sla_warning", cause=f"warn:{due_at.isoformat()}")
+        await self._publish(session, handoff, "sla_warning", cause=f"warn:{_episode(handoff)}")
 
     async def on_accept_breach(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Not accepted in time: publish the breach, reassign or escalate, drain the queue."""
         handoff = await repository.lock_handoff(session, timer.key)
-        if not handoff or handoff.status != HandoffStatus.ASSIGNED:
+        if not _for_this_assignment(handoff, timer, {HandoffStatus.ASSIGNED}):
             return
-        # With several instances behind on timers, another may hold this assignment's overdue
-        # warning while this one breaches it; the warning would then find the lead gone.
-        warning_due = await timers.overdue(session, WARNING, timer.key, now)
-        if warning_due is not None:
-            await self._warn(session, handoff, warning_due)
-        cause = f"breach:{timer.due_at.isoformat()}"
+        assert handoff is not None
+        # The warning comes before the breach: if this assignment's warning has not fired yet
+        # (another instance may hold it this moment, or a failed attempt moved it past the
+        # breach), it goes out now; the warning timer then sends the same event or finds the
+        # lead reassigned.
+        warning = await timers.find(session, WARNING, timer.key)
+        if warning is not None and _for_this_assignment(handoff, warning, {HandoffStatus.ASSIGNED}):
+            await self._warn(session, handoff)
+        cause = f"breach:{_episode(handoff)}"
         SLA_BREACHES.labels(handoff.team, handoff.tier, "accept").inc()
         SLA_OUTCOMES.labels(handoff.team, handoff.tier, "breached").inc()
         log.info("accept SLA breached", extra={"handoff_id": timer.key})
@@ -433,15 +441,18 @@ class HandoffService:
     async def on_contact_breach(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Accepted (or not) but not contacted in time: publish the breach."""
         handoff = await repository.lock_handoff(session, timer.key)
-        if not handoff or handoff.status not in {HandoffStatus.ASSIGNED, HandoffStatus.ACCEPTED}:
+        if not _for_this_assignment(
+            handoff, timer, {HandoffStatus.ASSIGNED, HandoffStatus.ACCEPTED}
+        ):
             return
+        assert handoff is not None
         SLA_BREACHES.labels(handoff.team, handoff.tier, "contact").inc()
         handoff = await self._save(session, handoff, contact_breached=True)
         await self._publish(
             session,
             handoff,
             "sla_breached",
-            cause=f"contact:{timer.due_at.isoformat()}",
+            cause=f"contact:{_episode(handoff)}",
             clock="contact",
         )
 
@@ -574,3 +585,33 @@ class HandoffService:
             ):
                 for tier in self.playbook.taxonomy.tiers:
                     QUEUE_SIZE.labels(queue, tier.name).set(waiting.get((queue, tier.name), 0))
+
+
+# -- which assignment an SLA timer belongs to ---------------------------------------------------
+
+
+def _episode(handoff: Handoff) -> str:
+    """The assignment an SLA clock runs for, named by its accept deadline (a reassignment
+    starts a new clock, so a new deadline)."""
+    assert handoff.accept_by is not None
+    return handoff.accept_by.isoformat()
+
+
+def _episode_payload(handoff: Handoff) -> dict[str, Any] | None:
+    return {"accept_by": _episode(handoff)} if handoff.accept_by else None
+
+
+def _for_this_assignment(
+    handoff: Handoff | None, timer: Timer, statuses: set[HandoffStatus]
+) -> bool:
+    """Whether an SLA timer belongs to the handoff's current assignment in one of `statuses`.
+
+    A timer claimed before a reassignment (an earlier one in the same batch, or another
+    instance, breached and reassigned the lead) belongs to the previous rep's clock: it must
+    not warn or breach the next rep's. A timer without the payload was set before timers
+    named their assignment and counts as the current one's.
+    """
+    if handoff is None or handoff.status not in statuses or handoff.accept_by is None:
+        return False
+    episode = timer.payload.get("accept_by")
+    return episode is None or datetime.fromisoformat(episode) == handoff.accept_by

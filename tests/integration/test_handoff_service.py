@@ -27,11 +27,11 @@ from services.handoff.service import (
 )
 from shared import timers
 from shared.db import make_engine, make_sessionmaker, outbox
-from shared.errors import LeadrouterError
+from shared.errors import LeadrouterError, Unavailable
 from shared.events import CloudEvent, FeedbackData, LifecycleData
 from shared.playbook import Playbook, parse_playbook
 from shared.settings import REPO_ROOT
-from shared.timers import Timer, pending
+from shared.timers import Timer, TimerRunner, pending
 
 pytestmark = pytest.mark.integration
 
@@ -230,6 +230,111 @@ async def test_a_breach_fired_before_its_overdue_warning_publishes_the_warning_f
     async with sessions() as s:
         left = {(t.kind, t.key): t.due_at for t in await pending(s, [WARNING])}
     assert left == {(WARNING, hid): second.warn_at}  # the next rep's warning, still to come
+
+
+# -- SLA timers through the runner: one warning and one breach per assignment ----------------
+
+
+def runner_for(
+    desk: Desk, replaced: dict[str, timers.TimerHandler] | None = None, batch_max: int = 100
+) -> TimerRunner:
+    """The runner over the service's timers (retried at once), some handlers replaced."""
+    handlers = {**desk.service.timer_handlers(), **(replaced or {})}
+    return TimerRunner(
+        desk.sessions, handlers, kind_prefix="handoff.", batch_max=batch_max, retry_base_s=0.0
+    )
+
+
+async def bring_due(desk: Desk, handoff_id: str) -> None:
+    """The handoff's SLA timers come due now (a runner that fell behind)."""
+    async with desk.sessions() as s, s.begin():
+        await s.execute(
+            update(timers.timers)
+            .where(timers.timers.c.key == handoff_id)
+            .values(due_at=timers.timers.c.due_at - timedelta(days=1))
+        )
+
+
+async def sla_event_ids(desk: Desk, handoff_id: str) -> dict[tuple[datetime, str], set[str]]:
+    """The distinct ids of each assignment's (accept_by) warnings and breaches, as make chaos
+    counts them (harness/reconcile.py)."""
+    async with desk.sessions() as s:
+        rows = (await s.execute(select(outbox.c.value).order_by(outbox.c.id))).scalars()
+        events = [json.loads(v) for v in rows]
+    ids: dict[tuple[datetime, str], set[str]] = {}
+    for e in events:
+        kind = e["type"].rsplit(".", 1)[-1]
+        if e["data"]["handoff_id"] == handoff_id and kind in {"sla_warning", "sla_breached"}:
+            accept_by = datetime.fromisoformat(e["data"]["accept_by"])
+            ids.setdefault((accept_by, kind), set()).add(e["id"])
+    return ids
+
+
+async def test_a_runner_behind_sends_each_assignments_warning_and_breach_once(sessions):
+    # A runner more than the contact window behind claims an assignment's warning, accept
+    # breach and contact breach in one batch. The accept breach reassigns the lead; the contact
+    # breach claimed with it was the previous rep's clock and must not breach the next rep's
+    # (make chaos: the next assignment had two breaches, a contact and an accept one).
+    desk = await desk_for(
+        sessions, playbook(replace={"max_reassignments: 2": "max_reassignments: 1"})
+    )
+    hid = await desk.qualify("behind@acme.example", MONDAY_NOON)  # hours ago: all three due
+    first = await desk.get(hid)
+    runner = runner_for(desk)
+    assert await runner.fire_due() == 2  # the contact breach was cancelled by the breach
+    second = await desk.get(hid)
+    assert second.status == HandoffStatus.ASSIGNED and second.rep_id != first.rep_id
+    await bring_due(desk, hid)  # the next rep's clock runs out too
+    await runner.fire_due()
+    assert (await desk.get(hid)).status == HandoffStatus.ESCALATED
+    kinds = [(k, d.get("clock")) for k, d in await desk.events(hid)]
+    assert kinds == [
+        ("assigned", None),
+        ("sla_warning", None),
+        ("sla_breached", "accept"),
+        ("reassigned", None),
+        ("sla_warning", None),
+        ("sla_breached", "accept"),
+        ("reassigned", None),
+    ]
+    ids = await sla_event_ids(desk, hid)
+    assert sorted(ids) == sorted(
+        (a.accept_by, k) for a in (first, second) for k in ("sla_warning", "sla_breached")
+    )
+    assert all(len(one) == 1 for one in ids.values()), ids
+
+
+async def test_a_warning_retried_after_a_failure_is_one_event_for_its_assignment(sessions):
+    # The warning's first attempt fails (a deadlock under load) and the retry moves its due
+    # time past the breach's. The breach, fired first, sends the overdue warning; the warning
+    # timer claimed in the same batch then belongs to a reassigned lead. Each assignment still
+    # has one warning and one breach, and their ids do not depend on when they were retried.
+    desk = await desk_for(sessions, playbook())
+    hid = await desk.qualify("retried@acme.example", MONDAY_NOON)
+    first = await desk.get(hid)
+    fails = [Unavailable("deadlock detected (injected)")]
+    real = desk.service.on_warning
+
+    async def warning_fails_once(session, timer, now):
+        if fails:
+            raise fails.pop()
+        await real(session, timer, now)
+
+    runner = runner_for(desk, {WARNING: warning_fails_once})
+    assert await runner_for(desk, {WARNING: warning_fails_once}, batch_max=1).fire_due() == 0
+    async with sessions() as s:
+        (retry,) = await pending(s, [WARNING])
+    assert retry.due_at > first.accept_by  # due again after the breach
+    await runner.fire_due()  # the breach, the contact breach and the retried warning
+    second = await desk.get(hid)
+    assert second.rep_id != first.rep_id
+    await bring_due(desk, hid)
+    await runner.fire_due()
+    ids = await sla_event_ids(desk, hid)
+    for assignment in (first, second):
+        for kind in ("sla_warning", "sla_breached"):
+            assert len(ids.get((assignment.accept_by, kind), ())) == 1, (kind, ids)
+    assert len(ids) == 4, ids
 
 
 # -- issue 11, item 1: the queue drains whenever a slot frees ---------------------------------

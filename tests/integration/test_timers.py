@@ -236,3 +236,40 @@ async def test_parked_timers_are_counted_after_a_restart_with_nothing_due(sessio
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["together", "one by one"])
+async def test_a_timer_an_earlier_handler_of_the_batch_set_again_keeps_its_new_setting(
+    sessions, failing
+):
+    # Both due in one batch: the first handler sets the second timer again (as a handoff's
+    # breach sets the next rep's clock). The second, as claimed, is no longer due: it must not
+    # fire, and its new setting must stay. The same when the batch falls back to one savepoint
+    # per timer because another timer fails.
+    now = await db_now(sessions)
+    later = now + timedelta(hours=1)
+    async with sessions() as s, s.begin():
+        await schedule(s, "test.first", "k", now - timedelta(seconds=3))
+        await schedule(s, "test.second", "k", now - timedelta(seconds=2))
+        if failing:
+            await schedule(s, "test.broken", "k", now - timedelta(seconds=1))
+    fired: list[str] = []
+
+    async def first(session, timer, fired_at):
+        fired.append(timer.kind)
+        await schedule(session, "test.second", "k", later, {"set": "again"})
+
+    async def second(session, timer, fired_at):
+        fired.append(timer.kind)
+
+    async def broken(session, timer, fired_at):
+        raise RuntimeError("boom")
+
+    runner = TimerRunner(
+        sessions, {"test.first": first, "test.second": second, "test.broken": broken}
+    )
+    assert await runner.fire_due() == 1
+    assert fired == ["test.first"] * (2 if failing else 1)  # together, then alone
+    async with sessions() as s:
+        left = [(t.kind, t.due_at, t.payload) for t in await pending(s, ["test.second"])]
+    assert left == [("test.second", later, {"set": "again"})]
