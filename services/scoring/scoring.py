@@ -145,15 +145,33 @@ class Score:
     read: most events change a score without anyone reading why.
     """
 
-    __slots__ = ("fit", "behaviour", "total", "disqualified", "_contributions", "_source")
+    __slots__ = (
+        "fit",
+        "behaviour",
+        "total",
+        "disqualified",
+        "_contributions",
+        "_compiled",
+        "_email",
+        "_attributes",
+        "_behaviour",
+        "_at_us",
+        "_fit",
+    )
 
     fit: float
     behaviour: float
     total: int
     disqualified: bool
     _contributions: tuple[tuple[str, float], ...] | None
-    # What the contributions are worked out from: (rules, email, attributes, behaviour, at_us).
-    _source: "tuple[_Compiled, str | None, dict[str, Any], Behaviour, int] | None"
+    # What a worked-out score came from (`_compiled` None: given, as read from a row). The
+    # next activity reuses `_fit` when the rules, email and attributes are the same.
+    _compiled: "_Compiled | None"
+    _email: str | None
+    _attributes: dict[str, Any] | None
+    _behaviour: Behaviour | None  # dropped once the contributions are worked out
+    _at_us: int
+    _fit: float
 
     def __init__(
         self,
@@ -168,36 +186,25 @@ class Score:
         self.total = total
         self.disqualified = disqualified
         self._contributions = tuple(contributions)
-        self._source = None
-
-    @classmethod
-    def _worked_out(
-        cls,
-        fit: float,
-        behaviour: float,
-        disqualified: bool,
-        source: "tuple[_Compiled, str | None, dict[str, Any], Behaviour, int]",
-    ) -> "Score":
-        score = object.__new__(cls)
-        score.fit = round(fit, 2)
-        score.behaviour = round(behaviour, 2)
-        score.total = round(fit + behaviour)
-        score.disqualified = disqualified
-        score._contributions = None
-        score._source = source
-        return score
+        self._compiled = None
+        self._email = None
+        self._attributes = None
+        self._behaviour = None
+        self._at_us = 0
+        self._fit = fit
 
     @property
     def contributions(self) -> tuple[tuple[str, float], ...]:
         """(rule, points) per rule, largest first, to the hundredth."""
         contributions = self._contributions
         if contributions is None:
-            assert self._source is not None
-            rounded = [(rule, round(points, 2)) for rule, points in _parts_at(*self._source)]
+            compiled, attributes, behaviour = self._compiled, self._attributes, self._behaviour
+            assert compiled is not None and attributes is not None and behaviour is not None
+            parts = _parts_at(compiled, self._email, attributes, behaviour, self._at_us)
+            rounded = [(rule, round(points, 2)) for rule, points in parts]
             rounded.sort(key=lambda rp: (-rp[1], rp[0]))
-            contributions = tuple(rounded)
-            object.__setattr__(self, "_contributions", contributions)
-            object.__setattr__(self, "_source", None)
+            contributions = self._contributions = tuple(rounded)
+            self._behaviour = None
         return contributions
 
     def _key(self) -> tuple[Any, ...]:
@@ -337,9 +344,10 @@ class _Compiled:
                 return name
         return self.tiers[-1][1]
 
-    def fit_score(
+    def fit_of(
         self, email: str | None, attributes: dict[str, Any]
     ) -> tuple[float, list[tuple[str, float]], bool]:
+        """Fit points, their parts and disqualification (shared: the parts must not change)."""
         values = [attributes.get(name) for name in self.fit_attributes]
         try:
             # With the types: 1, 1.0 and True are equal keys but not the same to a regex.
@@ -351,8 +359,7 @@ class _Compiled:
             if len(self.fits) >= 65536:
                 self.fits.clear()
             known = self.fits[key] = self._fit_score(email, attributes)
-        total, parts, disqualified = known
-        return total, list(parts), disqualified
+        return known
 
     def _fit_score(
         self, email: str | None, attributes: dict[str, Any]
@@ -396,7 +403,8 @@ def fit_score(
     email: str | None, attributes: dict[str, Any], playbook: Playbook
 ) -> tuple[float, list[tuple[str, float]], bool]:
     """Points for who the lead is, what gave them, and whether a rule disqualifies the lead."""
-    return _compiled(playbook).fit_score(email, attributes)
+    total, parts, disqualified = _compiled(playbook).fit_of(email, attributes)
+    return total, list(parts), disqualified
 
 
 def behaviour_score(
@@ -778,21 +786,42 @@ def _score_at(
     attributes: dict[str, Any],
     behaviour: Behaviour,
     at_us: int,
+    previous: Score | None = None,
 ) -> Score:
-    """The score at `at_us` (at or after the lead's clock)."""
-    fit, _, disqualified = compiled.fit_score(email, attributes)
+    """The score at `at_us` (at or after the lead's clock); fit from `previous` if it holds."""
+    score = Score.__new__(Score)
+    if (
+        previous is not None
+        and previous._compiled is compiled
+        and previous._attributes is attributes
+        and previous._email == email
+    ):
+        fit = previous._fit
+        score.fit = previous.fit
+        score.disqualified = previous.disqualified
+    else:
+        fit, _, score.disqualified = compiled.fit_of(email, attributes)
+        score.fit = round(fit, 2)
     half_life_days = compiled.half_life_days
     points = 0.0
     for tally in behaviour.tallies.values():  # _tally_points, inlined: it runs per rule per event
-        if tally.as_of_us is None or not half_life_days:
-            points += tally.settled + tally.open
+        as_of_us = tally.as_of_us
+        if as_of_us is None or as_of_us == at_us or not half_life_days:
+            points += tally.settled + tally.open  # (a factor of exactly 1 at the tally's time)
         else:
             points += (tally.settled + tally.open) * 0.5 ** (
-                (at_us - tally.as_of_us) / DAY_US / half_life_days
+                (at_us - as_of_us) / DAY_US / half_life_days
             )
-    return Score._worked_out(
-        fit, points, disqualified, (compiled, email, attributes, behaviour, at_us)
-    )
+    score.behaviour = round(points, 2)
+    score.total = round(fit + points)
+    score._contributions = None
+    score._compiled = compiled
+    score._email = email
+    score._attributes = attributes
+    score._behaviour = behaviour
+    score._at_us = at_us
+    score._fit = fit
+    return score
 
 
 def _parts_at(
@@ -803,7 +832,7 @@ def _parts_at(
     at_us: int,
 ) -> list[tuple[str, float]]:
     """What each fit and behaviour rule gives at `at_us`, unrounded."""
-    _, parts, _ = compiled.fit_score(email, attributes)
+    _, parts, _ = compiled.fit_of(email, attributes)
     half_life_days = compiled.half_life_days
     return parts + [
         (compiled.label(rule), _tally_points(tally, at_us, half_life_days))
@@ -872,10 +901,9 @@ def apply_activity(
     origins = behaviour.origins or frozenset({state.lead_key})
     behaviour = _counted(behaviour, awards, compiled, at_us, origins)
     email = data.identity.email or state.email
-    # States never change their dicts, so a lead without new attributes shares its old ones.
-    attributes = {**state.attributes, **data.attributes} if data.attributes else state.attributes
+    attributes = _merged_attributes(state.attributes, data.attributes)
     qualifies = state.stage != RECYCLED or _may_requalify(state, occurred_at, at, playbook)
-    score = _score_at(compiled, email, attributes, behaviour, at_us)
+    score = _score_at(compiled, email, attributes, behaviour, at_us, state.score)
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, qualifies)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(BECAME_LEAD, state.stage, stage, at))
@@ -893,6 +921,31 @@ def apply_activity(
         state.recycled_at,
     )
     return updated, transitions
+
+
+# Types whose equal values are the same value (floats only when not zero: 0.0 == -0.0).
+_PLAIN = frozenset({str, int, bool, float})
+
+
+def _merged_attributes(current: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+    """The lead's attributes with the ones an event sent (the latest value wins).
+
+    States never change their dicts, so when the event sends nothing new (the usual case:
+    a tracker repeats what it knows) the lead keeps sharing its old dict, and its fit with it.
+    """
+    for name, value in sent.items():
+        old = current.get(name, _MISSING)
+        if old is not value and (
+            type(old) is not type(value)
+            or type(value) not in _PLAIN
+            or old != value
+            or value == 0.0
+        ):
+            return {**current, **sent}
+    return current
+
+
+_MISSING = object()
 
 
 def _may_requalify(
