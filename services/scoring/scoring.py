@@ -544,7 +544,9 @@ def _with_award(
         if room <= 0:
             return awards, 0.0
         earned = award[2] if award[2] < room else room
-        return (*awards, award), earned * _factor(award[0], as_of_us, half_life_days)
+        if award[0] == as_of_us or not half_life_days:  # _factor, written out
+            return (*awards, award), float(earned)
+        return (*awards, award), earned * 0.5 ** ((as_of_us - award[0]) / DAY_US / half_life_days)
     after = tuple(a for a, _ in _awards(sorted((*awards, award)), cap_points))
     change = _period_value(after, cap_points, as_of_us, half_life_days) - _period_value(
         awards, cap_points, as_of_us, half_life_days
@@ -560,15 +562,25 @@ def _add_award(
     clock_us: int,
 ) -> RuleTally:
     """The tally with one award counted (caps in event-time order), as of the lead's clock."""
+    # _factor and _period_of are written out here: this runs for every award.
     at_us, _, points = award
+    if cap is not None and points > 0:
+        period = math.floor(at_us / 1_000_000 / cap.period_s)
+        if tally.settled_through is not None and period <= tally.settled_through:
+            return tally  # its period is folded: whatever it would change is below the threshold
     settled, open_points, as_of = tally.settled, tally.open, tally.as_of_us
+    if as_of is None:
+        as_of = at_us
+    elif at_us > as_of:
+        if half_life_days:
+            factor = 0.5 ** ((at_us - as_of) / DAY_US / half_life_days)
+            settled, open_points = settled * factor, open_points * factor
+        as_of = at_us
     if cap is None or points <= 0:  # uncapped (negative points are never capped)
-        if as_of is None:
-            as_of = at_us
-        elif at_us > as_of:
-            factor = _factor(as_of, at_us, half_life_days)
-            settled, open_points, as_of = settled * factor, open_points * factor, at_us
-        settled += points * _factor(at_us, as_of, half_life_days)
+        if at_us == as_of or not half_life_days:
+            settled += points
+        else:
+            settled += points * 0.5 ** ((as_of - at_us) / DAY_US / half_life_days)
         return RuleTally(
             settled,
             open_points,
@@ -578,14 +590,6 @@ def _add_award(
             tally.archive,
             tally.archive_through,
         )
-    period = _period_of(at_us, cap)
-    if tally.settled_through is not None and period <= tally.settled_through:
-        return tally  # its period is folded: whatever it would change is below the threshold
-    if as_of is None:
-        as_of = at_us
-    elif at_us > as_of:
-        factor = _factor(as_of, at_us, half_life_days)
-        settled, open_points, as_of = settled * factor, open_points * factor, at_us
     if tally.archive_through is not None and period <= tally.archive_through:
         # A late activity for an archived period: the one slow path, and a rare one.
         archived = open_archive(tally.archive)
@@ -602,7 +606,7 @@ def _add_award(
     periods = tally.periods
     if periods and periods[-1][0] == period:  # the usual case: the newest period
         awards, change = _with_award(periods[-1][1], award, cap.points, as_of, half_life_days)
-        live = (*periods[:-1], (period, awards))
+        live = periods if awards is periods[-1][1] else (*periods[:-1], (period, awards))
     elif not periods or periods[-1][0] < period:  # a new newest period
         awards, change = _with_award((), award, cap.points, as_of, half_life_days)
         live = (*periods, (period, awards))
@@ -698,23 +702,22 @@ def _with_recent(
 
 def _counted(
     behaviour: Behaviour,
-    awards: list[tuple[str, Award]],
+    awards: list[tuple[str, _CapRule | None, Award]],
     compiled: _Compiled,
     clock_us: int,
     origins: frozenset[str],
 ) -> Behaviour:
-    """The behaviour record with these (rule, award) counted, as of the lead's clock."""
+    """The behaviour record with these (rule, its cap, award) counted, as of the lead's clock."""
     if not awards:
         if origins is behaviour.origins:
             return behaviour
         return Behaviour(behaviour.tallies, behaviour.recent, origins)
     half_life_days = compiled.half_life_days
-    caps = compiled.caps
-    tallies = dict(behaviour.tallies)
+    tallies = behaviour.tallies.copy()
     fresh = []
-    for rule, award in awards:
+    for rule, cap, award in awards:
         tally = tallies.get(rule) or _EMPTY_TALLY
-        tallies[rule] = _add_award(tally, award, caps.get(rule), half_life_days, clock_us)
+        tallies[rule] = _add_award(tally, award, cap, half_life_days, clock_us)
         fresh.append((award[0], award[1], rule, award[2]))
     return Behaviour(tallies, _with_recent(behaviour.recent, fresh), origins)
 
@@ -726,8 +729,11 @@ def add_hits(
     behaviour: Behaviour, hits: Iterable[Hit], playbook: Playbook, clock: datetime
 ) -> Behaviour:
     """The behaviour record with these awards counted, as of the lead's clock `clock`."""
-    awards = [(h.rule, (to_us(h.at), h.event_id, h.points)) for h in hits]
-    return _counted(behaviour, awards, _compiled(playbook), to_us(clock), behaviour.origins)
+    compiled = _compiled(playbook)
+    awards = [
+        (h.rule, compiled.caps.get(h.rule), (to_us(h.at), h.event_id, h.points)) for h in hits
+    ]
+    return _counted(behaviour, awards, compiled, to_us(clock), behaviour.origins)
 
 
 def tallied_score(
@@ -893,9 +899,9 @@ def apply_activity(
         at, at_us = occurred_at, occurred_us
     properties = activity.properties
     awards = [
-        (rule.name, (occurred_us, event_id, rule.points))
+        (rule.name, rule.cap, (occurred_us, event_id, rule.points))
         for rule in compiled.by_activity.get(activity.type, ())
-        if rule.matches(properties)
+        if not rule.conditions or rule.matches(properties)
     ]
     behaviour = state.behaviour
     origins = behaviour.origins or frozenset({state.lead_key})
