@@ -155,6 +155,7 @@ class Score:
         "_email",
         "_attributes",
         "_behaviour",
+        "_at",
         "_at_us",
         "_fit",
     )
@@ -170,6 +171,7 @@ class Score:
     _email: str | None
     _attributes: dict[str, Any] | None
     _behaviour: Behaviour | None  # dropped once the contributions are worked out
+    _at: datetime | None  # when an activity's score was worked out, if it says (at _at_us)
     _at_us: int
     _fit: float
 
@@ -190,6 +192,7 @@ class Score:
         self._email = None
         self._attributes = None
         self._behaviour = None
+        self._at = None
         self._at_us = 0
         self._fit = fit
 
@@ -793,6 +796,7 @@ def _score_at(
     behaviour: Behaviour,
     at_us: int,
     previous: Score | None = None,
+    at: datetime | None = None,
 ) -> Score:
     """The score at `at_us` (at or after the lead's clock); fit from `previous` if it holds."""
     score = Score.__new__(Score)
@@ -825,6 +829,7 @@ def _score_at(
     score._email = email
     score._attributes = attributes
     score._behaviour = behaviour
+    score._at = at
     score._at_us = at_us
     score._fit = fit
     return score
@@ -892,11 +897,14 @@ def apply_activity(
         occurred_at = effective_time(occurred_at, received_at)
     occurred_us = to_us(occurred_at)
     last = state.last_activity_at
-    # The lead's event-time clock: a late activity is judged with everything it already did.
-    if last is not None and not occurred_at > last:
-        at, at_us = last, (occurred_us if occurred_at == last else to_us(last))
-    else:
-        at, at_us = occurred_at, occurred_us
+    at, at_us = occurred_at, occurred_us
+    if last is not None:
+        # The previous activity's score knows its time in microseconds: no datetime arithmetic.
+        previous = state.score
+        last_us = previous._at_us if previous._at is last else to_us(last)
+        if occurred_us <= last_us:
+            # The lead's event-time clock: a late activity is judged with everything it did.
+            at, at_us = last, last_us
     properties = activity.properties
     awards = [
         (rule.name, rule.cap, (occurred_us, event_id, rule.points))
@@ -909,7 +917,7 @@ def apply_activity(
     email = data.identity.email or state.email
     attributes = _merged_attributes(state.attributes, data.attributes)
     qualifies = state.stage != RECYCLED or _may_requalify(state, occurred_at, at, playbook)
-    score = _score_at(compiled, email, attributes, behaviour, at_us, state.score)
+    score = _score_at(compiled, email, attributes, behaviour, at_us, state.score, at)
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, qualifies)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(BECAME_LEAD, state.stage, stage, at))
