@@ -25,6 +25,7 @@ from services.scoring.scoring import (
     BECAME_MQL,
     LeadState,
     apply_activity,
+    apply_activity_at,
     apply_sales_outcome,
     merge,
     to_us,
@@ -291,11 +292,18 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
                     key = None
                     break
             if key is not None:
-                state, transitions = apply_activity(states[key], activity, event.id, playbook)
-                states[key] = state
+                state = states[key]
             else:
                 state = leads.resolve(names, playbook)
+            if event.at is activity.activity.occurred_at:
+                state, transitions = apply_activity_at(
+                    state, activity, event.id, playbook, event.at, event.at_us
+                )
+            else:
                 state, transitions = apply_activity(state, activity, event.id, playbook)
+            if key is not None:
+                states[key] = state
+            else:
                 leads.keep(state, names, event.at)
         elif event.handoff is not None and HANDOFF_PREFIX + (event.handoff_kind or "") in (
             SALES_OUTCOMES

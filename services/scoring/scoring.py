@@ -890,12 +890,26 @@ def apply_activity(
     `received_at` is when ingest accepted the event (the Kafka record's time): an activity
     dated further ahead of it than CLOCK_SKEW_TOLERANCE counts as of received_at plus that.
     """
-    compiled = _compiled(playbook)
-    activity = data.activity
-    occurred_at = activity.occurred_at
+    occurred_at = data.activity.occurred_at
     if received_at is not None:
         occurred_at = effective_time(occurred_at, received_at)
-    occurred_us = to_us(occurred_at)
+    return apply_activity_at(state, data, event_id, playbook, occurred_at, to_us(occurred_at))
+
+
+def apply_activity_at(
+    state: LeadState,
+    data: LeadActivityData,
+    event_id: str,
+    playbook: Playbook,
+    occurred_at: datetime,
+    occurred_us: int,
+) -> tuple[LeadState, list[Transition]]:
+    """`apply_activity` with the time the activity counts at, also in microseconds.
+
+    A backtest works each event's microseconds out once for every playbook it runs.
+    """
+    compiled = _compiled(playbook)
+    activity = data.activity
     last = state.last_activity_at
     at, at_us = occurred_at, occurred_us
     if last is not None:
