@@ -337,15 +337,18 @@ class _Compiled:
         self.fits: dict[tuple[Any, ...], tuple[float, list[tuple[str, float]], bool]] = {}
         self.threshold = taxonomy.mql_threshold
         self.tiers = tuple((t.min_score, t.name) for t in taxonomy.tiers)
+        self.tier_of: dict[float, str] = {}  # tier_for by total: totals repeat
 
     def label(self, rule: str) -> str:
         return self.labels.get(rule) or f"behaviour:{rule}"  # a rule the playbook dropped
 
     def tier_for(self, total: float) -> str:
-        for min_score, name in self.tiers:
-            if total >= min_score:
-                return name
-        return self.tiers[-1][1]
+        name = next((name for min_score, name in self.tiers if total >= min_score), None)
+        if name is None:
+            name = self.tiers[-1][1]
+        if len(self.tier_of) < 4096:
+            self.tier_of[total] = name
+        return name
 
     def fit_of(
         self, email: str | None, attributes: dict[str, Any]
@@ -717,12 +720,20 @@ def _counted(
         return Behaviour(behaviour.tallies, behaviour.recent, origins)
     half_life_days = compiled.half_life_days
     tallies = behaviour.tallies.copy()
-    fresh = []
     for rule, cap, award in awards:
         tally = tallies.get(rule) or _EMPTY_TALLY
         tallies[rule] = _add_award(tally, award, cap, half_life_days, clock_us)
-        fresh.append((award[0], award[1], rule, award[2]))
-    return Behaviour(tallies, _with_recent(behaviour.recent, fresh), origins)
+    recent = behaviour.recent
+    if len(awards) == 1:  # the usual case, without the list: one award newer than all kept
+        rule, _, award = awards[0]
+        newest = (award[0], award[1], rule, award[2])
+        if not recent or newest > recent[-1]:
+            recent += (newest,)
+            if len(recent) > RECENT_HITS:
+                recent = recent[-RECENT_HITS:]
+            return Behaviour(tallies, recent, origins)
+    fresh = [(award[0], award[1], rule, award[2]) for rule, _, award in awards]
+    return Behaviour(tallies, _with_recent(recent, fresh), origins)
 
 
 _EMPTY_TALLY = RuleTally()
@@ -1001,7 +1012,7 @@ def _judged(
     may_qualify: bool,
 ) -> tuple[str, str, list[Transition]]:
     """The stage and tier a new score gives, and the transitions from `before`."""
-    tier = compiled.tier_for(score.total)
+    tier = compiled.tier_of.get(score.total) or compiled.tier_for(score.total)
     threshold = compiled.threshold
     transitions = []
     if score.disqualified and stage != "disqualified":
