@@ -919,7 +919,8 @@ def apply_activity_at(
 
     A backtest works each event's microseconds out once for every playbook it runs.
     """
-    compiled = _compiled(playbook)
+    entry = _COMPILED.get(id(playbook))  # _compiled, written out
+    compiled = entry[1] if entry is not None and entry[0] is playbook else _compiled(playbook)
     activity = data.activity
     last = state.last_activity_at
     at, at_us = occurred_at, occurred_us
