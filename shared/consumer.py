@@ -119,6 +119,11 @@ class TransactionalConsumer:
         self.database_outage = Outage(log, f"{name} consumer: database")
         self.loop_outage = Outage(log, f"{name} consumer loop")
         self._stored: dict[TopicPartition, int] = {}  # last offsets read from Postgres
+        # Where the last getmany() left each partition's fetch position: a committed batch
+        # that ends there needs no seek (a seek drops the records the fetcher prefetched).
+        self._fetched_to: dict[TopicPartition, int] = {}
+        # Offsets committed to Postgres and not yet to Kafka (advisory, sent by maintain()).
+        self._advisory: dict[TopicPartition, int] = {}
         self._started = asyncio.Event()
         # Export every outcome at 0 from the start, so increase() sees the first dead letter.
         for topic in self.topics:
@@ -159,7 +164,25 @@ class TransactionalConsumer:
 
     async def stop(self) -> None:
         """Leave the group."""
+        await self.commit_advisory()
         await self.consumer.stop()
+
+    async def commit_advisory(self) -> None:
+        """Tell Kafka the offsets stored with the projection, so its tooling shows the lag.
+
+        Advisory only (the truth is in consumer_offsets), so it is sent from maintain(), off
+        the processing path: awaited after each batch it was one more broker round trip
+        before the next batch and before the outbox relay was woken.
+        """
+        pending = {tp: o for tp, o in self._advisory.items() if tp in self.consumer.assignment()}
+        self._advisory.clear()
+        if not pending:
+            return
+        try:
+            async with asyncio.timeout(5):  # never holds a shutdown while Kafka is away
+                await self.consumer.commit(pending)
+        except Exception as exc:  # a rebalance in progress, say; harmless
+            log.debug("advisory commit failed: %s", exc)
 
     async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
         """Position each partition at the offset stored with the projection, or at its start."""
@@ -178,6 +201,7 @@ class TransactionalConsumer:
                 self.consumer.seek(tp, stored[tp])
             else:
                 await self.consumer.seek_to_beginning(tp)
+            self._fetched_to.pop(tp, None)
         log.info("%s assigned %s, stored offsets %s", self.name, sorted(partitions), stored)
         self.joined = True
 
@@ -241,6 +265,8 @@ class TransactionalConsumer:
         batches = await self.consumer.getmany(
             timeout_ms=self._poll_timeout_ms, max_records=self._batch_max * assigned
         )
+        for tp, records in batches.items():
+            self._fetched_to[tp] = records[-1].offset + 1
         if len(batches) == 1:
             [(tp, records)] = batches.items()
             await self._process_in_batches(tp, records)
@@ -347,16 +373,14 @@ class TransactionalConsumer:
             metrics.CONSUMED_EVENTS.labels(self.name, tp.topic, "dead_lettered").inc(
                 len(undecodable)
             )
+        next_offset = records[-1].offset + 1
         if tp not in self.consumer.assignment():
             return  # revoked while the batch committed: the new owner seeks to the stored offset
-        self.consumer.seek(tp, records[-1].offset + 1)
-        # Advisory only: lets Kafka tooling show lag; the truth is in consumer_offsets.
-        if self._standalone:
-            return
-        try:
-            await self.consumer.commit({tp: records[-1].offset + 1})
-        except Exception as exc:  # a rebalance in progress, say; harmless
-            log.debug("advisory commit failed: %s", exc)
+        if not self._standalone:
+            self._advisory[tp] = next_offset
+        if self._fetched_to.get(tp, -1) < next_offset:
+            # Records handed in from elsewhere, or a rebalance seeked back meanwhile.
+            self.consumer.seek(tp, next_offset)
 
     async def _claim_new_ids(
         self, session: AsyncSession, tp: TopicPartition, decoded: list[Delivered], next_offset: int
@@ -458,6 +482,7 @@ class TransactionalConsumer:
             try:
                 if not partitions:
                     partitions = await partitions_of(self._bootstrap, self.topics)
+                await self.commit_advisory()
                 await self.observe_lag(partitions)
                 if prune_every_s and dedup_window_s and loop.time() >= next_prune:
                     await self.prune_processed_ids(dedup_window_s)

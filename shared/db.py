@@ -104,16 +104,17 @@ timers = Table(
 )
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(database_url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
     """An async engine with pre-ping so a restarted Postgres does not break the pool.
 
     JSONB goes through orjson (jsoncodec): a lead's row is mostly JSON, read and written
-    once per event.
+    once per event. `pre_ping=False` is for loops that retry a failed transaction anyway
+    (consumer, outbox relay): the ping is one more round trip before every transaction.
     """
     return create_async_engine(
         database_url,
         pool_size=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         json_serializer=jsoncodec.dumps,
         json_deserializer=jsoncodec.loads,
     )

@@ -31,7 +31,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
     TopicAuthorizationFailedError,
 )
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import jsoncodec, metrics
@@ -255,26 +256,14 @@ class OutboxRelay:
         """
         transient: list[BaseException] = []
         async with self._sessions() as session, session.begin():
-            locked = await session.scalar(
-                text("select pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
-            )
-            if not locked:
-                return 0
-            rows = (
+            claimed = (
                 await session.execute(
-                    select(
-                        outbox.c.id,
-                        outbox.c.topic,
-                        outbox.c.key,
-                        outbox.c.value,
-                        outbox.c.headers,
-                        outbox.c.attempts,
-                    )
-                    .where(outbox.c.relay == self.relay, outbox.c.parked_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(self._batch_max)
+                    CLAIM_BATCH, {"k": self._lock_key, "relay": self.relay, "n": self._batch_max}
                 )
             ).all()
+            if not claimed[0].locked:
+                return 0
+            rows = [row for row in claimed if row.id is not None]
             published = []
             if rows:
                 # Sent all at once (the producer batches them), then each outcome awaited.
@@ -292,11 +281,7 @@ class OutboxRelay:
                         await self._record_permanent_failure(session, row, error)
                     else:
                         transient.append(error)
-                if published:
-                    await session.execute(
-                        delete(outbox).where(outbox.c.id.in_([r.id for r in published]))
-                    )
-            await self._observe(session)
+            await self._delete_and_observe(session, [r.id for r in published])
         for row in published:
             metrics.OUTBOX_PUBLISHED.labels(self.relay, row.topic).inc()
         if transient:
@@ -371,22 +356,38 @@ class OutboxRelay:
             value = b""
         await add_raw(session, self.relay, dlq(row.topic), row.key, value, headers)
 
-    async def _observe(self, session: AsyncSession) -> None:
-        pending = outbox.c.parked_at.is_(None)
-        oldest = func.min(outbox.c.created_at).filter(pending)
-        counts = (
-            await session.execute(
-                select(
-                    func.count().filter(pending),
-                    func.count().filter(outbox.c.parked_at.is_not(None)),
-                    func.extract("epoch", func.now() - oldest),
-                ).where(outbox.c.relay == self.relay)
-            )
+    async def _delete_and_observe(self, session: AsyncSession, published: list[int]) -> None:
+        """Delete the acknowledged rows and set the backlog gauges, in one round trip."""
+        backlog, parked, oldest_age_s = (
+            await session.execute(DELETE_AND_OBSERVE, {"relay": self.relay, "ids": published})
         ).one()
-        backlog, parked, oldest_age_s = counts
         metrics.OUTBOX_BACKLOG.labels(self.relay).set(backlog or 0)
         metrics.OUTBOX_PARKED.labels(self.relay).set(parked or 0)
         metrics.OUTBOX_OLDEST_AGE.labels(self.relay).set(float(oldest_age_s or 0))
+
+
+# A relay's wake-up is on the speed-to-lead path, so each step is one round trip: take the
+# relay's advisory lock and read the batch together (one row with locked = false, or with a
+# null id when the outbox is empty) ...
+CLAIM_BATCH = text(
+    "with lock as materialized (select pg_try_advisory_xact_lock(:k) as locked)"
+    " select lock.locked, o.id, o.topic, o.key, o.value, o.headers, o.attempts"
+    " from lock left join lateral ("
+    "  select id, topic, key, value, headers, attempts from outbox"
+    "  where lock.locked and relay = :relay and parked_at is null order by id limit :n"
+    " ) o on true order by o.id"
+).columns(headers=JSONB)
+# ... and delete what Kafka acknowledged while counting what is left (the count's snapshot
+# still holds the deleted rows, so they are left out by id).
+DELETE_AND_OBSERVE = text(
+    "with gone as (delete from outbox where id = any(cast(:ids as bigint[])) returning id)"
+    " select count(*) filter (where pending),"
+    " count(*) filter (where parked_at is not null),"
+    " extract(epoch from now() - min(created_at) filter (where pending))"
+    " from (select parked_at, created_at,"
+    "  parked_at is null and id not in (select id from gone) as pending"
+    "  from outbox where relay = :relay) as rows"
+)
 
 
 async def _outcome(sent: "asyncio.Future[Any] | BaseException") -> BaseException | None:

@@ -1,8 +1,14 @@
 """Speed to lead: POST of a qualifying event until its handoff event is readable on the
 handoffs topic by a plain consumer, with 1,000 non-qualifying events/s posted meanwhile by a
-load process of its own. All three services run."""
+load process of its own. All three services run.
+
+Besides the end-to-end figure, each probe's hops are timed from outside: when its lead event
+became readable on lead-events (read_committed: ingest's transaction committed), its
+lifecycle event on lead-lifecycle (scoring's transaction and relay) and its handoff on
+handoffs (handoff's transaction and relay); the medians say which hop the time goes to."""
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -16,9 +22,12 @@ from aiokafka import AIOKafkaConsumer
 from bench.env import LOG_DIR, ProcessSample, fresh_settings, progress
 from bench.result import Figure, Result
 from harness.processes import Service
-from shared.events import CloudEvent
-from shared.kafka import HANDOFFS, ensure_topics
+from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE, ensure_topics
 from shared.settings import REPO_ROOT
+
+PROBE_KEY = b"email:probe"
+# The issue's load; LEADROUTER_BENCH_BACKGROUND_PER_S=1 shows the hops' floor on an idle pipeline.
+BACKGROUND_PER_S = int(os.environ.get("LEADROUTER_BENCH_BACKGROUND_PER_S", "1000"))
 
 
 async def run(quick: bool) -> Result:
@@ -35,29 +44,45 @@ async def run(quick: bool) -> Result:
     samples = [ProcessSample(n, s.pid or 0) for n, s in services.items()]
     for sample in samples:
         sample.begin()
-    consumer = AIOKafkaConsumer(
-        settings.topic(HANDOFFS),
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="latest",
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    seen: dict[str, float] = {}
+    # One watcher per topic, each keeping when a probe's record first became readable. The
+    # probes' keys are recognised without decoding, so 1,000 background events/s cost little.
+    hops = (LEAD_EVENTS, LEAD_LIFECYCLE, HANDOFFS)
+    seen_on: dict[str, dict[str, float]] = {topic: {} for topic in hops}
+    # The record's own timestamp (set when its producer sent it), as a perf_counter time: it
+    # splits each hop into the service's work up to the send and the send until readable.
+    sent_on: dict[str, dict[str, float]] = {topic: {} for topic in hops}
+    seen = seen_on[HANDOFFS]
+    consumers = [
+        AIOKafkaConsumer(
+            settings.topic(topic),
+            bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="latest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=5,
+        )
+        for topic in hops
+    ]
+    for consumer in consumers:
+        await consumer.start()
 
-    async def watch() -> None:
+    async def watch(consumer: AIOKafkaConsumer, topic: str) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=100)
-            now = time.perf_counter()
+            now, wall = time.perf_counter(), time.time()
             for records in batches.values():
                 for record in records:
-                    subject = CloudEvent.from_bytes(record.value or b"").subject
-                    seen.setdefault(subject, now)
+                    if record.key and record.key.startswith(PROBE_KEY):
+                        key = record.key.decode()
+                        seen_on[topic].setdefault(key, now)
+                        sent_on[topic].setdefault(key, now - (wall - record.timestamp / 1000))
 
-    watcher = asyncio.create_task(watch())
+    watchers = [asyncio.create_task(watch(c, t)) for c, t in zip(consumers, hops, strict=True)]
     load = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
-        [sys.executable, "-m", "bench.load", services["ingest"].url, "1000"], cwd=REPO_ROOT
+        [sys.executable, "-m", "bench.load", services["ingest"].url, str(BACKGROUND_PER_S)],
+        cwd=REPO_ROOT,
     )
     latencies_ms: list[float] = []
+    hop_ms: dict[str, list[float]] = {}
     missing = 0
     try:
         await asyncio.sleep(3)  # let the background traffic settle
@@ -90,11 +115,21 @@ async def run(quick: bool) -> Result:
                 latencies_ms.append((seen[key] - at) * 1000)
             else:
                 missing += 1
+            previous, since = "POST", at
+            for topic in hops:
+                if key in seen_on[topic]:
+                    sent, readable = sent_on[topic][key], seen_on[topic][key]
+                    hop = f"{previous} -> {topic}"
+                    hop_ms.setdefault(hop, []).append((readable - since) * 1000)
+                    hop_ms.setdefault(f"{hop} sent", []).append((sent - since) * 1000)
+                    previous, since = topic, readable
     finally:
         load.terminate()
         load.wait(10)
-        watcher.cancel()
-        await consumer.stop()
+        for watcher in watchers:
+            watcher.cancel()
+        for consumer in consumers:
+            await consumer.stop()
         for sample in samples:
             sample.sample()
         for service in services.values():
@@ -105,19 +140,21 @@ async def run(quick: bool) -> Result:
     quantiles = statistics.quantiles(latencies_ms, n=100) if len(latencies_ms) > 1 else [0.0] * 99
     result.figures += [
         Figure(
-            "speed to lead p50 ms, 1,000 events/s background",
+            f"speed to lead p50 ms, {BACKGROUND_PER_S:,} events/s background",
             quantiles[49],
             "ms",
             target=("max", 50),
         ),
         Figure(
-            "speed to lead p99 ms, 1,000 events/s background",
+            f"speed to lead p99 ms, {BACKGROUND_PER_S:,} events/s background",
             quantiles[98],
             "ms",
             target=("max", 250),
         ),
         Figure("handoffs missing", float(missing), "", target=("max", 0)),
     ]
+    for hop, values in hop_ms.items():
+        result.figures.append(Figure(f"hop {hop} p50 ms", statistics.median(values), "ms"))
     for sample in samples:
         result.figures.append(
             Figure(f"peak RSS MB, {sample.name}", sample.peak_rss_mb, "MB", target=("max", 200))

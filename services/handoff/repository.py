@@ -225,12 +225,25 @@ async def list_reps(session: AsyncSession) -> list[RepLoad]:
     return _rep_loads(rows)
 
 
-async def record_assignment(session: AsyncSession, rep_id: str) -> None:
-    """Advance the rep's fairness ledger by one handoff."""
-    await session.execute(
+async def record_assignment(
+    session: AsyncSession, rep_id: str, team: str | None = None, level: float | None = None
+) -> None:
+    """Advance the rep's fairness ledger by one handoff and, given a `level`, raise the
+    team's rotation level to it (one round trip: it is on the speed-to-lead path)."""
+    ledger = (
         update(reps)
         .where(reps.c.rep_id == rep_id)
         .values(assigned_total=reps.c.assigned_total + 1, updated_at=func.now())
+    )
+    if level is None:
+        await session.execute(ledger)
+        return
+    stmt = pg_insert(rotation_levels).values(team=team, level=level)
+    await session.execute(
+        stmt.add_cte(ledger.cte("ledger")).on_conflict_do_update(
+            index_elements=["team"],
+            set_={"level": func.greatest(rotation_levels.c.level, stmt.excluded.level)},
+        )
     )
 
 
@@ -238,17 +251,6 @@ async def get_rotation_levels(session: AsyncSession) -> dict[str, float]:
     """Each team's rotation level (teams whose rotation never picked anyone are absent)."""
     rows = await session.execute(select(rotation_levels.c.team, rotation_levels.c.level))
     return {team: level for team, level in rows.all()}
-
-
-async def raise_rotation_level(session: AsyncSession, team: str, level: float) -> None:
-    """Raise the team's rotation level to `level` (it never goes down)."""
-    stmt = pg_insert(rotation_levels).values(team=team, level=level)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["team"],
-            set_={"level": func.greatest(rotation_levels.c.level, stmt.excluded.level)},
-        )
-    )
 
 
 async def set_availability(
@@ -262,15 +264,18 @@ async def set_availability(
     )
 
 
-async def insert_handoff(session: AsyncSession, **values: Any) -> bool:
-    """Insert a handoff; False when one for the same lifecycle event exists already."""
-    inserted = await session.scalar(
-        pg_insert(handoffs)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["lifecycle_event_id"])
-        .returning(handoffs.c.handoff_id)
-    )
-    return inserted is not None
+async def insert_handoff(session: AsyncSession, **values: Any) -> Handoff | None:
+    """Insert a handoff and return it as stored (this transaction holds its row lock); None
+    when one for the same lifecycle event exists already."""
+    row = (
+        await session.execute(
+            pg_insert(handoffs)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["lifecycle_event_id"])
+            .returning(*handoffs.c)
+        )
+    ).first()
+    return Handoff.from_row(row._mapping) if row else None
 
 
 async def lock_handoff(session: AsyncSession, handoff_id: str) -> Handoff | None:
@@ -339,24 +344,24 @@ async def record_feedback(session: AsyncSession, **values: Any) -> None:
     await session.execute(pg_insert(handoff_feedback).values(**values))
 
 
-async def count_open_by_tier(session: AsyncSession) -> dict[str, int]:
-    """Open handoffs per tier."""
+async def count_open_and_waiting(
+    session: AsyncSession,
+) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """Open handoffs per tier, and leads waiting in each queue per (queue, tier)."""
+    is_open = handoffs.c.status.in_(OPEN)
     rows = await session.execute(
-        select(handoffs.c.tier, func.count())
-        .where(handoffs.c.status.in_(OPEN))
-        .group_by(handoffs.c.tier)
+        select(is_open, handoffs.c.queue, handoffs.c.tier, func.count())
+        .where(handoffs.c.status.in_(OPEN + sorted(WAITING_STATUSES)))
+        .group_by(is_open, handoffs.c.queue, handoffs.c.tier)
     )
-    return {tier: count for tier, count in rows.all()}
-
-
-async def count_waiting(session: AsyncSession) -> dict[tuple[str, str], int]:
-    """Leads waiting in each queue, per (queue, tier)."""
-    rows = await session.execute(
-        select(handoffs.c.queue, handoffs.c.tier, func.count())
-        .where(handoffs.c.status.in_(sorted(WAITING_STATUSES)))
-        .group_by(handoffs.c.queue, handoffs.c.tier)
-    )
-    return {(queue, tier): count for queue, tier, count in rows.all()}
+    open_by_tier: dict[str, int] = {}
+    waiting: dict[tuple[str, str], int] = {}
+    for opened, queue, tier, count in rows.all():
+        if opened:
+            open_by_tier[tier] = open_by_tier.get(tier, 0) + count
+        else:
+            waiting[(queue, tier)] = count
+    return open_by_tier, waiting
 
 
 async def record_funnel_event(

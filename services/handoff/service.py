@@ -113,10 +113,15 @@ class HandoffService:
     # -- consumer ---------------------------------------------------------------------------
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
-        now = await db_now(session)
+        # Read when first needed (now() is the transaction's start whenever it is read): a
+        # batch of lifecycle events that are only counted needs no clock, so no round trip.
+        now: datetime | None = None
         # Funnel rows go in one statement per run of lifecycle events; written before anything
         # else that could touch them (an erasure anonymises the lead's rows).
         funnel: list[tuple[str, str, str, datetime]] = []
+        # Most lifecycle events only add funnel rows: the handoff gauges are counted again
+        # (two queries) only when the batch may have changed a handoff.
+        changed_handoffs = False
         for delivered in batch:
             event = delivered.event
             if not event.type.startswith(LIFECYCLE_PREFIX) or event.type == LIFECYCLE_ERASED:
@@ -124,16 +129,22 @@ class HandoffService:
                 funnel = []
             if event.type == LIFECYCLE_ERASED:
                 erased = LifecycleData.model_validate(event.data)
+                changed_handoffs = True
+                now = now or await db_now(session)
                 await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
                 await repository.record_merges(session, lead.lead_key, lead.merged_keys)
                 funnel.append((event.id, lead.lead_key, lead.transition, event.time))
                 if lead.transition in ROUTED_TRANSITIONS:
+                    now = now or await db_now(session)
                     await self.route(session, event, lead, now)
+                    changed_handoffs = True
             elif event.type.startswith(FEEDBACK_PREFIX):
                 feedback = FeedbackData.model_validate(event.data)
                 action = event.type.removeprefix(FEEDBACK_PREFIX)
+                changed_handoffs = True
+                now = now or await db_now(session)
                 try:
                     await self.apply_feedback(session, action, feedback, now, cause=event.id)
                     # Kafka ACLs decide who may write feedback; the trail records who said so.
@@ -157,7 +168,8 @@ class HandoffService:
             else:
                 raise Invalid(f"handoff does not handle events of type {event.type!r}")
         await repository.record_funnel_events(session, funnel)
-        await self.observe(session)
+        if changed_handoffs:
+            await self.observe(session)
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -172,7 +184,7 @@ class HandoffService:
         )
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
-        created = await repository.insert_handoff(
+        handoff = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
             lead_key=lead.lead_key,
@@ -192,7 +204,7 @@ class HandoffService:
             reassignments=0,
             previous_reps=[],
         )
-        if not created:
+        if handoff is None:
             return  # this lifecycle event was routed already
         log.info(
             "routed by rule %s to team %s",
@@ -200,13 +212,11 @@ class HandoffService:
             decision.team,
             extra={"handoff_id": handoff_id, "event_id": event.id},
         )
-        handoff = await repository.lock_handoff(session, handoff_id)
-        assert handoff is not None
         if decision.rep_id:
             await self._assign(session, handoff, decision, reps, now, cause=event.id)
         else:
             ROUTING_DECISIONS.labels(decision.rule).inc()
-            await self._publish(session, handoff, "queued", cause=event.id)
+            await self._publish(session, handoff, "queued", cause=event.id, now=now)
             await self._schedule_queue_check(session, decision.team, reps, now)
 
     async def _assign(
@@ -244,9 +254,9 @@ class HandoffService:
             skipped=decision.skipped,
             **changes,
         )
-        await repository.record_assignment(session, decision.rep_id)
-        if decision.rotation_level is not None:
-            await repository.raise_rotation_level(session, decision.team, decision.rotation_level)
+        await repository.record_assignment(
+            session, decision.rep_id, decision.team, decision.rotation_level
+        )
         ROUTING_DECISIONS.labels(decision.rule).inc()
         if first:  # speed to lead counts every first assignment, queued time included
             if handoff.qualifying_activity_at:
@@ -264,7 +274,9 @@ class HandoffService:
         ):
             if due is not None:
                 await timers.schedule(session, kind_, assigned.handoff_id, due)
-        await self._publish(session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id)
+        await self._publish(
+            session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id, now=now
+        )
         return assigned
 
     async def drain_queue(self, session: AsyncSession, team: str, now: datetime) -> int:
@@ -523,7 +535,10 @@ class HandoffService:
         cause: str,
         previous_rep_id: str | None = None,
         clock: SlaClock | None = None,
+        now: datetime | None = None,
     ) -> None:
+        """Queue a handoff event; `now`, when the caller has it, is the transaction's db_now()
+        (Postgres' now() is fixed for a transaction), which saves a round trip."""
         await outbox.add_event(
             session,
             RELAY,
@@ -532,7 +547,7 @@ class HandoffService:
                 id=derived_event_id("handoff", kind, handoff.handoff_id, cause),
                 source="leadrouter/handoff",
                 type=HANDOFF_PREFIX + kind,
-                time=await db_now(session),
+                time=now or await db_now(session),
                 subject=handoff.lead_key,
                 data=HandoffData.model_validate(
                     {
@@ -549,10 +564,9 @@ class HandoffService:
 
     async def observe(self, session: AsyncSession) -> None:
         """Refresh the open-handoff and queue gauges from the table."""
-        counts = await repository.count_open_by_tier(session)
+        counts, waiting = await repository.count_open_and_waiting(session)
         for tier in self.playbook.taxonomy.tiers:
             OPEN_HANDOFFS.labels(tier.name).set(counts.get(tier.name, 0))
-        waiting = await repository.count_waiting(session)
         for team in self.playbook.routing.teams:
             for queue in (
                 team.fallback_queue or f"{team.name}-queue",

@@ -268,6 +268,8 @@ class ScoringHandler:
         merged: Sequence[str] = (),
     ) -> list[CloudEvent]:
         """The lifecycle events of a lead's transitions (ids derive from their cause)."""
+        if not transitions:  # most events: no explanation to build
+            return []
         events = []
         # Built from the lead's own typed state, so not validated again (model_construct): the
         # validation of two models per transition was a tenth of scoring's CPU per new lead.
