@@ -45,6 +45,7 @@ class ReplayRecord:
     timestamp_ms: int  # the record's Kafka time (ingest's send time for lead events)
     received_at: datetime | None
     event: CloudEvent | None
+    activity: LeadActivityData | None = None  # a lead activity's data, validated at decoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ class Rebuild:
         if event.id in self.processed:
             return  # a duplicate: live claims each id once and skips the rest
         try:
-            self._apply(event, record.received_at)
+            self._apply(event, record.activity, record.received_at)
         except Exception:
             # Live retries the record alone, then dead-letters it; its transaction rolls back,
             # so it leaves no id and no change. Every step below validates before it mutates.
@@ -89,9 +90,11 @@ class Rebuild:
             return
         self.processed[event.id] = (record.topic, record.partition, record.offset)
 
-    def _apply(self, event: CloudEvent, received_at: datetime | None) -> None:
+    def _apply(
+        self, event: CloudEvent, activity: LeadActivityData | None, received_at: datetime | None
+    ) -> None:
         if event.type == LEAD_ACTIVITY:
-            activity = LeadActivityData.model_validate(event.data)
+            activity = activity or LeadActivityData.model_validate(event.data)
             self._activity(
                 event.id, identity_aliases(event.subject, activity), activity, received_at
             )

@@ -25,6 +25,7 @@ from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from services.backtest.history import decode_record
 from services.scoring import repository
 from services.scoring.app import scoring_handler
 from services.scoring.erasure import lead_hash
@@ -34,7 +35,6 @@ from services.scoring.service import RELAY, RETIER
 from shared import audit
 from shared.consumer import TransactionalConsumer, partitions_of
 from shared.db import make_engine, make_sessionmaker
-from shared.events import CloudEvent
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
 from shared.playbook import load_playbook
@@ -50,6 +50,7 @@ REPLAY_BATCH_MAX = 5000
 FETCH_RECORDS = 20_000
 FETCH_PARTITION_BYTES = 8 * 1024 * 1024
 BUFFERED_PER_PARTITION = 50_000
+YIELD_EVERY = 2_000  # records folded between turns of the event loop
 
 
 async def replay(settings: Settings, publish: bool = False, out: TextIO = sys.stderr) -> int:
@@ -162,13 +163,20 @@ async def _fold_topics(
                     if tp not in fetched and await consumer.position(tp) >= ends[tp]:
                         reading.discard(tp)
                         consumer.pause(tp)
-            while heads and all(buffers[tp] for tp in reading):
+            # Only the partition just taken from can run dry, so one check before the loop and
+            # one per record keep "every partition being read has a record buffered".
+            draining = all(buffers[tp] for tp in reading)
+            while heads and draining:
                 _, tp = heapq.heappop(heads)
                 buffer = buffers[tp]
                 rebuild.apply(buffer.popleft())
                 done += 1
                 if buffer:
                     heapq.heappush(heads, (_order(buffer[0]), tp))
+                elif tp in reading:
+                    draining = False
+                if done % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the fetcher reads the next records meanwhile
             for tp in reading:
                 if len(buffers[tp]) >= BUFFERED_PER_PARTITION:
                     consumer.pause(tp)
@@ -192,10 +200,8 @@ def _order(record: ReplayRecord) -> tuple[int, str, int, int]:
 
 def _decode(record: ConsumerRecord) -> ReplayRecord:
     """The record's event decoded as the live consumer decodes it (None: it would dead-letter)."""
-    try:
-        event: CloudEvent | None = CloudEvent.from_bytes(record.value or b"")
-    except ValueError:
-        event = None
+    decoded = decode_record(record.value or b"")
+    event, activity = decoded if decoded else (None, None)
     timestamp = record.timestamp
     received_at = (
         datetime.fromtimestamp(timestamp / 1000, UTC)
@@ -203,7 +209,7 @@ def _decode(record: ConsumerRecord) -> ReplayRecord:
         else None
     )
     return ReplayRecord(
-        record.topic, record.partition, record.offset, timestamp or 0, received_at, event
+        record.topic, record.partition, record.offset, timestamp or 0, received_at, event, activity
     )
 
 

@@ -1,7 +1,7 @@
 """SQL for the leads projection and the identity aliases that point at leads."""
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -352,10 +352,14 @@ async def truncate_projection(
     await reset_projection(session, group, timer_kind, relays)
 
 
-async def copy_leads(session: AsyncSession, states: Iterable[LeadState]) -> int:
-    """Write these leads (the table is empty) with one COPY; returns how many."""
+async def copy_leads(session: AsyncSession, states: Collection[LeadState]) -> int:
+    """Write these leads (the table is empty) with one COPY; returns how many.
+
+    The rows are encoded as the COPY streams them, so PostgreSQL parses one part while
+    Python encodes the next.
+    """
     dumps = jsoncodec.dumps
-    records = [
+    records = (
         (
             s.lead_key,
             s.email,
@@ -373,10 +377,10 @@ async def copy_leads(session: AsyncSession, states: Iterable[LeadState]) -> int:
             s.recycled_at,
         )
         for s in states
-    ]
+    )
     driver = await _driver_connection(session)
     await driver.copy_records_to_table("leads", records=records, columns=LEAD_COPY_COLUMNS)
-    return len(records)
+    return len(states)
 
 
 async def copy_aliases(session: AsyncSession, bindings: dict[str, str]) -> None:
