@@ -9,9 +9,8 @@ ids counted once, and a record that does not decode or that the handler would re
 without its id (live dead-letters it, in a transaction that claims no id). No I/O, no clock.
 """
 
-import heapq
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -168,12 +167,3 @@ class Rebuild:
             self.names_of[old].discard(alias)
         self.bindings[alias] = key
         self.names_of[key].add(alias)
-
-
-def in_arrival_order(partitions: Iterable[Iterable[ReplayRecord]]) -> Iterator[ReplayRecord]:
-    """The records of all partitions merged by Kafka time, each partition in its own order.
-
-    Live processing reads the partitions side by side as the records arrive, so a handoff
-    (sent after the activity that qualified its lead) meets the lead that activity made.
-    """
-    return heapq.merge(*partitions, key=lambda r: (r.timestamp_ms, r.topic, r.partition, r.offset))

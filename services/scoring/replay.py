@@ -47,9 +47,9 @@ REPLAY_BATCH_MAX = 5000
 # The fast path's reading: records per getmany() and per partition fetch, and how many decoded
 # records a partition may hold while it waits for a slower one (bounds memory to a few
 # hundred MB whatever the topic's size).
-FETCH_RECORDS = 20_000
+FETCH_RECORDS = 10_000
 FETCH_PARTITION_BYTES = 8 * 1024 * 1024
-BUFFERED_PER_PARTITION = 50_000
+BUFFERED_PER_PARTITION = 20_000
 YIELD_EVERY = 2_000  # records folded between turns of the event loop
 
 
@@ -118,12 +118,15 @@ def _progress(out: TextIO) -> Callable[[int, int], None]:
 async def _fold_topics(
     settings: Settings, rebuild: Rebuild, progress: Callable[[int, int], None]
 ) -> tuple[int, dict[tuple[str, int], int]]:
-    """Read both topics to the end offsets they have now and fold every record, in arrival
-    order (`in_arrival_order`), as they come; returns the records read and the next offsets.
+    """Read both topics to the end offsets they have now and fold every record as it comes;
+    returns the records read and the next offset of each partition.
 
-    A partition's records are folded only while every partition still being read has some
-    buffered (the next one by Kafka time may be in any of them); one that holds many while
-    it waits is paused, so memory stays bounded.
+    The partitions are merged by Kafka time (ties by topic, partition, offset), each in its
+    own order: live processing reads them side by side as the records arrive, so a handoff
+    (sent after the activity that qualified its lead) meets the lead that activity made, and
+    a person's later name meets the lead the earlier ones made. A record is folded only while
+    every partition still being read has one buffered (the next by time may be in any of
+    them); a partition that holds many while it waits is paused, so memory stays bounded.
     """
     topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
     partitions = await partitions_of(client_options(settings), topics)
