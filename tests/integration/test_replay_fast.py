@@ -318,3 +318,43 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
     for table in SNAPSHOT:
         assert rebuilt[table] == stored[table], table
     assert f"[replay] done: {total} records, {len(stored['leads'])} leads" in out.getvalue()
+
+
+async def test_a_replay_that_fails_while_writing_leaves_the_old_projection(settings, monkeypatch):
+    await ensure_topics(settings)
+    engine = make_engine(settings.database_url, pool_size=2)
+    sessions = make_sessionmaker(engine)
+    live = TransactionalConsumer(
+        name="scoring",
+        group_id=settings.consumer_group("scoring"),
+        topics=[settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)],
+        bootstrap=client_options(settings),
+        sessions=sessions,
+        handler=scoring_handler(settings, load_playbook(settings.playbook)),
+        relay=RELAY,
+        standalone=True,
+    )
+    events = [
+        activity(
+            f"email:f{n}@corp.example", "form_submit", NOW - timedelta(days=n), f"f{n}@corp.example"
+        )
+        for n in range(5)
+    ]
+    await publish(settings, on_topic(events))
+    await live.start()
+    try:
+        await live.catch_up()
+    finally:
+        await live.stop()
+    stored = await snapshot(sessions)
+
+    async def crash(*args: object) -> None:
+        raise RuntimeError("the disk filled up")
+
+    # The leads and aliases are written by then: they must roll back with the reset.
+    monkeypatch.setattr("services.scoring.repository.copy_timers", crash)
+    with pytest.raises(RuntimeError, match="disk filled up"):
+        await replay(settings, out=io.StringIO())
+    assert await snapshot(sessions) == stored
+    assert len(stored["leads"]) == 5
+    await engine.dispose()
