@@ -61,6 +61,8 @@ async def read_history(
     consumer = AIOKafkaConsumer(
         **client_options(settings),
         enable_auto_commit=False,
+        # Never "latest": a reset to it racing seek_to_beginning would skip the history.
+        auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )

@@ -133,6 +133,8 @@ async def _fold_topics(
     consumer = AIOKafkaConsumer(
         **client_options(settings),
         enable_auto_commit=False,
+        # Never "latest": a position reset racing the seeks below would skip everything.
+        auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
         fetch_max_bytes=4 * FETCH_PARTITION_BYTES,
@@ -142,7 +144,8 @@ async def _fold_topics(
         consumer.assign(partitions)
         starts = await consumer.beginning_offsets(partitions)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])  # a known position at once, no reset in flight
         total = sum(ends[tp] - starts[tp] for tp in partitions)
         reading = {tp for tp in partitions if ends[tp] > starts[tp]}
         consumer.pause(*(set(partitions) - reading))
