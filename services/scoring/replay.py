@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.backtest.history import decode_record
 from services.scoring import repository
@@ -37,7 +38,7 @@ from shared.consumer import TransactionalConsumer, partitions_of
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
-from shared.playbook import load_playbook
+from shared.playbook import Playbook, load_playbook
 from shared.settings import Settings
 
 REPLAY_RELAY = "scoring-replay"  # outbox rows nobody publishes, dropped at the end
@@ -62,46 +63,59 @@ async def replay(settings: Settings, publish: bool = False, out: TextIO = sys.st
     await ensure_topics(settings)
     engine = make_engine(settings.database_url, pool_size=1)
     sessions = make_sessionmaker(engine)
-    group = settings.consumer_group("scoring")
     try:
         async with sessions() as session:
             tombstones = await repository.erased_hashes(session)
-        rebuild = Rebuild(playbook, tombstones=set(tombstones))
-        # The fold makes millions of small objects and no cycles: the cyclic collector would
-        # walk the whole projection again and again.
+        # The fold and the rows make millions of small objects and no cycles: the cyclic
+        # collector would walk the whole projection again and again.
         gc.disable()
         try:
-            total, next_offsets = await _fold_topics(settings, rebuild, _progress(out))
-            due = {
-                key: at
-                for key, state in rebuild.states.items()
-                if (at := next_score_change(state, playbook)) is not None
-            }
+            total, count = await _rebuild_and_write(settings, playbook, sessions, tombstones, out)
         finally:
             gc.enable()
-        print(f"[replay] writing {len(rebuild.states)} leads", file=out, flush=True)
-        async with sessions() as session, session.begin():
-            await repository.truncate_projection(session, group, RETIER, [RELAY, REPLAY_RELAY])
-            count = await repository.copy_leads(session, rebuild.states.values())
-            await repository.copy_aliases(session, rebuild.bindings)
-            await repository.copy_processed_ids(session, group, rebuild.processed)
-            await repository.copy_timers(session, RETIER, due)
-            await repository.copy_offsets(session, group, next_offsets)
-            await repository.add_tombstones(
-                session, (h for e in rebuild.erasures for h in map(lead_hash, e.lead_keys))
-            )
-            for erasure in rebuild.erasures:
-                await audit.record(
-                    session,
-                    erasure.actor,
-                    "lead.erase",
-                    erasure.cause,
-                    {"events": list(erasure.event_ids)},
-                )
     finally:
         await engine.dispose()
     print(f"[replay] done: {total} records, {count} leads", file=out, flush=True)
     return total
+
+
+async def _rebuild_and_write(
+    settings: Settings,
+    playbook: Playbook,
+    sessions: async_sessionmaker[AsyncSession],
+    tombstones: set[str],
+    out: TextIO,
+) -> tuple[int, int]:
+    """Fold the topics, then replace scoring's state with the result in one transaction;
+    returns the records read and the leads written."""
+    group = settings.consumer_group("scoring")
+    rebuild = Rebuild(playbook, tombstones=set(tombstones))
+    total, next_offsets = await _fold_topics(settings, rebuild, _progress(out))
+    due = {
+        key: at
+        for key, state in rebuild.states.items()
+        if (at := next_score_change(state, playbook)) is not None
+    }
+    print(f"[replay] writing {len(rebuild.states)} leads", file=out, flush=True)
+    async with sessions() as session, session.begin():
+        await repository.truncate_projection(session, group, RETIER, [RELAY, REPLAY_RELAY])
+        count = await repository.copy_leads(session, rebuild.states.values())
+        await repository.copy_aliases(session, rebuild.bindings)
+        await repository.copy_processed_ids(session, group, rebuild.processed)
+        await repository.copy_timers(session, RETIER, due)
+        await repository.copy_offsets(session, group, next_offsets)
+        await repository.add_tombstones(
+            session, (h for e in rebuild.erasures for h in map(lead_hash, e.lead_keys))
+        )
+        for erasure in rebuild.erasures:
+            await audit.record(
+                session,
+                erasure.actor,
+                "lead.erase",
+                erasure.cause,
+                {"events": list(erasure.event_ids)},
+            )
+    return total, count
 
 
 def _progress(out: TextIO) -> Callable[[int, int], None]:
