@@ -134,7 +134,18 @@ class Settings(BaseSettings):
         300.0, ge=0, description="How far in the future an event's time may be (ingest's clock)"
     )
     ingest_kafka_producers: int = Field(
-        4, ge=1, le=64, description="Transactional producers (Kafka transactions in flight at once)"
+        4,
+        ge=1,
+        le=64,
+        description="Transactional producers; they take turns, so each rests between its "
+        "transactions (one reused at once waits 20 ms on the broker's CONCURRENT_TRANSACTIONS)",
+    )
+    ingest_transactions_in_flight: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Most group-commit transactions in flight at once: fewer, larger "
+        "transactions under load (at most LEADROUTER_INGEST_KAFKA_PRODUCERS count)",
     )
     ingest_transaction_max_records: int = Field(
         5000,

@@ -62,3 +62,9 @@ def requests_total(source: str, outcome: str) -> Counter:
 def request_seconds(source: str) -> Histogram:
     """REQUEST_SECONDS for one source."""
     return REQUEST_SECONDS.labels(source)
+
+
+@cache
+def events_total(source: str, kind: str, outcome: str) -> Counter:
+    """EVENTS for one source, event kind (bounded: unknown kinds are "other") and outcome."""
+    return EVENTS.labels(source, kind, outcome)

@@ -122,13 +122,17 @@ def native_to_cloud_event(item: NativeLeadEvent, source: str) -> CloudEvent:
     data = item.model_dump(mode="json", exclude={"id"})
     activity = data["activity"]
     activity["properties"] = with_url_fields(activity["properties"])
-    return CloudEvent.model_construct(
-        id=event_id,
-        source=f"leadrouter/ingest/{source}",
-        type=LEAD_ACTIVITY,
-        time=item.activity.occurred_at,
-        subject=lead_key(item.identity),
-        data=data,
+    # Validating the envelope (its data is a plain dict) costs about half of model_construct,
+    # which fills each default in Python.
+    return CloudEvent.model_validate(
+        {
+            "id": event_id,
+            "source": f"leadrouter/ingest/{source}",
+            "type": LEAD_ACTIVITY,
+            "time": item.activity.occurred_at,
+            "subject": lead_key(item.identity),
+            "data": data,
+        }
     )
 
 
@@ -156,16 +160,18 @@ def with_url_fields(properties: Any) -> Any:
 def activity_event(event_id: str, source: str, data: LeadActivityData) -> CloudEvent:
     """A lead activity CloudEvent, keyed by the lead and timed by when the activity happened.
 
-    `data` is validated; the envelope's fields are made here, each non-empty by construction.
+    `data` is validated; so is the envelope (cheaper than model_construct, see above).
     """
     occurred_at: datetime = data.activity.occurred_at
-    return CloudEvent.model_construct(
-        id=event_id,
-        source=f"leadrouter/ingest/{source}",
-        type=LEAD_ACTIVITY,
-        time=occurred_at,
-        subject=lead_key(data.identity),
-        data=data.model_dump(mode="json"),
+    return CloudEvent.model_validate(
+        {
+            "id": event_id,
+            "source": f"leadrouter/ingest/{source}",
+            "type": LEAD_ACTIVITY,
+            "time": occurred_at,
+            "subject": lead_key(data.identity),
+            "data": data.model_dump(mode="json"),
+        }
     )
 
 

@@ -14,11 +14,11 @@ from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
 from services.ingest import auth
-from services.ingest.limits import Limits, Problem, body_problems, event_problems
+from services.ingest.limits import Limits, Problem, event_problems, parse_json
 from services.ingest.metrics import (
-    EVENTS,
     OUTCOMES,
     PUBLISH_SECONDS,
+    events_total,
     request_seconds,
     requests_total,
 )
@@ -159,11 +159,11 @@ class IngestService:
             request_seconds(source).observe(time.perf_counter() - started)
         # Counted per kind, not per item: a batch is one label lookup, not a hundred.
         for kind, count in Counter(kind for kind, _ in result.events).items():
-            EVENTS.labels(source, kind, "accepted").inc(count)
+            events_total(source, kind, "accepted").inc(count)
         for kind, count in Counter(result.ignored).items():
-            EVENTS.labels(source, kind, "ignored").inc(count)
+            events_total(source, kind, "ignored").inc(count)
         for kind, _, reason in result.unusable:
-            EVENTS.labels(source, kind, "dead_lettered").inc()
+            events_total(source, kind, "dead_lettered").inc()
             log.warning("%s: an item went to the DLQ: %s", source, reason)
         return IngestResult(
             accepted=len(result.events),
@@ -193,14 +193,13 @@ class IngestService:
     def _parse(self, raw: bytes) -> Any:
         """The JSON body, refused at once if it could not be stored or scored."""
         try:
-            payload = json.loads(raw)
+            payload, problems = parse_json(raw, self.limits)
         except RecursionError as exc:
             raise Invalid(
                 f"JSON nested deeper than {self.limits.max_json_depth} levels", pointer="/"
             ) from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from exc
-        problems = body_problems(payload, self.limits, raw=raw)
         if problems:
             raise _invalid(problems)
         return payload
@@ -238,7 +237,7 @@ class IngestService:
             )
         except ValidationError as exc:
             errors = validation_errors(exc.errors())
-            EVENTS.labels(source, "native", "invalid").inc(count)
+            events_total(source, "native", "invalid").inc(count)
             raise Invalid(f"{errors[0]['pointer']}: {errors[0]['detail']}", errors=errors) from exc
         return Normalised(events=[("native", native_to_cloud_event(i, source)) for i in parsed])
 
