@@ -11,12 +11,39 @@ from datetime import datetime
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
 
 from services.backtest.simulate import HistoryEvent, decode
 from shared.consumer import partitions_of
-from shared.events import CloudEvent
+from shared.events import LEAD_ACTIVITY, CloudEvent, LeadActivityData
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options
 from shared.settings import Settings
+
+
+class _LeadActivityEvent(CloudEvent):
+    """A lead activity event with its data validated in the same pass as the envelope."""
+
+    data: LeadActivityData  # type: ignore[assignment]
+
+
+def decode_record(raw: bytes) -> tuple[CloudEvent, LeadActivityData | None] | None:
+    """A record's event as the consumers decode it, and its activity if it is a lead activity.
+
+    None when it is not a CloudEvent (the consumers dead-letter it). A lead activity, nearly
+    every record, is validated in one pass (envelope and data); anything else, or a record
+    whose data fails that pass, is decoded as the consumers do it, the data left to them.
+    """
+    try:
+        event = _LeadActivityEvent.model_validate_json(raw)
+    except ValidationError:
+        pass
+    else:
+        if event.type == LEAD_ACTIVITY:
+            return event, event.data  # the envelope's `data` is the validated activity here
+    try:
+        return CloudEvent.from_bytes(raw), None
+    except ValueError:
+        return None
 
 
 async def read_history(
@@ -34,6 +61,8 @@ async def read_history(
     consumer = AIOKafkaConsumer(
         **client_options(settings),
         enable_auto_commit=False,
+        # Never "latest": a reset to it racing seek_to_beginning would skip the history.
+        auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )

@@ -15,20 +15,21 @@ working hours (out-of-office periods are not in the event history).
 
 import gc
 import heapq
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
+from services.scoring.identity import LeadsInMemory, identity_aliases
 from services.scoring.scoring import (
     BECAME_MQL,
     LeadState,
     apply_activity,
+    apply_activity_at,
     apply_sales_outcome,
-    merge,
+    to_us,
 )
-from services.scoring.service import SALES_OUTCOMES, identity_aliases, survivor_of
+from services.scoring.service import SALES_OUTCOMES
 from shared.events import HANDOFF_PREFIX, LEAD_ACTIVITY, CloudEvent, HandoffData, LeadActivityData
 from shared.playbook import Playbook
 
@@ -50,6 +51,12 @@ class HistoryEvent:
     handoff_kind: str | None = None  # assigned, accepted, rejected, converted, ...
     handoff: HandoffData | None = None
     names: tuple[str, ...] = ()
+    # `at` in microseconds since the epoch, worked out once: the simulation compares times
+    # for every event, and comparing datetimes with different tzinfo objects costs 10x more.
+    at_us: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at_us", to_us(self.at))
 
 
 def decode(events: Iterable[CloudEvent]) -> list[HistoryEvent]:
@@ -176,53 +183,24 @@ def judgements(history: list[HistoryEvent]) -> dict[str, Judgement]:
     }
 
 
-class _Leads:
-    """The leads projection in memory: states by key and every alias pointing at its lead."""
+class _Leads(LeadsInMemory):
+    """The leads in memory (as the replay folds them), with when each person first came."""
 
     def __init__(self) -> None:
-        self.states: dict[str, LeadState] = {}
-        self.bindings: dict[str, str] = {}
-        self.names_of: dict[str, set[str]] = defaultdict(set)
+        super().__init__()
         self.first_touch: dict[str, datetime] = {}
 
-    def known(self, names: tuple[str, ...]) -> LeadState | None:
-        """The lead, if every one of these names is already its own (the usual case)."""
-        key = self.bindings.get(names[0])
-        if key is None:
-            return None
-        for name in names:
-            if self.bindings.get(name) != key:
-                return None
-        # A lead's key comes first among its names in survivor order: nothing to rename.
-        return self.states[key]
-
-    def resolve(self, names: tuple[str, ...], playbook: Playbook) -> LeadState:
-        """The one lead these names belong to, merging leads that turn out to be one person."""
-        keys = {self.bindings[n] for n in names if n in self.bindings}
-        canonical = survivor_of(keys | set(names))
-        if not keys:
-            return LeadState(canonical)
-        state = self.states.pop(survivor_of(keys))
-        for other in sorted(keys - {state.lead_key}):
-            state = merge(state, self.states.pop(other), playbook)
-        touches = [self.first_touch.pop(k) for k in keys if k in self.first_touch]
+    def keep_touched(
+        self, state: LeadState, names: tuple[str, ...], absorbed: set[str], at: datetime
+    ) -> None:
+        """Keep the lead (`LeadsInMemory.keep`); a merged lead's first touch is its leads'
+        earliest, a new lead's is `at`."""
+        touches = [self.first_touch.pop(k) for k in absorbed if k in self.first_touch]
         if touches:
-            self.first_touch[canonical] = min(touches)
-        for old in keys - {canonical}:
-            for alias in self.names_of.pop(old, set()):
-                self.bindings[alias] = canonical
-                self.names_of[canonical].add(alias)
-        return state if state.lead_key == canonical else replace(state, lead_key=canonical)
-
-    def keep(self, state: LeadState, names: tuple[str, ...], at: datetime) -> None:
-        key = state.lead_key
-        for name in names:
-            if self.bindings.get(name) != key:
-                self.bindings[name] = key
-                self.names_of[key].add(name)
-        if key not in self.first_touch:
-            self.first_touch[key] = at
-        self.states[key] = state
+            self.first_touch[state.lead_key] = min(touches)
+        elif state.lead_key not in self.first_touch:
+            self.first_touch[state.lead_key] = at
+        self.keep(state, names, absorbed)
 
 
 @dataclass
@@ -230,14 +208,14 @@ class _Reps:
     """Reps as the routing core sees them, with the handoffs each holds open until when."""
 
     loads: dict[str, RepLoad]
-    closes: list[tuple[datetime, str]] = field(default_factory=list)  # heap of (when, rep)
+    closes: list[tuple[int, str]] = field(default_factory=list)  # heap of (when in µs, rep)
     # team -> leads waiting in its queue, oldest first: (qualification, lead, handoff index)
     queued: dict[str, list[tuple[Qualification, LeadState, int]]] = field(default_factory=dict)
 
-    def release_until(self, now: datetime) -> list[str]:
-        """Close the handoffs due by `now`; the teams that got a free slot."""
+    def release_until(self, now_us: int) -> list[str]:
+        """Close the handoffs due by `now_us`; the teams that got a free slot."""
         freed = []
-        while self.closes and self.closes[0][0] <= now:
+        while self.closes and self.closes[0][0] <= now_us:
             _, rep_id = heapq.heappop(self.closes)
             rep = self.loads[rep_id]
             self.loads[rep_id] = replace(rep, open_handoffs=max(rep.open_handoffs - 1, 0))
@@ -280,31 +258,45 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
     outcome = Outcome(events=len(history))
     closed_at = _closing_times(history)
     reps = _roster(playbook)
+    states, bound_to, closes = leads.states, leads.bindings.get, reps.closes
     for event in history:
-        if reps.closes and reps.closes[0][0] <= event.at:
-            for team in reps.release_until(event.at):
+        if closes and closes[0][0] <= event.at_us:
+            for team in reps.release_until(event.at_us):
                 _drain(team, reps, playbook, outcome, closed_at, event.at)
-        if event.activity is not None:
+        activity = event.activity
+        if activity is not None:
             names = event.names
-            state = leads.known(names)
-            if state is not None:
-                state, transitions = apply_activity(state, event.activity, event.id, playbook)
-                leads.states[state.lead_key] = state
+            # The usual case, inline: every name is already the lead's own (its key first).
+            key = bound_to(names[0])
+            for name in names:
+                if bound_to(name) != key:
+                    key = None
+                    break
+            if key is not None:
+                state = states[key]
             else:
-                state = leads.resolve(names, playbook)
-                state, transitions = apply_activity(state, event.activity, event.id, playbook)
-                leads.keep(state, names, event.at)
+                state, absorbed = leads.resolve(names, playbook)
+            if event.at is activity.activity.occurred_at:
+                state, transitions = apply_activity_at(
+                    state, activity, event.id, playbook, event.at, event.at_us
+                )
+            else:
+                state, transitions = apply_activity(state, activity, event.id, playbook)
+            if key is not None:
+                states[key] = state
+            else:
+                leads.keep_touched(state, names, absorbed, event.at)
         elif event.handoff is not None and HANDOFF_PREFIX + (event.handoff_kind or "") in (
             SALES_OUTCOMES
         ):
             h = event.handoff
             names = event.names
-            state = leads.resolve(names, playbook)
+            state, absorbed = leads.resolve(names, playbook)
             kind = SALES_OUTCOMES[HANDOFF_PREFIX + (event.handoff_kind or "")]
             state, transitions = apply_sales_outcome(
                 state, kind, h.converted_to, event.at, playbook
             )
-            leads.keep(state, names, event.at)
+            leads.keep_touched(state, names, absorbed, event.at)
         else:
             continue
         for transition in transitions:
@@ -386,7 +378,8 @@ def _assign(
     policy = playbook.sla.tiers.get(mql.tier)
     held = timedelta(minutes=policy.contact_minutes if policy else 24 * 60)
     closes = closed_at.get(mql.lead_key)
-    heapq.heappush(reps.closes, (closes if closes and closes > now else now + held, rep_id))
+    until = closes if closes and closes > now else now + held
+    heapq.heappush(reps.closes, (to_us(until), rep_id))
 
 
 def _drain(

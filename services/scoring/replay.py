@@ -1,34 +1,246 @@
 """`leadrouter scoring replay`: rebuild the leads projection from the start of the topics.
 
-It resets scoring's state (leads, aliases, processed ids, stored offsets, decay timers) and
-feeds every record again through the same handler and consumer loop as live processing, so
-the result is what live processing produced. Lifecycle events it re-derives carry the same
-ids as the first time, and are not published unless asked (consumers would drop them anyway).
+It reads both topics (lead events and handoffs) from their beginning to the end offsets they
+have when it starts, folds every record in memory through the same cores and identity rules
+as the live handler (services/scoring/rebuild.py), and then writes the result once: in ONE
+transaction it empties scoring's state (leads, aliases, processed ids, stored offsets, decay
+timers, unpublished outbox rows), COPYs the new leads, aliases, processed ids and timers, and
+stores the end offsets, so a crash leaves either the old projection or the new one.
 Stop the scoring service first: the replay writes the offsets it will resume from.
+
+With --publish the lifecycle events it re-derives are published (with the same ids as the
+first time): that takes the slower path that feeds every record through the live consumer
+and handler, whose outbox rows the relay publishes.
 """
 
 import asyncio
+import gc
+import heapq
 import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TextIO
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.backtest.history import decode_record
 from services.scoring import repository
 from services.scoring.app import scoring_handler
+from services.scoring.erasure import lead_hash
+from services.scoring.rebuild import Rebuild, ReplayRecord
+from services.scoring.scoring import next_score_change
 from services.scoring.service import RELAY, RETIER
-from shared.consumer import TransactionalConsumer
+from shared import audit
+from shared.consumer import TransactionalConsumer, partitions_of
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
-from shared.playbook import load_playbook
+from shared.playbook import Playbook, load_playbook
 from shared.settings import Settings
 
 REPLAY_RELAY = "scoring-replay"  # outbox rows nobody publishes, dropped at the end
 # Records per transaction: nothing waits on a replay's commits, so they are ten times the live
 # batch (fewer round trips and commits per record; a partition's share is ~5 MB at most).
 REPLAY_BATCH_MAX = 5000
+# The fast path's reading: records per getmany() and per partition fetch, and how many decoded
+# records a partition may hold while it waits for a slower one (bounds memory to a few
+# hundred MB whatever the topic's size).
+FETCH_RECORDS = 10_000
+FETCH_PARTITION_BYTES = 8 * 1024 * 1024
+BUFFERED_PER_PARTITION = 20_000
+YIELD_EVERY = 2_000  # records folded between turns of the event loop
 
 
 async def replay(settings: Settings, publish: bool = False, out: TextIO = sys.stderr) -> int:
     """Rebuild the projection; returns how many records were replayed."""
+    if publish:
+        return await replay_through_consumer(settings, publish=True, out=out)
+    playbook = load_playbook(settings.playbook)
+    await upgrade_async(settings.database_url)
+    await ensure_topics(settings)
+    engine = make_engine(settings.database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+    try:
+        async with sessions() as session:
+            tombstones = await repository.erased_hashes(session)
+        # The fold and the rows make millions of small objects and no cycles: the cyclic
+        # collector would walk the whole projection again and again.
+        gc.disable()
+        try:
+            total, count = await _rebuild_and_write(settings, playbook, sessions, tombstones, out)
+        finally:
+            gc.enable()
+    finally:
+        await engine.dispose()
+    print(f"[replay] done: {total} records, {count} leads", file=out, flush=True)
+    return total
+
+
+async def _rebuild_and_write(
+    settings: Settings,
+    playbook: Playbook,
+    sessions: async_sessionmaker[AsyncSession],
+    tombstones: set[str],
+    out: TextIO,
+) -> tuple[int, int]:
+    """Fold the topics, then replace scoring's state with the result in one transaction;
+    returns the records read and the leads written."""
+    group = settings.consumer_group("scoring")
+    rebuild = Rebuild(playbook, tombstones=set(tombstones))
+    total, next_offsets = await _fold_topics(settings, rebuild, _progress(out))
+    due = {
+        key: at
+        for key, state in rebuild.leads.states.items()
+        if (at := next_score_change(state, playbook)) is not None
+    }
+    print(f"[replay] writing {len(rebuild.leads.states)} leads", file=out, flush=True)
+    async with sessions() as session, session.begin():
+        await repository.truncate_projection(session, group, RETIER, [RELAY, REPLAY_RELAY])
+        count = await repository.copy_leads(session, rebuild.leads.states.values())
+        await repository.copy_aliases(session, rebuild.leads.bindings)
+        await repository.copy_processed_ids(session, group, rebuild.processed)
+        await repository.copy_timers(session, RETIER, due)
+        await repository.copy_offsets(session, group, next_offsets)
+        await repository.add_tombstones(
+            session, (h for e in rebuild.erasures for h in map(lead_hash, e.lead_keys))
+        )
+        for erasure in rebuild.erasures:
+            await audit.record(
+                session,
+                erasure.actor,
+                "lead.erase",
+                erasure.cause,
+                {"events": list(erasure.event_ids)},
+            )
+    return total, count
+
+
+def _progress(out: TextIO) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        print(
+            f"[replay] {done}/{total} records ({100 * done / max(total, 1):.0f}%)",
+            file=out,
+            flush=True,
+        )
+
+    return progress
+
+
+async def _fold_topics(
+    settings: Settings, rebuild: Rebuild, progress: Callable[[int, int], None]
+) -> tuple[int, dict[tuple[str, int], int]]:
+    """Read both topics to the end offsets they have now and fold every record as it comes;
+    returns the records read and the next offset of each partition.
+
+    The partitions are merged by Kafka time (ties by topic, partition, offset), each in its
+    own order: live processing reads them side by side as the records arrive, so a handoff
+    (sent after the activity that qualified its lead) meets the lead that activity made, and
+    a person's later name meets the lead the earlier ones made. A record is folded only while
+    every partition still being read has one buffered (the next by time may be in any of
+    them); a partition that holds many while it waits is paused, so memory stays bounded.
+    """
+    topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
+    partitions = await partitions_of(client_options(settings), topics)
+    consumer = AIOKafkaConsumer(
+        **client_options(settings),
+        enable_auto_commit=False,
+        # Never "latest": a position reset racing the seeks below would skip everything.
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+        fetch_max_bytes=4 * FETCH_PARTITION_BYTES,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])  # a known position at once, no reset in flight
+        total = sum(ends[tp] - starts[tp] for tp in partitions)
+        reading = {tp for tp in partitions if ends[tp] > starts[tp]}
+        consumer.pause(*(set(partitions) - reading))
+        buffers: dict[TopicPartition, deque[ReplayRecord]] = {tp: deque() for tp in partitions}
+        heads: list[tuple[tuple[int, str, int, int], TopicPartition]] = []
+        done, shown = 0, time.monotonic()
+        progress(0, total)
+        while reading or heads:
+            if reading:
+                fetched = await consumer.getmany(timeout_ms=500, max_records=FETCH_RECORDS)
+                for tp, records in fetched.items():
+                    buffer = buffers[tp]
+                    was_empty = not buffer
+                    buffer.extend(_decode(r) for r in records if r.offset < ends[tp])
+                    if was_empty and buffer:
+                        heapq.heappush(heads, (_order(buffer[0]), tp))
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        reading.discard(tp)
+                        consumer.pause(tp)
+                for tp in list(reading):  # ends reached past trailing control records
+                    if tp not in fetched and await consumer.position(tp) >= ends[tp]:
+                        reading.discard(tp)
+                        consumer.pause(tp)
+            # Only the partition just taken from can run dry, so one check before the loop and
+            # one per record keep "every partition being read has a record buffered".
+            draining = all(buffers[tp] for tp in reading)
+            while heads and draining:
+                _, tp = heapq.heappop(heads)
+                buffer = buffers[tp]
+                rebuild.apply(buffer.popleft())
+                done += 1
+                if buffer:
+                    heapq.heappush(heads, (_order(buffer[0]), tp))
+                elif tp in reading:
+                    draining = False
+                if done % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the fetcher reads the next records meanwhile
+            for tp in reading:
+                if len(buffers[tp]) >= BUFFERED_PER_PARTITION:
+                    consumer.pause(tp)
+                else:
+                    consumer.resume(tp)
+            if time.monotonic() - shown > 1:
+                progress(done, total)
+                shown = time.monotonic()
+        progress(done, total)
+        next_offsets = {
+            (tp.topic, tp.partition): ends[tp] for tp in partitions if ends[tp] > starts[tp]
+        }
+        return done, next_offsets
+    finally:
+        await consumer.stop()
+
+
+def _order(record: ReplayRecord) -> tuple[int, str, int, int]:
+    return (record.timestamp_ms, record.topic, record.partition, record.offset)
+
+
+def _decode(record: ConsumerRecord) -> ReplayRecord:
+    """The record's event decoded as the live consumer decodes it (None: it would dead-letter)."""
+    decoded = decode_record(record.value or b"")
+    event, activity = decoded if decoded else (None, None)
+    timestamp = record.timestamp
+    received_at = (
+        datetime.fromtimestamp(timestamp / 1000, UTC)
+        if timestamp is not None and timestamp >= 0
+        else None
+    )
+    return ReplayRecord(
+        record.topic, record.partition, record.offset, timestamp or 0, received_at, event, activity
+    )
+
+
+async def replay_through_consumer(
+    settings: Settings, publish: bool = False, out: TextIO = sys.stderr
+) -> int:
+    """Rebuild the projection through the live consumer loop and handler, batch by batch.
+
+    The path of --publish: the outbox rows of the lifecycle events it re-derives are kept for
+    the relay. Slower than the in-memory fold (a transaction per batch).
+    """
     playbook = load_playbook(settings.playbook)
     await upgrade_async(settings.database_url)
     await ensure_topics(settings)

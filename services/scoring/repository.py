@@ -1,7 +1,7 @@
 """SQL for the leads projection and the identity aliases that point at leads."""
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -314,3 +314,130 @@ async def reset_projection(
 async def drop_outbox(session: AsyncSession, relay: str) -> None:
     """Drop a relay's unpublished rows (a replay's re-derived lifecycle events)."""
     await session.execute(delete(outbox).where(outbox.c.relay == relay))
+
+
+# The replay writes the whole projection at once: COPY (binary, through the session's own
+# asyncpg connection, so inside its transaction) instead of batched upserts.
+LEAD_COPY_COLUMNS = (
+    "lead_key",
+    "email",
+    "attributes",
+    "score",
+    "fit_score",
+    "behaviour_score",
+    "tier",
+    "stage",
+    "events_count",
+    "explanation",
+    "behaviour",
+    "last_activity_at",
+    "evaluated_at",
+    "recycled_at",
+)
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction (for COPY)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def truncate_projection(
+    session: AsyncSession, group: str, timer_kind: str, relays: Iterable[str]
+) -> None:
+    """Empty scoring's state for a replay, the leads and aliases by TRUNCATE (in one transaction
+    with the new projection, so readers see the old one until it commits)."""
+    await session.execute(text("truncate leads, lead_aliases"))
+    await reset_projection(session, group, timer_kind, relays)
+
+
+async def copy_leads(session: AsyncSession, states: Collection[LeadState]) -> int:
+    """Write these leads (the table is empty) with one COPY; returns how many.
+
+    The rows are encoded as the COPY streams them, so PostgreSQL parses one part while
+    Python encodes the next.
+    """
+    dumps = jsoncodec.dumps
+    records = (
+        (
+            s.lead_key,
+            s.email,
+            dumps(s.attributes),
+            s.score.total,
+            s.score.fit,
+            s.score.behaviour,
+            s.tier,
+            s.stage,
+            s.events_count,
+            dumps(s.explanation()),
+            dumps(encode_behaviour(s.behaviour)),
+            s.last_activity_at,
+            s.evaluated_at,
+            s.recycled_at,
+        )
+        for s in states
+    )
+    driver = await _driver_connection(session)
+    await driver.copy_records_to_table("leads", records=records, columns=LEAD_COPY_COLUMNS)
+    return len(states)
+
+
+async def copy_aliases(session: AsyncSession, bindings: dict[str, str]) -> None:
+    """Write every alias (the table is empty) with one COPY."""
+    driver = await _driver_connection(session)
+    await driver.copy_records_to_table(
+        "lead_aliases", records=list(bindings.items()), columns=("alias", "lead_key")
+    )
+
+
+async def copy_processed_ids(
+    session: AsyncSession, group: str, processed: dict[str, tuple[str, int, int]]
+) -> None:
+    """Record these event ids as processed by the group, with where each was read."""
+    driver = await _driver_connection(session)
+    await driver.copy_records_to_table(
+        "processed_events",
+        records=[(group, i, t, p, o) for i, (t, p, o) in processed.items()],
+        columns=("consumer_group", "event_id", "topic", "partition", "kafka_offset"),
+    )
+
+
+async def copy_offsets(
+    session: AsyncSession, group: str, next_offsets: dict[tuple[str, int], int]
+) -> None:
+    """Store the group's next offset of each partition (its rows were deleted)."""
+    driver = await _driver_connection(session)
+    await driver.copy_records_to_table(
+        "consumer_offsets",
+        records=[(group, t, p, o) for (t, p), o in sorted(next_offsets.items())],
+        columns=("consumer_group", "topic", "partition", "next_offset"),
+    )
+
+
+async def copy_timers(session: AsyncSession, kind: str, due: dict[str, Any]) -> None:
+    """Set one timer of `kind` per key (none of that kind is set) with one COPY."""
+    driver = await _driver_connection(session)
+    await driver.copy_records_to_table(
+        "timers",
+        records=[(kind, k, at, "{}") for k, at in sorted(due.items())],
+        columns=("kind", "key", "due_at", "payload"),
+    )
+
+
+async def erased_hashes(session: AsyncSession) -> set[str]:
+    """Every tombstone of an erased lead."""
+    return set((await session.execute(text("select lead_hash from erased_leads"))).scalars())
+
+
+async def add_tombstones(session: AsyncSession, hashes: Iterable[str]) -> None:
+    """Store tombstones of erased leads (those stored already stay as they are)."""
+    hashes = sorted(set(hashes))
+    if hashes:
+        await session.execute(
+            text(
+                "insert into erased_leads (lead_hash) select unnest(cast(:hashes as text[]))"
+                " on conflict do nothing"
+            ),
+            {"hashes": hashes},
+        )

@@ -145,15 +145,35 @@ class Score:
     read: most events change a score without anyone reading why.
     """
 
-    __slots__ = ("fit", "behaviour", "total", "disqualified", "_contributions", "_source")
+    __slots__ = (
+        "fit",
+        "behaviour",
+        "total",
+        "disqualified",
+        "_contributions",
+        "_compiled",
+        "_email",
+        "_attributes",
+        "_behaviour",
+        "_at",
+        "_at_us",
+        "_fit",
+    )
 
     fit: float
     behaviour: float
     total: int
     disqualified: bool
     _contributions: tuple[tuple[str, float], ...] | None
-    # What the contributions are worked out from: (rules, email, attributes, behaviour, at_us).
-    _source: "tuple[_Compiled, str | None, dict[str, Any], Behaviour, int] | None"
+    # What a worked-out score came from (`_compiled` None: given, as read from a row). The
+    # next activity reuses `_fit` when the rules, email and attributes are the same.
+    _compiled: "_Compiled | None"
+    _email: str | None
+    _attributes: dict[str, Any] | None
+    _behaviour: Behaviour | None  # dropped once the contributions are worked out
+    _at: datetime | None  # when an activity's score was worked out, if it says (at _at_us)
+    _at_us: int
+    _fit: float
 
     def __init__(
         self,
@@ -168,36 +188,26 @@ class Score:
         self.total = total
         self.disqualified = disqualified
         self._contributions = tuple(contributions)
-        self._source = None
-
-    @classmethod
-    def _worked_out(
-        cls,
-        fit: float,
-        behaviour: float,
-        disqualified: bool,
-        source: "tuple[_Compiled, str | None, dict[str, Any], Behaviour, int]",
-    ) -> "Score":
-        score = object.__new__(cls)
-        score.fit = round(fit, 2)
-        score.behaviour = round(behaviour, 2)
-        score.total = round(fit + behaviour)
-        score.disqualified = disqualified
-        score._contributions = None
-        score._source = source
-        return score
+        self._compiled = None
+        self._email = None
+        self._attributes = None
+        self._behaviour = None
+        self._at = None
+        self._at_us = 0
+        self._fit = fit
 
     @property
     def contributions(self) -> tuple[tuple[str, float], ...]:
         """(rule, points) per rule, largest first, to the hundredth."""
         contributions = self._contributions
         if contributions is None:
-            assert self._source is not None
-            rounded = [(rule, round(points, 2)) for rule, points in _parts_at(*self._source)]
+            compiled, attributes, behaviour = self._compiled, self._attributes, self._behaviour
+            assert compiled is not None and attributes is not None and behaviour is not None
+            parts = _parts_at(compiled, self._email, attributes, behaviour, self._at_us)
+            rounded = [(rule, round(points, 2)) for rule, points in parts]
             rounded.sort(key=lambda rp: (-rp[1], rp[0]))
-            contributions = tuple(rounded)
-            object.__setattr__(self, "_contributions", contributions)
-            object.__setattr__(self, "_source", None)
+            contributions = self._contributions = tuple(rounded)
+            self._behaviour = None
         return contributions
 
     def _key(self) -> tuple[Any, ...]:
@@ -327,19 +337,23 @@ class _Compiled:
         self.fits: dict[tuple[Any, ...], tuple[float, list[tuple[str, float]], bool]] = {}
         self.threshold = taxonomy.mql_threshold
         self.tiers = tuple((t.min_score, t.name) for t in taxonomy.tiers)
+        self.tier_of: dict[float, str] = {}  # tier_for by total: totals repeat
 
     def label(self, rule: str) -> str:
         return self.labels.get(rule) or f"behaviour:{rule}"  # a rule the playbook dropped
 
     def tier_for(self, total: float) -> str:
-        for min_score, name in self.tiers:
-            if total >= min_score:
-                return name
-        return self.tiers[-1][1]
+        name = next((name for min_score, name in self.tiers if total >= min_score), None)
+        if name is None:
+            name = self.tiers[-1][1]
+        if len(self.tier_of) < 4096:
+            self.tier_of[total] = name
+        return name
 
-    def fit_score(
+    def fit_of(
         self, email: str | None, attributes: dict[str, Any]
     ) -> tuple[float, list[tuple[str, float]], bool]:
+        """Fit points, their parts and disqualification (shared: the parts must not change)."""
         values = [attributes.get(name) for name in self.fit_attributes]
         try:
             # With the types: 1, 1.0 and True are equal keys but not the same to a regex.
@@ -351,8 +365,7 @@ class _Compiled:
             if len(self.fits) >= 65536:
                 self.fits.clear()
             known = self.fits[key] = self._fit_score(email, attributes)
-        total, parts, disqualified = known
-        return total, list(parts), disqualified
+        return known
 
     def _fit_score(
         self, email: str | None, attributes: dict[str, Any]
@@ -396,7 +409,8 @@ def fit_score(
     email: str | None, attributes: dict[str, Any], playbook: Playbook
 ) -> tuple[float, list[tuple[str, float]], bool]:
     """Points for who the lead is, what gave them, and whether a rule disqualifies the lead."""
-    return _compiled(playbook).fit_score(email, attributes)
+    total, parts, disqualified = _compiled(playbook).fit_of(email, attributes)
+    return total, list(parts), disqualified
 
 
 def behaviour_score(
@@ -536,7 +550,9 @@ def _with_award(
         if room <= 0:
             return awards, 0.0
         earned = award[2] if award[2] < room else room
-        return (*awards, award), earned * _factor(award[0], as_of_us, half_life_days)
+        if award[0] == as_of_us or not half_life_days:  # _factor, written out
+            return (*awards, award), float(earned)
+        return (*awards, award), earned * 0.5 ** ((as_of_us - award[0]) / DAY_US / half_life_days)
     after = tuple(a for a, _ in _awards(sorted((*awards, award)), cap_points))
     change = _period_value(after, cap_points, as_of_us, half_life_days) - _period_value(
         awards, cap_points, as_of_us, half_life_days
@@ -552,15 +568,25 @@ def _add_award(
     clock_us: int,
 ) -> RuleTally:
     """The tally with one award counted (caps in event-time order), as of the lead's clock."""
+    # _factor and _period_of are written out here: this runs for every award.
     at_us, _, points = award
+    if cap is not None and points > 0:
+        period = math.floor(at_us / 1_000_000 / cap.period_s)
+        if tally.settled_through is not None and period <= tally.settled_through:
+            return tally  # its period is folded: whatever it would change is below the threshold
     settled, open_points, as_of = tally.settled, tally.open, tally.as_of_us
+    if as_of is None:
+        as_of = at_us
+    elif at_us > as_of:
+        if half_life_days:
+            factor = 0.5 ** ((at_us - as_of) / DAY_US / half_life_days)
+            settled, open_points = settled * factor, open_points * factor
+        as_of = at_us
     if cap is None or points <= 0:  # uncapped (negative points are never capped)
-        if as_of is None:
-            as_of = at_us
-        elif at_us > as_of:
-            factor = _factor(as_of, at_us, half_life_days)
-            settled, open_points, as_of = settled * factor, open_points * factor, at_us
-        settled += points * _factor(at_us, as_of, half_life_days)
+        if at_us == as_of or not half_life_days:
+            settled += points
+        else:
+            settled += points * 0.5 ** ((as_of - at_us) / DAY_US / half_life_days)
         return RuleTally(
             settled,
             open_points,
@@ -570,14 +596,6 @@ def _add_award(
             tally.archive,
             tally.archive_through,
         )
-    period = _period_of(at_us, cap)
-    if tally.settled_through is not None and period <= tally.settled_through:
-        return tally  # its period is folded: whatever it would change is below the threshold
-    if as_of is None:
-        as_of = at_us
-    elif at_us > as_of:
-        factor = _factor(as_of, at_us, half_life_days)
-        settled, open_points, as_of = settled * factor, open_points * factor, at_us
     if tally.archive_through is not None and period <= tally.archive_through:
         # A late activity for an archived period: the one slow path, and a rare one.
         archived = open_archive(tally.archive)
@@ -594,7 +612,7 @@ def _add_award(
     periods = tally.periods
     if periods and periods[-1][0] == period:  # the usual case: the newest period
         awards, change = _with_award(periods[-1][1], award, cap.points, as_of, half_life_days)
-        live = (*periods[:-1], (period, awards))
+        live = periods if awards is periods[-1][1] else (*periods[:-1], (period, awards))
     elif not periods or periods[-1][0] < period:  # a new newest period
         awards, change = _with_award((), award, cap.points, as_of, half_life_days)
         live = (*periods, (period, awards))
@@ -690,25 +708,32 @@ def _with_recent(
 
 def _counted(
     behaviour: Behaviour,
-    awards: list[tuple[str, Award]],
+    awards: list[tuple[str, _CapRule | None, Award]],
     compiled: _Compiled,
     clock_us: int,
     origins: frozenset[str],
 ) -> Behaviour:
-    """The behaviour record with these (rule, award) counted, as of the lead's clock."""
+    """The behaviour record with these (rule, its cap, award) counted, as of the lead's clock."""
     if not awards:
         if origins is behaviour.origins:
             return behaviour
         return Behaviour(behaviour.tallies, behaviour.recent, origins)
     half_life_days = compiled.half_life_days
-    caps = compiled.caps
-    tallies = dict(behaviour.tallies)
-    fresh = []
-    for rule, award in awards:
+    tallies = behaviour.tallies.copy()
+    for rule, cap, award in awards:
         tally = tallies.get(rule) or _EMPTY_TALLY
-        tallies[rule] = _add_award(tally, award, caps.get(rule), half_life_days, clock_us)
-        fresh.append((award[0], award[1], rule, award[2]))
-    return Behaviour(tallies, _with_recent(behaviour.recent, fresh), origins)
+        tallies[rule] = _add_award(tally, award, cap, half_life_days, clock_us)
+    recent = behaviour.recent
+    if len(awards) == 1:  # the usual case, without the list: one award newer than all kept
+        rule, _, award = awards[0]
+        newest = (award[0], award[1], rule, award[2])
+        if not recent or newest > recent[-1]:
+            recent += (newest,)
+            if len(recent) > RECENT_HITS:
+                recent = recent[-RECENT_HITS:]
+            return Behaviour(tallies, recent, origins)
+    fresh = [(award[0], award[1], rule, award[2]) for rule, _, award in awards]
+    return Behaviour(tallies, _with_recent(recent, fresh), origins)
 
 
 _EMPTY_TALLY = RuleTally()
@@ -718,8 +743,11 @@ def add_hits(
     behaviour: Behaviour, hits: Iterable[Hit], playbook: Playbook, clock: datetime
 ) -> Behaviour:
     """The behaviour record with these awards counted, as of the lead's clock `clock`."""
-    awards = [(h.rule, (to_us(h.at), h.event_id, h.points)) for h in hits]
-    return _counted(behaviour, awards, _compiled(playbook), to_us(clock), behaviour.origins)
+    compiled = _compiled(playbook)
+    awards = [
+        (h.rule, compiled.caps.get(h.rule), (to_us(h.at), h.event_id, h.points)) for h in hits
+    ]
+    return _counted(behaviour, awards, compiled, to_us(clock), behaviour.origins)
 
 
 def tallied_score(
@@ -778,21 +806,44 @@ def _score_at(
     attributes: dict[str, Any],
     behaviour: Behaviour,
     at_us: int,
+    previous: Score | None = None,
+    at: datetime | None = None,
 ) -> Score:
-    """The score at `at_us` (at or after the lead's clock)."""
-    fit, _, disqualified = compiled.fit_score(email, attributes)
+    """The score at `at_us` (at or after the lead's clock); fit from `previous` if it holds."""
+    score = Score.__new__(Score)
+    if (
+        previous is not None
+        and previous._compiled is compiled
+        and previous._attributes is attributes
+        and previous._email == email
+    ):
+        fit = previous._fit
+        score.fit = previous.fit
+        score.disqualified = previous.disqualified
+    else:
+        fit, _, score.disqualified = compiled.fit_of(email, attributes)
+        score.fit = round(fit, 2)
     half_life_days = compiled.half_life_days
     points = 0.0
     for tally in behaviour.tallies.values():  # _tally_points, inlined: it runs per rule per event
-        if tally.as_of_us is None or not half_life_days:
-            points += tally.settled + tally.open
+        as_of_us = tally.as_of_us
+        if as_of_us is None or as_of_us == at_us or not half_life_days:
+            points += tally.settled + tally.open  # (a factor of exactly 1 at the tally's time)
         else:
             points += (tally.settled + tally.open) * 0.5 ** (
-                (at_us - tally.as_of_us) / DAY_US / half_life_days
+                (at_us - as_of_us) / DAY_US / half_life_days
             )
-    return Score._worked_out(
-        fit, points, disqualified, (compiled, email, attributes, behaviour, at_us)
-    )
+    score.behaviour = round(points, 2)
+    score.total = round(fit + points)
+    score._contributions = None
+    score._compiled = compiled
+    score._email = email
+    score._attributes = attributes
+    score._behaviour = behaviour
+    score._at = at
+    score._at_us = at_us
+    score._fit = fit
+    return score
 
 
 def _parts_at(
@@ -803,7 +854,7 @@ def _parts_at(
     at_us: int,
 ) -> list[tuple[str, float]]:
     """What each fit and behaviour rule gives at `at_us`, unrounded."""
-    _, parts, _ = compiled.fit_score(email, attributes)
+    _, parts, _ = compiled.fit_of(email, attributes)
     half_life_days = compiled.half_life_days
     return parts + [
         (compiled.label(rule), _tally_points(tally, at_us, half_life_days))
@@ -850,32 +901,49 @@ def apply_activity(
     `received_at` is when ingest accepted the event (the Kafka record's time): an activity
     dated further ahead of it than CLOCK_SKEW_TOLERANCE counts as of received_at plus that.
     """
-    compiled = _compiled(playbook)
-    activity = data.activity
-    occurred_at = activity.occurred_at
+    occurred_at = data.activity.occurred_at
     if received_at is not None:
         occurred_at = effective_time(occurred_at, received_at)
-    occurred_us = to_us(occurred_at)
+    return apply_activity_at(state, data, event_id, playbook, occurred_at, to_us(occurred_at))
+
+
+def apply_activity_at(
+    state: LeadState,
+    data: LeadActivityData,
+    event_id: str,
+    playbook: Playbook,
+    occurred_at: datetime,
+    occurred_us: int,
+) -> tuple[LeadState, list[Transition]]:
+    """`apply_activity` with the time the activity counts at, also in microseconds.
+
+    A backtest works each event's microseconds out once for every playbook it runs.
+    """
+    entry = _COMPILED.get(id(playbook))  # _compiled, written out
+    compiled = entry[1] if entry is not None and entry[0] is playbook else _compiled(playbook)
+    activity = data.activity
     last = state.last_activity_at
-    # The lead's event-time clock: a late activity is judged with everything it already did.
-    if last is not None and not occurred_at > last:
-        at, at_us = last, (occurred_us if occurred_at == last else to_us(last))
-    else:
-        at, at_us = occurred_at, occurred_us
+    at, at_us = occurred_at, occurred_us
+    if last is not None:
+        # The previous activity's score knows its time in microseconds: no datetime arithmetic.
+        previous = state.score
+        last_us = previous._at_us if previous._at is last else to_us(last)
+        if occurred_us <= last_us:
+            # The lead's event-time clock: a late activity is judged with everything it did.
+            at, at_us = last, last_us
     properties = activity.properties
     awards = [
-        (rule.name, (occurred_us, event_id, rule.points))
+        (rule.name, rule.cap, (occurred_us, event_id, rule.points))
         for rule in compiled.by_activity.get(activity.type, ())
-        if rule.matches(properties)
+        if not rule.conditions or rule.matches(properties)
     ]
     behaviour = state.behaviour
     origins = behaviour.origins or frozenset({state.lead_key})
     behaviour = _counted(behaviour, awards, compiled, at_us, origins)
     email = data.identity.email or state.email
-    # States never change their dicts, so a lead without new attributes shares its old ones.
-    attributes = {**state.attributes, **data.attributes} if data.attributes else state.attributes
+    attributes = _merged_attributes(state.attributes, data.attributes)
     qualifies = state.stage != RECYCLED or _may_requalify(state, occurred_at, at, playbook)
-    score = _score_at(compiled, email, attributes, behaviour, at_us)
+    score = _score_at(compiled, email, attributes, behaviour, at_us, state.score, at)
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, qualifies)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(BECAME_LEAD, state.stage, stage, at))
@@ -893,6 +961,31 @@ def apply_activity(
         state.recycled_at,
     )
     return updated, transitions
+
+
+# Types whose equal values are the same value (floats only when not zero: 0.0 == -0.0).
+_PLAIN = frozenset({str, int, bool, float})
+
+
+def _merged_attributes(current: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+    """The lead's attributes with the ones an event sent (the latest value wins).
+
+    States never change their dicts, so when the event sends nothing new (the usual case:
+    a tracker repeats what it knows) the lead keeps sharing its old dict, and its fit with it.
+    """
+    for name, value in sent.items():
+        old = current.get(name, _MISSING)
+        if old is not value and (
+            type(old) is not type(value)
+            or type(value) not in _PLAIN
+            or old != value
+            or value == 0.0
+        ):
+            return {**current, **sent}
+    return current
+
+
+_MISSING = object()
 
 
 def _may_requalify(
@@ -920,7 +1013,7 @@ def _judged(
     may_qualify: bool,
 ) -> tuple[str, str, list[Transition]]:
     """The stage and tier a new score gives, and the transitions from `before`."""
-    tier = compiled.tier_for(score.total)
+    tier = compiled.tier_of.get(score.total) or compiled.tier_for(score.total)
     threshold = compiled.threshold
     transitions = []
     if score.disqualified and stage != "disqualified":

@@ -4,7 +4,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.scoring.repository import decode_behaviour, encode_behaviour
@@ -517,3 +517,32 @@ def test_no_function_changes_the_records_it_is_given(first, second):
     apply_sales_outcome(a, "recycled", None, T0 + timedelta(days=1), PLAYBOOK)
     retier(a, PLAYBOOK, T0 + timedelta(days=400))
     assert a == a_then and b == b_then
+
+
+attribute_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-2, 2),
+    st.floats(allow_nan=True, allow_infinity=False, width=16),
+    st.text(max_size=2),
+    st.lists(st.one_of(st.booleans(), st.integers(0, 1)), max_size=2),
+)
+attribute_dicts = st.dictionaries(st.sampled_from(["a", "b", "job_title"]), attribute_values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(attribute_dicts, attribute_dicts)
+@example({"a": -0.0}, {"a": 0.0})
+@example({"a": [1]}, {"a": [True]})
+@example({"a": 1}, {"a": True})
+def test_attributes_sent_again_end_up_exactly_as_merging_them_would(first, second):
+    """A lead that shares its old attributes when nothing changed still holds the event's values
+    (0.0 after -0.0, True after 1, [True] after [1] all count as a change)."""
+    state, _ = apply_activity(
+        LeadState(lead_key="k"), activity("page_view", attributes=first), "e1", PLAYBOOK
+    )
+    state, _ = apply_activity(state, activity("page_view", 1, attributes=second), "e2", PLAYBOOK)
+    expected = {**first, **second}
+    assert list(state.attributes) == list(expected)
+    assert repr(state.attributes) == repr(expected)
+    assert [type(v) for v in state.attributes.values()] == [type(v) for v in expected.values()]

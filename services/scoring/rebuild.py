@@ -1,0 +1,132 @@
+"""The leads projection rebuilt in memory from the topics' records: the pure core of the replay.
+
+`Rebuild.apply` takes the records one at a time, in an order that keeps each partition's
+order, and does to the in-memory projection exactly what the live handler
+(services/scoring/service.py) does to the stored one, event by event: the same identity
+resolution and merges (services/scoring/identity.py), the same cores (`apply_activity` with the
+record's Kafka time, `apply_sales_outcome`), erasure requests with their tombstones, event
+ids counted once, and a record that does not decode or that the handler would refuse skipped
+without its id (live dead-letters it, in a transaction that claims no id). No I/O, no clock.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.scoring.erasure import lead_hash
+from services.scoring.identity import LeadsInMemory, identity_aliases
+from services.scoring.scoring import LeadState, apply_activity, apply_sales_outcome
+from services.scoring.service import SALES_OUTCOMES, UnprocessableEvent
+from shared.events import (
+    ERASURE_REQUESTED,
+    HANDOFF_PREFIX,
+    LEAD_ACTIVITY,
+    CloudEvent,
+    HandoffData,
+    LeadActivityData,
+    derived_event_id,
+)
+from shared.playbook import Playbook
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRecord:
+    """One Kafka record of the history; `event` is None when it does not decode."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # the record's Kafka time (ingest's send time for lead events)
+    received_at: datetime | None
+    event: CloudEvent | None
+    activity: LeadActivityData | None = None  # a lead activity's data, validated at decoding
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """An erasure request that erased leads: what the audit trail records for it."""
+
+    actor: str
+    cause: str
+    event_ids: tuple[str, ...]
+    lead_keys: tuple[str, ...]
+
+
+@dataclass
+class Rebuild:
+    """The leads projection, the processed ids and the erasures of a replay, in memory."""
+
+    playbook: Playbook
+    # Tombstones (sha256 of erased keys) stored before the replay began: replay keeps them.
+    tombstones: set[str] = field(default_factory=set)
+    leads: LeadsInMemory = field(default_factory=LeadsInMemory)
+    # Event id -> (topic, partition, offset) of the record that first carried it.
+    processed: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    erasures: list[Erasure] = field(default_factory=list)
+    dead_letters: int = 0
+
+    def apply(self, record: ReplayRecord) -> None:
+        """Fold one record into the projection as the live consumer and handler would."""
+        event = record.event
+        if event is None:
+            self.dead_letters += 1
+            return
+        if event.id in self.processed:
+            return  # a duplicate: live claims each id once and skips the rest
+        try:
+            self._apply(event, record.activity, record.received_at)
+        except Exception:
+            # Live retries the record alone, then dead-letters it; its transaction rolls back,
+            # so it leaves no id and no change. Every step below validates before it mutates.
+            self.dead_letters += 1
+            return
+        self.processed[event.id] = (record.topic, record.partition, record.offset)
+
+    def _apply(
+        self, event: CloudEvent, activity: LeadActivityData | None, received_at: datetime | None
+    ) -> None:
+        if event.type == LEAD_ACTIVITY:
+            activity = activity or LeadActivityData.model_validate(event.data)
+            self._activity(
+                event.id, identity_aliases(event.subject, activity), activity, received_at
+            )
+        elif event.type in SALES_OUTCOMES:
+            handoff = HandoffData.model_validate(event.data)
+            self._sales_outcome(SALES_OUTCOMES[event.type], handoff, event.time)
+        elif event.type == ERASURE_REQUESTED:
+            request = LeadActivityData.model_validate(event.data)
+            self._erase(identity_aliases(event.subject, request), f"kafka:{event.source}", event.id)
+        elif not event.type.startswith(HANDOFF_PREFIX):
+            raise UnprocessableEvent(f"scoring does not handle events of type {event.type!r}")
+
+    def _activity(
+        self,
+        event_id: str,
+        names: list[str],
+        data: LeadActivityData,
+        received_at: datetime | None,
+    ) -> None:
+        state, absorbed = self.leads.resolve(names, self.playbook)
+        state, _ = apply_activity(state, data, event_id, self.playbook, received_at)
+        self.leads.keep(state, names, absorbed)
+
+    def _sales_outcome(self, outcome: str, data: HandoffData, at: datetime) -> None:
+        name = data.lead_key
+        key = self.leads.bindings.get(name)
+        if key is None and lead_hash(name) in self.tombstones:
+            return  # an erased lead's outcome carries no identity to start a lead with
+        key = key or name
+        state = self.leads.states.get(key) or LeadState(lead_key=key)
+        state, _ = apply_sales_outcome(state, outcome, data.converted_to, at, self.playbook)
+        self.leads.keep(state, [name])
+
+    def _erase(self, names: list[str], actor: str, cause: str) -> None:
+        bindings = self.leads.bindings
+        candidates = {*names, *(bindings[n] for n in names if n in bindings)}
+        keys = sorted(k for k in candidates if k in self.leads.states)
+        if not keys:
+            return
+        for key in keys:
+            self.leads.forget(key)
+            self.tombstones.add(lead_hash(key))
+        ids = tuple(derived_event_id("lifecycle", "erased", k, cause) for k in keys)
+        self.erasures.append(Erasure(actor, cause, ids, tuple(keys)))

@@ -1,0 +1,128 @@
+"""The replay's in-memory fold and its record decoder, without Kafka or PostgreSQL."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.backtest.history import decode_record
+from services.scoring.erasure import lead_hash
+from services.scoring.rebuild import Rebuild, ReplayRecord
+from shared.events import ERASURE_REQUESTED, LEAD_ACTIVITY, CloudEvent, LeadActivityData
+from shared.playbook import load_playbook
+from shared.settings import REPO_ROOT
+
+PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def event(subject, kind="page_view", minutes=0, email=None, ids=None, type=LEAD_ACTIVITY):
+    at = T0 + timedelta(minutes=minutes)
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source="tests",
+        type=type,
+        time=at,
+        subject=subject,
+        data={
+            "identity": {"email": email, "external_ids": ids or {}},
+            "attributes": {},
+            "activity": {"type": kind, "occurred_at": at.isoformat(), "properties": {}},
+        },
+    )
+
+
+def outcome(lead_key, status="recycled", minutes=0):
+    return CloudEvent(
+        id=str(uuid.uuid4()),
+        source="leadrouter/handoff",
+        type=f"leadrouter.handoff.{status}",
+        time=T0 + timedelta(minutes=minutes),
+        subject=lead_key,
+        data={
+            "handoff_id": "h-1",
+            "status": status,
+            "lead_key": lead_key,
+            "rep_id": "rep-ana",
+            "score": 60,
+            "stage": "mql",
+            "routing_reason": "test",
+        },
+    )
+
+
+def fold(*items, tombstones=()):
+    rebuild = Rebuild(PLAYBOOK, tombstones=set(tombstones))
+    for offset, item in enumerate(items):
+        raw = item if isinstance(item, bytes) else item.to_bytes()
+        decoded = decode_record(raw)
+        event, activity = decoded if decoded else (None, None)
+        rebuild.apply(ReplayRecord("t", 0, offset, offset, T0, event, activity))
+    return rebuild
+
+
+def test_names_met_later_merge_into_the_lead_of_the_best_name():
+    rebuild = fold(
+        event("segment_anonymous:a1", "pricing_page_view", 0, ids={"segment_anonymous": "a1"}),
+        event("hubspot:7", "email_click", 1, ids={"hubspot": "7"}),
+        event(
+            "email:ana@acme.example",
+            "form_submit",
+            2,
+            email="ana@acme.example",
+            ids={"segment_anonymous": "a1", "hubspot": "7"},
+        ),
+    )
+    assert list(rebuild.leads.states) == ["email:ana@acme.example"]
+    lead = rebuild.leads.states["email:ana@acme.example"]
+    assert lead.events_count == 3
+    assert set(rebuild.leads.bindings.values()) == {"email:ana@acme.example"}
+    assert set(rebuild.leads.bindings) == {
+        "segment_anonymous:a1",
+        "hubspot:7",
+        "email:ana@acme.example",
+    }
+    assert rebuild.leads.names_of == {"email:ana@acme.example": set(rebuild.leads.bindings)}
+
+
+def test_poison_leaves_no_id_and_no_change_and_a_duplicate_counts_once():
+    first = event("email:bo@acme.example", "demo_request", email="bo@acme.example")
+    again = event("email:bo@acme.example", "demo_request", email="bo@acme.example")
+    bad_data = again.to_bytes().replace(b'"demo_request"', b'"Not A Type"')
+    unknown = event("email:bo@acme.example", type="leadrouter.lead.unknown")
+    # A record with an id already processed is a duplicate, whatever it holds (as live).
+    same_id_bad = first.to_bytes().replace(b'"demo_request"', b'"Not A Type"')
+    rebuild = fold(first, b"{not json", bad_data, unknown, first, same_id_bad)
+    assert rebuild.dead_letters == 3
+    assert list(rebuild.processed) == [first.id]
+    assert rebuild.leads.states["email:bo@acme.example"].events_count == 1
+
+
+def test_an_erased_lead_is_gone_and_its_late_outcome_starts_nothing():
+    key = "email:cy@acme.example"
+    erase = event(key, "erasure_requested", 5, email="cy@acme.example", type=ERASURE_REQUESTED)
+    rebuild = fold(event(key, email="cy@acme.example"), erase, outcome(key, minutes=9))
+    assert rebuild.leads.states == {} and rebuild.leads.bindings == {}
+    assert lead_hash(key) in rebuild.tombstones
+    [erasure] = rebuild.erasures
+    assert erasure.lead_keys == (key,) and erasure.cause == erase.id
+    assert len(rebuild.processed) == 3  # the dropped outcome was still processed
+
+
+def test_an_outcome_for_a_lead_never_seen_starts_it_unless_it_was_erased_before():
+    fresh = fold(outcome("email:di@acme.example"))
+    assert fresh.leads.states["email:di@acme.example"].stage == "recycled"
+    erased = fold(outcome("email:di@acme.example"), tombstones={lead_hash("email:di@acme.example")})
+    assert erased.leads.states == {}
+
+
+def test_the_decoder_validates_activities_in_one_pass_as_the_two_steps_would():
+    activity = event("email:ed@acme.example", "form_submit", email=" Ed@Acme.example ")
+    decoded = decode_record(activity.to_bytes())
+    assert decoded is not None
+    envelope, data = decoded
+    assert envelope.id == activity.id and envelope.subject == activity.subject
+    assert data == LeadActivityData.model_validate(activity.data)
+    assert data.identity.email == "ed@acme.example"
+    # Anything else is the plain envelope, its data left to the handler; garbage is None.
+    handoff = outcome("email:ed@acme.example")
+    assert decode_record(handoff.to_bytes()) == (handoff, None)
+    assert decode_record(b"\x00garbage") is None
