@@ -10,15 +10,15 @@ a backoff, and after `max_attempts` failures (at once for an error retrying cann
 the same way. The runner sleeps until the next due time and wakes early when this process
 schedules a nearer one.
 
-A batch fires under one savepoint; each row is deleted just before its handler runs, only if
-still as claimed (a handler earlier in the batch may have set it again or cancelled it: then
-it does not fire). A failed attempt moves the timer's due time, so nothing a handler publishes
-may derive its identity from `Timer.due_at`.
+A batch fires under one savepoint and one delete. A timer that a handler earlier in the batch
+set again or cancelled no longer fires (its new setting stays), and `find` still sees the
+batch's timers that have not fired yet. A failed attempt moves the timer's due time, so
+nothing a handler publishes may derive its identity from `Timer.due_at`.
 """
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +52,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETRY_CAP_S = 300.0
+
+# session.info key: the claimed timers of the batch firing in this session that have not fired
+# yet, by (kind, key). Their rows are deleted before the first handler runs; `find` answers for
+# them and `schedule_many`/`cancel` drop them (set again or cancelled: they no longer fire).
+_UNFIRED = "leadrouter.timers.unfired"
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ async def schedule_many(
     """Set many timers of one kind in one statement (a new setting clears past failures)."""
     if not due:
         return
+    _forget_unfired(session, kind, due)
     stmt = pg_insert(timers)
     await session.execute(
         stmt.on_conflict_do_update(
@@ -127,7 +133,15 @@ async def schedule_many(
 async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
     """Remove the (kind, key) timers that are set."""
     if keys:
+        _forget_unfired(session, kind, keys)
         await session.execute(delete(timers).where(timers.c.kind == kind, timers.c.key.in_(keys)))
+
+
+def _forget_unfired(session: AsyncSession, kind: str, keys: Iterable[str]) -> None:
+    unfired = session.info.get(_UNFIRED)
+    if unfired:
+        for key in keys:
+            unfired.pop((kind, key), None)
 
 
 async def find(session: AsyncSession, kind: str, key: str) -> Timer | None:
@@ -136,6 +150,9 @@ async def find(session: AsyncSession, kind: str, key: str) -> Timer | None:
     Read without a lock: another instance may be firing it this moment; its handler then
     waits on the same rows and sees what the caller did.
     """
+    claimed: Timer | None = session.info.get(_UNFIRED, {}).get((kind, key))
+    if claimed is not None:  # claimed by the batch firing in this session, not fired yet
+        return claimed
     row = (
         await session.execute(select(timers).where(timers.c.kind == kind, timers.c.key == key))
     ).first()
@@ -278,18 +295,26 @@ class TimerRunner:
     async def _fire_together(
         self, session: AsyncSession, claimed: Sequence[Any], now: datetime
     ) -> list[Any] | None:
-        """The usual batch: one savepoint for all (three statements per timer held firing to
-        ~750/s); the timers fired, or None, with the batch's work rolled back, if a handler
-        fails."""
+        """The usual batch: one savepoint and one delete for all (three statements per timer
+        held firing to ~750/s); the timers fired, or None, with the batch's work rolled back,
+        if a handler fails."""
+        unfired = {(r.kind, r.key): Timer(r.kind, r.key, r.due_at, r.payload) for r in claimed}
+        session.info[_UNFIRED] = unfired
         fired = []
         try:
             async with session.begin_nested():
+                await session.execute(
+                    delete(timers).where(timers.c.id.in_([r.id for r in claimed]))
+                )
                 for row in claimed:
-                    if await self._take(session, row):
-                        await self._handle(session, row, now)
-                        fired.append(row)
+                    if unfired.pop((row.kind, row.key), None) is None:
+                        continue  # an earlier handler set it again or cancelled it
+                    await self._handle(session, row, now)
+                    fired.append(row)
         except Exception:
             return None
+        finally:
+            del session.info[_UNFIRED]
         return fired
 
     async def _fire_each(
@@ -311,14 +336,10 @@ class TimerRunner:
         return fired
 
     async def _take(self, session: AsyncSession, row: Any) -> bool:
-        """Delete a claimed timer just before its handler runs, if it is still as claimed.
-
-        Deleted before, so the handler may set the same timer again; one by one, so a handler
-        sees the batch's timers that have not fired yet as still set (an SLA breach sends
-        the overdue warning claimed after it). A handler fired before it in this batch may
-        have set it again (same row, a new due time and payload) or cancelled it: then it is
-        no longer the timer that came due, it does not fire, and its new setting stays.
-        """
+        """Delete a claimed timer just before its handler runs (so the handler may set it
+        again), if it is still as claimed: a handler fired before it in this batch may have
+        set it again (same row, a new due time and payload) or cancelled it; then it is no
+        longer the timer that came due, it does not fire, and its new setting stays."""
         deleted = await session.execute(
             delete(timers)
             .where(
