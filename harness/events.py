@@ -47,12 +47,13 @@ def lead_activity(
     properties: dict[str, Any] | None = None,
     event_id: str | None = None,
     event_type: str = LEAD_ACTIVITY,
+    source: str = "tests",
 ) -> CloudEvent:
     """A lead activity of `kind` at `at`, as ingest publishes it. An erasure request has the
     same shape with `event_type=ERASURE_REQUESTED`."""
     return CloudEvent(
         id=event_id or str(uuid.uuid4()),
-        source="tests",
+        source=source,
         type=event_type,
         time=at,
         subject=subject,
