@@ -14,7 +14,6 @@ stuck) and prunes processed event ids older than the dedup window.
 """
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -150,9 +149,6 @@ class TransactionalConsumer:
 
     async def start(self) -> None:
         """Join the group; partitions are assigned on the first poll."""
-        # What start-up allocated (modules, the app, the playbook) lives as long as the process:
-        # frozen, the collector stops walking it, which took ~35% of scoring's CPU per event.
-        gc.freeze()
         await self.consumer.start()
         self._started.set()
         if not self._standalone:

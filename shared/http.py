@@ -8,7 +8,7 @@ and a `default` response for the rest.
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -25,6 +25,7 @@ from shared.asyncapi import asyncapi_document
 from shared.auth import Authenticator, JwtVerifier
 from shared.errors import BadRequest, Invalid, LeadrouterError
 from shared.metrics import BUILD_INFO
+from shared.runtime import settled_heap
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -120,7 +121,14 @@ def create_app(
     The runtime is kept on `app.state.runtime` for the session dependencies, the API keys on
     `app.state.authenticator` for the security dependency (shared/auth.py).
     """
-    app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
+
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            with settled_heap():  # from the end of start-up to the start of shutdown
+                yield
+
+    app = FastAPI(title=title, description=description, lifespan=serving, version="0.1.0")
     app.state.runtime = runtime
     app.add_middleware(RefuseNulInUrl)
 

@@ -15,22 +15,21 @@ working hours (out-of-office periods are not in the event history).
 
 import gc
 import heapq
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
+from services.scoring.identity import LeadsInMemory, identity_aliases
 from services.scoring.scoring import (
     BECAME_MQL,
     LeadState,
     apply_activity,
     apply_activity_at,
     apply_sales_outcome,
-    merge,
     to_us,
 )
-from services.scoring.service import SALES_OUTCOMES, identity_aliases, survivor_of
+from services.scoring.service import SALES_OUTCOMES
 from shared.events import HANDOFF_PREFIX, LEAD_ACTIVITY, CloudEvent, HandoffData, LeadActivityData
 from shared.playbook import Playbook
 
@@ -184,42 +183,24 @@ def judgements(history: list[HistoryEvent]) -> dict[str, Judgement]:
     }
 
 
-class _Leads:
-    """The leads projection in memory: states by key and every alias pointing at its lead."""
+class _Leads(LeadsInMemory):
+    """The leads in memory (as the replay folds them), with when each person first came."""
 
     def __init__(self) -> None:
-        self.states: dict[str, LeadState] = {}
-        self.bindings: dict[str, str] = {}
-        self.names_of: dict[str, set[str]] = defaultdict(set)
+        super().__init__()
         self.first_touch: dict[str, datetime] = {}
 
-    def resolve(self, names: tuple[str, ...], playbook: Playbook) -> LeadState:
-        """The one lead these names belong to, merging leads that turn out to be one person."""
-        keys = {self.bindings[n] for n in names if n in self.bindings}
-        canonical = survivor_of(keys | set(names))
-        if not keys:
-            return LeadState(canonical)
-        state = self.states.pop(survivor_of(keys))
-        for other in sorted(keys - {state.lead_key}):
-            state = merge(state, self.states.pop(other), playbook)
-        touches = [self.first_touch.pop(k) for k in keys if k in self.first_touch]
+    def keep_touched(
+        self, state: LeadState, names: tuple[str, ...], absorbed: set[str], at: datetime
+    ) -> None:
+        """Keep the lead (`LeadsInMemory.keep`); a merged lead's first touch is its leads'
+        earliest, a new lead's is `at`."""
+        touches = [self.first_touch.pop(k) for k in absorbed if k in self.first_touch]
         if touches:
-            self.first_touch[canonical] = min(touches)
-        for old in keys - {canonical}:
-            for alias in self.names_of.pop(old, set()):
-                self.bindings[alias] = canonical
-                self.names_of[canonical].add(alias)
-        return state if state.lead_key == canonical else replace(state, lead_key=canonical)
-
-    def keep(self, state: LeadState, names: tuple[str, ...], at: datetime) -> None:
-        key = state.lead_key
-        for name in names:
-            if self.bindings.get(name) != key:
-                self.bindings[name] = key
-                self.names_of[key].add(name)
-        if key not in self.first_touch:
-            self.first_touch[key] = at
-        self.states[key] = state
+            self.first_touch[state.lead_key] = min(touches)
+        elif state.lead_key not in self.first_touch:
+            self.first_touch[state.lead_key] = at
+        self.keep(state, names, absorbed)
 
 
 @dataclass
@@ -294,7 +275,7 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
             if key is not None:
                 state = states[key]
             else:
-                state = leads.resolve(names, playbook)
+                state, absorbed = leads.resolve(names, playbook)
             if event.at is activity.activity.occurred_at:
                 state, transitions = apply_activity_at(
                     state, activity, event.id, playbook, event.at, event.at_us
@@ -304,18 +285,18 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
             if key is not None:
                 states[key] = state
             else:
-                leads.keep(state, names, event.at)
+                leads.keep_touched(state, names, absorbed, event.at)
         elif event.handoff is not None and HANDOFF_PREFIX + (event.handoff_kind or "") in (
             SALES_OUTCOMES
         ):
             h = event.handoff
             names = event.names
-            state = leads.resolve(names, playbook)
+            state, absorbed = leads.resolve(names, playbook)
             kind = SALES_OUTCOMES[HANDOFF_PREFIX + (event.handoff_kind or "")]
             state, transitions = apply_sales_outcome(
                 state, kind, h.converted_to, event.at, playbook
             )
-            leads.keep(state, names, event.at)
+            leads.keep_touched(state, names, absorbed, event.at)
         else:
             continue
         for transition in transitions:

@@ -3,25 +3,19 @@
 `Rebuild.apply` takes the records one at a time, in an order that keeps each partition's
 order, and does to the in-memory projection exactly what the live handler
 (services/scoring/service.py) does to the stored one, event by event: the same identity
-resolution and merges (`survivor_of`, `merge`), the same cores (`apply_activity` with the
+resolution and merges (services/scoring/identity.py), the same cores (`apply_activity` with the
 record's Kafka time, `apply_sales_outcome`), erasure requests with their tombstones, event
 ids counted once, and a record that does not decode or that the handler would refuse skipped
 without its id (live dead-letters it, in a transaction that claims no id). No I/O, no clock.
 """
 
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.scoring.erasure import lead_hash
-from services.scoring.scoring import LeadState, apply_activity, apply_sales_outcome, merge
-from services.scoring.service import (
-    SALES_OUTCOMES,
-    UnprocessableEvent,
-    identity_aliases,
-    survivor_of,
-)
+from services.scoring.identity import LeadsInMemory, identity_aliases
+from services.scoring.scoring import LeadState, apply_activity, apply_sales_outcome
+from services.scoring.service import SALES_OUTCOMES, UnprocessableEvent
 from shared.events import (
     ERASURE_REQUESTED,
     HANDOFF_PREFIX,
@@ -64,9 +58,7 @@ class Rebuild:
     playbook: Playbook
     # Tombstones (sha256 of erased keys) stored before the replay began: replay keeps them.
     tombstones: set[str] = field(default_factory=set)
-    states: dict[str, LeadState] = field(default_factory=dict)
-    bindings: dict[str, str] = field(default_factory=dict)  # alias -> lead key
-    names_of: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    leads: LeadsInMemory = field(default_factory=LeadsInMemory)
     # Event id -> (topic, partition, offset) of the record that first carried it.
     processed: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     erasures: list[Erasure] = field(default_factory=list)
@@ -113,57 +105,28 @@ class Rebuild:
         data: LeadActivityData,
         received_at: datetime | None,
     ) -> None:
-        bindings = self.bindings
-        keys = {bindings[n] for n in names if n in bindings}
-        canonical = survivor_of(keys | set(names))
-        if not keys:
-            state = LeadState(lead_key=canonical)
-        else:
-            state = self.states[survivor_of(keys)]
-            for other in sorted(keys - {state.lead_key}):
-                state = merge(state, self.states[other], self.playbook)
-            if state.lead_key != canonical:
-                state = replace(state, lead_key=canonical)
+        state, absorbed = self.leads.resolve(names, self.playbook)
         state, _ = apply_activity(state, data, event_id, self.playbook, received_at)
-        for old in keys - {canonical}:
-            del self.states[old]
-            for alias in self.names_of.pop(old, ()):
-                self._bind(alias, canonical)
-        self._keep(state, names)
+        self.leads.keep(state, names, absorbed)
 
     def _sales_outcome(self, outcome: str, data: HandoffData, at: datetime) -> None:
         name = data.lead_key
-        key = self.bindings.get(name)
+        key = self.leads.bindings.get(name)
         if key is None and lead_hash(name) in self.tombstones:
             return  # an erased lead's outcome carries no identity to start a lead with
         key = key or name
-        state = self.states.get(key) or LeadState(lead_key=key)
+        state = self.leads.states.get(key) or LeadState(lead_key=key)
         state, _ = apply_sales_outcome(state, outcome, data.converted_to, at, self.playbook)
-        self._keep(state, [name])
+        self.leads.keep(state, [name])
 
     def _erase(self, names: list[str], actor: str, cause: str) -> None:
-        candidates = {*names, *(self.bindings[n] for n in names if n in self.bindings)}
-        keys = sorted(k for k in candidates if k in self.states)
+        bindings = self.leads.bindings
+        candidates = {*names, *(bindings[n] for n in names if n in bindings)}
+        keys = sorted(k for k in candidates if k in self.leads.states)
         if not keys:
             return
         for key in keys:
-            del self.states[key]
-            for alias in self.names_of.pop(key, ()):
-                del self.bindings[alias]
+            self.leads.forget(key)
             self.tombstones.add(lead_hash(key))
         ids = tuple(derived_event_id("lifecycle", "erased", k, cause) for k in keys)
         self.erasures.append(Erasure(actor, cause, ids, tuple(keys)))
-
-    def _keep(self, state: LeadState, names: Iterable[str]) -> None:
-        key = state.lead_key
-        for name in names:
-            if self.bindings.get(name) != key:
-                self._bind(name, key)
-        self.states[key] = state
-
-    def _bind(self, alias: str, key: str) -> None:
-        old = self.bindings.get(alias)
-        if old is not None and old != key and old in self.names_of:
-            self.names_of[old].discard(alias)
-        self.bindings[alias] = key
-        self.names_of[key].add(alias)

@@ -93,14 +93,14 @@ async def _rebuild_and_write(
     total, next_offsets = await _fold_topics(settings, rebuild, _progress(out))
     due = {
         key: at
-        for key, state in rebuild.states.items()
+        for key, state in rebuild.leads.states.items()
         if (at := next_score_change(state, playbook)) is not None
     }
-    print(f"[replay] writing {len(rebuild.states)} leads", file=out, flush=True)
+    print(f"[replay] writing {len(rebuild.leads.states)} leads", file=out, flush=True)
     async with sessions() as session, session.begin():
         await repository.truncate_projection(session, group, RETIER, [RELAY, REPLAY_RELAY])
-        count = await repository.copy_leads(session, rebuild.states.values())
-        await repository.copy_aliases(session, rebuild.bindings)
+        count = await repository.copy_leads(session, rebuild.leads.states.values())
+        await repository.copy_aliases(session, rebuild.leads.bindings)
         await repository.copy_processed_ids(session, group, rebuild.processed)
         await repository.copy_timers(session, RETIER, due)
         await repository.copy_offsets(session, group, next_offsets)

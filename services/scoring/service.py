@@ -2,20 +2,19 @@
 
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import erasure, repository
+from services.scoring.identity import identity_aliases, merged_lead
 from services.scoring.scoring import (
     MERGED,
     LeadState,
     Transition,
     apply_activity,
     apply_sales_outcome,
-    merge,
     next_score_change,
     retier,
 )
@@ -66,18 +65,6 @@ SCORES = Histogram(
 
 class UnprocessableEvent(Invalid):
     """An event that decodes as CloudEvents but that scoring cannot use (dead-lettered at once)."""
-
-
-def identity_aliases(subject: str, data: LeadActivityData) -> list[str]:
-    """Every name the event knows the person by; the first is the key for a new lead."""
-    names = [f"email:{data.identity.email}"] if data.identity.email else []
-    names += [f"{system}:{value}" for system, value in sorted(data.identity.external_ids.items())]
-    return list(dict.fromkeys([*names, subject]))
-
-
-def survivor_of(keys: set[str]) -> str:
-    """Which lead keeps its key in a merge: an email-keyed one, else the smallest key."""
-    return min(keys, key=lambda k: (not k.startswith("email:"), k))
 
 
 class ScoringHandler:
@@ -241,24 +228,20 @@ class ScoringHandler:
         bindings: dict[str, str],
         absorbed: set[str],
     ) -> LeadState:
-        """The one lead these names belong to, merging leads that turn out to be one person.
-
-        A lead is keyed by its best name (an email, else the smallest id) among all it has
-        been called, so the key does not depend on the order partitions are processed in.
-        """
-        canonical = survivor_of(keys | set(names))
-        if not keys:
-            return LeadState(lead_key=canonical)
-        state = states.pop(survivor_of(keys))
-        for other in sorted(keys - {state.lead_key}):
-            state = merge(state, states.pop(other), self.playbook)
-            log.debug("merged two leads", extra={"lead_id": state.lead_key})
+        """The one lead these names belong to, merging leads that turn out to be one person
+        (`identity.merged_lead`); the merged-away leads leave `states`, their aliases follow."""
+        state = merged_lead(states, keys, names, self.playbook)
+        canonical = state.lead_key
         for old in keys - {canonical}:
             absorbed.add(old)
             stored = await repository.aliases_of(session, [old])
             for alias in [*stored, *(a for a, k in bindings.items() if k == old)]:
                 bindings[alias] = canonical
-        return replace(state, lead_key=canonical)
+        for key in keys:
+            del states[key]
+        if len(keys) > 1:
+            log.debug("merged leads", extra={"lead_id": canonical})
+        return state
 
     def _lifecycle(
         self,

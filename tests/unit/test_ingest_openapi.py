@@ -33,16 +33,3 @@ def test_every_error_is_documented_as_problem_json_and_422_is_not_fastapis_schem
                         path,
                         status,
                     )
-
-
-def test_while_ingest_runs_the_start_up_heap_is_frozen_and_restored_at_shutdown():
-    import gc
-
-    from services.ingest.app import settled_heap
-
-    threshold = gc.get_threshold()
-    with settled_heap():
-        assert gc.get_freeze_count() > 0
-        assert gc.get_threshold()[0] == 10_000
-    assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == threshold

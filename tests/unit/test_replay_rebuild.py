@@ -45,12 +45,16 @@ def test_names_met_later_merge_into_the_lead_of_the_best_name():
             ids={"segment_anonymous": "a1", "hubspot": "7"},
         ),
     )
-    assert list(rebuild.states) == ["email:ana@acme.example"]
-    lead = rebuild.states["email:ana@acme.example"]
+    assert list(rebuild.leads.states) == ["email:ana@acme.example"]
+    lead = rebuild.leads.states["email:ana@acme.example"]
     assert lead.events_count == 3
-    assert set(rebuild.bindings.values()) == {"email:ana@acme.example"}
-    assert set(rebuild.bindings) == {"segment_anonymous:a1", "hubspot:7", "email:ana@acme.example"}
-    assert rebuild.names_of == {"email:ana@acme.example": set(rebuild.bindings)}
+    assert set(rebuild.leads.bindings.values()) == {"email:ana@acme.example"}
+    assert set(rebuild.leads.bindings) == {
+        "segment_anonymous:a1",
+        "hubspot:7",
+        "email:ana@acme.example",
+    }
+    assert rebuild.leads.names_of == {"email:ana@acme.example": set(rebuild.leads.bindings)}
 
 
 def test_poison_leaves_no_id_and_no_change_and_a_duplicate_counts_once():
@@ -63,14 +67,14 @@ def test_poison_leaves_no_id_and_no_change_and_a_duplicate_counts_once():
     rebuild = fold(first, b"{not json", bad_data, unknown, first, same_id_bad)
     assert rebuild.dead_letters == 3
     assert list(rebuild.processed) == [first.id]
-    assert rebuild.states["email:bo@acme.example"].events_count == 1
+    assert rebuild.leads.states["email:bo@acme.example"].events_count == 1
 
 
 def test_an_erased_lead_is_gone_and_its_late_outcome_starts_nothing():
     key = "email:cy@acme.example"
     erase = event(key, "erasure_requested", 5, email="cy@acme.example", type=ERASURE_REQUESTED)
     rebuild = fold(event(key, email="cy@acme.example"), erase, outcome(key, minutes=9))
-    assert rebuild.states == {} and rebuild.bindings == {}
+    assert rebuild.leads.states == {} and rebuild.leads.bindings == {}
     assert lead_hash(key) in rebuild.tombstones
     [erasure] = rebuild.erasures
     assert erasure.lead_keys == (key,) and erasure.cause == erase.id
@@ -79,9 +83,9 @@ def test_an_erased_lead_is_gone_and_its_late_outcome_starts_nothing():
 
 def test_an_outcome_for_a_lead_never_seen_starts_it_unless_it_was_erased_before():
     fresh = fold(outcome("email:di@acme.example"))
-    assert fresh.states["email:di@acme.example"].stage == "recycled"
+    assert fresh.leads.states["email:di@acme.example"].stage == "recycled"
     erased = fold(outcome("email:di@acme.example"), tombstones={lead_hash("email:di@acme.example")})
-    assert erased.states == {}
+    assert erased.leads.states == {}
 
 
 def test_the_decoder_validates_activities_in_one_pass_as_the_two_steps_would():
