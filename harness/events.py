@@ -1,10 +1,11 @@
-"""Hand-made lifecycle events for tests and benchmarks: a lead that just became an MQL."""
+"""Hand-made CloudEvents for tests and benchmarks: lead activities, sales outcomes, and a lead
+that just became an MQL."""
 
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.events import CloudEvent, LifecycleData
+from shared.events import HANDOFF_PREFIX, LEAD_ACTIVITY, CloudEvent, LifecycleData
 
 
 def became_mql(
@@ -32,4 +33,69 @@ def became_mql(
             tier=tier,
             qualifying_activity_at=now,
         ).model_dump(mode="json"),
+    )
+
+
+def lead_activity(
+    subject: str,
+    kind: str,
+    at: datetime,
+    email: str | None = None,
+    *,
+    external_ids: dict[str, str] | None = None,
+    attributes: dict[str, Any] | None = None,
+    properties: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    event_type: str = LEAD_ACTIVITY,
+    source: str = "tests",
+) -> CloudEvent:
+    """A lead activity of `kind` at `at`, as ingest publishes it. An erasure request has the
+    same shape with `event_type=ERASURE_REQUESTED`."""
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=event_type,
+        time=at,
+        subject=subject,
+        data={
+            "identity": {"email": email, "external_ids": external_ids or {}},
+            "attributes": attributes or {},
+            "activity": {
+                "type": kind,
+                "occurred_at": at.isoformat(),
+                "properties": properties or {},
+            },
+        },
+    )
+
+
+def sales_outcome(
+    lead_key: str,
+    status: str,
+    at: datetime,
+    *,
+    converted_to: str | None = None,
+    reason: str | None = None,
+    handoff_id: str = "h-1",
+    event_id: str | None = None,
+) -> CloudEvent:
+    """`leadrouter.handoff.<status>` for `lead_key` from rep-ana, as the handoff service
+    publishes it: what scoring reads back as the sales outcome."""
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source="leadrouter/handoff",
+        type=HANDOFF_PREFIX + status,
+        time=at,
+        subject=lead_key,
+        data={
+            "handoff_id": handoff_id,
+            "status": status,
+            "lead_key": lead_key,
+            "rep_id": "rep-ana",
+            "score": 60,
+            "stage": "mql",
+            "routing_reason": "test",
+            "reason": reason,
+            "converted_to": converted_to,
+        },
     )

@@ -8,9 +8,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from harness.events import lead_activity
 from harness.processes import eventually  # noqa: F401 - the tests import it from here
 from shared.asyncapi import default_document
-from shared.events import LEAD_ACTIVITY, CloudEvent
+from shared.events import CloudEvent
 from shared.kafka import client_options, ensure_topics, make_producer
 from shared.settings import Settings
 from tests.contract import contract_errors
@@ -19,23 +20,9 @@ T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def activity_event(email: str, kind: str, n: int = 0, event_id: str | None = None) -> CloudEvent:
-    """A lead activity event as ingest would publish it."""
-    return CloudEvent(
-        id=event_id or str(uuid.uuid4()),
-        source="tests",
-        type=LEAD_ACTIVITY,
-        time=T0 + timedelta(seconds=n),
-        subject=f"email:{email}",
-        data={
-            "identity": {"email": email, "external_ids": {}},
-            "attributes": {},
-            "activity": {
-                "type": kind,
-                "occurred_at": (T0 + timedelta(seconds=n)).isoformat(),
-                "properties": {},
-            },
-        },
-    )
+    """A lead activity event as ingest would publish it, `n` seconds after T0."""
+    at = T0 + timedelta(seconds=n)
+    return lead_activity(f"email:{email}", kind, at, email, event_id=event_id)
 
 
 async def publish(settings: Any, topic: str, events: list[CloudEvent]) -> None:

@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from typing import TextIO
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from services.backtest.simulate import HistoryEvent, decode
@@ -46,6 +46,35 @@ def decode_record(raw: bytes) -> tuple[CloudEvent, LeadActivityData | None] | No
         return None
 
 
+async def open_history(
+    settings: Settings, *, max_partition_fetch_bytes: int, fetch_max_bytes: int = 52428800
+) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
+    """A started, group-less consumer of the lead-events and handoffs topics' committed records,
+    assigned every partition and positioned at its first record; with each partition's first
+    offset. The caller stops it."""
+    topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
+    partitions = await partitions_of(client_options(settings), topics)
+    consumer = AIOKafkaConsumer(
+        **client_options(settings),
+        enable_auto_commit=False,
+        # Never "latest": a position reset racing the seeks below would skip the history.
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=max_partition_fetch_bytes,
+        fetch_max_bytes=fetch_max_bytes,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
+        for tp in partitions:
+            consumer.seek(tp, starts[tp])  # a known position at once, no reset in flight
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer, starts
+
+
 async def read_history(
     settings: Settings,
     until: datetime | None = None,
@@ -56,21 +85,10 @@ async def read_history(
     Events before the report's window are kept: they are the leads' history when the
     window opens (a lead that scored 40 last month needs only 10 more points this month).
     """
-    topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
-    partitions = await partitions_of(client_options(settings), topics)
-    consumer = AIOKafkaConsumer(
-        **client_options(settings),
-        enable_auto_commit=False,
-        # Never "latest": a reset to it racing seek_to_beginning would skip the history.
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
+    consumer, starts = await open_history(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
+    partitions = list(starts)
     events: list[CloudEvent] = []
     try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         total = sum(ends.values())
         done, shown = 0, 0.0

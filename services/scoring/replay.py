@@ -23,10 +23,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.backtest.history import decode_record
+from services.backtest.history import decode_record, open_history
 from services.scoring import repository
 from services.scoring.app import scoring_handler
 from services.scoring.erasure import lead_hash
@@ -34,7 +34,7 @@ from services.scoring.rebuild import Rebuild, ReplayRecord
 from services.scoring.scoring import next_score_change
 from services.scoring.service import RELAY, RETIER
 from shared import audit
-from shared.consumer import TransactionalConsumer, partitions_of
+from shared.consumer import TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
@@ -142,24 +142,14 @@ async def _fold_topics(
     every partition still being read has one buffered (the next by time may be in any of
     them); a partition that holds many while it waits is paused, so memory stays bounded.
     """
-    topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
-    partitions = await partitions_of(client_options(settings), topics)
-    consumer = AIOKafkaConsumer(
-        **client_options(settings),
-        enable_auto_commit=False,
-        # Never "latest": a position reset racing the seeks below would skip everything.
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
+    consumer, starts = await open_history(
+        settings,
         max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
         fetch_max_bytes=4 * FETCH_PARTITION_BYTES,
     )
-    await consumer.start()
+    partitions = list(starts)
     try:
-        consumer.assign(partitions)
-        starts = await consumer.beginning_offsets(partitions)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, starts[tp])  # a known position at once, no reset in flight
         total = sum(ends[tp] - starts[tp] for tp in partitions)
         reading = {tp for tp in partitions if ends[tp] > starts[tp]}
         consumer.pause(*(set(partitions) - reading))

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from harness.events import lead_activity, sales_outcome
 from services.scoring.repository import all_leads, lead_aliases
 from services.scoring.scoring import evaluate
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
-from shared.events import LEAD_ACTIVITY, CloudEvent
 from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import load_playbook
 from tests.conftest import _admin, _sqlalchemy_url
@@ -24,49 +24,32 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def event(subject, kind, at, email=None, external_ids=None, attributes=None, properties=None):
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="tests",
-        type=LEAD_ACTIVITY,
-        time=at,
-        subject=subject,
-        data={
-            "identity": {"email": email, "external_ids": external_ids or {}},
-            "attributes": attributes or {},
-            "activity": {
-                "type": kind,
-                "occurred_at": at.isoformat(),
-                "properties": properties or {},
-            },
-        },
-    )
-
-
 STREAM = [
     # Ana asks for a demo and fills a form an hour ago: a warm MQL.
-    event(
+    lead_activity(
         "email:ana@acme.example",
         "demo_request",
         NOW - timedelta(hours=1),
         "ana@acme.example",
         attributes={"company_size": 40},
     ),
-    event("email:ana@acme.example", "form_submit", NOW - timedelta(minutes=59), "ana@acme.example"),
+    lead_activity(
+        "email:ana@acme.example", "form_submit", NOW - timedelta(minutes=59), "ana@acme.example"
+    ),
     # An anonymous visitor looks at pricing twice, then identifies: one lead, history merged.
-    event(
+    lead_activity(
         "segment_anonymous:a-1",
         "pricing_page_view",
         NOW - timedelta(hours=2),
         external_ids={"segment_anonymous": "a-1"},
     ),
-    event(
+    lead_activity(
         "segment_anonymous:a-1",
         "pricing_page_view",
         NOW - timedelta(hours=2, minutes=-1),
         external_ids={"segment_anonymous": "a-1"},
     ),
-    event(
+    lead_activity(
         "email:bo@beta.example",
         "identify",
         NOW - timedelta(minutes=30),
@@ -75,20 +58,24 @@ STREAM = [
         attributes={"job_title": "VP Engineering"},
     ),
     # Olga qualified 60 days ago and went quiet: decay cools her without any new event.
-    event("email:olga@old.example", "demo_request", NOW - timedelta(days=60), "olga@old.example"),
-    event("email:olga@old.example", "form_submit", NOW - timedelta(days=60), "olga@old.example"),
+    lead_activity(
+        "email:olga@old.example", "demo_request", NOW - timedelta(days=60), "olga@old.example"
+    ),
+    lead_activity(
+        "email:olga@old.example", "form_submit", NOW - timedelta(days=60), "olga@old.example"
+    ),
     # Carl browses anonymously and, separately, requests a demo by email: two leads, until an
     # identify names both, and they merge into one with the whole history.
-    event(
+    lead_activity(
         "segment_anonymous:a-2",
         "pricing_page_view",
         NOW - timedelta(hours=3),
         external_ids={"segment_anonymous": "a-2"},
     ),
-    event(
+    lead_activity(
         "email:carl@gamma.example", "demo_request", NOW - timedelta(hours=2), "carl@gamma.example"
     ),
-    event(
+    lead_activity(
         "email:carl@gamma.example",
         "identify",
         NOW - timedelta(hours=1),
@@ -96,38 +83,20 @@ STREAM = [
         external_ids={"segment_anonymous": "a-2"},
     ),
     # A competitor is disqualified however keen.
-    event(
+    lead_activity(
         "email:spy@rival.example", "demo_request", NOW - timedelta(minutes=5), "spy@rival.example"
     ),
 ]
 
 
-def sales_outcome(lead_key, status, at, converted_to=None):
-    """A handoff event as the handoff service publishes it when sales answers."""
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="leadrouter/handoff",
-        type=f"leadrouter.handoff.{status}",
-        time=at,
-        subject=lead_key,
-        data={
-            "handoff_id": str(uuid.uuid4()),
-            "status": status,
-            "lead_key": lead_key,
-            "rep_id": "rep-ana",
-            "score": 60,
-            "stage": "mql",
-            "routing_reason": "fair rotation",
-            "reason": "no_budget" if status == "recycled" else None,
-            "converted_to": converted_to,
-        },
-    )
-
-
 # Sales answers: Ana is sent back to marketing, Carl is sales-qualified.
 OUTCOMES = [
-    sales_outcome("email:ana@acme.example", "recycled", NOW - timedelta(minutes=30)),
-    sales_outcome("email:carl@gamma.example", "converted", NOW - timedelta(minutes=20), "sql"),
+    sales_outcome(
+        "email:ana@acme.example", "recycled", NOW - timedelta(minutes=30), reason="no_budget"
+    ),
+    sales_outcome(
+        "email:carl@gamma.example", "converted", NOW - timedelta(minutes=20), converted_to="sql"
+    ),
     sales_outcome("email:carl@gamma.example", "accepted", NOW - timedelta(minutes=25)),
 ]
 

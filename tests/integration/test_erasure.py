@@ -8,6 +8,7 @@ import sys
 import pytest
 from sqlalchemy import select
 
+from harness.events import lead_activity
 from services.scoring import repository
 from services.scoring.app import scoring_handler
 from services.scoring.service import RETIER
@@ -38,16 +39,14 @@ async def apply(settings, sessions, events):
 
 
 def erasure_request(email: str) -> CloudEvent:
-    return CloudEvent(
-        id=f"erase-{email}",
+    return lead_activity(
+        f"email:{email}",
+        "erasure_requested",
+        T0,
+        email,
+        event_id=f"erase-{email}",
+        event_type=ERASURE_REQUESTED,
         source="leadrouter/ingest/segment",
-        type=ERASURE_REQUESTED,
-        time=T0,
-        subject=f"email:{email}",
-        data={
-            "identity": {"email": email, "external_ids": {}},
-            "activity": {"type": "erasure_requested", "occurred_at": T0.isoformat()},
-        },
     )
 
 

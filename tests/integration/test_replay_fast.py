@@ -8,19 +8,19 @@ topics, and every column of every table scoring owns must come out the same.
 
 import io
 import random
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from harness.events import lead_activity, sales_outcome
 from services.scoring.app import scoring_handler
 from services.scoring.replay import replay
 from services.scoring.service import RELAY
 from shared.consumer import TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
-from shared.events import ERASURE_REQUESTED, LEAD_ACTIVITY, CloudEvent
+from shared.events import ERASURE_REQUESTED, CloudEvent
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics, make_producer
 from shared.playbook import load_playbook
 
@@ -55,49 +55,11 @@ SNAPSHOT = {
 }
 
 
-def activity(
-    subject: str,
-    kind: str,
-    at: datetime,
-    email: str | None = None,
-    ids: dict[str, str] | None = None,
-    attributes: dict[str, Any] | None = None,
-    path: str = "/blog",
-    event_type: str = LEAD_ACTIVITY,
-) -> CloudEvent:
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="tests",
-        type=event_type,
-        time=at,
-        subject=subject,
-        data={
-            "identity": {"email": email, "external_ids": ids or {}},
-            "attributes": attributes or {},
-            "activity": {"type": kind, "occurred_at": at.isoformat(), "properties": {"path": path}},
-        },
-    )
-
-
 def outcome(
     lead_key: str, status: str, at: datetime, converted_to: str | None = None
 ) -> CloudEvent:
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="leadrouter/handoff",
-        type=f"leadrouter.handoff.{status}",
-        time=at,
-        subject=lead_key,
-        data={
-            "handoff_id": f"h-{lead_key}",
-            "status": status,
-            "lead_key": lead_key,
-            "rep_id": "rep-ana",
-            "score": 60,
-            "stage": "mql",
-            "routing_reason": "test",
-            "converted_to": converted_to,
-        },
+    return sales_outcome(
+        lead_key, status, at, converted_to=converted_to, handoff_id=f"h-{lead_key}"
     )
 
 
@@ -123,14 +85,14 @@ def person_events(rng: random.Random, n: int, start: datetime) -> list[list[Clou
         late = at - timedelta(days=rng.uniform(1, 6)) if rng.random() < 0.15 else at
         attributes = {"company_size": rng.choice([10, 250, 5000]), "job_title": "Head of IT"}
         events[name].append(
-            activity(
+            lead_activity(
                 subject,
                 kind,
                 min(late, NOW - timedelta(minutes=1)),
                 email=mail,
-                ids=ids,
+                external_ids=ids,
                 attributes=attributes if rng.random() < 0.3 else None,
-                path=rng.choice(["/pricing", "/blog"]),
+                properties={"path": rng.choice(["/pricing", "/blog"])},
             )
         )
     return events
@@ -150,6 +112,21 @@ def on_topic(events: list[CloudEvent], topic: str = LEAD_EVENTS) -> list[tuple[s
     return [(topic, e.subject.encode(), e.to_bytes()) for e in events]
 
 
+def live_scoring(settings, sessions) -> TransactionalConsumer:
+    """Scoring's live consumer loop and handler over both of its topics, as the service runs."""
+    return TransactionalConsumer(
+        name="scoring",
+        group_id=settings.consumer_group("scoring"),
+        topics=[settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)],
+        bootstrap=client_options(settings),
+        sessions=sessions,
+        handler=scoring_handler(settings, load_playbook(settings.playbook)),
+        relay=RELAY,
+        batch_max=settings.consumer_batch_max,
+        standalone=True,
+    )
+
+
 async def snapshot(sessions) -> dict[str, list[tuple[Any, ...]]]:
     async with sessions() as session:
         return {
@@ -161,20 +138,9 @@ async def snapshot(sessions) -> dict[str, list[tuple[Any, ...]]]:
 async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings):
     rng = random.Random(14)
     await ensure_topics(settings)
-    playbook = load_playbook(settings.playbook)
     engine = make_engine(settings.database_url, pool_size=2)
     sessions = make_sessionmaker(engine)
-    live = TransactionalConsumer(
-        name="scoring",
-        group_id=settings.consumer_group("scoring"),
-        topics=[settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)],
-        bootstrap=client_options(settings),
-        sessions=sessions,
-        handler=scoring_handler(settings, playbook),
-        relay=RELAY,
-        batch_max=settings.consumer_batch_max,
-        standalone=True,
-    )
+    live = live_scoring(settings, sessions)
     start = NOW - timedelta(days=90)
     people = [person_events(rng, n, start + timedelta(days=rng.uniform(0, 60))) for n in range(40)]
     # A wave per name: live processes a wave's partitions side by side in whatever order
@@ -184,7 +150,7 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
     for wave in (anonymous, platform, identified):
         rng.shuffle(wave)  # people interleave, and a person's events arrive out of order
     capped = [
-        activity(
+        lead_activity(
             "email:capped@corp.example",
             "pricing_page_view",
             start + timedelta(hours=h),
@@ -192,7 +158,7 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
         )
         for h in range(40)
     ]
-    skewed = activity(
+    skewed = lead_activity(
         "email:skew@corp.example",
         "demo_request",
         NOW + timedelta(hours=3),
@@ -203,7 +169,7 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
         (LEAD_EVENTS, b"poison", b"{not json"),
         *on_topic(
             [
-                activity(
+                lead_activity(
                     "email:x@corp.example", "page_view", NOW, event_type="leadrouter.lead.unknown"
                 )
             ]
@@ -211,7 +177,7 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
         (
             LEAD_EVENTS,
             b"email:bad@corp.example",
-            activity("email:bad@corp.example", "page_view", NOW)
+            lead_activity("email:bad@corp.example", "page_view", NOW)
             .to_bytes()
             .replace(b'"page_view"', b'"Bad Type!"'),
         ),
@@ -260,12 +226,12 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
             *on_topic(identified),
             *on_topic(
                 [
-                    activity(
+                    lead_activity(
                         erased,
                         "erasure_requested",
                         NOW - timedelta(days=1),
                         email="p4@corp4.example",
-                        ids={"segment_anonymous": "anon-4", "hubspot": "1004"},
+                        external_ids={"segment_anonymous": "anon-4", "hubspot": "1004"},
                         event_type=ERASURE_REQUESTED,
                     )
                 ]
@@ -283,7 +249,7 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
             ),
             *on_topic(
                 [
-                    activity(
+                    lead_activity(
                         "email:p6@corp6.example",
                         "demo_request",
                         NOW - timedelta(hours=2),
@@ -324,18 +290,9 @@ async def test_a_replay_that_fails_while_writing_leaves_the_old_projection(setti
     await ensure_topics(settings)
     engine = make_engine(settings.database_url, pool_size=2)
     sessions = make_sessionmaker(engine)
-    live = TransactionalConsumer(
-        name="scoring",
-        group_id=settings.consumer_group("scoring"),
-        topics=[settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)],
-        bootstrap=client_options(settings),
-        sessions=sessions,
-        handler=scoring_handler(settings, load_playbook(settings.playbook)),
-        relay=RELAY,
-        standalone=True,
-    )
+    live = live_scoring(settings, sessions)
     events = [
-        activity(
+        lead_activity(
             f"email:f{n}@corp.example", "form_submit", NOW - timedelta(days=n), f"f{n}@corp.example"
         )
         for n in range(5)

@@ -1,19 +1,19 @@
 """Identity resolution and sales outcomes through the scoring handler on the real PostgreSQL."""
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
 
+from harness.events import lead_activity, sales_outcome
 from services.scoring import repository
 from services.scoring.app import scoring_handler
 from services.scoring.service import RETIER
 from shared.consumer import Delivered
 from shared.db import make_engine, make_sessionmaker
 from shared.db import outbox as outbox_table
-from shared.events import LEAD_ACTIVITY, CloudEvent
+from shared.events import CloudEvent
 from shared.playbook import load_playbook
 from shared.timers import pending
 from tests.helpers import eventually
@@ -23,38 +23,20 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def activity(subject, kind, minutes, email=None, ids=None, attributes=None):
-    at = T0 + timedelta(minutes=minutes)
-    return CloudEvent(
-        id=f"{subject}-{kind}-{minutes}",
-        source="tests",
-        type=LEAD_ACTIVITY,
-        time=at,
-        subject=subject,
-        data={
-            "identity": {"email": email, "external_ids": ids or {}},
-            "attributes": attributes or {},
-            "activity": {"type": kind, "occurred_at": at.isoformat(), "properties": {}},
-        },
+    return lead_activity(
+        subject,
+        kind,
+        T0 + timedelta(minutes=minutes),
+        email,
+        external_ids=ids,
+        attributes=attributes,
+        event_id=f"{subject}-{kind}-{minutes}",
     )
 
 
 def outcome(lead_key, status, minutes, converted_to=None):
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="leadrouter/handoff",
-        type=f"leadrouter.handoff.{status}",
-        time=T0 + timedelta(minutes=minutes),
-        subject=lead_key,
-        data={
-            "handoff_id": "h-1",
-            "status": status,
-            "lead_key": lead_key,
-            "rep_id": "rep-ana",
-            "score": 60,
-            "stage": "mql",
-            "routing_reason": "test",
-            "converted_to": converted_to,
-        },
+    return sales_outcome(
+        lead_key, status, T0 + timedelta(minutes=minutes), converted_to=converted_to
     )
 
 

@@ -1,12 +1,12 @@
 """The replay's in-memory fold and its record decoder, without Kafka or PostgreSQL."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
+from harness.events import lead_activity, sales_outcome
 from services.backtest.history import decode_record
 from services.scoring.erasure import lead_hash
 from services.scoring.rebuild import Rebuild, ReplayRecord
-from shared.events import ERASURE_REQUESTED, LEAD_ACTIVITY, CloudEvent, LeadActivityData
+from shared.events import ERASURE_REQUESTED, LEAD_ACTIVITY, LeadActivityData
 from shared.playbook import load_playbook
 from shared.settings import REPO_ROOT
 
@@ -16,37 +16,11 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 def event(subject, kind="page_view", minutes=0, email=None, ids=None, type=LEAD_ACTIVITY):
     at = T0 + timedelta(minutes=minutes)
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="tests",
-        type=type,
-        time=at,
-        subject=subject,
-        data={
-            "identity": {"email": email, "external_ids": ids or {}},
-            "attributes": {},
-            "activity": {"type": kind, "occurred_at": at.isoformat(), "properties": {}},
-        },
-    )
+    return lead_activity(subject, kind, at, email, external_ids=ids, event_type=type)
 
 
 def outcome(lead_key, status="recycled", minutes=0):
-    return CloudEvent(
-        id=str(uuid.uuid4()),
-        source="leadrouter/handoff",
-        type=f"leadrouter.handoff.{status}",
-        time=T0 + timedelta(minutes=minutes),
-        subject=lead_key,
-        data={
-            "handoff_id": "h-1",
-            "status": status,
-            "lead_key": lead_key,
-            "rep_id": "rep-ana",
-            "score": 60,
-            "stage": "mql",
-            "routing_reason": "test",
-        },
-    )
+    return sales_outcome(lead_key, status, T0 + timedelta(minutes=minutes))
 
 
 def fold(*items, tombstones=()):
