@@ -141,23 +141,44 @@ def _state(row: Any) -> LeadState:
     )
 
 
-def _row(s: LeadState) -> dict[str, Any]:
-    return {
-        "lead_key": s.lead_key,
-        "email": s.email,
-        "attributes": s.attributes,
-        "score": s.score.total,
-        "fit_score": s.score.fit,
-        "behaviour_score": s.score.behaviour,
-        "tier": s.tier,
-        "stage": s.stage,
-        "events_count": s.events_count,
-        "explanation": s.explanation(),
-        "behaviour": encode_behaviour(s.behaviour),
-        "last_activity_at": s.last_activity_at,
-        "evaluated_at": s.evaluated_at,
-        "recycled_at": s.recycled_at,
-    }
+# A lead's row in column order, JSON columns already encoded: the live upsert (SAVE_LEADS, one
+# array per column) and the replay's COPY write the same tuples.
+LEAD_COLUMNS = (
+    "lead_key",
+    "email",
+    "attributes",
+    "score",
+    "fit_score",
+    "behaviour_score",
+    "tier",
+    "stage",
+    "events_count",
+    "explanation",
+    "behaviour",
+    "last_activity_at",
+    "evaluated_at",
+    "recycled_at",
+)
+
+
+def _row(s: LeadState) -> tuple[Any, ...]:
+    dumps = jsoncodec.dumps
+    return (
+        s.lead_key,
+        s.email,
+        dumps(s.attributes),
+        s.score.total,
+        s.score.fit,
+        s.score.behaviour,
+        s.tier,
+        s.stage,
+        s.events_count,
+        dumps(s.explanation()),
+        dumps(encode_behaviour(s.behaviour)),
+        s.last_activity_at,
+        s.evaluated_at,
+        s.recycled_at,
+    )
 
 
 # The hot statements of a batch are fixed SQL texts with one array per column (unnest), so
@@ -193,7 +214,6 @@ SAVE_LEADS = text(
     " last_activity_at = excluded.last_activity_at, evaluated_at = excluded.evaluated_at,"
     " recycled_at = excluded.recycled_at, updated_at = now()"
 )
-JSON_COLUMNS = ("attributes", "explanation", "behaviour")
 
 
 async def resolve_aliases(session: AsyncSession, aliases: Iterable[str]) -> dict[str, str]:
@@ -260,10 +280,8 @@ async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> None
     rows = [_row(s) for s in states]
     if not rows:
         return
-    columns: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in rows[0]}
-    for column in JSON_COLUMNS:
-        columns[column] = [jsoncodec.dumps(v) for v in columns[column]]
-    await session.execute(SAVE_LEADS, columns)
+    columns = zip(LEAD_COLUMNS, zip(*rows, strict=True), strict=True)
+    await session.execute(SAVE_LEADS, {name: list(values) for name, values in columns})
 
 
 async def delete_leads(session: AsyncSession, keys: Iterable[str]) -> None:
@@ -318,22 +336,6 @@ async def drop_outbox(session: AsyncSession, relay: str) -> None:
 
 # The replay writes the whole projection at once: COPY (binary, through the session's own
 # asyncpg connection, so inside its transaction) instead of batched upserts.
-LEAD_COPY_COLUMNS = (
-    "lead_key",
-    "email",
-    "attributes",
-    "score",
-    "fit_score",
-    "behaviour_score",
-    "tier",
-    "stage",
-    "events_count",
-    "explanation",
-    "behaviour",
-    "last_activity_at",
-    "evaluated_at",
-    "recycled_at",
-)
 
 
 async def _driver_connection(session: AsyncSession) -> Any:
@@ -358,28 +360,9 @@ async def copy_leads(session: AsyncSession, states: Collection[LeadState]) -> in
     The rows are encoded as the COPY streams them, so PostgreSQL parses one part while
     Python encodes the next.
     """
-    dumps = jsoncodec.dumps
-    records = (
-        (
-            s.lead_key,
-            s.email,
-            dumps(s.attributes),
-            s.score.total,
-            s.score.fit,
-            s.score.behaviour,
-            s.tier,
-            s.stage,
-            s.events_count,
-            dumps(s.explanation()),
-            dumps(encode_behaviour(s.behaviour)),
-            s.last_activity_at,
-            s.evaluated_at,
-            s.recycled_at,
-        )
-        for s in states
-    )
+    records = (_row(s) for s in states)
     driver = await _driver_connection(session)
-    await driver.copy_records_to_table("leads", records=records, columns=LEAD_COPY_COLUMNS)
+    await driver.copy_records_to_table("leads", records=records, columns=LEAD_COLUMNS)
     return len(states)
 
 
