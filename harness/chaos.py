@@ -479,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="times each fault kind is injected")
     parser.add_argument("--rate", type=float, default=700.0, help="events per second sent")
     parser.add_argument("--keep-infra", action="store_true", help="leave Kafka and Postgres up")
+    parser.add_argument("--kafka-port", type=int, default=ChaosConfig.kafka_port)
+    parser.add_argument("--postgres-port", type=int, default=ChaosConfig.postgres_port)
     args = parser.parse_args(argv)
     config = ChaosConfig(
         seed=args.seed,
@@ -486,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds,
         rate_per_s=args.rate,
         keep_infra=args.keep_infra,
+        kafka_port=args.kafka_port,
+        postgres_port=args.postgres_port,
     )
     report = asyncio.run(ChaosRun(config).run())
     print(f"\nchaos run, seed {config.seed}: {'PASSED' if report.ok else 'FAILED'}")
