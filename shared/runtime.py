@@ -16,7 +16,7 @@ from shared.kafka import client_options, ensure_topics, kafka_reachable, make_pr
 from shared.migrate import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
-from shared.timers import TimerHandler, TimerRunner
+from shared.timers import TimerHandler, TimerLocker, TimerRunner
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Runtime:
         self.consumer: TransactionalConsumer | None = None
         self.relay: OutboxRelay | None = None
         self._timer_handlers: dict[str, TimerHandler] = {}
+        self._timer_locker: TimerLocker | None = None
         self.timers: TimerRunner | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
@@ -60,9 +61,13 @@ class Runtime:
         """Run `handler` on the topics' batches once started, with an outbox relay for its rows."""
         self._subscription = (list(topics), group_id, handler)
 
-    def fire_timers(self, handlers: dict[str, TimerHandler]) -> None:
-        """Fire durable timers of these kinds through their handlers once started."""
+    def fire_timers(
+        self, handlers: dict[str, TimerHandler], lock_first: TimerLocker | None = None
+    ) -> None:
+        """Fire durable timers of these kinds through their handlers once started (`lock_first`:
+        see shared.timers, lock order)."""
         self._timer_handlers = handlers
+        self._timer_locker = lock_first
 
     def committed(self) -> None:
         """Call after a transaction: publish its outbox rows, re-read the next timer due time."""
@@ -96,6 +101,7 @@ class Runtime:
                 self._timer_handlers,
                 kind_prefix=f"{self.service}.",
                 on_commit=self.committed,
+                lock_first=self._timer_locker,
                 max_attempts=s.timer_max_attempts,
                 retry_base_s=s.timer_retry_base_s,
             )

@@ -10,6 +10,11 @@ a backoff, and after `max_attempts` failures (at once for an error retrying cann
 the same way. The runner sleeps until the next due time and wakes early when this process
 schedules a nearer one.
 
+Lock order: a service whose handlers lock rows of its own (handoff: reps, then the handoff
+row, then its timers) passes `lock_first`; the runner then reads what is due, lets it take
+those locks (SKIP LOCKED where it must not wait) and claims only the timers whose rows it got,
+so a firing never holds a timer row while it waits for a row that a feedback holding it needs.
+
 A batch fires under one savepoint and one delete. A timer that a handler earlier in the batch
 set again or cancelled no longer fires (its new setting stays), and `find` still sees the
 batch's timers that have not fired yet. A failed attempt moves the timer's due time, so
@@ -18,7 +23,7 @@ nothing a handler publishes may derive its identity from `Timer.due_at`.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +42,7 @@ __all__ = [
     "ParkedTimer",
     "Timer",
     "TimerHandler",
+    "TimerLocker",
     "TimerRunner",
     "cancel",
     "find",
@@ -52,6 +58,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETRY_CAP_S = 300.0
+# How soon to look again at due timers whose rows another transaction holds (it commits soon).
+HELD_RETRY_S = 0.05
 
 # session.info key: the claimed timers of the batch firing in this session that have not fired
 # yet, by (kind, key). Their rows are deleted before the first handler runs; `find` answers for
@@ -83,6 +91,13 @@ class ParkedTimer:
 
 # The handler gets the session of the firing transaction and the database's current time.
 TimerHandler = Callable[[AsyncSession, Timer, datetime], Awaitable[None]]
+
+# Takes, in the service's lock order, the locks the handlers of these due (kind, key) timers
+# will need, before any timer row is claimed; returns the (kind, key) pairs that may fire now
+# (a pair whose rows another transaction holds is left for the next round).
+TimerLocker = Callable[
+    [AsyncSession, Sequence[tuple[str, str]]], Awaitable[Collection[tuple[str, str]]]
+]
 
 
 def retry_delay_s(attempts: int, base_s: float, cap_s: float = RETRY_CAP_S) -> float:
@@ -207,6 +222,7 @@ class TimerRunner:
         *,
         kind_prefix: str | None = None,
         on_commit: Callable[[], None] = lambda: None,
+        lock_first: TimerLocker | None = None,
         batch_max: int = 100,
         max_sleep_s: float = 30.0,
         max_attempts: int = 5,
@@ -216,6 +232,7 @@ class TimerRunner:
         self._handlers = handlers
         self._kind_prefix = kind_prefix
         self._on_commit = on_commit
+        self._lock_first = lock_first
         self._batch_max = batch_max
         self._max_sleep_s = max_sleep_s
         self._max_attempts = max_attempts
@@ -245,6 +262,8 @@ class TimerRunner:
                 if fired >= self._batch_max:
                     continue
                 sleep_s = await self._seconds_until_next()
+                if fired == 0 and sleep_s == 0:
+                    sleep_s = HELD_RETRY_S  # due, but another transaction holds its rows
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -256,16 +275,14 @@ class TimerRunner:
     async def fire_due(self) -> int:
         """Fire one batch of due timers; returns how many fired (failures are recorded)."""
         async with self._sessions() as session, session.begin():
-            now = await db_now(session)
-            claimed = (
-                await session.execute(
-                    select(timers)
-                    .where(self._owned(), timers.c.parked_at.is_(None), timers.c.due_at <= now)
-                    .order_by(timers.c.due_at, timers.c.id)
-                    .limit(self._batch_max)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            if self._lock_first is None:
+                now = await db_now(session)
+                claimed = await self._claim(session, now)
+            else:
+                locked_at, claimed = await self._lock_then_claim(session)
+                if locked_at is None:
+                    return 0
+                now = locked_at
             if not claimed:
                 return 0
             together = (
@@ -285,6 +302,47 @@ class TimerRunner:
             )
         self._on_commit()
         return len(fired)
+
+    async def _claim(
+        self, session: AsyncSession, now: datetime, ids: Sequence[int] | None = None
+    ) -> Sequence[Any]:
+        """Lock due timers (all of this runner's, or those of `ids`) that nobody else holds."""
+        owned = self._owned() if ids is None else timers.c.id.in_(ids)
+        return (
+            await session.execute(
+                select(timers)
+                .where(owned, timers.c.parked_at.is_(None), timers.c.due_at <= now)
+                .order_by(timers.c.due_at, timers.c.id)
+                .limit(self._batch_max)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+
+    async def _lock_then_claim(
+        self, session: AsyncSession
+    ) -> tuple[datetime | None, Sequence[Any]]:
+        """Read what is due, let the service lock what its handlers need, then claim.
+
+        A claimed timer row is held until the firing commits, and whoever changes a timer
+        (a feedback cancelling a warning) holds the row it belongs to first: a runner that
+        claimed before locking that row waited for it while it waited for the timer, a
+        deadlock. So the service's locks come first and only their timers are claimed.
+        """
+        due = (
+            await session.execute(
+                select(timers.c.id, timers.c.kind, timers.c.key, func.now().label("now"))
+                .where(self._owned(), timers.c.parked_at.is_(None), timers.c.due_at <= func.now())
+                .order_by(timers.c.due_at, timers.c.id)
+                .limit(self._batch_max)
+            )
+        ).all()
+        if not due:
+            return None, []
+        assert self._lock_first is not None
+        free = set(await self._lock_first(session, [(r.kind, r.key) for r in due]))
+        ids = [r.id for r in due if (r.kind, r.key) in free]
+        now = due[0].now
+        return now, (await self._claim(session, now, ids) if ids else [])
 
     async def _handle(self, session: AsyncSession, row: Any, now: datetime) -> None:
         handler = self._handlers.get(row.kind)

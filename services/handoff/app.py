@@ -30,7 +30,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         settings.consumer_group("handoff"),
         service,
     )
-    runtime.fire_timers(service.timer_handlers())
+    runtime.fire_timers(service.timer_handlers(), lock_first=service.lock_for_timers)
     webhooks = Webhooks(runtime, playbook)
 
     @asynccontextmanager

@@ -288,6 +288,23 @@ async def lock_handoff(session: AsyncSession, handoff_id: str) -> Handoff | None
     return Handoff.from_row(row._mapping) if row else None
 
 
+async def lock_free_handoffs(session: AsyncSession, handoff_ids: Sequence[str]) -> set[str]:
+    """Lock the handoffs no other transaction holds, without waiting; returns their ids and
+    the ids no handoff has (nothing to wait for)."""
+    return set(await session.scalars(LOCK_FREE_HANDOFFS, {"ids": sorted(set(handoff_ids))}))
+
+
+# `union all` reads the locking CTE to its end, so every free row is locked, not only those a
+# lazy `in` happened to need.
+LOCK_FREE_HANDOFFS = text(
+    "with locked as materialized (select handoff_id from handoffs"
+    "  where handoff_id = any(cast(:ids as text[])) order by handoff_id for update skip locked)"
+    " select handoff_id from locked"
+    " union all select k from unnest(cast(:ids as text[])) as k"
+    " where not exists (select 1 from handoffs h where h.handoff_id = k)"
+)
+
+
 async def lock_queued(session: AsyncSession, team: str) -> list[Handoff]:
     """A team's leads waiting in its fallback queue, oldest first, locked (others skip them)."""
     rows = await session.execute(

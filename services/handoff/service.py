@@ -3,6 +3,14 @@
 Every method runs inside the caller's transaction (the consumer's batch, a timer's firing
 or an HTTP request's unit of work); decisions come from the pure core, SQL from the
 repository.
+
+Lock order, for every transaction: the reps (all of them, `lock_reps`), then handoff rows, then
+timer rows; a team's queued handoffs are taken with SKIP LOCKED, never waited for. A flow that
+may need the reps after a handoff (a breach reassigns, a rejection frees a slot and drains the
+queue) takes them first; the timer runner locks through `lock_for_timers` before it claims.
+Two orders (a warning's timer row then its handoff, a feedback's handoff then that timer; a
+breach's reps then the next handoff of its batch, a feedback's handoff then the reps)
+deadlocked under load.
 """
 
 import logging
@@ -82,6 +90,10 @@ WARNING, ACCEPT_BREACH, CONTACT_BREACH, QUEUE_CHECK = (
     "handoff.queue_check",  # keyed by team: a rep's working hours begin
 )
 SLA_TIMERS = (WARNING, ACCEPT_BREACH, CONTACT_BREACH)
+# Timers whose handlers route (a breach reassigns, a queue check drains): they need the reps.
+ROUTING_TIMERS = frozenset({ACCEPT_BREACH, QUEUE_CHECK})
+# Feedback that may close an open handoff, freeing a slot (the queue is drained: reps needed).
+CLOSING_FEEDBACK = frozenset({FeedbackAction.REJECT, FeedbackAction.CONVERT})
 ROUTED_TRANSITIONS = {"became_mql"}
 
 
@@ -110,6 +122,17 @@ class HandoffService:
             QUEUE_CHECK: self.on_queue_check,
         }
 
+    async def lock_for_timers(
+        self, session: AsyncSession, due: Sequence[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """The timer runner's `lock_first`: the reps if a handler may route, then the SLA
+        timers' handoffs that no other transaction holds; returns the timers free to fire."""
+        if any(kind in ROUTING_TIMERS for kind, _ in due):
+            await repository.lock_reps(session)
+        handoff_ids = [key for kind, key in due if kind in SLA_TIMERS]
+        free = await repository.lock_free_handoffs(session, handoff_ids) if handoff_ids else set()
+        return {(kind, key) for kind, key in due if kind not in SLA_TIMERS or key in free}
+
     # -- consumer ---------------------------------------------------------------------------
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
@@ -122,6 +145,8 @@ class HandoffService:
         # Most lifecycle events only add funnel rows: the handoff gauges are counted again
         # (two queries) only when the batch may have changed a handoff.
         changed_handoffs = False
+        if _reps_needed_after_a_handoff(batch):
+            await repository.lock_reps(session)  # the lock order: reps before handoff rows
         for delivered in batch:
             event = delivered.event
             if not event.type.startswith(LIFECYCLE_PREFIX) or event.type == LIFECYCLE_ERASED:
@@ -283,10 +308,10 @@ class HandoffService:
 
     async def drain_queue(self, session: AsyncSession, team: str, now: datetime) -> int:
         """Give a team's queued leads, oldest first, to reps who can take them now."""
+        reps = await repository.lock_reps(session)  # before the queued rows: the lock order
         queued = await repository.lock_queued(session, team)
         if not queued:
             return 0
-        reps = await repository.lock_reps(session)
         assigned = 0
         for handoff in queued:
             decision = self._reroute(handoff, reps, now)
@@ -472,6 +497,9 @@ class HandoffService:
         Checked in this order: the handoff exists (404), the move is possible (409), the
         reason or stage is known (422), the author is its rep or a manager of its team (403).
         """
+        if action in CLOSING_FEEDBACK:
+            # Draining the queue after it needs the reps, and they come before the handoff.
+            await repository.lock_reps(session)
         handoff = await repository.lock_handoff(session, feedback.handoff_id)
         if handoff is None:
             raise HandoffNotFound(f"no handoff {feedback.handoff_id!r}")
@@ -585,6 +613,26 @@ class HandoffService:
             ):
                 for tier in self.playbook.taxonomy.tiers:
                     QUEUE_SIZE.labels(queue, tier.name).set(waiting.get((queue, tier.name), 0))
+
+
+def _reps_needed_after_a_handoff(batch: Sequence[Delivered]) -> bool:
+    """Whether an event of the batch needs the reps after an earlier one locked a handoff
+    (feedback or an erasure): then the batch locks the reps first. A batch of lifecycle events
+    routes with the reps taken first anyway, so the speed-to-lead path pays nothing."""
+    handoff_locked = False
+    for delivered in batch:
+        event = delivered.event
+        if event.type.startswith(FEEDBACK_PREFIX):
+            closing = event.type.removeprefix(FEEDBACK_PREFIX) in CLOSING_FEEDBACK
+            if closing and handoff_locked:
+                return True
+            handoff_locked = True
+        elif event.type == LIFECYCLE_ERASED:
+            handoff_locked = True
+        elif handoff_locked and event.type.startswith(LIFECYCLE_PREFIX):
+            if event.data.get("transition") in ROUTED_TRANSITIONS:
+                return True
+    return False
 
 
 # -- which assignment an SLA timer belongs to ---------------------------------------------------
