@@ -209,25 +209,32 @@ class HandoffService:
         )
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
+        values: dict[str, Any] = {
+            "team": decision.team,
+            "queue": team.fallback_queue or f"{team.name}-queue",
+            "status": HandoffStatus.QUEUED,
+            "routing_rule": decision.rule,
+            "routing_reason": decision.reason,
+            "skipped": decision.skipped,
+        }
+        if decision.rep_id:
+            # Stored assigned at once (one statement, not an insert and an update: the routing
+            # transaction is on the speed-to-lead path).
+            values.update(self._assignment(tier, decision, reps, now))
         handoff = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
             lead_key=lead.lead_key,
-            team=decision.team,
-            queue=None if decision.rep_id else (team.fallback_queue or f"{team.name}-queue"),
-            status=HandoffStatus.QUEUED,
             tier=tier,
             score=lead.score,
             email=lead.email,
             attributes=lead.attributes,
             explanation=[line.model_dump() for line in lead.explanation],
-            routing_rule=decision.rule,
-            routing_reason=decision.reason,
-            skipped=decision.skipped,
             lifecycle_event_id=event.id,
             qualifying_activity_at=lead.qualifying_activity_at,
             reassignments=0,
             previous_reps=[],
+            **values,
         )
         if handoff is None:
             return  # this lifecycle event was routed already
@@ -238,11 +245,32 @@ class HandoffService:
             extra={"handoff_id": handoff_id, "event_id": event.id},
         )
         if decision.rep_id:
-            await self._assign(session, handoff, decision, reps, now, cause=event.id)
+            await self._assigned(session, None, handoff, decision, now, cause=event.id)
         else:
             ROUTING_DECISIONS.labels(decision.rule).inc()
             await self._publish(session, handoff, "queued", cause=event.id, now=now)
             await self._schedule_queue_check(session, decision.team, reps, now)
+
+    def _assignment(
+        self, tier: str | None, decision: RoutingDecision, reps: list[RepLoad], now: datetime
+    ) -> dict[str, Any]:
+        """The handoff's columns once the decision's rep has it: rep, status and SLA clock."""
+        assert decision.rep_id is not None
+        hours = next((r.working_hours for r in reps if r.rep_id == decision.rep_id), None)
+        clock = deadlines(tier or "", now, self.playbook, hours)
+        return {
+            "rep_id": decision.rep_id,
+            "team": decision.team,
+            "queue": None,
+            "status": HandoffStatus.ASSIGNED,
+            "assigned_at": now,
+            "warn_at": clock.warn_at if clock else None,
+            "accept_by": clock.accept_by if clock else None,
+            "contact_by": clock.contact_by if clock else None,
+            "routing_rule": decision.rule,
+            "routing_reason": decision.reason,
+            "skipped": decision.skipped,
+        }
 
     async def _assign(
         self,
@@ -259,52 +287,68 @@ class HandoffService:
         **changes: Any,
     ) -> Handoff:
         """Give a handoff to the decision's rep: ledger, rotation level, SLA clock, event."""
-        assert decision.rep_id is not None
-        hours = next((r.working_hours for r in reps if r.rep_id == decision.rep_id), None)
-        clock = deadlines(handoff.tier or "", now, self.playbook, hours)
-        first = handoff.assigned_at is None
-        assigned = await self._save(
+        values = self._assignment(handoff.tier, decision, reps, now)
+        if routing_reason:
+            values["routing_reason"] = routing_reason
+        assigned = await self._save(session, handoff, **values, **changes)
+        await self._assigned(
             session,
             handoff,
-            rep_id=decision.rep_id,
-            team=decision.team,
-            queue=None,
-            status=HandoffStatus.ASSIGNED,
-            assigned_at=now,
-            warn_at=clock.warn_at if clock else None,
-            accept_by=clock.accept_by if clock else None,
-            contact_by=clock.contact_by if clock else None,
-            routing_rule=decision.rule,
-            routing_reason=routing_reason or decision.reason,
-            skipped=decision.skipped,
-            **changes,
+            assigned,
+            decision,
+            now,
+            cause,
+            kind=kind,
+            previous_rep_id=previous_rep_id,
+            from_queue=from_queue,
         )
+        return assigned
+
+    async def _assigned(
+        self,
+        session: AsyncSession,
+        before: Handoff | None,
+        assigned: Handoff,
+        decision: RoutingDecision,
+        now: datetime,
+        cause: str,
+        kind: str = "assigned",
+        previous_rep_id: str | None = None,
+        from_queue: bool = False,
+    ) -> None:
+        """What follows an assignment stored: ledger, rotation level, SLA timers, event
+        (`before`: the handoff as it was, None when it was stored assigned at once)."""
+        assert decision.rep_id is not None
         await repository.record_assignment(
             session, decision.rep_id, decision.team, decision.rotation_level
         )
         ROUTING_DECISIONS.labels(decision.rule).inc()
-        if first:  # speed to lead counts every first assignment, queued time included
-            if handoff.qualifying_activity_at:
+        if before is None or before.assigned_at is None:
+            # Speed to lead counts every first assignment, queued time included.
+            if assigned.qualifying_activity_at:
                 SPEED_TO_LEAD.labels(assigned.tier).observe(
-                    max((now - handoff.qualifying_activity_at).total_seconds(), 0)
+                    max((now - assigned.qualifying_activity_at).total_seconds(), 0)
                 )
-            if from_queue and handoff.created_at:
+            if from_queue and assigned.created_at:
                 QUEUED_TIME.labels(assigned.tier).observe(
-                    max((now - handoff.created_at).total_seconds(), 0)
+                    max((now - assigned.created_at).total_seconds(), 0)
                 )
-        for kind_, due in (
-            (WARNING, assigned.warn_at),
-            (ACCEPT_BREACH, assigned.accept_by),
-            (CONTACT_BREACH, assigned.contact_by),
-        ):
-            if due is not None:
-                await timers.schedule(
-                    session, kind_, assigned.handoff_id, due, _episode_payload(assigned)
+        payload = _episode_payload(assigned)
+        await timers.schedule_each(
+            session,
+            [
+                (kind_, assigned.handoff_id, due, payload)
+                for kind_, due in (
+                    (WARNING, assigned.warn_at),
+                    (ACCEPT_BREACH, assigned.accept_by),
+                    (CONTACT_BREACH, assigned.contact_by),
                 )
+                if due is not None
+            ],
+        )
         await self._publish(
             session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id, now=now
         )
-        return assigned
 
     async def drain_queue(self, session: AsyncSession, team: str, now: datetime) -> int:
         """Give a team's queued leads, oldest first, to reps who can take them now."""
