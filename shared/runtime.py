@@ -3,7 +3,7 @@
 import asyncio
 import gc
 import logging
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,6 +47,7 @@ class Runtime:
         self.relay: OutboxRelay | None = None
         self._timer_handlers: dict[str, TimerHandler] = {}
         self._timer_locker: TimerLocker | None = None
+        self._after_commit: list[Callable[[], None]] = []
         self.timers: TimerRunner | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
@@ -69,12 +70,18 @@ class Runtime:
         self._timer_handlers = handlers
         self._timer_locker = lock_first
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Also call `callback` after each commit (it must only wake a task: it runs inline)."""
+        self._after_commit.append(callback)
+
     def committed(self) -> None:
         """Call after a transaction: publish its outbox rows, re-read the next timer due time."""
         if self.relay:
             self.relay.wake()
         if self.timers:
             self.timers.wake()
+        for callback in self._after_commit:
+            callback()
 
     async def start(self) -> None:
         """Migrate the database, create missing topics, start the producer."""

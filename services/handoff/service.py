@@ -13,13 +13,14 @@ breach's reps then the next handoff of its batch, a feedback's handoff then the 
 deadlocked under load.
 """
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.handoff import erasure, repository
 from services.handoff.lifecycle import (
@@ -106,6 +107,9 @@ class HandoffService:
         self.feedback_topic = feedback_topic
         self.teams = {t.name: t for t in playbook.routing.teams}
         self.rep_names = {r.id: r.name for t in playbook.routing.teams for r in t.reps}
+        # Set by a transaction that may have changed handoffs; the gauges follow its commit.
+        self._gauges_stale = False
+        self._gauges_wake = asyncio.Event()
         for team in self.teams:  # exported at 0 from the start, so ratios and increase() work
             for tier in playbook.sla.tiers:
                 for outcome in ("met", "breached"):
@@ -194,7 +198,7 @@ class HandoffService:
                 raise Invalid(f"handoff does not handle events of type {event.type!r}")
         await repository.record_funnel_events(session, funnel)
         if changed_handoffs:
-            await self.observe(session)
+            self._gauges_stale = True
 
     # -- routing ----------------------------------------------------------------------------
 
@@ -380,7 +384,7 @@ class HandoffService:
             assigned += 1
         if assigned < len(queued):
             await self._schedule_queue_check(session, team, reps, now)
-        await self.observe(session)
+        self._gauges_stale = True
         return assigned
 
     async def drain_queues(self, session: AsyncSession, now: datetime) -> int:
@@ -505,7 +509,7 @@ class HandoffService:
             )
         # The rep who lost the lead has a free slot now.
         await self.drain_queue(session, handoff.team, now)
-        await self.observe(session)
+        self._gauges_stale = True
 
     async def on_contact_breach(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Accepted (or not) but not contacted in time: publish the breach."""
@@ -598,7 +602,7 @@ class HandoffService:
             await self._publish(session, updated, "recycled", cause=cause)
         if handoff.status in OPEN_STATUSES and status not in OPEN_STATUSES:
             await self.drain_queue(session, handoff.team, now)  # the rep has a free slot now
-        await self.observe(session)
+        self._gauges_stale = True
         return updated
 
     # -- storing, publishing and gauges -------------------------------------------------------
@@ -644,6 +648,27 @@ class HandoffService:
             ),
         )
         HANDOFF_EVENTS.labels(handoff.team, handoff.tier or "none", kind).inc()
+
+    def committed(self) -> None:
+        """After a commit: refresh the gauges if a transaction may have changed handoffs."""
+        if self._gauges_stale:
+            self._gauges_wake.set()
+
+    async def keep_gauges(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Refresh the open-handoff and queue gauges after commits that changed handoffs.
+
+        Off the transactions: the count over the handoffs was one more round trip in each,
+        on the speed-to-lead path among them.
+        """
+        while True:
+            await self._gauges_wake.wait()
+            self._gauges_wake.clear()
+            self._gauges_stale = False
+            try:
+                async with sessions() as session:
+                    await self.observe(session)
+            except Exception as exc:  # the database away: the next commit tries again
+                log.warning("handoff gauges not refreshed: %s", exc)
 
     async def observe(self, session: AsyncSession) -> None:
         """Refresh the open-handoff and queue gauges from the table."""
