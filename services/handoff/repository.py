@@ -209,12 +209,22 @@ def _rep_loads(rows: Iterable[Any]) -> list[RepLoad]:
 
 async def lock_reps(session: AsyncSession) -> list[RepLoad]:
     """Every rep with their open load, locked so concurrent routing reads one ledger."""
-    rows = await session.execute(
-        select(reps, _open_count().label("open_handoffs"))
-        .order_by(reps.c.rep_id)
-        .with_for_update(of=reps)
-    )
-    return _rep_loads(rows)
+    reps_locked, _ = await lock_reps_and_clock(session)
+    return reps_locked
+
+
+async def lock_reps_and_clock(session: AsyncSession) -> tuple[list[RepLoad], datetime]:
+    """`lock_reps` and the transaction's clock (Postgres' now()) in one round trip."""
+    rows = (
+        await session.execute(
+            select(reps, _open_count().label("open_handoffs"), func.now().label("db_now"))
+            .order_by(reps.c.rep_id)
+            .with_for_update(of=reps)
+        )
+    ).all()
+    if not rows:  # no reps: the clock alone
+        return [], (await session.execute(select(func.now()))).scalar_one()
+    return _rep_loads(rows), rows[0].db_now
 
 
 async def list_reps(session: AsyncSession) -> list[RepLoad]:
