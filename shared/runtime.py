@@ -75,11 +75,10 @@ class Runtime:
         self._after_commit.append(callback)
 
     def committed(self) -> None:
-        """Call after a transaction: publish its outbox rows, re-read the next timer due time."""
+        """Call after a transaction: publish its outbox rows (a commit that set a timer wakes
+        the timer runner by itself, see shared.timers)."""
         if self.relay:
             self.relay.wake()
-        if self.timers:
-            self.timers.wake()
         for callback in self._after_commit:
             callback()
 

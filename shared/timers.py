@@ -7,8 +7,8 @@ savepoint is rolled back, the row records the attempt and the error and is due a
 a backoff, and after `max_attempts` failures (at once for an error retrying cannot fix,
 `shared.errors.is_retryable`) it is parked: kept with its error, counted, alerted, listed by
 `parked_timers`, and no longer fired. A kind of this runner's prefix without a handler fails
-the same way. The runner sleeps until the next due time and wakes early when this process
-schedules a nearer one.
+the same way. The runner sleeps until the next due time and wakes early when a transaction
+of this process that set a timer commits.
 
 Lock order: a service whose handlers lock rows of its own (handoff: reps, then the handoff
 row, then its timers) passes `lock_first`; the runner then reads what is due, lets it take
@@ -23,12 +23,13 @@ nothing a handler publishes may derive its identity from `Timer.due_at`.
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -61,6 +62,11 @@ log = logging.getLogger(__name__)
 RETRY_CAP_S = 300.0
 # How soon to look again at due timers whose rows another transaction holds (it commits soon).
 HELD_RETRY_S = 0.05
+
+# session.info key: set while a commit of this session is to wake the runners (see below).
+_WAKES_RUNNERS = "leadrouter.timers.wakes_runners"
+# This process's runners: a commit that set a timer wakes them to re-read the next due time.
+_RUNNERS: "weakref.WeakSet[TimerRunner]" = weakref.WeakSet()
 
 # session.info key: the claimed timers of the batch firing in this session that have not fired
 # yet, by (kind, key). Their rows are deleted before the first handler runs; `find` answers for
@@ -134,6 +140,7 @@ async def schedule_each(
     assignment's three SLA clocks cost one round trip on the speed-to-lead path)."""
     if not settings:
         return
+    _wake_runners_after_commit(session)
     for kind, key, _, _ in settings:
         _forget_unfired(session, kind, (key,))
     stmt = pg_insert(timers)
@@ -160,6 +167,26 @@ async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
     if keys:
         _forget_unfired(session, kind, keys)
         await session.execute(delete(timers).where(timers.c.kind == kind, timers.c.key.in_(keys)))
+
+
+def _wake_runners_after_commit(session: AsyncSession) -> None:
+    """Once this session's transaction commits, wake this process's runners: it set a timer
+    that may be due sooner than they sleep. Only such commits wake them: woken by every
+    commit, a runner read the next due time (three queries) after each consumer batch, on the
+    speed-to-lead path."""
+    if session.info.get(_WAKES_RUNNERS):
+        return
+    session.info[_WAKES_RUNNERS] = True
+
+    def wake(_: Any) -> None:
+        session.info.pop(_WAKES_RUNNERS, None)
+        for runner in list(_RUNNERS):
+            try:
+                runner.wake()
+            except RuntimeError:  # a runner left on an event loop that has closed (tests)
+                _RUNNERS.discard(runner)
+
+    event.listen(session.sync_session, "after_commit", wake, once=True)
 
 
 def _forget_unfired(session: AsyncSession, kind: str, keys: Iterable[str]) -> None:
@@ -209,6 +236,7 @@ async def parked_timers(
 
 async def unpark(session: AsyncSession, kind: str, key: str, due_at: datetime) -> bool:
     """Give a parked timer a fresh start at `due_at` (after its cause is fixed)."""
+    _wake_runners_after_commit(session)
     result = await session.execute(
         update(timers)
         .where(timers.c.kind == kind, timers.c.key == key, timers.c.parked_at.is_not(None))
@@ -248,6 +276,7 @@ class TimerRunner:
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._wake = asyncio.Event()
+        _RUNNERS.add(self)
         self.outage = Outage(log, "timer runner")
         for kind in handlers:  # exported at 0 from the start, so increase() sees the first
             metrics.TIMER_FAILURES.labels(kind)
@@ -266,6 +295,8 @@ class TimerRunner:
     async def run(self) -> None:
         """Fire timers until cancelled; a database outage is logged once, then summarised."""
         while True:
+            # Cleared before reading, so a timer set while the runner reads wakes it again.
+            self._wake.clear()
             try:
                 fired = await self.fire_due()
                 self.outage.recovered()
@@ -279,7 +310,6 @@ class TimerRunner:
             except Exception as exc:
                 self.outage.failed(exc)
                 sleep_s = 1.0
-            self._wake.clear()
             await sleep_until_woken(self._wake, sleep_s)
 
     async def fire_due(self) -> int:
