@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import erasure, repository
 from services.scoring.identity import identity_aliases, merged_lead
+from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
 from services.scoring.scoring import (
     MERGED,
     LeadState,
@@ -76,12 +77,15 @@ class ScoringHandler:
         lead_events_topic: str,
         lifecycle_topic: str,
         relay: str = RELAY,
+        known_leads_max: int = DEFAULT_MAX_LEADS,
     ) -> None:
         self.playbook = playbook
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
         self.known_activities = {r.activity for r in playbook.scoring.behaviour}
         self.relay = relay  # a replay names an outbox nobody publishes
+        # The leads this handler saved, so a returning lead is not read back (known_leads).
+        self.known = KnownLeads(known_leads_max)
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
         # An erasure request splits the batch: what came before it is erased with the lead,
@@ -141,7 +145,7 @@ class ScoringHandler:
         work = await self._without_erased_outcomes(session, work, bindings)
         if not work:
             return
-        states = await repository.lock_leads(session, set(bindings.values()))
+        states = await self._lock_leads(session, set(bindings.values()))
         stored_leads = set(states)
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
@@ -192,12 +196,32 @@ class ScoringHandler:
             {a: k for a, k in bindings.items() if k in changed and stored.get(a) != k},
         )
         await repository.delete_leads(session, absorbed - set(changed))
-        await repository.save_leads(session, changed.values())
+        self.known.forget(absorbed)
+        # Remembered before the commit: if it rolls back, these versions are never any row's.
+        self.known.saved(await repository.save_leads(session, changed.values()), changed)
         await timers.cancel(session, RETIER, *(absorbed - set(changed)))
         await self._schedule(session, list(changed.values()), stored_leads)
         await outbox.add_events(session, self.relay, self.lifecycle_topic, lifecycle)
         for state in changed.values():
             SCORES.observe(state.score.total)
+
+    async def _lock_leads(self, session: AsyncSession, keys: set[str]) -> dict[str, LeadState]:
+        """The stored state of these leads, locked: from `known` where it holds the row's
+        version, else read (and only then decoded) from the row."""
+        locked = await repository.lock_leads_unless_known(session, keys, self.known.versions(keys))
+        self.known.forget(keys - locked.keys())  # erased or merged away by another path
+        states: dict[str, LeadState] = {}
+        stale: list[str] = []
+        for key, (version, state) in locked.items():
+            if state is None:
+                state = self.known.state(key, version)
+                if state is None:  # replaced here by another partition's batch meanwhile
+                    stale.append(key)
+                    continue
+            states[key] = state
+        if stale:
+            states.update(await repository.lock_leads(session, stale))
+        return states
 
     async def _without_erased_outcomes(
         self,
