@@ -34,7 +34,7 @@ from shared.events import (
     LeadActivityData,
     derived_event_id,
 )
-from shared.playbook import Playbook
+from shared.playbook import BehaviourRule, Playbook
 from shared.timers import Timer
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,12 @@ class ScoringHandler:
         self.playbook = playbook
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
-        self.known_activities = {r.activity for r in playbook.scoring.behaviour}
+        # The behaviour rules of each activity type (a rule matches one type only), so counting
+        # an event as scored or not asks only its type's rules.
+        self.rules_by_activity: dict[str, list[BehaviourRule]] = {}
+        for rule in playbook.scoring.behaviour:
+            self.rules_by_activity.setdefault(rule.activity, []).append(rule)
+        self.known_activities = set(self.rules_by_activity)
         self.relay = relay  # a replay names an outbox nobody publishes
         # The leads this handler saved, so a returning lead is not read back (known_leads).
         self.known = KnownLeads(known_leads_max)
@@ -179,7 +184,7 @@ class ScoringHandler:
                 kind = data.activity.type
                 earns = any(
                     rule.matches(kind, data.activity.properties)
-                    for rule in self.playbook.scoring.behaviour
+                    for rule in self.rules_by_activity.get(kind, ())
                 )
                 ACTIVITIES.labels(
                     kind if kind in self.known_activities else "other",
