@@ -9,7 +9,7 @@ LOCK := requirements.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 export PYTHON_FOR_INFRA := $(abspath $(BIN)/python)
 
-.PHONY: help venv lock audit infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-setup chaos
+.PHONY: help venv lock audit infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-profile bench-setup chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ bench: bench-setup ## every scenario 3 times with same-run baselines; report in 
 
 bench-quick: bench-setup ## the same, shorter and once (a few minutes)
 	$(BIN)/python -m bench --quick
+
+bench-profile: bench-setup ## a short run with every service under py-spy: where each one's time goes
+	$(BIN)/python -m bench --quick --profile $(if $(ONLY),--only $(ONLY))
 
 chaos: venv ## fault run: 100,000 events through HTTP while services, Kafka and Postgres fail (own Kafka :19092, Postgres :15432)
 	$(BIN)/python -m harness.chaos $(CHAOS_ARGS)

@@ -8,12 +8,15 @@ Writes .local/bench-report/report.md (Markdown with PNG plots) and results.json.
 import argparse
 import asyncio
 import importlib
+import os
+import shutil
 import sys
 import time
 
 from bench.env import REPORT_DIR, drop_databases, machine, progress
 from bench.report import write
 from bench.result import Result
+from harness.processes import PROFILE_DIR
 
 SCENARIOS = [
     "history",
@@ -50,8 +53,17 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="short runs, once each")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="some scenarios only")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run every process started under py-spy; the report says where each one's CPU "
+        "went (the sampling slows the figures: profile and measure in separate runs)",
+    )
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
+    shutil.rmtree(REPORT_DIR / "profiles", ignore_errors=True)
+    if args.profile:
+        os.environ[PROFILE_DIR] = str(REPORT_DIR / "profiles")
     about = machine()
     runs = asyncio.run(main(args.only or SCENARIOS, repeat, args.quick))
     report = write(runs, about, REPORT_DIR, "python -m bench " + " ".join(sys.argv[1:]))

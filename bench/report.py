@@ -5,6 +5,7 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.profiles import load, markdown
 from bench.result import Result
 
 
@@ -103,6 +104,8 @@ def write(runs: dict[str, list[Result]], machine: dict[str, str], out: Path, com
             fig.savefig(out / file, dpi=110)
             plt.close(fig)
             lines += ["", f"![{scenario} {name}]({file})"]
+    if (out / "profiles").is_dir():
+        lines += ["", *markdown(load(out / "profiles"))]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,38 @@ from typing import Any
 import httpx
 
 from shared.settings import Settings
+
+# Set (by `python -m bench --profile`), every process started here runs under py-spy, which
+# writes its sampled stacks (py-spy's raw "collapsed" format) into this folder when it exits.
+# py-spy cannot attach to a running process in every sandbox, so it starts the process itself.
+PROFILE_DIR = "LEADROUTER_PROFILE_DIR"
+
+
+def profiled(argv: list[str], name: str) -> list[str]:
+    """`argv` run under py-spy when profiling is on (see PROFILE_DIR), else `argv` itself."""
+    folder = os.environ.get(PROFILE_DIR)
+    if not folder:
+        return argv
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder) / f"{name}.txt"
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    options = ["--rate", "100", "--gil", "--nonblocking", "--full-filenames", "--format", "raw"]
+    return [spy, "record", *options, "-o", str(out), "--", *argv]
+
+
+def python_pid(process: "subprocess.Popen[bytes]", timeout_s: float = 10) -> int:
+    """The pid of the Python process `process` runs: itself, or py-spy's child when profiled."""
+    if not os.environ.get(PROFILE_DIR):
+        return process.pid
+    import psutil  # a bench dependency; profiling is a bench option
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        children = psutil.Process(process.pid).children()
+        if children:
+            return int(children[0].pid)
+        time.sleep(0.02)
+    raise AssertionError(f"py-spy started no process in {timeout_s}s")
 
 
 def free_port() -> int:
@@ -58,11 +91,12 @@ class Service:
             "LEADROUTER_OUTBOX_IDLE_POLL_S": "0.1",
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
 
     @property
     def pid(self) -> int | None:
-        """The process id while it runs."""
-        return self.process.pid if self.process else None
+        """The service's process id (not py-spy's when profiled), once started."""
+        return self._pid
 
     async def start(self, timeout_s: float = 90) -> "Service":
         """Start the process and wait until its /readyz answers 200."""
@@ -74,13 +108,15 @@ class Service:
         """Start the process without waiting; returns its pid."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        argv = [sys.executable, "-m", "services.cli", self.name, "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", self.name, "--port", str(self.port)],
+            profiled(argv, f"{self.instance}-{self.port}"),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        return self.process.pid
+        self._pid = python_pid(self.process)
+        return self._pid
 
     async def wait_ready(self, timeout_s: float = 90) -> None:
         """Wait until /readyz answers 200; fail with the log's tail if the process exits."""
@@ -106,16 +142,21 @@ class Service:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the service itself (py-spy, when profiling, exits after it)."""
+        if self._pid is not None and self.running:
+            os.kill(self._pid, signum)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flush, as in a crash."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            self.signal(signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 20 s."""
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            self.signal(signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
