@@ -7,16 +7,16 @@ and a `default` response for the rest.
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -76,6 +76,16 @@ def problem_response(error: LeadrouterError, instance: str | None = None) -> JSO
     )
 
 
+def model_response(model: BaseModel, status_code: int = 200) -> Response:
+    """A route's answer encoded once, by the model's own serializer.
+
+    For hot routes: FastAPI passes a Response through as it is, where a returned model would
+    be validated against `response_model` again and then serialized (the route keeps
+    `response_model`, so the OpenAPI document still describes the body).
+    """
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
 def validation_errors(errors: Any, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """Pydantic errors as problem `errors`: a JSON pointer to the offending field and a message."""
     out = []
@@ -115,11 +125,14 @@ def create_app(
     runtime: "Runtime",
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     description: str = "",
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """A FastAPI app with the shared error path, /healthz, /readyz and /metrics.
 
     The runtime is kept on `app.state.runtime` for the session dependencies, the API keys on
-    `app.state.authenticator` for the security dependency (shared/auth.py).
+    `app.state.authenticator` for the security dependency (shared/auth.py). `routers` are the
+    service's own routes, matched before the operations routes (a request tries each route's
+    pattern in turn: the busy API should not first try /healthz, /readyz, ...).
     """
 
     @asynccontextmanager
@@ -131,6 +144,8 @@ def create_app(
     app = FastAPI(title=title, description=description, lifespan=serving, version="0.1.0")
     app.state.runtime = runtime
     app.add_middleware(RefuseNulInUrl)
+    for router in routers:
+        app.include_router(router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -19,6 +19,14 @@ from tests.contract import contract_errors
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
+def minutes_ago(minutes: float) -> str:
+    """An occurred_at `minutes` before now, for events sent to running services: their reads
+    decay scores to the wall clock, so a fixed date would lower the scores a test expects as
+    the days pass (a 50-point lead reads 49 about ten hours later)."""
+    at = datetime.now(UTC) - timedelta(minutes=minutes)
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def activity_event(email: str, kind: str, n: int = 0, event_id: str | None = None) -> CloudEvent:
     """A lead activity event as ingest would publish it, `n` seconds after T0."""
     at = T0 + timedelta(seconds=n)

@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import psutil
 
 from bench.env import LOG_DIR, ProcessSample, fresh_settings, plain_dsn, progress
 from bench.result import Figure, Result
@@ -87,11 +88,32 @@ async def _offsets_done(conn: asyncpg.Connection, topic: str) -> int:
     )
 
 
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _backends_cpu_s(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving `database` (named in its title)."""
+    cpu = {}
+    for process in psutil.process_iter(["cmdline"]):
+        title = " ".join(process.info["cmdline"] or ())
+        if title.startswith("postgres: ") and f" {database} " in title:
+            try:
+                cpu[process.pid] = _cpu_s(process)
+            except psutil.Error:
+                pass
+    return cpu
+
+
 async def measure_service(settings: Settings, count: int) -> tuple[float, dict]:
-    """Events/s one scoring process takes from the filled topic, with its CPU and peak RSS."""
+    """Events/s one scoring process takes from the filled topic, with its CPU and peak RSS, and
+    the CPU per event of the process and of the database's backends while it consumed (from
+    its first stored offset: start-up and imports are not per event)."""
     service = Service("scoring", settings, LOG_DIR)
     service.env["LEADROUTER_CONSUMER_BATCH_MAX"] = "500"
     topic = settings.topic(LEAD_EVENTS)
+    database = plain_dsn(settings).rsplit("/", 1)[1]
     conn = await asyncpg.connect(plain_dsn(settings))
     try:
         sample = ProcessSample("scoring", service.spawn())
@@ -99,25 +121,33 @@ async def measure_service(settings: Settings, count: int) -> tuple[float, dict]:
         sample.begin()
         started, first = time.perf_counter(), None
         last_report = started
+        process = psutil.Process(sample.pid)
         while True:
             done = await _offsets_done(conn, topic)
             sample.sample()
             if done and first is None:
                 first = (time.perf_counter(), done)
+                window = (_cpu_s(process), _backends_cpu_s(database))
             if done >= count:
+                consumed = (_cpu_s(process), _backends_cpu_s(database))
                 break
             if time.perf_counter() - last_report > 2:
                 progress(f"  scoring {done}/{count}")
                 last_report = time.perf_counter()
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - (first[0] if first else started)
-        rate = (count - (first[1] if first else 0)) / max(elapsed, 1e-9)
+        events = count - (first[1] if first else 0)
+        rate = events / max(elapsed, 1e-9)
+        backends = consumed[1]
+        db_cpu_s = sum(cpu - window[1].get(pid, 0.0) for pid, cpu in backends.items())
         await ready
         sample.sample()
         return rate, {
             "process": "scoring",
             "cpu_s": sample.cpu_s,
             "peak_rss_mb": sample.peak_rss_mb,
+            "cpu_us_per_event": (consumed[0] - window[0]) / max(events, 1) * 1e6,
+            "db_cpu_us_per_event": db_cpu_s / max(events, 1) * 1e6,
         }
     finally:
         await conn.close()
@@ -234,6 +264,17 @@ async def run(quick: bool) -> Result:
     )
     result.figures.append(
         Figure("scoring events/s (absolute)", rate, "events/s", target=("min", 20_000))
+    )
+    # Per event while consuming: the figures the machine's other load moves least.
+    result.figures.append(
+        Figure("scoring CPU per event (scoring process)", process["cpu_us_per_event"], "µs")
+    )
+    result.figures.append(
+        Figure(
+            "PostgreSQL CPU per event (the backends serving scoring)",
+            process["db_cpu_us_per_event"],
+            "µs",
+        )
     )
     replay_count = 100_000 if quick else 300_000
     replay_settings = await fresh_settings()

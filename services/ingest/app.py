@@ -32,7 +32,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         lifespan,
         description="Takes lead events from the native API and marketing-automation webhooks. "
         "Every 202 means the events are in Kafka, acknowledged by all in-sync replicas.",
+        routers=[endpoints.router],
     )
     app.state.ingest = ingest
-    app.include_router(endpoints.router)
     return app

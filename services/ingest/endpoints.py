@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Security
+from fastapi import APIRouter, Path, Request, Response, Security
 from fastapi.security import APIKeyHeader
 from pydantic import Field
 
@@ -11,7 +11,7 @@ from services.ingest.schemas import IngestResult
 from services.ingest.service import IngestService
 from services.ingest.sources import registry
 from shared.auth import EventsWriter
-from shared.http import openapi_body, problem_responses
+from shared.http import model_response, openapi_body, problem_responses
 
 router = APIRouter(prefix="/v1")
 
@@ -56,9 +56,12 @@ def service(request: Request) -> IngestService:
     openapi_extra=openapi_body(NativeBody),
     responses=_responses("Authorization: Bearer <API key> with the scope events:write"),
 )
-async def post_events(principal: EventsWriter, request: Request) -> IngestResult:
+async def post_events(principal: EventsWriter, request: Request) -> Response:
     # The key's name is the source; without a key file (development) events come from "api".
-    return await service(request).native(request, "api" if principal.anonymous else principal.name)
+    result = await service(request).native(
+        request, "api" if principal.anonymous else principal.name
+    )
+    return model_response(result, 202)
 
 
 # Platforms cannot send our API keys: they sign each request, checked per source in the
@@ -100,5 +103,5 @@ WEBHOOK_SIGNATURE = APIKeyHeader(
 )
 async def post_webhook(
     request: Request, source: str = Path(..., pattern=SOURCE_PATTERN)
-) -> IngestResult:
-    return await service(request).webhook(request, source)
+) -> Response:
+    return model_response(await service(request).webhook(request, source), 202)

@@ -1,7 +1,8 @@
 """SQL for the leads projection and the identity aliases that point at leads."""
 
 import zlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -213,6 +214,29 @@ SAVE_LEADS = text(
     " explanation = excluded.explanation, behaviour = excluded.behaviour,"
     " last_activity_at = excluded.last_activity_at, evaluated_at = excluded.evaluated_at,"
     " recycled_at = excluded.recycled_at, updated_at = now()"
+    " returning lead_key, xmin::text::bigint as xid, updated_at"
+)
+
+# A lead row's version: the id of the transaction that wrote it (xmin) and that transaction's
+# time (updated_at; with it, an id that wrapped around after 2^32 transactions is still told
+# apart). Any write of the row, by any path, makes a new one.
+LeadVersion = tuple[int, datetime]
+
+# LOCK_LEADS for a caller that holds some of these leads already (services/scoring/known_leads):
+# every row is locked and its version returned, the JSON columns only when the caller's
+# version is not the row's (most returning leads: their decoding was most of reading them).
+LOCK_LEADS_UNLESS_KNOWN = text(
+    "select l.lead_key, l.email, l.score, l.fit_score, l.behaviour_score, l.tier, l.stage,"
+    " l.events_count, l.last_activity_at, l.evaluated_at, l.recycled_at,"
+    " l.xmin::text::bigint as xid, l.updated_at,"
+    " case when v.known then null else l.attributes end as attributes,"
+    " case when v.known then null else l.explanation end as explanation,"
+    " case when v.known then null else l.behaviour end as behaviour"
+    " from leads l left join unnest(cast(:known_keys as text[]), cast(:known_xids as bigint[]),"
+    " cast(:known_at as timestamptz[])) as k(key, xid, at) on k.key = l.lead_key"
+    " cross join lateral (select coalesce(k.xid = l.xmin::text::bigint"
+    " and k.at = l.updated_at, false) as known) as v"
+    " where l.lead_key = any(cast(:keys as text[])) order by l.lead_key for update of l"
 )
 
 
@@ -275,13 +299,41 @@ async def lock_leads(session: AsyncSession, keys: Iterable[str]) -> dict[str, Le
     return {row.lead_key: _state(row) for row in rows}
 
 
-async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> None:
-    """Insert or update the leads in one statement."""
+async def lock_leads_unless_known(
+    session: AsyncSession, keys: Iterable[str], known: Mapping[str, LeadVersion]
+) -> dict[str, tuple[LeadVersion, LeadState | None]]:
+    """Lock these leads (in key order) until the transaction ends; for each stored one, its
+    version and its state, None where `known` names that same version (the caller has it)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    known_keys = sorted(k for k in keys if k in known)
+    rows = await session.execute(
+        LOCK_LEADS_UNLESS_KNOWN,
+        {
+            "keys": keys,
+            "known_keys": known_keys,
+            "known_xids": [known[k][0] for k in known_keys],
+            "known_at": [known[k][1] for k in known_keys],
+        },
+    )
+    return {
+        row.lead_key: (
+            (row.xid, row.updated_at),
+            None if row.behaviour is None else _state(row),
+        )
+        for row in rows
+    }
+
+
+async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> dict[str, LeadVersion]:
+    """Insert or update the leads in one statement; returns the version each row now has."""
     rows = [_row(s) for s in states]
     if not rows:
-        return
+        return {}
     columns = zip(LEAD_COLUMNS, zip(*rows, strict=True), strict=True)
-    await session.execute(SAVE_LEADS, {name: list(values) for name, values in columns})
+    saved = await session.execute(SAVE_LEADS, {name: list(values) for name, values in columns})
+    return {row.lead_key: (row.xid, row.updated_at) for row in saved}
 
 
 async def delete_leads(session: AsyncSession, keys: Iterable[str]) -> None:

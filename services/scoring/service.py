@@ -5,10 +5,12 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from prometheus_client import Counter, Histogram
+from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import erasure, repository
 from services.scoring.identity import identity_aliases, merged_lead
+from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
 from services.scoring.scoring import (
     MERGED,
     LeadState,
@@ -28,13 +30,11 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     CloudEvent,
-    ExplanationLine,
     HandoffData,
     LeadActivityData,
-    LifecycleData,
     derived_event_id,
 )
-from shared.playbook import Playbook
+from shared.playbook import BehaviourRule, Playbook
 from shared.timers import Timer
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,20 @@ class ScoringHandler:
         lead_events_topic: str,
         lifecycle_topic: str,
         relay: str = RELAY,
+        known_leads_max: int = DEFAULT_MAX_LEADS,
     ) -> None:
         self.playbook = playbook
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
-        self.known_activities = {r.activity for r in playbook.scoring.behaviour}
+        # The behaviour rules of each activity type (a rule matches one type only), so counting
+        # an event as scored or not asks only its type's rules.
+        self.rules_by_activity: dict[str, list[BehaviourRule]] = {}
+        for rule in playbook.scoring.behaviour:
+            self.rules_by_activity.setdefault(rule.activity, []).append(rule)
+        self.known_activities = set(self.rules_by_activity)
         self.relay = relay  # a replay names an outbox nobody publishes
+        # The leads this handler saved, so a returning lead is not read back (known_leads).
+        self.known = KnownLeads(known_leads_max)
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
         # An erasure request splits the batch: what came before it is erased with the lead,
@@ -141,7 +149,7 @@ class ScoringHandler:
         work = await self._without_erased_outcomes(session, work, bindings)
         if not work:
             return
-        states = await repository.lock_leads(session, set(bindings.values()))
+        states = await self._lock_leads(session, set(bindings.values()))
         stored_leads = set(states)
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
@@ -176,7 +184,7 @@ class ScoringHandler:
                 kind = data.activity.type
                 earns = any(
                     rule.matches(kind, data.activity.properties)
-                    for rule in self.playbook.scoring.behaviour
+                    for rule in self.rules_by_activity.get(kind, ())
                 )
                 ACTIVITIES.labels(
                     kind if kind in self.known_activities else "other",
@@ -192,12 +200,32 @@ class ScoringHandler:
             {a: k for a, k in bindings.items() if k in changed and stored.get(a) != k},
         )
         await repository.delete_leads(session, absorbed - set(changed))
-        await repository.save_leads(session, changed.values())
+        self.known.forget(absorbed)
+        # Remembered before the commit: if it rolls back, these versions are never any row's.
+        self.known.saved(await repository.save_leads(session, changed.values()), changed)
         await timers.cancel(session, RETIER, *(absorbed - set(changed)))
         await self._schedule(session, list(changed.values()), stored_leads)
         await outbox.add_events(session, self.relay, self.lifecycle_topic, lifecycle)
         for state in changed.values():
             SCORES.observe(state.score.total)
+
+    async def _lock_leads(self, session: AsyncSession, keys: set[str]) -> dict[str, LeadState]:
+        """The stored state of these leads, locked: from `known` where it holds the row's
+        version, else read (and only then decoded) from the row."""
+        locked = await repository.lock_leads_unless_known(session, keys, self.known.versions(keys))
+        self.known.forget(keys - locked.keys())  # erased or merged away by another path
+        states: dict[str, LeadState] = {}
+        stale: list[str] = []
+        for key, (version, state) in locked.items():
+            if state is None:
+                state = self.known.state(key, version)
+                if state is None:  # replaced here by another partition's batch meanwhile
+                    stale.append(key)
+                    continue
+            states[key] = state
+        if stale:
+            states.update(await repository.lock_leads(session, stale))
+        return states
 
     async def _without_erased_outcomes(
         self,
@@ -254,29 +282,30 @@ class ScoringHandler:
         if not transitions:  # most events: no explanation to build
             return []
         events = []
-        # Built from the lead's own typed state, so not validated again (model_construct): the
-        # validation of two models per transition was a tenth of scoring's CPU per new lead.
+        # Built from the lead's own typed state as LifecycleData(...).model_dump(mode="json")
+        # would give it (tests/unit/test_scoring_events.py), without building the models: their
+        # construction and dumping were ~12% of scoring's CPU.
         explanation = [
-            ExplanationLine.model_construct(rule=rule, points=float(points))
-            for rule, points in state.score.contributions
+            {"rule": rule, "points": float(points)} for rule, points in state.score.contributions
         ]
+        score = state.score
         for transition in transitions:
-            data = LifecycleData.model_construct(
-                transition=transition.name,
-                lead_key=state.lead_key,
-                email=state.email,
-                attributes=state.attributes,
-                stage=transition.stage,
-                previous_stage=transition.previous_stage,
-                score=int(state.score.total),
-                fit_score=float(state.score.fit),
-                behaviour_score=float(state.score.behaviour),
-                tier=state.tier,
-                previous_tier=transition.previous_tier,
-                explanation=explanation,
-                qualifying_activity_at=transition.at,
-                merged_keys=list(merged),
-            )
+            data = {
+                "transition": transition.name,
+                "lead_key": state.lead_key,
+                "email": state.email,
+                "attributes": state.attributes,
+                "stage": transition.stage,
+                "score": int(score.total),
+                "fit_score": float(score.fit),
+                "behaviour_score": float(score.behaviour),
+                "tier": state.tier,
+                "previous_tier": transition.previous_tier,
+                "previous_stage": transition.previous_stage,
+                "explanation": explanation,
+                "qualifying_activity_at": to_jsonable_python(transition.at),
+                "merged_keys": list(merged),
+            }
             events.append(
                 CloudEvent.model_construct(
                     id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),
@@ -284,7 +313,7 @@ class ScoringHandler:
                     type=LIFECYCLE_PREFIX + transition.name,
                     time=transition.at,
                     subject=state.lead_key,
-                    data=data.model_dump(mode="json"),
+                    data=data,
                 )
             )
             TRANSITIONS.labels(transition.name).inc()

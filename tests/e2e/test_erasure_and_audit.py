@@ -20,7 +20,7 @@ from shared.auth import key_file_line
 from shared.db import make_engine
 from shared.events import LIFECYCLE_ERASED, CloudEvent
 from shared.kafka import LEAD_LIFECYCLE, SALES_FEEDBACK
-from tests.helpers import eventually, publish, read_topic
+from tests.helpers import eventually, minutes_ago, publish, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +56,12 @@ def qualifying(email: str, prefix: str) -> list[dict]:
             "id": f"{prefix}-1",
             "identity": {"email": email, "external_ids": {"crm": f"{prefix}-crm"}},
             "attributes": {"company": "Acme", "country": "DE", "first_name": "Ana"},
-            "activity": {"type": "pricing_page_view", "occurred_at": "2026-11-23T09:00:00Z"},
+            "activity": {"type": "pricing_page_view", "occurred_at": minutes_ago(60)},
         },
         {
             "id": f"{prefix}-2",
             "identity": {"email": email},
-            "activity": {"type": "demo_request", "occurred_at": "2026-11-23T09:05:00Z"},
+            "activity": {"type": "demo_request", "occurred_at": minutes_ago(55)},
         },
     ]
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shared.kafka import HANDOFFS, kafka_reachable
-from tests.helpers import read_topic
+from tests.helpers import minutes_ago, read_topic
 from tests.secure_infra import KAFKA_PORT, SASL_USER, infra, kafka_env, start
 
 pytestmark = pytest.mark.integration
@@ -49,12 +49,12 @@ async def test_the_whole_pipeline_runs_over_sasl_ssl(secured, services, sasl_kaf
             "id": "tls-1",
             "identity": {"email": "ana@acme.example"},
             "attributes": {"company": "Acme", "country": "DE"},
-            "activity": {"type": "pricing_page_view", "occurred_at": "2026-11-23T09:00:00Z"},
+            "activity": {"type": "pricing_page_view", "occurred_at": minutes_ago(60)},
         },
         {
             "id": "tls-2",
             "identity": {"email": "ana@acme.example"},
-            "activity": {"type": "demo_request", "occurred_at": "2026-11-23T09:05:00Z"},
+            "activity": {"type": "demo_request", "occurred_at": minutes_ago(55)},
         },
     ]
     async with httpx.AsyncClient() as client:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from shared.kafka import HANDOFFS
-from tests.helpers import read_topic
+from tests.helpers import minutes_ago, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -20,17 +20,17 @@ async def test_a_demo_request_reaches_a_rep_on_the_handoff_topic(settings, servi
             "id": "web-1",
             "identity": {"email": "Ana@Acme.example"},
             "attributes": {"company": "Acme", "country": "DE"},
-            "activity": {"type": "pricing_page_view", "occurred_at": "2026-11-23T09:00:00Z"},
+            "activity": {"type": "pricing_page_view", "occurred_at": minutes_ago(60)},
         },
         {
             "id": "web-2",
             "identity": {"email": "ana@acme.example"},
-            "activity": {"type": "demo_request", "occurred_at": "2026-11-23T09:05:00Z"},
+            "activity": {"type": "demo_request", "occurred_at": minutes_ago(55)},
         },
         {
             "id": "web-3",
             "identity": {"email": "bob@other.example"},
-            "activity": {"type": "email_open", "occurred_at": "2026-11-23T09:06:00Z"},
+            "activity": {"type": "email_open", "occurred_at": minutes_ago(54)},
         },
     ]
     async with httpx.AsyncClient() as client:
@@ -80,7 +80,7 @@ async def test_bad_input_gets_problem_json_and_publishes_nothing(settings, servi
             json=[
                 {
                     "identity": {"email": "ok@acme.example"},
-                    "activity": {"type": "page_view", "occurred_at": "2026-11-23T09:00:00Z"},
+                    "activity": {"type": "page_view", "occurred_at": minutes_ago(60)},
                 },
                 {
                     "identity": {"email": "ok@acme.example"},

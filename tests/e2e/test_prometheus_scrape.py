@@ -11,7 +11,7 @@ import yaml
 from harness.processes import free_port
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.settings import REPO_ROOT
-from tests.helpers import eventually
+from tests.helpers import eventually, minutes_ago
 
 pytestmark = pytest.mark.integration
 
@@ -81,12 +81,12 @@ async def test_prometheus_sees_the_pipeline_and_fires_the_dead_letter_alert(
                     {
                         "id": "p-1",
                         "identity": {"email": "prom@acme.example"},
-                        "activity": {"type": "demo_request", "occurred_at": "2026-11-23T09:00:00Z"},
+                        "activity": {"type": "demo_request", "occurred_at": minutes_ago(60)},
                     },
                     {
                         "id": "p-2",
                         "identity": {"email": "prom@acme.example"},
-                        "activity": {"type": "form_submit", "occurred_at": "2026-11-23T09:01:00Z"},
+                        "activity": {"type": "form_submit", "occurred_at": minutes_ago(59)},
                     },
                 ],
             )

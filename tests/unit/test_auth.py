@@ -22,6 +22,7 @@ from shared.auth import (
     ADMIN,
     REFUSED,
     SCOPES,
+    VERIFIED_KEYS_REMEMBERED,
     ApiKeys,
     Authenticator,
     Principal,
@@ -52,6 +53,24 @@ def test_key_file_lines_carry_a_name_and_scopes(tmp_path):
     assert loaded.principal_for("k-web") == Principal("web", frozenset({"events:write"}))
     assert loaded.principal_for("k-other") is None
     assert "k-crm" not in path.read_text()
+
+
+def test_verified_keys_are_remembered_within_a_bound_and_unknown_ones_never(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text(
+        "\n".join(key_file_line(f"k{n}", f"key-{n}", ["events:write"]) for n in range(3)) + "\n"
+    )
+    loaded = ApiKeys.load(path)
+    for _attempt in range(3):  # the first look-up scans the file, the others hit the cache
+        assert loaded.principal_for("key-1") == Principal("k1", frozenset({"events:write"}))
+        assert loaded.principal_for("key-1 ") is None  # not the same key: never remembered
+    assert len(loaded._verified) == 1
+    # Many distinct known keys: the memory stays bounded and each still resolves.
+    many = ApiKeys({hash_api_key(f"m-{n}"): Principal(f"m{n}", frozenset()) for n in range(1100)})
+    for n in range(1100):
+        assert many.principal_for(f"m-{n}") == Principal(f"m{n}", frozenset())
+    assert len(many._verified) == VERIFIED_KEYS_REMEMBERED
+    assert many.principal_for("m-0") == Principal("m0", frozenset())  # evicted, found again
 
 
 @pytest.mark.parametrize("line", ["web:abc", "Web:" + "0" * 64, "web:" + "0" * 64 + ":leads:write"])
