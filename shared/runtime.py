@@ -3,7 +3,7 @@
 import asyncio
 import gc
 import logging
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,7 +16,7 @@ from shared.kafka import client_options, ensure_topics, kafka_reachable, make_pr
 from shared.migrate import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
-from shared.timers import TimerHandler, TimerRunner
+from shared.timers import TimerHandler, TimerLocker, TimerRunner
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class Runtime:
         self.consumer: TransactionalConsumer | None = None
         self.relay: OutboxRelay | None = None
         self._timer_handlers: dict[str, TimerHandler] = {}
+        self._timer_locker: TimerLocker | None = None
+        self._after_commit: list[Callable[[], None]] = []
         self.timers: TimerRunner | None = None
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
@@ -60,16 +62,25 @@ class Runtime:
         """Run `handler` on the topics' batches once started, with an outbox relay for its rows."""
         self._subscription = (list(topics), group_id, handler)
 
-    def fire_timers(self, handlers: dict[str, TimerHandler]) -> None:
-        """Fire durable timers of these kinds through their handlers once started."""
+    def fire_timers(
+        self, handlers: dict[str, TimerHandler], lock_first: TimerLocker | None = None
+    ) -> None:
+        """Fire durable timers of these kinds through their handlers once started (`lock_first`:
+        see shared.timers, lock order)."""
         self._timer_handlers = handlers
+        self._timer_locker = lock_first
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Also call `callback` after each commit (it must only wake a task: it runs inline)."""
+        self._after_commit.append(callback)
 
     def committed(self) -> None:
-        """Call after a transaction: publish its outbox rows, re-read the next timer due time."""
+        """Call after a transaction: publish its outbox rows (a commit that set a timer wakes
+        the timer runner by itself, see shared.timers)."""
         if self.relay:
             self.relay.wake()
-        if self.timers:
-            self.timers.wake()
+        for callback in self._after_commit:
+            callback()
 
     async def start(self) -> None:
         """Migrate the database, create missing topics, start the producer."""
@@ -96,6 +107,7 @@ class Runtime:
                 self._timer_handlers,
                 kind_prefix=f"{self.service}.",
                 on_commit=self.committed,
+                lock_first=self._timer_locker,
                 max_attempts=s.timer_max_attempts,
                 retry_base_s=s.timer_retry_base_s,
             )

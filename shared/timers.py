@@ -7,8 +7,13 @@ savepoint is rolled back, the row records the attempt and the error and is due a
 a backoff, and after `max_attempts` failures (at once for an error retrying cannot fix,
 `shared.errors.is_retryable`) it is parked: kept with its error, counted, alerted, listed by
 `parked_timers`, and no longer fired. A kind of this runner's prefix without a handler fails
-the same way. The runner sleeps until the next due time and wakes early when this process
-schedules a nearer one.
+the same way. The runner sleeps until the next due time and wakes early when a transaction
+of this process that set a timer commits.
+
+Lock order: a service whose handlers lock rows of its own (handoff: reps, then the handoff
+row, then its timers) passes `lock_first`; the runner then reads what is due, lets it take
+those locks (SKIP LOCKED where it must not wait) and claims only the timers whose rows it got,
+so a firing never holds a timer row while it waits for a row that a feedback holding it needs.
 
 A batch fires under one savepoint and one delete. A timer that a handler earlier in the batch
 set again or cancelled no longer fires (its new setting stays), and `find` still sees the
@@ -18,12 +23,13 @@ nothing a handler publishes may derive its identity from `Timer.due_at`.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +43,7 @@ __all__ = [
     "ParkedTimer",
     "Timer",
     "TimerHandler",
+    "TimerLocker",
     "TimerRunner",
     "cancel",
     "find",
@@ -44,6 +51,7 @@ __all__ = [
     "pending",
     "retry_delay_s",
     "schedule",
+    "schedule_each",
     "schedule_many",
     "timers",
     "unpark",
@@ -52,6 +60,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RETRY_CAP_S = 300.0
+# How soon to look again at due timers whose rows another transaction holds (it commits soon).
+HELD_RETRY_S = 0.05
+
+# session.info key: set while a commit of this session is to wake the runners (see below).
+_WAKES_RUNNERS = "leadrouter.timers.wakes_runners"
+# This process's runners: a commit that set a timer wakes them to re-read the next due time.
+_RUNNERS: "weakref.WeakSet[TimerRunner]" = weakref.WeakSet()
 
 # session.info key: the claimed timers of the batch firing in this session that have not fired
 # yet, by (kind, key). Their rows are deleted before the first handler runs; `find` answers for
@@ -84,6 +99,13 @@ class ParkedTimer:
 # The handler gets the session of the firing transaction and the database's current time.
 TimerHandler = Callable[[AsyncSession, Timer, datetime], Awaitable[None]]
 
+# Takes, in the service's lock order, the locks the handlers of these due (kind, key) timers
+# will need, before any timer row is claimed; returns the (kind, key) pairs that may fire now
+# (a pair whose rows another transaction holds is left for the next round).
+TimerLocker = Callable[
+    [AsyncSession, Sequence[tuple[str, str]]], Awaitable[Collection[tuple[str, str]]]
+]
+
 
 def retry_delay_s(attempts: int, base_s: float, cap_s: float = RETRY_CAP_S) -> float:
     """Delay before the next try of a timer that failed `attempts` times (doubling, capped)."""
@@ -108,9 +130,19 @@ async def schedule_many(
     payload: dict[str, Any] | None = None,
 ) -> None:
     """Set many timers of one kind in one statement (a new setting clears past failures)."""
-    if not due:
+    await schedule_each(session, [(kind, key, at, payload) for key, at in due.items()])
+
+
+async def schedule_each(
+    session: AsyncSession, settings: Sequence[tuple[str, str, datetime, dict[str, Any] | None]]
+) -> None:
+    """Set timers of any kinds, each (kind, key, due_at, payload), in one statement (an
+    assignment's three SLA clocks cost one round trip on the speed-to-lead path)."""
+    if not settings:
         return
-    _forget_unfired(session, kind, due)
+    _wake_runners_after_commit(session)
+    for kind, key, _, _ in settings:
+        _forget_unfired(session, kind, (key,))
     stmt = pg_insert(timers)
     await session.execute(
         stmt.on_conflict_do_update(
@@ -124,8 +156,8 @@ async def schedule_many(
             },
         ),
         [
-            {"kind": kind, "key": k, "due_at": at, "payload": payload or {}}
-            for k, at in sorted(due.items())
+            {"kind": kind, "key": key, "due_at": at, "payload": payload or {}}
+            for kind, key, at, payload in sorted(settings, key=lambda s: (s[0], s[1]))
         ],
     )
 
@@ -135,6 +167,26 @@ async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
     if keys:
         _forget_unfired(session, kind, keys)
         await session.execute(delete(timers).where(timers.c.kind == kind, timers.c.key.in_(keys)))
+
+
+def _wake_runners_after_commit(session: AsyncSession) -> None:
+    """Once this session's transaction commits, wake this process's runners: it set a timer
+    that may be due sooner than they sleep. Only such commits wake them: woken by every
+    commit, a runner read the next due time (three queries) after each consumer batch, on the
+    speed-to-lead path."""
+    if session.info.get(_WAKES_RUNNERS):
+        return
+    session.info[_WAKES_RUNNERS] = True
+
+    def wake(_: Any) -> None:
+        session.info.pop(_WAKES_RUNNERS, None)
+        for runner in list(_RUNNERS):
+            try:
+                runner.wake()
+            except RuntimeError:  # a runner left on an event loop that has closed (tests)
+                _RUNNERS.discard(runner)
+
+    event.listen(session.sync_session, "after_commit", wake, once=True)
 
 
 def _forget_unfired(session: AsyncSession, kind: str, keys: Iterable[str]) -> None:
@@ -184,6 +236,7 @@ async def parked_timers(
 
 async def unpark(session: AsyncSession, kind: str, key: str, due_at: datetime) -> bool:
     """Give a parked timer a fresh start at `due_at` (after its cause is fixed)."""
+    _wake_runners_after_commit(session)
     result = await session.execute(
         update(timers)
         .where(timers.c.kind == kind, timers.c.key == key, timers.c.parked_at.is_not(None))
@@ -207,6 +260,7 @@ class TimerRunner:
         *,
         kind_prefix: str | None = None,
         on_commit: Callable[[], None] = lambda: None,
+        lock_first: TimerLocker | None = None,
         batch_max: int = 100,
         max_sleep_s: float = 30.0,
         max_attempts: int = 5,
@@ -216,11 +270,13 @@ class TimerRunner:
         self._handlers = handlers
         self._kind_prefix = kind_prefix
         self._on_commit = on_commit
+        self._lock_first = lock_first
         self._batch_max = batch_max
         self._max_sleep_s = max_sleep_s
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._wake = asyncio.Event()
+        _RUNNERS.add(self)
         self.outage = Outage(log, "timer runner")
         for kind in handlers:  # exported at 0 from the start, so increase() sees the first
             metrics.TIMER_FAILURES.labels(kind)
@@ -239,33 +295,34 @@ class TimerRunner:
     async def run(self) -> None:
         """Fire timers until cancelled; a database outage is logged once, then summarised."""
         while True:
+            # Cleared before reading, so a timer set while the runner reads wakes it again.
+            self._wake.clear()
             try:
                 fired = await self.fire_due()
                 self.outage.recovered()
                 if fired >= self._batch_max:
                     continue
                 sleep_s = await self._seconds_until_next()
+                if fired == 0 and sleep_s == 0:
+                    sleep_s = HELD_RETRY_S  # due, but another transaction holds its rows
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.outage.failed(exc)
                 sleep_s = 1.0
-            self._wake.clear()
             await sleep_until_woken(self._wake, sleep_s)
 
     async def fire_due(self) -> int:
         """Fire one batch of due timers; returns how many fired (failures are recorded)."""
         async with self._sessions() as session, session.begin():
-            now = await db_now(session)
-            claimed = (
-                await session.execute(
-                    select(timers)
-                    .where(self._owned(), timers.c.parked_at.is_(None), timers.c.due_at <= now)
-                    .order_by(timers.c.due_at, timers.c.id)
-                    .limit(self._batch_max)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            if self._lock_first is None:
+                now = await db_now(session)
+                claimed = await self._claim(session, now)
+            else:
+                locked_at, claimed = await self._lock_then_claim(session)
+                if locked_at is None:
+                    return 0
+                now = locked_at
             if not claimed:
                 return 0
             together = (
@@ -285,6 +342,47 @@ class TimerRunner:
             )
         self._on_commit()
         return len(fired)
+
+    async def _claim(
+        self, session: AsyncSession, now: datetime, ids: Sequence[int] | None = None
+    ) -> Sequence[Any]:
+        """Lock due timers (all of this runner's, or those of `ids`) that nobody else holds."""
+        owned = self._owned() if ids is None else timers.c.id.in_(ids)
+        return (
+            await session.execute(
+                select(timers)
+                .where(owned, timers.c.parked_at.is_(None), timers.c.due_at <= now)
+                .order_by(timers.c.due_at, timers.c.id)
+                .limit(self._batch_max)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+
+    async def _lock_then_claim(
+        self, session: AsyncSession
+    ) -> tuple[datetime | None, Sequence[Any]]:
+        """Read what is due, let the service lock what its handlers need, then claim.
+
+        A claimed timer row is held until the firing commits, and whoever changes a timer
+        (a feedback cancelling a warning) holds the row it belongs to first: a runner that
+        claimed before locking that row waited for it while it waited for the timer, a
+        deadlock. So the service's locks come first and only their timers are claimed.
+        """
+        due = (
+            await session.execute(
+                select(timers.c.id, timers.c.kind, timers.c.key, func.now().label("now"))
+                .where(self._owned(), timers.c.parked_at.is_(None), timers.c.due_at <= func.now())
+                .order_by(timers.c.due_at, timers.c.id)
+                .limit(self._batch_max)
+            )
+        ).all()
+        if not due:
+            return None, []
+        assert self._lock_first is not None
+        free = set(await self._lock_first(session, [(r.kind, r.key) for r in due]))
+        ids = [r.id for r in due if (r.kind, r.key) in free]
+        now = due[0].now
+        return now, (await self._claim(session, now, ids) if ids else [])
 
     async def _handle(self, session: AsyncSession, row: Any, now: datetime) -> None:
         handler = self._handlers.get(row.kind)

@@ -8,6 +8,7 @@ lifecycle event on lead-lifecycle (scoring's transaction and relay) and its hand
 handoffs (handoff's transaction and relay); the medians say which hop the time goes to."""
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -51,6 +52,10 @@ async def run(quick: bool) -> Result:
     # The record's own timestamp (set when its producer sent it), as a perf_counter time: it
     # splits each hop into the service's work up to the send and the send until readable.
     sent_on: dict[str, dict[str, float]] = {topic: {} for topic in hops}
+    # A handoff event's `time` is when handoff's transaction read the clock (Postgres' now(),
+    # the transaction's start): it splits the last hop into the wait until the handoff
+    # consumer's transaction began, the transaction and relay up to the send, and the rest.
+    began_on: dict[str, float] = {}
     seen = seen_on[HANDOFFS]
     consumers = [
         AIOKafkaConsumer(
@@ -75,6 +80,9 @@ async def run(quick: bool) -> Result:
                         key = record.key.decode()
                         seen_on[topic].setdefault(key, now)
                         sent_on[topic].setdefault(key, now - (wall - record.timestamp / 1000))
+                        if topic == HANDOFFS and key not in began_on:
+                            began = datetime.fromisoformat(json.loads(record.value)["time"])
+                            began_on[key] = now - (wall - began.timestamp())
 
     watchers = [asyncio.create_task(watch(c, t)) for c, t in zip(consumers, hops, strict=True)]
     load = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
@@ -122,6 +130,10 @@ async def run(quick: bool) -> Result:
                     hop = f"{previous} -> {topic}"
                     hop_ms.setdefault(hop, []).append((readable - since) * 1000)
                     hop_ms.setdefault(f"{hop} sent", []).append((sent - since) * 1000)
+                    if topic == HANDOFFS and key in began_on:
+                        hop_ms.setdefault(f"{hop} transaction began", []).append(
+                            (began_on[key] - since) * 1000
+                        )
                     previous, since = topic, readable
     finally:
         load.terminate()

@@ -30,7 +30,8 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         settings.consumer_group("handoff"),
         service,
     )
-    runtime.fire_timers(service.timer_handlers())
+    runtime.fire_timers(service.timer_handlers(), lock_first=service.lock_for_timers)
+    runtime.after_commit(service.committed)
     webhooks = Webhooks(runtime, playbook)
 
     @asynccontextmanager
@@ -41,6 +42,7 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
             await service.drain_queues(session, await db_now(session))
             await service.observe(session)
         runtime.start_consuming()
+        runtime.spawn("handoff-gauges", service.keep_gauges(runtime.sessions))
         webhooks.start()
         yield
         await webhooks.stop()

@@ -39,9 +39,10 @@ async def erase_lead(
     )
     open_ids = list(
         await session.scalars(
-            select(handoffs.c.handoff_id).where(
-                handoffs.c.lead_key.in_(keys), handoffs.c.status.in_(NOT_CLOSED)
-            )
+            select(handoffs.c.handoff_id)
+            .where(handoffs.c.lead_key.in_(keys), handoffs.c.status.in_(NOT_CLOSED))
+            .order_by(handoffs.c.handoff_id)
+            .with_for_update()  # the lock order: handoff rows before their timers
         )
     )
     for kind in timer_kinds:

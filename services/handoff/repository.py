@@ -209,12 +209,22 @@ def _rep_loads(rows: Iterable[Any]) -> list[RepLoad]:
 
 async def lock_reps(session: AsyncSession) -> list[RepLoad]:
     """Every rep with their open load, locked so concurrent routing reads one ledger."""
-    rows = await session.execute(
-        select(reps, _open_count().label("open_handoffs"))
-        .order_by(reps.c.rep_id)
-        .with_for_update(of=reps)
-    )
-    return _rep_loads(rows)
+    reps_locked, _ = await lock_reps_and_clock(session)
+    return reps_locked
+
+
+async def lock_reps_and_clock(session: AsyncSession) -> tuple[list[RepLoad], datetime]:
+    """`lock_reps` and the transaction's clock (Postgres' now()) in one round trip."""
+    rows = (
+        await session.execute(
+            select(reps, _open_count().label("open_handoffs"), func.now().label("db_now"))
+            .order_by(reps.c.rep_id)
+            .with_for_update(of=reps)
+        )
+    ).all()
+    if not rows:  # no reps: the clock alone
+        return [], (await session.execute(select(func.now()))).scalar_one()
+    return _rep_loads(rows), rows[0].db_now
 
 
 async def list_reps(session: AsyncSession) -> list[RepLoad]:
@@ -286,6 +296,23 @@ async def lock_handoff(session: AsyncSession, handoff_id: str) -> Handoff | None
         )
     ).first()
     return Handoff.from_row(row._mapping) if row else None
+
+
+async def lock_free_handoffs(session: AsyncSession, handoff_ids: Sequence[str]) -> set[str]:
+    """Lock the handoffs no other transaction holds, without waiting; returns their ids and
+    the ids no handoff has (nothing to wait for)."""
+    return set(await session.scalars(LOCK_FREE_HANDOFFS, {"ids": sorted(set(handoff_ids))}))
+
+
+# `union all` reads the locking CTE to its end, so every free row is locked, not only those a
+# lazy `in` happened to need.
+LOCK_FREE_HANDOFFS = text(
+    "with locked as materialized (select handoff_id from handoffs"
+    "  where handoff_id = any(cast(:ids as text[])) order by handoff_id for update skip locked)"
+    " select handoff_id from locked"
+    " union all select k from unnest(cast(:ids as text[])) as k"
+    " where not exists (select 1 from handoffs h where h.handoff_id = k)"
+)
 
 
 async def lock_queued(session: AsyncSession, team: str) -> list[Handoff]:

@@ -3,15 +3,24 @@
 Every method runs inside the caller's transaction (the consumer's batch, a timer's firing
 or an HTTP request's unit of work); decisions come from the pure core, SQL from the
 repository.
+
+Lock order, for every transaction: the reps (all of them, `lock_reps`), then handoff rows, then
+timer rows; a team's queued handoffs are taken with SKIP LOCKED, never waited for. A flow that
+may need the reps after a handoff (a breach reassigns, a rejection frees a slot and drains the
+queue) takes them first; the timer runner locks through `lock_for_timers` before it claims.
+Two orders (a warning's timer row then its handoff, a feedback's handoff then that timer; a
+breach's reps then the next handoff of its batch, a feedback's handoff then the reps)
+deadlocked under load.
 """
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.handoff import erasure, repository
 from services.handoff.lifecycle import (
@@ -82,6 +91,10 @@ WARNING, ACCEPT_BREACH, CONTACT_BREACH, QUEUE_CHECK = (
     "handoff.queue_check",  # keyed by team: a rep's working hours begin
 )
 SLA_TIMERS = (WARNING, ACCEPT_BREACH, CONTACT_BREACH)
+# Timers whose handlers route (a breach reassigns, a queue check drains): they need the reps.
+ROUTING_TIMERS = frozenset({ACCEPT_BREACH, QUEUE_CHECK})
+# Feedback that may close an open handoff, freeing a slot (the queue is drained: reps needed).
+CLOSING_FEEDBACK = frozenset({FeedbackAction.REJECT, FeedbackAction.CONVERT})
 ROUTED_TRANSITIONS = {"became_mql"}
 
 
@@ -94,6 +107,9 @@ class HandoffService:
         self.feedback_topic = feedback_topic
         self.teams = {t.name: t for t in playbook.routing.teams}
         self.rep_names = {r.id: r.name for t in playbook.routing.teams for r in t.reps}
+        # Set by a transaction that may have changed handoffs; the gauges follow its commit.
+        self._gauges_stale = False
+        self._gauges_wake = asyncio.Event()
         for team in self.teams:  # exported at 0 from the start, so ratios and increase() work
             for tier in playbook.sla.tiers:
                 for outcome in ("met", "breached"):
@@ -110,6 +126,17 @@ class HandoffService:
             QUEUE_CHECK: self.on_queue_check,
         }
 
+    async def lock_for_timers(
+        self, session: AsyncSession, due: Sequence[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """The timer runner's `lock_first`: the reps if a handler may route, then the SLA
+        timers' handoffs that no other transaction holds; returns the timers free to fire."""
+        if any(kind in ROUTING_TIMERS for kind, _ in due):
+            await repository.lock_reps(session)
+        handoff_ids = [key for kind, key in due if kind in SLA_TIMERS]
+        free = await repository.lock_free_handoffs(session, handoff_ids) if handoff_ids else set()
+        return {(kind, key) for kind, key in due if kind not in SLA_TIMERS or key in free}
+
     # -- consumer ---------------------------------------------------------------------------
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
@@ -122,6 +149,8 @@ class HandoffService:
         # Most lifecycle events only add funnel rows: the handoff gauges are counted again
         # (two queries) only when the batch may have changed a handoff.
         changed_handoffs = False
+        if _reps_needed_after_a_handoff(batch):
+            await repository.lock_reps(session)  # the lock order: reps before handoff rows
         for delivered in batch:
             event = delivered.event
             if not event.type.startswith(LIFECYCLE_PREFIX) or event.type == LIFECYCLE_ERASED:
@@ -137,8 +166,7 @@ class HandoffService:
                 await repository.record_merges(session, lead.lead_key, lead.merged_keys)
                 funnel.append((event.id, lead.lead_key, lead.transition, event.time))
                 if lead.transition in ROUTED_TRANSITIONS:
-                    now = now or await db_now(session)
-                    await self.route(session, event, lead, now)
+                    now = await self.route(session, event, lead, now)
                     changed_handoffs = True
             elif event.type.startswith(FEEDBACK_PREFIX):
                 feedback = FeedbackData.model_validate(event.data)
@@ -169,43 +197,56 @@ class HandoffService:
                 raise Invalid(f"handoff does not handle events of type {event.type!r}")
         await repository.record_funnel_events(session, funnel)
         if changed_handoffs:
-            await self.observe(session)
+            self._gauges_stale = True
 
     # -- routing ----------------------------------------------------------------------------
 
     async def route(
-        self, session: AsyncSession, event: CloudEvent, lead: LifecycleData, now: datetime
-    ) -> None:
-        """Route a newly qualified lead, once per lifecycle event."""
+        self,
+        session: AsyncSession,
+        event: CloudEvent,
+        lead: LifecycleData,
+        now: datetime | None = None,
+    ) -> datetime:
+        """Route a newly qualified lead, once per lifecycle event; returns the `now` it used
+        (given, or the database's clock read with the reps: one round trip fewer)."""
         tier = lead.tier or self.playbook.taxonomy.tier_for(lead.score)
-        reps = await repository.lock_reps(session)
+        reps, db_time = await repository.lock_reps_and_clock(session)
+        now = now or db_time
         decision = route_lead(
             lead.lead_key, lead.email, lead.attributes, tier, reps, self.playbook, now
         )
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
+        values: dict[str, Any] = {
+            "team": decision.team,
+            "queue": team.fallback_queue or f"{team.name}-queue",
+            "status": HandoffStatus.QUEUED,
+            "routing_rule": decision.rule,
+            "routing_reason": decision.reason,
+            "skipped": decision.skipped,
+        }
+        if decision.rep_id:
+            # Stored assigned at once (one statement, not an insert and an update: the routing
+            # transaction is on the speed-to-lead path).
+            values.update(self._assignment(tier, decision, reps, now))
         handoff = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
             lead_key=lead.lead_key,
-            team=decision.team,
-            queue=None if decision.rep_id else (team.fallback_queue or f"{team.name}-queue"),
-            status=HandoffStatus.QUEUED,
             tier=tier,
             score=lead.score,
             email=lead.email,
             attributes=lead.attributes,
             explanation=[line.model_dump() for line in lead.explanation],
-            routing_rule=decision.rule,
-            routing_reason=decision.reason,
-            skipped=decision.skipped,
             lifecycle_event_id=event.id,
             qualifying_activity_at=lead.qualifying_activity_at,
             reassignments=0,
             previous_reps=[],
+            **values,
         )
         if handoff is None:
-            return  # this lifecycle event was routed already
+            return now  # this lifecycle event was routed already
         log.info(
             "routed by rule %s to team %s",
             decision.rule,
@@ -213,11 +254,33 @@ class HandoffService:
             extra={"handoff_id": handoff_id, "event_id": event.id},
         )
         if decision.rep_id:
-            await self._assign(session, handoff, decision, reps, now, cause=event.id)
+            await self._assigned(session, None, handoff, decision, now, cause=event.id)
         else:
             ROUTING_DECISIONS.labels(decision.rule).inc()
             await self._publish(session, handoff, "queued", cause=event.id, now=now)
             await self._schedule_queue_check(session, decision.team, reps, now)
+        return now
+
+    def _assignment(
+        self, tier: str | None, decision: RoutingDecision, reps: list[RepLoad], now: datetime
+    ) -> dict[str, Any]:
+        """The handoff's columns once the decision's rep has it: rep, status and SLA clock."""
+        assert decision.rep_id is not None
+        hours = next((r.working_hours for r in reps if r.rep_id == decision.rep_id), None)
+        clock = deadlines(tier or "", now, self.playbook, hours)
+        return {
+            "rep_id": decision.rep_id,
+            "team": decision.team,
+            "queue": None,
+            "status": HandoffStatus.ASSIGNED,
+            "assigned_at": now,
+            "warn_at": clock.warn_at if clock else None,
+            "accept_by": clock.accept_by if clock else None,
+            "contact_by": clock.contact_by if clock else None,
+            "routing_rule": decision.rule,
+            "routing_reason": decision.reason,
+            "skipped": decision.skipped,
+        }
 
     async def _assign(
         self,
@@ -234,59 +297,75 @@ class HandoffService:
         **changes: Any,
     ) -> Handoff:
         """Give a handoff to the decision's rep: ledger, rotation level, SLA clock, event."""
-        assert decision.rep_id is not None
-        hours = next((r.working_hours for r in reps if r.rep_id == decision.rep_id), None)
-        clock = deadlines(handoff.tier or "", now, self.playbook, hours)
-        first = handoff.assigned_at is None
-        assigned = await self._save(
+        values = self._assignment(handoff.tier, decision, reps, now)
+        if routing_reason:
+            values["routing_reason"] = routing_reason
+        assigned = await self._save(session, handoff, **values, **changes)
+        await self._assigned(
             session,
             handoff,
-            rep_id=decision.rep_id,
-            team=decision.team,
-            queue=None,
-            status=HandoffStatus.ASSIGNED,
-            assigned_at=now,
-            warn_at=clock.warn_at if clock else None,
-            accept_by=clock.accept_by if clock else None,
-            contact_by=clock.contact_by if clock else None,
-            routing_rule=decision.rule,
-            routing_reason=routing_reason or decision.reason,
-            skipped=decision.skipped,
-            **changes,
+            assigned,
+            decision,
+            now,
+            cause,
+            kind=kind,
+            previous_rep_id=previous_rep_id,
+            from_queue=from_queue,
         )
+        return assigned
+
+    async def _assigned(
+        self,
+        session: AsyncSession,
+        before: Handoff | None,
+        assigned: Handoff,
+        decision: RoutingDecision,
+        now: datetime,
+        cause: str,
+        kind: str = "assigned",
+        previous_rep_id: str | None = None,
+        from_queue: bool = False,
+    ) -> None:
+        """What follows an assignment stored: ledger, rotation level, SLA timers, event
+        (`before`: the handoff as it was, None when it was stored assigned at once)."""
+        assert decision.rep_id is not None
         await repository.record_assignment(
             session, decision.rep_id, decision.team, decision.rotation_level
         )
         ROUTING_DECISIONS.labels(decision.rule).inc()
-        if first:  # speed to lead counts every first assignment, queued time included
-            if handoff.qualifying_activity_at:
+        if before is None or before.assigned_at is None:
+            # Speed to lead counts every first assignment, queued time included.
+            if assigned.qualifying_activity_at:
                 SPEED_TO_LEAD.labels(assigned.tier).observe(
-                    max((now - handoff.qualifying_activity_at).total_seconds(), 0)
+                    max((now - assigned.qualifying_activity_at).total_seconds(), 0)
                 )
-            if from_queue and handoff.created_at:
+            if from_queue and assigned.created_at:
                 QUEUED_TIME.labels(assigned.tier).observe(
-                    max((now - handoff.created_at).total_seconds(), 0)
+                    max((now - assigned.created_at).total_seconds(), 0)
                 )
-        for kind_, due in (
-            (WARNING, assigned.warn_at),
-            (ACCEPT_BREACH, assigned.accept_by),
-            (CONTACT_BREACH, assigned.contact_by),
-        ):
-            if due is not None:
-                await timers.schedule(
-                    session, kind_, assigned.handoff_id, due, _episode_payload(assigned)
+        payload = _episode_payload(assigned)
+        await timers.schedule_each(
+            session,
+            [
+                (kind_, assigned.handoff_id, due, payload)
+                for kind_, due in (
+                    (WARNING, assigned.warn_at),
+                    (ACCEPT_BREACH, assigned.accept_by),
+                    (CONTACT_BREACH, assigned.contact_by),
                 )
+                if due is not None
+            ],
+        )
         await self._publish(
             session, assigned, kind, cause=cause, previous_rep_id=previous_rep_id, now=now
         )
-        return assigned
 
     async def drain_queue(self, session: AsyncSession, team: str, now: datetime) -> int:
         """Give a team's queued leads, oldest first, to reps who can take them now."""
+        reps = await repository.lock_reps(session)  # before the queued rows: the lock order
         queued = await repository.lock_queued(session, team)
         if not queued:
             return 0
-        reps = await repository.lock_reps(session)
         assigned = 0
         for handoff in queued:
             decision = self._reroute(handoff, reps, now)
@@ -311,7 +390,7 @@ class HandoffService:
             assigned += 1
         if assigned < len(queued):
             await self._schedule_queue_check(session, team, reps, now)
-        await self.observe(session)
+        self._gauges_stale = True
         return assigned
 
     async def drain_queues(self, session: AsyncSession, now: datetime) -> int:
@@ -436,7 +515,7 @@ class HandoffService:
             )
         # The rep who lost the lead has a free slot now.
         await self.drain_queue(session, handoff.team, now)
-        await self.observe(session)
+        self._gauges_stale = True
 
     async def on_contact_breach(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Accepted (or not) but not contacted in time: publish the breach."""
@@ -472,6 +551,9 @@ class HandoffService:
         Checked in this order: the handoff exists (404), the move is possible (409), the
         reason or stage is known (422), the author is its rep or a manager of its team (403).
         """
+        if action in CLOSING_FEEDBACK:
+            # Draining the queue after it needs the reps, and they come before the handoff.
+            await repository.lock_reps(session)
         handoff = await repository.lock_handoff(session, feedback.handoff_id)
         if handoff is None:
             raise HandoffNotFound(f"no handoff {feedback.handoff_id!r}")
@@ -526,7 +608,7 @@ class HandoffService:
             await self._publish(session, updated, "recycled", cause=cause)
         if handoff.status in OPEN_STATUSES and status not in OPEN_STATUSES:
             await self.drain_queue(session, handoff.team, now)  # the rep has a free slot now
-        await self.observe(session)
+        self._gauges_stale = True
         return updated
 
     # -- storing, publishing and gauges -------------------------------------------------------
@@ -573,6 +655,27 @@ class HandoffService:
         )
         HANDOFF_EVENTS.labels(handoff.team, handoff.tier or "none", kind).inc()
 
+    def committed(self) -> None:
+        """After a commit: refresh the gauges if a transaction may have changed handoffs."""
+        if self._gauges_stale:
+            self._gauges_wake.set()
+
+    async def keep_gauges(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Refresh the open-handoff and queue gauges after commits that changed handoffs.
+
+        Off the transactions: the count over the handoffs was one more round trip in each,
+        on the speed-to-lead path among them.
+        """
+        while True:
+            await self._gauges_wake.wait()
+            self._gauges_wake.clear()
+            self._gauges_stale = False
+            try:
+                async with sessions() as session:
+                    await self.observe(session)
+            except Exception as exc:  # the database away: the next commit tries again
+                log.warning("handoff gauges not refreshed: %s", exc)
+
     async def observe(self, session: AsyncSession) -> None:
         """Refresh the open-handoff and queue gauges from the table."""
         counts, waiting = await repository.count_open_and_waiting(session)
@@ -585,6 +688,26 @@ class HandoffService:
             ):
                 for tier in self.playbook.taxonomy.tiers:
                     QUEUE_SIZE.labels(queue, tier.name).set(waiting.get((queue, tier.name), 0))
+
+
+def _reps_needed_after_a_handoff(batch: Sequence[Delivered]) -> bool:
+    """Whether an event of the batch needs the reps after an earlier one locked a handoff
+    (feedback or an erasure): then the batch locks the reps first. A batch of lifecycle events
+    routes with the reps taken first anyway, so the speed-to-lead path pays nothing."""
+    handoff_locked = False
+    for delivered in batch:
+        event = delivered.event
+        if event.type.startswith(FEEDBACK_PREFIX):
+            closing = event.type.removeprefix(FEEDBACK_PREFIX) in CLOSING_FEEDBACK
+            if closing and handoff_locked:
+                return True
+            handoff_locked = True
+        elif event.type == LIFECYCLE_ERASED:
+            handoff_locked = True
+        elif handoff_locked and event.type.startswith(LIFECYCLE_PREFIX):
+            if event.data.get("transition") in ROUTED_TRANSITIONS:
+                return True
+    return False
 
 
 # -- which assignment an SLA timer belongs to ---------------------------------------------------

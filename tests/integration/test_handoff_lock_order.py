@@ -1,0 +1,228 @@
+"""SLA timers and sales feedback take their locks in one order, so they never deadlock.
+
+Each test forces the interleaving that deadlocked under load: one transaction gets a row first
+and pauses there until the other is waiting on a lock (or is done), then goes on. PostgreSQL's
+own count (pg_stat_database.deadlocks for the test's database) says whether it deadlocked.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+
+from services.handoff import repository
+from services.handoff.lifecycle import HandoffStatus
+from services.handoff.service import ACCEPT_BREACH, WARNING, HandoffService
+from shared import timers
+from shared.db import make_engine, make_sessionmaker, outbox
+from shared.events import FeedbackData
+from shared.timers import TimerRunner
+from tests.integration.test_handoff_service import MONDAY_NOON, Desk, desk_for, playbook
+
+pytestmark = pytest.mark.integration
+
+FEEDBACK = "tests.feedback"  # session.info flag: this session is the feedback's transaction
+
+
+@pytest.fixture
+async def engine(settings) -> AsyncIterator[Any]:
+    engine = make_engine(settings.database_url, pool_size=6)
+    yield engine
+    await engine.dispose()
+
+
+async def deadlocks(engine: Any) -> int:
+    """Deadlocks PostgreSQL detected in this database, once every other backend has exited
+    (a backend reports its counts when it goes idle or exits)."""
+    await engine.dispose()
+    async with engine.connect() as conn:
+        for _ in range(200):
+            others = await conn.scalar(
+                text(
+                    "select count(*) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid()"
+                )
+            )
+            if not others:
+                break
+            await asyncio.sleep(0.02)
+        await conn.execute(text("select pg_stat_clear_snapshot()"))
+        return int(
+            await conn.scalar(
+                text("select deadlocks from pg_stat_database where datname = current_database()")
+            )
+        )
+
+
+async def until_blocked_or_done(desk: Desk, task: "asyncio.Task[Any]") -> None:
+    """Return once `task` is done or some transaction in this database waits on a lock."""
+    async with asyncio.timeout(20):
+        while not task.done():
+            async with desk.sessions() as s:
+                waiting = await s.scalar(
+                    text(
+                        "select count(*) from pg_stat_activity where datname = current_database()"
+                        " and wait_event_type = 'Lock'"
+                    )
+                )
+            if waiting:
+                return
+            await asyncio.sleep(0.02)
+
+
+def runner(desk: Desk, handlers: dict[str, timers.TimerHandler]) -> TimerRunner:
+    """A runner over some of the service's timer kinds, built as the app builds it."""
+    return TimerRunner(desk.sessions, handlers, lock_first=desk.service.lock_for_timers)
+
+
+def pausing_lock_handoff(
+    monkeypatch: pytest.MonkeyPatch, locked: asyncio.Event, go_on: Callable[[], Any]
+) -> None:
+    """The feedback's transaction, once it holds its handoff row, waits for `go_on()`."""
+    real = repository.lock_handoff
+
+    async def lock_handoff(session: Any, handoff_id: str) -> Any:
+        handoff = await real(session, handoff_id)
+        if session.info.get(FEEDBACK) and not locked.is_set():
+            locked.set()
+            await go_on()
+        return handoff
+
+    monkeypatch.setattr(repository, "lock_handoff", lock_handoff)
+
+
+async def feedback(desk: Desk, action: str, handoff_id: str, **body: Any) -> None:
+    async with desk.sessions() as s, s.begin():
+        s.info[FEEDBACK] = True
+        await desk.service.apply_feedback(
+            s, action, FeedbackData(handoff_id=handoff_id, **body), MONDAY_NOON, cause="test"
+        )
+
+
+async def keep_only(desk: Desk, *wanted: tuple[str, str]) -> None:
+    """Leave only these (kind, key) timers, all long overdue."""
+    async with desk.sessions() as s, s.begin():
+        for row in (await s.execute(select(timers.timers))).all():
+            if (row.kind, row.key) not in wanted:
+                await timers.cancel(s, row.kind, row.key)
+
+
+async def event_kinds(desk: Desk, handoff_id: str) -> list[str]:
+    async with desk.sessions() as s:
+        values = (await s.execute(select(outbox.c.value).order_by(outbox.c.id))).scalars()
+        events = [json.loads(v) for v in values]
+    return [
+        e["type"].removeprefix("leadrouter.handoff.")
+        for e in events
+        if e["data"]["handoff_id"] == handoff_id
+    ]
+
+
+async def test_a_warning_and_an_accept_on_the_same_handoff_do_not_deadlock(engine, monkeypatch):
+    # The rep accepts while the warning fires: the feedback holds the handoff and cancels the
+    # warning's timer; the runner must not hold that timer row while it waits for the handoff.
+    desk = await desk_for(make_sessionmaker(engine), playbook())
+    hid = await desk.qualify("accepting@acme.example", MONDAY_NOON)
+    rep_id = (await desk.get(hid)).rep_id
+    await keep_only(desk, (WARNING, hid))
+    before = await deadlocks(engine)
+    warnings = runner(desk, {WARNING: desk.service.on_warning})
+    locked = asyncio.Event()
+    fired: list[asyncio.Task[int]] = []
+
+    async def fire_while_feedback_holds_the_handoff() -> None:
+        fired.append(asyncio.create_task(warnings.fire_due()))
+        await until_blocked_or_done(desk, fired[0])
+
+    pausing_lock_handoff(monkeypatch, locked, fire_while_feedback_holds_the_handoff)
+    outcomes = await asyncio.gather(
+        feedback(desk, "accept", hid, rep_id=rep_id), return_exceptions=True
+    )
+    outcomes += await asyncio.gather(*fired, return_exceptions=True)
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    await warnings.fire_due()  # the warning was cancelled by the accept: nothing left to fire
+    assert (await desk.get(hid)).status == HandoffStatus.ACCEPTED
+    assert await event_kinds(desk, hid) == ["assigned", "accepted"]
+    assert await deadlocks(engine) == before
+
+
+async def test_a_warning_and_a_breach_on_two_instances_do_not_deadlock(engine):
+    # Two instances: one claims the warning, the other the accept breach, of one handoff. The
+    # breach reassigns the lead and sets the next rep's warning, the timer row the first holds.
+    desk = await desk_for(make_sessionmaker(engine), playbook())
+    hid = await desk.qualify("racing@acme.example", MONDAY_NOON)
+    await keep_only(desk, (WARNING, hid), (ACCEPT_BREACH, hid))
+    before = await deadlocks(engine)
+    claimed, breach_started = asyncio.Event(), asyncio.Event()
+    breaching: list[asyncio.Task[int]] = []
+    breaches = runner(desk, {ACCEPT_BREACH: desk.service.on_accept_breach})
+
+    async def warn_once_the_breach_waits(session: Any, timer: timers.Timer, now: Any) -> None:
+        claimed.set()
+        await breach_started.wait()
+        await until_blocked_or_done(desk, breaching[0])
+        await desk.service.on_warning(session, timer, now)
+
+    warnings = runner(desk, {WARNING: warn_once_the_breach_waits})
+
+    async def breach_once_the_warning_is_claimed() -> int:
+        await claimed.wait()
+        breaching.append(asyncio.create_task(breaches.fire_due()))
+        breach_started.set()
+        return await breaching[0]
+
+    outcomes = await asyncio.gather(
+        warnings.fire_due(), breach_once_the_warning_is_claimed(), return_exceptions=True
+    )
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    await breaches.fire_due()  # a breach left for later (its handoff was held) fires now
+    second = await desk.get(hid)
+    assert second.reassignments == 1 and second.accept_breaches == 1
+    assert await event_kinds(desk, hid) == ["assigned", "sla_warning", "sla_breached", "reassigned"]
+    async with desk.sessions() as s:
+        left = await timers.pending(s, [WARNING])
+    assert [(t.key, t.due_at) for t in left] == [(hid, second.warn_at)]  # the next rep's
+    assert await deadlocks(engine) == before
+
+
+async def test_a_breach_batch_and_a_rejection_of_the_same_reps_do_not_deadlock(engine, monkeypatch):
+    # A batch holds a breach (it locks the reps to reassign) and another handoff's warning; a
+    # rep rejects that other handoff meanwhile, which frees a slot and drains the queue (the
+    # reps again). Reps before handoff rows, for both.
+    desk = await desk_for(make_sessionmaker(engine), playbook())
+    breached = await desk.qualify("breached@acme.example", MONDAY_NOON)
+    rejected = await desk.qualify("rejected@acme.example", MONDAY_NOON)
+    rejecting_rep = (await desk.get(rejected)).rep_id
+    await keep_only(desk, (ACCEPT_BREACH, breached), (WARNING, rejected))
+    async with desk.sessions() as s, s.begin():  # the breach first in the batch
+        await s.execute(
+            update(timers.timers)
+            .where(timers.timers.c.kind == WARNING)
+            .values(due_at=MONDAY_NOON + timedelta(hours=1))
+        )
+    before = await deadlocks(engine)
+    service: HandoffService = desk.service
+    batch = runner(desk, {ACCEPT_BREACH: service.on_accept_breach, WARNING: service.on_warning})
+    locked = asyncio.Event()
+    fired: list[asyncio.Task[int]] = []
+
+    async def fire_while_feedback_holds_the_handoff() -> None:
+        fired.append(asyncio.create_task(batch.fire_due()))
+        await until_blocked_or_done(desk, fired[0])
+
+    pausing_lock_handoff(monkeypatch, locked, fire_while_feedback_holds_the_handoff)
+    outcomes = await asyncio.gather(
+        feedback(desk, "reject", rejected, rep_id=rejecting_rep, reason="not_a_fit"),
+        return_exceptions=True,
+    )
+    outcomes += await asyncio.gather(*fired, return_exceptions=True)
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    await batch.fire_due()
+    assert (await desk.get(rejected)).status == HandoffStatus.REJECTED
+    assert (await desk.get(breached)).accept_breaches == 1
+    assert "sla_warning" not in await event_kinds(desk, rejected)  # rejected before it fired
+    assert await deadlocks(engine) == before
