@@ -54,13 +54,10 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         lifespan,
         description="Routes qualified leads to sales reps, runs the SLA clocks, takes sales "
         "feedback and serves the funnel both teams share.",
+        routers=[endpoints.router, backtest_jobs.router, board_router, audit.router],
     )
     app.state.playbook = playbook
     app.state.handoff_service = service
     app.state.board = BoardState.for_service(settings, playbook)
-    app.include_router(endpoints.router)
     endpoints.document_playbook_values(app, playbook)
-    app.include_router(backtest_jobs.router)
-    app.include_router(board_router)
-    app.include_router(audit.router)
     return app

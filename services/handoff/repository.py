@@ -146,7 +146,11 @@ async def sync_roster(session: AsyncSession, playbook: Playbook) -> None:
 
     A rep new to the table starts at their team's rotation level, not at 0.
     """
-    known = set((await session.scalars(select(reps.c.rep_id))).all())
+    # Every rep row locked first, in rep_id order as routing locks them (lock_reps), and new
+    # rows inserted in that order: an instance starting while another routes (or starts) then
+    # waits for it instead of deadlocking with it.
+    locked = select(reps.c.rep_id).order_by(reps.c.rep_id).with_for_update()
+    known = set((await session.scalars(locked)).all())
     levels = await get_rotation_levels(session)
     values = [
         {
@@ -166,6 +170,7 @@ async def sync_roster(session: AsyncSession, playbook: Playbook) -> None:
         for t in playbook.routing.teams
         for r in t.reps
     ]
+    values.sort(key=lambda v: v["rep_id"])
     stmt = pg_insert(reps).values(values)
     await session.execute(
         stmt.on_conflict_do_update(

@@ -47,10 +47,9 @@ def build_app(settings: Settings | None = None, playbook: Playbook | None = None
         runtime,
         lifespan,
         description="Explainable lead scores and lifecycle stages, from the shared playbook.",
+        routers=[endpoints.router, audit.router],
     )
 
     app.state.playbook = playbook
     app.state.scoring = handler  # erasure runs the consumer's own handler
-    app.include_router(endpoints.router)
-    app.include_router(audit.router)
     return app

@@ -21,7 +21,13 @@ from shared import timers
 from shared.db import make_engine, make_sessionmaker, outbox
 from shared.events import FeedbackData
 from shared.timers import TimerRunner
-from tests.integration.test_handoff_service import MONDAY_NOON, Desk, desk_for, playbook
+from tests.integration.test_handoff_service import (
+    MONDAY_NOON,
+    SALES_REPS,
+    Desk,
+    desk_for,
+    playbook,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -225,4 +231,59 @@ async def test_a_breach_batch_and_a_rejection_of_the_same_reps_do_not_deadlock(e
     assert (await desk.get(rejected)).status == HandoffStatus.REJECTED
     assert (await desk.get(breached)).accept_breaches == 1
     assert "sla_warning" not in await event_kinds(desk, rejected)  # rejected before it fired
+    assert await deadlocks(engine) == before
+
+
+async def test_an_instance_starting_while_another_routes_does_not_deadlock(engine) -> None:
+    """Start-up's roster sync takes the reps in rep_id order, as routing does (lock_reps):
+    written in the playbook's order (here rep-chen before rep-ana), it held rep-chen and waited
+    for rep-ana while a routing transaction held rep-ana and went on to rep-chen."""
+    sessions = make_sessionmaker(engine)
+    reversed_reps = "\n".join(reversed(SALES_REPS.splitlines())) + "\n"
+    book = playbook(sales_reps=reversed_reps)
+    async with sessions() as s, s.begin():
+        await repository.sync_roster(s, book)
+    before = await deadlocks(engine)
+    engine_routing = make_engine(str(engine.url.render_as_string(hide_password=False)))
+    try:
+        async with engine_routing.connect() as routing:
+            transaction = await routing.begin()
+            # Routing part-way through lock_reps' rep_id order: rep-ana held, rep-chen next.
+            lock = "select rep_id from reps where rep_id = :rep for update"
+            await routing.execute(text(lock), {"rep": "rep-ana"})
+
+            async def start_up() -> None:
+                async with sessions() as s, s.begin():
+                    await repository.sync_roster(s, book)
+
+            starting = asyncio.create_task(start_up())
+            async with asyncio.timeout(20):  # the sync waits on rep-ana (both codes do)
+                while True:
+                    async with engine_routing.connect() as probe:
+                        waiting = await probe.scalar(
+                            text(
+                                "select count(*) from pg_stat_activity"
+                                " where datname = current_database() and wait_event_type = 'Lock'"
+                            )
+                        )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.02)
+            routed = True
+            try:
+                await routing.execute(text(lock), {"rep": "rep-chen"})
+            except Exception:  # the deadlock victim may be either transaction
+                routed = False
+            if routed:
+                await transaction.commit()
+            else:
+                await transaction.rollback()
+            try:
+                await starting
+                started = True
+            except Exception:
+                started = False
+    finally:
+        await engine_routing.dispose()
+    assert (routed, started) == (True, True)
     assert await deadlocks(engine) == before
