@@ -170,7 +170,7 @@ async def sync_roster(session: AsyncSession, playbook: Playbook) -> None:
         for t in playbook.routing.teams
         for r in t.reps
     ]
-    values.sort(key=lambda v: v["rep_id"])
+    values.sort(key=lambda v: str(v["rep_id"]))
     stmt = pg_insert(reps).values(values)
     await session.execute(
         stmt.on_conflict_do_update(
