@@ -23,7 +23,7 @@ import psutil
 
 from bench.env import LOG_DIR, ProcessSample, fresh_settings, plain_dsn, progress
 from bench.result import Figure, Result
-from harness.processes import Service
+from harness.processes import Service, profiled, python_pid
 from shared.events import LEAD_ACTIVITY, CloudEvent
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.settings import Settings
@@ -208,14 +208,15 @@ def measure_replay(settings: Settings, *options: str) -> tuple[float, dict]:
     }
     with tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
+        argv = [sys.executable, "-m", "services.cli", "scoring", "replay", *options]
         child = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "scoring", "replay", *options],
+            profiled(argv, "scoring-replay" + "".join(o.replace("-", "_") for o in options)),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
         # RSS sampled (the child's own ru_maxrss starts at the forked benchmark's size).
-        sample = ProcessSample("scoring replay", child.pid)
+        sample = ProcessSample("scoring replay", python_pid(child))
         sample.begin()
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
