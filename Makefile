@@ -81,8 +81,8 @@ bench: bench-setup ## every scenario 3 times with same-run baselines; report in 
 bench-quick: bench-setup ## the same, shorter and once (a few minutes)
 	$(BIN)/python -m bench --quick
 
-bench-profile: bench-setup ## a short run with every service under py-spy: where each one's time goes
-	$(BIN)/python -m bench --quick --profile $(if $(ONLY),--only $(ONLY))
+bench-profile: bench-setup ## one full-size run of each scenario with every service under py-spy: where each one's time goes
+	$(BIN)/python -m bench --repeat 1 --profile $(if $(ONLY),--only $(ONLY))
 
 chaos: venv ## fault run: 100,000 events through HTTP while services, Kafka and Postgres fail (own Kafka :19092, Postgres :15432)
 	$(BIN)/python -m harness.chaos $(CHAOS_ARGS)

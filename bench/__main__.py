@@ -33,6 +33,8 @@ async def main(names: list[str], repeat: int, quick: bool) -> dict[str, list[Res
     runs: dict[str, list[Result]] = {}
     try:
         for name in names:
+            if os.environ.get(PROFILE_DIR):  # one folder of profiles per scenario
+                os.environ[PROFILE_DIR] = str(REPORT_DIR / "profiles" / name)
             module = importlib.import_module(f"bench.scenarios.{name}")
             for attempt in range(repeat):
                 progress(f"{name}: run {attempt + 1} of {repeat}")

@@ -14,6 +14,10 @@ from pathlib import Path
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 OURS = ("services/", "shared/")
+# The command line's entry point holds the event loop: a sample whose innermost frame of ours
+# is this one is the loop's or a library's own work, not a function of ours that called it.
+ENTRY = "services/cli.py"
+NOT_OURS = "(event loop, framework and libraries, below no function of ours)"
 
 
 @dataclass
@@ -45,7 +49,9 @@ def area(file: str) -> str:
 
 def _ours(file: str) -> bool:
     path = file.replace("\\", "/")
-    return "site-packages/" not in path and any(path.startswith(o) or f"/{o}" in path for o in OURS)
+    if "site-packages/" in path or path.endswith(ENTRY):
+        return False
+    return any(path.startswith(o) or f"/{o}" in path for o in OURS)
 
 
 def _short(function: str, file: str) -> str:
@@ -75,14 +81,17 @@ def parse(text: str, name: str) -> Profile:
         profile.areas[area(leaf["file"])] += n
         profile.leaves[_short(leaf["function"], leaf["file"])] += n
         caller = next((f for f in reversed(frames) if _ours(f["file"])), None)
-        where = _short(caller["function"], caller["file"]) if caller else "(not our code)"
+        where = _short(caller["function"], caller["file"]) if caller else NOT_OURS
         profile.ours[where] += n
     return profile
 
 
 def load(folder: Path) -> list[Profile]:
-    """Every profile py-spy wrote into `folder`, in name order."""
-    return [parse(p.read_text(), p.stem) for p in sorted(folder.glob("*.txt"))]
+    """Every profile py-spy wrote under `folder` (a subfolder per scenario), in name order."""
+    return [
+        parse(p.read_text(), str(p.relative_to(folder).with_suffix("")))
+        for p in sorted(folder.rglob("*.txt"))
+    ]
 
 
 def markdown(profiles: list[Profile], rate_hz: int = 100, top: int = 12) -> list[str]:

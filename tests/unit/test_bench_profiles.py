@@ -1,6 +1,6 @@
 """The bench's py-spy summary charges samples to the right area and to our nearest code."""
 
-from bench.profiles import area, markdown, parse
+from bench.profiles import NOT_OURS, area, load, markdown, parse
 
 SITE = "/work/.venv/lib/python3.11/site-packages"
 RAW = "\n".join(
@@ -41,7 +41,7 @@ def test_samples_are_counted_by_area_by_our_nearest_code_and_by_leaf() -> None:
     assert profile.ours == {
         "_apply (services/scoring/service.py)": 30,
         "apply (services/scoring/scoring.py)": 50,
-        "(not our code)": 20,
+        NOT_OURS: 20,
     }
     assert profile.leaves.most_common(1) == [("apply (services/scoring/scoring.py)", 50)]
 
@@ -51,3 +51,15 @@ def test_the_report_section_gives_shares_of_the_sampled_cpu() -> None:
     assert "### scoring: 1.0 s sampled running" in text
     assert "| asyncpg | 30.0% |" in text
     assert "| apply (services/scoring/scoring.py) | 50.0% |" in text
+
+
+def test_the_entry_point_is_not_charged_and_profiles_are_named_by_scenario(tmp_path) -> None:
+    raw = (
+        "main (/work/main/services/cli.py:271);_serve (/work/main/services/cli.py:47)"
+        f";Server.run ({SITE}/uvicorn/server.py:86) 7"
+    )
+    (tmp_path / "ingest").mkdir()
+    (tmp_path / "ingest" / "ingest-4242.txt").write_text(raw)
+    [profile] = load(tmp_path)
+    assert profile.name == "ingest/ingest-4242"
+    assert profile.ours == {NOT_OURS: 7}
