@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         "transactions (one reused at once waits 20 ms on the broker's CONCURRENT_TRANSACTIONS)",
     )
     ingest_transactions_in_flight: int = Field(
-        1,
+        2,
         ge=1,
         le=64,
         description="Most group-commit transactions in flight at once: fewer, larger "
