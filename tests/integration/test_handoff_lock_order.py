@@ -64,11 +64,11 @@ async def deadlocks(engine: Any) -> int:
         )
 
 
-async def until_blocked_or_done(desk: Desk, task: "asyncio.Task[Any]") -> None:
+async def until_blocked_or_done(sessions: Any, task: "asyncio.Task[Any]") -> None:
     """Return once `task` is done or some transaction in this database waits on a lock."""
     async with asyncio.timeout(20):
         while not task.done():
-            async with desk.sessions() as s:
+            async with sessions() as s:
                 waiting = await s.scalar(
                     text(
                         "select count(*) from pg_stat_activity where datname = current_database()"
@@ -142,7 +142,7 @@ async def test_a_warning_and_an_accept_on_the_same_handoff_do_not_deadlock(engin
 
     async def fire_while_feedback_holds_the_handoff() -> None:
         fired.append(asyncio.create_task(warnings.fire_due()))
-        await until_blocked_or_done(desk, fired[0])
+        await until_blocked_or_done(desk.sessions, fired[0])
 
     pausing_lock_handoff(monkeypatch, locked, fire_while_feedback_holds_the_handoff)
     outcomes = await asyncio.gather(
@@ -170,7 +170,7 @@ async def test_a_warning_and_a_breach_on_two_instances_do_not_deadlock(engine):
     async def warn_once_the_breach_waits(session: Any, timer: timers.Timer, now: Any) -> None:
         claimed.set()
         await breach_started.wait()
-        await until_blocked_or_done(desk, breaching[0])
+        await until_blocked_or_done(desk.sessions, breaching[0])
         await desk.service.on_warning(session, timer, now)
 
     warnings = runner(desk, {WARNING: warn_once_the_breach_waits})
@@ -218,7 +218,7 @@ async def test_a_breach_batch_and_a_rejection_of_the_same_reps_do_not_deadlock(e
 
     async def fire_while_feedback_holds_the_handoff() -> None:
         fired.append(asyncio.create_task(batch.fire_due()))
-        await until_blocked_or_done(desk, fired[0])
+        await until_blocked_or_done(desk.sessions, fired[0])
 
     pausing_lock_handoff(monkeypatch, locked, fire_while_feedback_holds_the_handoff)
     outcomes = await asyncio.gather(
@@ -257,18 +257,7 @@ async def test_an_instance_starting_while_another_routes_does_not_deadlock(engin
                     await repository.sync_roster(s, book)
 
             starting = asyncio.create_task(start_up())
-            async with asyncio.timeout(20):  # the sync waits on rep-ana (both codes do)
-                while True:
-                    async with engine_routing.connect() as probe:
-                        waiting = await probe.scalar(
-                            text(
-                                "select count(*) from pg_stat_activity"
-                                " where datname = current_database() and wait_event_type = 'Lock'"
-                            )
-                        )
-                    if waiting:
-                        break
-                    await asyncio.sleep(0.02)
+            await until_blocked_or_done(sessions, starting)  # on rep-ana (both codes do)
             routed = True
             try:
                 await routing.execute(text(lock), {"rep": "rep-chen"})
