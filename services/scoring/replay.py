@@ -26,7 +26,6 @@ from typing import TextIO
 from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.backtest.history import decode_record, open_history
 from services.scoring import repository
 from services.scoring.app import scoring_handler
 from services.scoring.erasure import lead_hash
@@ -36,6 +35,7 @@ from services.scoring.service import RELAY, RETIER
 from shared import audit
 from shared.consumer import TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
+from shared.history import decode_record, open_history
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
 from shared.playbook import Playbook, load_playbook
