@@ -181,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument(
                 "action",
                 nargs="?",
-                choices=["replay"],
+                choices=["replay", "fold-legacy-hits"],
                 help="replay: rebuild the leads projection from the start of the topics "
-                "(stop the service first)",
+                "(stop the service first); fold-legacy-hits: fold the raw awards migration "
+                "0007 kept into the leads' tallies with LEADROUTER_PLAYBOOK (once, after "
+                "migrate)",
             )
             sub.add_argument(
                 "--publish", action="store_true", help="replay: publish re-derived lifecycle events"
@@ -267,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.scoring.replay import main as replay
 
         return replay(get_settings(), args.publish)
+    if args.command == "scoring" and args.action == "fold-legacy-hits":
+        from services.scoring.legacy_hits import main as fold_legacy_hits
+
+        return fold_legacy_hits(get_settings())
     if args.command in SERVICES:
         return _serve(args.command, args.port)
     if args.command == "migrate":
