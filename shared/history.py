@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from shared.consumer import partitions_of
 from shared.events import LEAD_ACTIVITY, CloudEvent, LeadActivityData
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options
-from shared.settings import Settings
+from shared.settings import CommonSettings
 
 
 class _LeadActivityEvent(CloudEvent):
@@ -45,7 +45,7 @@ def decode_record(raw: bytes) -> tuple[CloudEvent, LeadActivityData | None] | No
 
 
 async def open_history(
-    settings: Settings, *, max_partition_fetch_bytes: int, fetch_max_bytes: int = 52428800
+    settings: CommonSettings, *, max_partition_fetch_bytes: int, fetch_max_bytes: int = 52428800
 ) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
     """A started, group-less consumer of the lead-events and handoffs topics' committed records,
     assigned every partition and positioned at its first record; with each partition's first
@@ -73,7 +73,7 @@ async def open_history(
     return consumer, starts
 
 
-async def read_events(settings: Settings, out: TextIO = sys.stderr) -> list[CloudEvent]:
+async def read_events(settings: CommonSettings, out: TextIO = sys.stderr) -> list[CloudEvent]:
     """Every CloudEvent on both topics up to the end offsets they have when it starts.
 
     Records that are not CloudEvents are skipped: poison stays the dead-letter topics' business.

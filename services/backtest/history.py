@@ -10,11 +10,11 @@ from typing import TextIO
 
 from services.backtest.simulate import HistoryEvent, decode
 from shared.history import read_events
-from shared.settings import Settings
+from shared.settings import CommonSettings
 
 
 async def read_history(
-    settings: Settings,
+    settings: CommonSettings,
     until: datetime | None = None,
     out: TextIO = sys.stderr,
 ) -> list[HistoryEvent]:

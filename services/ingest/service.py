@@ -39,7 +39,7 @@ from shared.events import CONTENT_TYPE
 from shared.http import validation_errors
 from shared.kafka import LEAD_EVENTS, dlq
 from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Door:
 class IngestService:
     """What the endpoints call; holds the secrets (read once), rate limits and publisher."""
 
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+    def __init__(self, settings: IngestSettings, runtime: Runtime) -> None:
         self.settings = settings
         self.topic = settings.topic(LEAD_EVENTS)
         self.limits = Limits.from_settings(settings)

@@ -21,7 +21,7 @@ from services.scoring.scoring import Behaviour, Hit, LeadState, add_hits, merge_
 from shared.db import make_engine, make_sessionmaker
 from shared.migrate import upgrade_async
 from shared.playbook import Playbook, load_playbook
-from shared.settings import Settings
+from shared.settings import ScoringSettings
 
 BATCH = 500  # leads per transaction
 
@@ -68,7 +68,7 @@ async def fold_batch(session: AsyncSession, playbook: Playbook, limit: int = BAT
     return len(rows)
 
 
-async def fold_legacy_hits(settings: Settings, out: TextIO = sys.stderr) -> int:
+async def fold_legacy_hits(settings: ScoringSettings, out: TextIO = sys.stderr) -> int:
     """Fold every waiting row; returns how many leads' awards were folded."""
     playbook = load_playbook(settings.playbook)
     await upgrade_async(settings.database_url)
@@ -89,7 +89,7 @@ async def fold_legacy_hits(settings: Settings, out: TextIO = sys.stderr) -> int:
     return total
 
 
-def main(settings: Settings) -> int:
+def main(settings: ScoringSettings) -> int:
     """Run the command; the exit status."""
     asyncio.run(fold_legacy_hits(settings))
     return 0
