@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 
 from services.scoring import repository
+from services.scoring.app import scoring_handler
 from services.scoring.legacy_hits import fold_legacy_hits
 from services.scoring.scoring import Hit, LeadState, behaviour_score, evaluate
 from shared.db import make_engine, make_sessionmaker
@@ -132,5 +133,31 @@ async def test_awards_of_a_lead_merged_since_the_migration_reach_the_survivor() 
         expected, _ = behaviour_score(HITS, PLAYBOOK, at)
         assert evaluate(lead, PLAYBOOK, at).behaviour == pytest.approx(round(expected, 2), abs=0.01)
         assert lead.behaviour.origins == frozenset({ANA, "hubspot:1"})
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_erasing_a_lead_drops_its_awards_waiting_to_be_folded() -> None:
+    name, url = await _database_at_0006({ANA: HITS[:7], "hubspot:1": HITS[7:]})
+    try:
+        await upgrade_async(url)
+        conn = await asyncpg.connect(_dsn(name))
+        try:
+            await conn.execute("delete from leads where lead_key = 'hubspot:1'")
+            await conn.execute(
+                "insert into lead_aliases (alias, lead_key) values ('hubspot:1', $1)", ANA
+            )
+        finally:
+            await conn.close()
+        handler = scoring_handler(_settings(url), PLAYBOOK)
+        engine = make_engine(url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                erased = await handler.erase(session, [ANA], actor="test", cause="erasure:t")
+        finally:
+            await engine.dispose()
+        assert len(erased) == 1
+        # Neither her own awards nor those under the key she absorbed are left to fold.
+        assert await fold_legacy_hits(_settings(url), out=io.StringIO()) == 0
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
