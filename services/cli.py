@@ -226,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     backtest.add_argument("--since", type=_moment, help="report from this date (ISO 8601)")
     backtest.add_argument("--until", type=_moment, help="report up to this date (ISO 8601)")
     backtest.add_argument("--out", default="backtest-report", help="report folder")
+    worker = playbook_commands.add_parser(
+        "backtest-worker",
+        help="run the backtests queued over HTTP (POST /v1/playbook/backtests on handoff)",
+        description="Claim queued backtests one at a time, run them against "
+        "LEADROUTER_PLAYBOOK and store each report in its job; Ctrl-C stops.",
+    )
+    worker.add_argument("--once", action="store_true", help="stop when no job is waiting")
     calibrate = playbook_commands.add_parser(
         "calibrate",
         help="acceptance by score band from sales feedback, and a suggested MQL threshold",
@@ -293,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         return backtest_main(
             get_settings(), args.candidate, args.baseline, args.since, args.until, args.out
         )
+    if args.playbook_command == "backtest-worker":
+        from services.backtest.worker import main as backtest_worker
+
+        return backtest_worker(get_settings(), args.once)
     if args.playbook_command == "calibrate":
         from services.backtest.run import calibrate_main
 

@@ -46,7 +46,6 @@ def build_app(settings: HandoffSettings | None = None, playbook: Playbook | None
         webhooks.start()
         yield
         await webhooks.stop()
-        await backtest_jobs.stop_jobs()
         await runtime.stop()
 
     app = create_app(
