@@ -28,6 +28,10 @@ for service in ingest scoring handoff; do
   pids+=($!)
   echo "[run] started $service (pid $!, log .local/logs/$service.log)"
 done
+# Runs the backtests the board queues (POST /v1/playbook/backtests on handoff).
+"$BIN/leadrouter" playbook backtest-worker >"$LOGS/backtest-worker.log" 2>&1 &
+pids+=($!)
+echo "[run] started the backtest worker (pid $!, log .local/logs/backtest-worker.log)"
 
 echo -n "[run] waiting for the services to be ready"
 for port in 8000 8001 8002; do

@@ -181,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument(
                 "action",
                 nargs="?",
-                choices=["replay"],
+                choices=["replay", "fold-legacy-hits"],
                 help="replay: rebuild the leads projection from the start of the topics "
-                "(stop the service first)",
+                "(stop the service first); fold-legacy-hits: fold the raw awards migration "
+                "0007 kept into the leads' tallies with LEADROUTER_PLAYBOOK (once, after "
+                "migrate)",
             )
             sub.add_argument(
                 "--publish", action="store_true", help="replay: publish re-derived lifecycle events"
@@ -224,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     backtest.add_argument("--since", type=_moment, help="report from this date (ISO 8601)")
     backtest.add_argument("--until", type=_moment, help="report up to this date (ISO 8601)")
     backtest.add_argument("--out", default="backtest-report", help="report folder")
+    worker = playbook_commands.add_parser(
+        "backtest-worker",
+        help="run the backtests queued over HTTP (POST /v1/playbook/backtests on handoff)",
+        description="Claim queued backtests one at a time, run them against "
+        "LEADROUTER_PLAYBOOK and store each report in its job; Ctrl-C stops.",
+    )
+    worker.add_argument("--once", action="store_true", help="stop when no job is waiting")
     calibrate = playbook_commands.add_parser(
         "calibrate",
         help="acceptance by score band from sales feedback, and a suggested MQL threshold",
@@ -267,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.scoring.replay import main as replay
 
         return replay(get_settings(), args.publish)
+    if args.command == "scoring" and args.action == "fold-legacy-hits":
+        from services.scoring.legacy_hits import main as fold_legacy_hits
+
+        return fold_legacy_hits(get_settings())
     if args.command in SERVICES:
         return _serve(args.command, args.port)
     if args.command == "migrate":
@@ -287,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         return backtest_main(
             get_settings(), args.candidate, args.baseline, args.since, args.until, args.out
         )
+    if args.playbook_command == "backtest-worker":
+        from services.backtest.worker import main as backtest_worker
+
+        return backtest_worker(get_settings(), args.once)
     if args.playbook_command == "calibrate":
         from services.backtest.run import calibrate_main
 

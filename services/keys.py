@@ -11,8 +11,8 @@ import sys
 from shared.auth import SCOPES, key_file_line, new_key
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_scopes: list[str] | None = None) -> None:
-    """The arguments of the key command (shared by `leadrouter keys new` and the ingest alias)."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `leadrouter keys new`."""
     parser.add_argument("name", help="who uses the key (audit trail; ingest's event source)")
     parser.add_argument(
         "--scope",
@@ -23,13 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser, default_scopes: list[str] | N
         + "; ".join(f"{name}: {text}" for name, text in SCOPES.items())
         + ")",
     )
-    parser.set_defaults(default_scopes=default_scopes or [])
     parser.add_argument("--stdin", action="store_true", help="hash a key read from stdin")
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the key-file line (and the new key, unless it came from stdin)."""
-    scopes = args.scope or args.default_scopes
+    scopes = args.scope
     if not scopes:
         print("give at least one --scope", file=sys.stderr)
         return 1

@@ -64,6 +64,12 @@ HANDOFF_KINDS = (
     "converted",
 )
 FEEDBACK_ACTIONS = ("accept", "contact", "reject", "convert")
+# The handoff events that are sales' own outcomes for a lead, and the outcome each one is:
+# scoring applies them live and in a replay, the backtest replays them as facts.
+SALES_OUTCOMES = {
+    HANDOFF_PREFIX + "recycled": "recycled",
+    HANDOFF_PREFIX + "converted": "converted",
+}
 
 
 def derived_event_id(*parts: str) -> str:

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
-from shared.settings import Settings
+from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def dlq(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-def client_options(settings: Settings) -> dict[str, Any]:
+def client_options(settings: CommonSettings) -> dict[str, Any]:
     """Where and how every Kafka client (producer, consumer, admin) connects: TLS and SASL."""
     protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {
@@ -55,7 +55,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def make_producer(settings: Settings, *, linger_ms: int = 2) -> AIOKafkaProducer:
+def make_producer(settings: CommonSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
     """The one producer shape: acks from all replicas, idempotent, so retries never duplicate.
 
     An outbox relay passes `linger_ms=0`: it adds its whole batch before the sender runs (no
@@ -73,7 +73,7 @@ def make_producer(settings: Settings, *, linger_ms: int = 2) -> AIOKafkaProducer
     )
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(settings: CommonSettings) -> None:
     """Create every leadrouter topic and its DLQ if missing; existing topics are left alone."""
     names = [settings.topic(t) for t in ALL_TOPICS]
     names += [dlq(n) for n in names]
@@ -94,7 +94,7 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
-async def kafka_reachable(settings: Settings) -> bool:
+async def kafka_reachable(settings: CommonSettings) -> bool:
     """True when the cluster answers a metadata request."""
     admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=3000)
     try:

@@ -15,7 +15,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.kafka import client_options, ensure_topics, kafka_reachable, make_producer
 from shared.migrate import upgrade_async
 from shared.outbox import OutboxRelay
-from shared.settings import Settings
+from shared.settings import CommonSettings
 from shared.timers import TimerHandler, TimerLocker, TimerRunner
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ class Runtime:
     nor lets a database outage fail its readiness.
     """
 
-    def __init__(self, settings: Settings, service: str, *, uses_database: bool = True) -> None:
+    def __init__(
+        self, settings: CommonSettings, service: str, *, uses_database: bool = True
+    ) -> None:
         self.settings = settings
         self.service = service
         self.uses_database = uses_database

@@ -1,4 +1,9 @@
-"""One settings object for every service, read from LEADROUTER_* environment variables."""
+"""Settings read from LEADROUTER_* environment variables: a common base and one class a service.
+
+Each service is built with its own class (IngestSettings, ScoringSettings, HandoffSettings)
+on the common base; `Settings` has every knob, for the command line, the tests and the tools
+that run several services. The variable names are the same in every class.
+"""
 
 from functools import lru_cache
 from pathlib import Path
@@ -10,8 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseSettings):
-    """Every knob of leadrouter; the field name upper-cased with LEADROUTER_ is its variable."""
+class CommonSettings(BaseSettings):
+    """What every service reads: Kafka, PostgreSQL, topics, the consumer, outbox and timer
+    loops, credentials, logging. The field name upper-cased with LEADROUTER_ is its variable."""
 
     model_config = SettingsConfigDict(env_prefix="LEADROUTER_", extra="ignore")
 
@@ -37,6 +43,9 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(None, description="PEM private key of the certfile")
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_key_password_file: Path | None = None
+    kafka_publish_timeout_s: float = Field(
+        10.0, gt=0, description="How long ingest waits for Kafka's ack before answering 503"
+    )
     database_url: str = Field(
         "postgresql+asyncpg://leadrouter:leadrouter@127.0.0.1:5432/leadrouter",
         description="SQLAlchemy async URL of the PostgreSQL database",
@@ -51,16 +60,6 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics created at start-up")
     host: str = Field("127.0.0.1", description="Interface the HTTP servers bind to")
-    ingest_port: int = 8000
-    scoring_port: int = 8001
-    handoff_port: int = 8002
-    scoring_url: str = Field(
-        "http://127.0.0.1:8001",
-        description="Where the handoff board reads a lead's score and explanation (scoring's API)",
-    )
-    kafka_publish_timeout_s: float = Field(
-        10.0, gt=0, description="How long ingest waits for Kafka's ack before answering 503"
-    )
     consumer_batch_max: int = Field(500, ge=1, description="Most records one transaction takes")
     consumer_poll_timeout_ms: int = Field(500, ge=1)
     consumer_max_retries: int = Field(
@@ -91,7 +90,6 @@ class Settings(BaseSettings):
     consumer_lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured (end minus stored offsets)"
     )
-    # ingest
     api_keys_file: Path | None = Field(
         None,
         description="File of `name:sha256-hex-of-key:scope,scope` lines, the API keys of every "
@@ -104,6 +102,32 @@ class Settings(BaseSettings):
     )
     jwt_issuer: str | None = Field(None, description="Required `iss` of accepted JWTs")
     jwt_audience: str | None = Field(None, description="Required `aud` of accepted JWTs")
+    log_level: str = "INFO"
+    shutdown_timeout_s: int = Field(
+        20, ge=1, description="On SIGTERM: time to finish the batch in hand and flush the outbox"
+    )
+
+    def secret(self, name: str) -> str | None:
+        """A secret from LEADROUTER_<NAME> or the file named by LEADROUTER_<NAME>_FILE."""
+        value: SecretStr | str | None = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value() if isinstance(value, SecretStr) else value
+        path: Path | None = getattr(self, f"{name}_file")
+        return path.read_text().strip() if path else None
+
+    def consumer_group(self, service: str) -> str:
+        """The consumer group of a service, e.g. leadrouter-scoring (namespaced like topics)."""
+        return f"{self.topic_namespace}-{service}"
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a short name such as 'lead-events'."""
+        return f"{self.topic_namespace}.{name}.v1"
+
+
+class IngestSettings(CommonSettings):
+    """The ingest service: its port, the platforms' secrets, the limits at the door, publishing."""
+
+    ingest_port: int = 8000
     hubspot_client_secret: SecretStr | None = None
     hubspot_client_secret_file: Path | None = None
     mautic_webhook_secret: SecretStr | None = None
@@ -161,26 +185,25 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(200.0, gt=0, description="Requests per second per source")
     rate_limit_burst: int = Field(400, ge=1, description="Requests a source may send at once")
 
-    log_level: str = "INFO"
-    shutdown_timeout_s: int = Field(
-        20, ge=1, description="On SIGTERM: time to finish the batch in hand and flush the outbox"
+
+class ScoringSettings(CommonSettings):
+    """The scoring service."""
+
+    scoring_port: int = 8001
+
+
+class HandoffSettings(CommonSettings):
+    """The handoff service (and its board, which reads scores from scoring's API)."""
+
+    handoff_port: int = 8002
+    scoring_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="Where the handoff board reads a lead's score and explanation (scoring's API)",
     )
 
-    def secret(self, name: str) -> str | None:
-        """A secret from LEADROUTER_<NAME> or the file named by LEADROUTER_<NAME>_FILE."""
-        value: SecretStr | str | None = getattr(self, name)
-        if value is not None:
-            return value.get_secret_value() if isinstance(value, SecretStr) else value
-        path: Path | None = getattr(self, f"{name}_file")
-        return path.read_text().strip() if path else None
 
-    def consumer_group(self, service: str) -> str:
-        """The consumer group of a service, e.g. leadrouter-scoring (namespaced like topics)."""
-        return f"{self.topic_namespace}-{service}"
-
-    def topic(self, name: str) -> str:
-        """The full topic name for a short name such as 'lead-events'."""
-        return f"{self.topic_namespace}.{name}.v1"
+class Settings(IngestSettings, ScoringSettings, HandoffSettings):
+    """Every knob of leadrouter (the command line, tests, and tools that run every service)."""
 
 
 @lru_cache

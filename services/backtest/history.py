@@ -1,82 +1,20 @@
-"""Read the recorded history from Kafka: lead events and handoff events, start to end.
+"""The backtest's history: every lead activity and handoff event on the topics, decoded.
 
-The topics are the system of record (DESIGN: the full event history is on Kafka), so the
-backtest reads them as a plain, group-less consumer and never disturbs the services. Set the
-topics' retention to cover the window you want to backtest.
+Reading the topics is shared/history.py's (the replay reads them the same way); this module
+turns what it reads into the simulation's events.
 """
 
 import sys
-import time
 from datetime import datetime
 from typing import TextIO
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
-
 from services.backtest.simulate import HistoryEvent, decode
-from shared.consumer import partitions_of
-from shared.events import LEAD_ACTIVITY, CloudEvent, LeadActivityData
-from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options
-from shared.settings import Settings
-
-
-class _LeadActivityEvent(CloudEvent):
-    """A lead activity event with its data validated in the same pass as the envelope."""
-
-    data: LeadActivityData  # type: ignore[assignment]
-
-
-def decode_record(raw: bytes) -> tuple[CloudEvent, LeadActivityData | None] | None:
-    """A record's event as the consumers decode it, and its activity if it is a lead activity.
-
-    None when it is not a CloudEvent (the consumers dead-letter it). A lead activity, nearly
-    every record, is validated in one pass (envelope and data); anything else, or a record
-    whose data fails that pass, is decoded as the consumers do it, the data left to them.
-    """
-    try:
-        event = _LeadActivityEvent.model_validate_json(raw)
-    except ValidationError:
-        pass
-    else:
-        if event.type == LEAD_ACTIVITY:
-            return event, event.data  # the envelope's `data` is the validated activity here
-    try:
-        return CloudEvent.from_bytes(raw), None
-    except ValueError:
-        return None
-
-
-async def open_history(
-    settings: Settings, *, max_partition_fetch_bytes: int, fetch_max_bytes: int = 52428800
-) -> tuple[AIOKafkaConsumer, dict[TopicPartition, int]]:
-    """A started, group-less consumer of the lead-events and handoffs topics' committed records,
-    assigned every partition and positioned at its first record; with each partition's first
-    offset. The caller stops it."""
-    topics = [settings.topic(LEAD_EVENTS), settings.topic(HANDOFFS)]
-    partitions = await partitions_of(client_options(settings), topics)
-    consumer = AIOKafkaConsumer(
-        **client_options(settings),
-        enable_auto_commit=False,
-        # Never "latest": a position reset racing the seeks below would skip the history.
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=max_partition_fetch_bytes,
-        fetch_max_bytes=fetch_max_bytes,
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, starts[tp])  # a known position at once, no reset in flight
-    except BaseException:
-        await consumer.stop()
-        raise
-    return consumer, starts
+from shared.history import read_events
+from shared.settings import CommonSettings
 
 
 async def read_history(
-    settings: Settings,
+    settings: CommonSettings,
     until: datetime | None = None,
     out: TextIO = sys.stderr,
 ) -> list[HistoryEvent]:
@@ -85,37 +23,5 @@ async def read_history(
     Events before the report's window are kept: they are the leads' history when the
     window opens (a lead that scored 40 last month needs only 10 more points this month).
     """
-    consumer, starts = await open_history(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
-    partitions = list(starts)
-    events: list[CloudEvent] = []
-    try:
-        ends = await consumer.end_offsets(partitions)
-        total = sum(ends.values())
-        done, shown = 0, 0.0
-        while True:
-            positions = {tp: await consumer.position(tp) for tp in partitions}
-            done = sum(min(positions[tp], ends[tp]) for tp in partitions)
-            if time.monotonic() - shown > 1 or done >= total:
-                _progress("reading history", done, total, out)
-                shown = time.monotonic()
-            if all(positions[tp] >= ends[tp] for tp in partitions):
-                break
-            for records in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                for record in records:
-                    try:
-                        events.append(CloudEvent.from_bytes(record.value))
-                    except ValueError:
-                        continue  # poison stays the DLQ's business
-    finally:
-        await consumer.stop()
-    history = decode(events)
+    history = decode(await read_events(settings, out))
     return [e for e in history if until is None or e.at < until]
-
-
-def _progress(what: str, done: int, total: int, out: TextIO) -> None:
-    width = 30
-    filled = int(width * done / total) if total else width
-    bar = "#" * filled + "-" * (width - filled)
-    print(f"\r[{bar}] {what}: {done}/{total} records", end="", file=out, flush=True)
-    if done >= total:
-        print(file=out, flush=True)

@@ -1,16 +1,28 @@
-"""Write a backtest or calibration as Markdown with PNG charts, plus JSON for machines."""
+"""Write a backtest or calibration as Markdown with PNG charts, plus JSON for machines.
+
+The charts need matplotlib, which the services do not: it comes with the `reports` extra
+(`pip install 'leadrouter[reports]'`). Without it the reports are written without charts.
+"""
 
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-
 ReadFigure = Callable[[dict[str, Any]], Any]
+NO_CHARTS = "(No charts: they need matplotlib, `pip install 'leadrouter[reports]'`.)"
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot drawing to files only, or None when the reports extra is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _compared(tiers: list[str]) -> list[tuple[str, ReadFigure]]:
@@ -40,8 +52,15 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
     (folder / "report.json").write_text(json.dumps(result, indent=2, default=str))
     a, b = result["baseline"], result["candidate"]
     tiers = sorted(set(a["mqls_per_tier"]) | set(b["mqls_per_tier"]))
-    _weekly_chart(a["mqls_per_week"], b["mqls_per_week"], folder / "mqls_per_week.png")
-    _score_chart(scores, result["mql_threshold"], folder / "scores.png")
+    plt = _pyplot()
+    if plt is not None:
+        _weekly_chart(plt, a["mqls_per_week"], b["mqls_per_week"], folder / "mqls_per_week.png")
+        _score_chart(plt, scores, result["mql_threshold"], folder / "scores.png")
+    charts = (
+        ["![MQLs per week](mqls_per_week.png)", "", "![Score distribution](scores.png)"]
+        if plt is not None
+        else [NO_CHARTS]
+    )
     lines = [
         "# Playbook backtest",
         "",
@@ -58,9 +77,7 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
         ),
         *[_row(name, read(a), read(b)) for name, read in _compared(tiers)],
         "",
-        "![MQLs per week](mqls_per_week.png)",
-        "",
-        "![Score distribution](scores.png)",
+        *charts,
         "",
         "## Handoffs per team and rep",
         "",
@@ -98,27 +115,9 @@ def write_calibration(result: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "calibration.json").write_text(json.dumps(result, indent=2, default=str))
     rows = result["bands"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar([r["band"] for r in rows], [r["acceptance_rate"] for r in rows], label="accepted")
-    ax.bar([r["band"] for r in rows], [r["conversion_rate"] for r in rows], label="converted")
-    ax.errorbar(
-        [r["band"] for r in rows],
-        [r["acceptance_rate"] for r in rows],
-        yerr=[
-            [r["acceptance_rate"] - r["acceptance_95"][0] for r in rows],
-            [r["acceptance_95"][1] - r["acceptance_rate"] for r in rows],
-        ],
-        fmt="none",
-        ecolor="black",
-        capsize=3,
-    )
-    ax.set_xlabel("score at handoff")
-    ax.set_ylabel("share of handoffs")
-    ax.set_title("Sales acceptance by score band (95% intervals)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "acceptance_by_band.png")
-    plt.close(fig)
+    plt = _pyplot()
+    if plt is not None:
+        _acceptance_chart(plt, rows, folder / "acceptance_by_band.png")
     s = result["suggestion"]
     lines = [
         "# MQL threshold calibration",
@@ -133,7 +132,7 @@ def write_calibration(result: dict[str, Any], folder: Path) -> Path:
             for r in rows
         ],
         "",
-        "![Acceptance by score band](acceptance_by_band.png)",
+        "![Acceptance by score band](acceptance_by_band.png)" if plt is not None else NO_CHARTS,
         "",
         "## Suggestion",
         "",
@@ -156,6 +155,30 @@ def write_calibration(result: dict[str, Any], folder: Path) -> Path:
     return path
 
 
+def _acceptance_chart(plt: Any, rows: list[dict[str, Any]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar([r["band"] for r in rows], [r["acceptance_rate"] for r in rows], label="accepted")
+    ax.bar([r["band"] for r in rows], [r["conversion_rate"] for r in rows], label="converted")
+    ax.errorbar(
+        [r["band"] for r in rows],
+        [r["acceptance_rate"] for r in rows],
+        yerr=[
+            [r["acceptance_rate"] - r["acceptance_95"][0] for r in rows],
+            [r["acceptance_95"][1] - r["acceptance_rate"] for r in rows],
+        ],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+    )
+    ax.set_xlabel("score at handoff")
+    ax.set_ylabel("share of handoffs")
+    ax.set_title("Sales acceptance by score band (95% intervals)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _row(name: str, a: Any, b: Any) -> str:
     return f"| {name} | {a} | {b} |"
 
@@ -164,7 +187,7 @@ def _pair(q: dict[str, Any]) -> str:
     return f"{q['median']} / {q['p90']}"
 
 
-def _weekly_chart(a: dict[str, int], b: dict[str, int], path: Path) -> None:
+def _weekly_chart(plt: Any, a: dict[str, int], b: dict[str, int], path: Path) -> None:
     weeks = sorted(set(a) | set(b))
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(weeks, [a.get(w, 0) for w in weeks], marker="o", label="baseline")
@@ -179,7 +202,9 @@ def _weekly_chart(a: dict[str, int], b: dict[str, int], path: Path) -> None:
     plt.close(fig)
 
 
-def _score_chart(scores: dict[str, list[int]], thresholds: dict[str, int], path: Path) -> None:
+def _score_chart(
+    plt: Any, scores: dict[str, list[int]], thresholds: dict[str, int], path: Path
+) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     for name, values in scores.items():
         ax.hist(values, bins=30, alpha=0.5, label=f"{name} scores")

@@ -12,7 +12,7 @@ from services.backtest.history import read_history
 from services.backtest.report import write_backtest, write_calibration
 from services.backtest.simulate import HistoryEvent, judgements, simulate
 from shared.playbook import Playbook, load_playbook
-from shared.settings import Settings
+from shared.settings import CommonSettings
 
 
 def backtest(
@@ -33,7 +33,7 @@ def backtest(
 
 
 def backtest_main(
-    settings: Settings,
+    settings: CommonSettings,
     candidate_path: str,
     baseline_path: str | None,
     since: datetime | None,
@@ -64,7 +64,7 @@ def backtest_main(
 
 
 def calibrate_main(
-    settings: Settings,
+    settings: CommonSettings,
     since: datetime | None,
     accept_goal: float,
     weekly_capacity: int | None,

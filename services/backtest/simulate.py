@@ -29,8 +29,14 @@ from services.scoring.scoring import (
     apply_sales_outcome,
     to_us,
 )
-from services.scoring.service import SALES_OUTCOMES
-from shared.events import HANDOFF_PREFIX, LEAD_ACTIVITY, CloudEvent, HandoffData, LeadActivityData
+from shared.events import (
+    HANDOFF_PREFIX,
+    LEAD_ACTIVITY,
+    SALES_OUTCOMES,
+    CloudEvent,
+    HandoffData,
+    LeadActivityData,
+)
 from shared.playbook import Playbook
 
 CLOSING = {"rejected", "recycled", "converted"}

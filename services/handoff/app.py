@@ -16,10 +16,10 @@ from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
 from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
-from shared.settings import Settings, get_settings
+from shared.settings import HandoffSettings, get_settings
 
 
-def build_app(settings: Settings | None = None, playbook: Playbook | None = None) -> FastAPI:
+def build_app(settings: HandoffSettings | None = None, playbook: Playbook | None = None) -> FastAPI:
     """The handoff application."""
     settings = settings or get_settings()
     playbook = playbook or load_playbook(settings.playbook)

@@ -1,28 +1,24 @@
-"""Backtests over HTTP for the board: an async job that runs `leadrouter playbook backtest`.
+"""Backtests over HTTP for the board: POST queues a job, GET reads its state and report.
 
 A backtest reads the whole history from Kafka and can take a minute, longer than a request
-should, so POST starts a job and answers 202 with its URL; GET reads its state and, when
-done, the report's JSON. The job runs the command in its own process: the service stays
-responsive, and the handoff service does not import the scoring core. Jobs live in this
-instance's memory (a restart forgets them; the reports stay on disk).
+should, so POST queues a job (a row of shared/backtest_jobs.py) and answers 202 with its URL;
+GET reads its state and, when done, the report's JSON. The handoff service only queues and
+reads: `leadrouter playbook backtest-worker` runs the jobs, in its own process, so every
+handoff instance answers for every job, a restart forgets none, and no file is left behind.
 """
 
-import asyncio
-import json
-import sys
-import tempfile
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Row
 
 from services.handoff.schemas import problems
+from shared import backtest_jobs
 from shared.auth import Admin, HandoffsReader
 from shared.errors import Invalid, NotFound
+from shared.http import ReadSession, WriteSession
 from shared.playbook import PlaybookError, parse_playbook
 
 router = APIRouter(prefix="/v1/playbook/backtests", tags=["playbook"])
@@ -37,26 +33,14 @@ class BacktestRequest(BaseModel):
 
 
 class BacktestJob(BaseModel):
-    """A backtest's state; `report` holds the report's JSON once it is done."""
+    """A backtest's state (`running` until a worker finished it); `report` holds the report's
+    JSON once it is done."""
 
     id: str
     status: Literal["running", "done", "failed"]
     started_at: datetime
     error: str | None = None
     report: dict[str, Any] | None = None
-
-
-@dataclass
-class _Job:
-    id: str
-    started_at: datetime
-    folder: Path
-    process: asyncio.subprocess.Process
-    stderr: bytes = b""
-    waiter: asyncio.Task[None] | None = field(default=None, repr=False)
-
-
-_jobs: dict[str, _Job] = {}
 
 
 @router.post(
@@ -67,29 +51,14 @@ _jobs: dict[str, _Job] = {}
     responses=problems({422: "The candidate is not a valid playbook"}),
 )
 async def start_backtest(
-    principal: Admin, response: Response, body: BacktestRequest
+    principal: Admin, session: WriteSession, response: Response, body: BacktestRequest
 ) -> BacktestJob:
     try:
         parse_playbook(body.candidate, "candidate")
     except PlaybookError as exc:
         raise Invalid(str(exc), pointer="/candidate") from exc
-    job_id = str(uuid.uuid4())
-    folder = Path(tempfile.mkdtemp(prefix=f"leadrouter-backtest-{job_id[:8]}-"))
-    candidate = folder / "candidate.yaml"
-    candidate.write_text(body.candidate)
-    args = [sys.executable, "-m", "services.cli", "playbook", "backtest", str(candidate)]
-    args += ["--out", str(folder / "report")]
-    if body.since:
-        args += ["--since", body.since.isoformat()]
-    if body.until:
-        args += ["--until", body.until.isoformat()]
-    process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    job = _Job(job_id, datetime.now().astimezone(), folder, process)
-    job.waiter = asyncio.create_task(_wait(job))
-    _jobs[job_id] = job
-    response.headers["Location"] = f"{router.prefix}/{job_id}"
+    job = await backtest_jobs.submit(session, body.candidate, body.since, body.until)
+    response.headers["Location"] = f"{router.prefix}/{job.id}"
     return _view(job)
 
 
@@ -97,27 +66,17 @@ async def start_backtest(
     "/{job_id}",
     summary="A backtest's state, and its report when done",
     response_model=BacktestJob,
-    responses=problems({404: "No such job on this instance", 422: "Not a job id"}),
+    responses=problems({404: "No such job", 422: "Not a job id"}),
 )
-async def get_backtest(principal: HandoffsReader, job_id: str) -> BacktestJob:
-    job = _jobs.get(job_id)
+async def get_backtest(principal: HandoffsReader, session: ReadSession, job_id: str) -> BacktestJob:
+    job = await backtest_jobs.get(session, job_id)
     if job is None:
-        raise NotFound(f"no backtest {job_id!r} on this instance")
+        raise NotFound(f"no backtest {job_id!r}")
     return _view(job)
 
 
-async def _wait(job: _Job) -> None:
-    _, job.stderr = await job.process.communicate()
-
-
-def _view(job: _Job) -> BacktestJob:
-    code = job.process.returncode
-    if code is None:
-        return BacktestJob(id=job.id, status="running", started_at=job.started_at)
-    if code != 0:
-        tail = job.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        return BacktestJob(
-            id=job.id, status="failed", started_at=job.started_at, error="\n".join(tail)
-        )
-    report = json.loads((job.folder / "report" / "report.json").read_text())
-    return BacktestJob(id=job.id, status="done", started_at=job.started_at, report=report)
+def _view(job: Row[Any]) -> BacktestJob:
+    status = job.status if job.status in (backtest_jobs.DONE, backtest_jobs.FAILED) else "running"
+    return BacktestJob(
+        id=job.id, status=status, started_at=job.created_at, error=job.error, report=job.report
+    )

@@ -9,10 +9,10 @@ from services.ingest import endpoints
 from services.ingest.service import IngestService
 from shared.http import create_app
 from shared.runtime import Runtime
-from shared.settings import Settings, get_settings
+from shared.settings import IngestSettings, get_settings
 
 
-def build_app(settings: Settings | None = None) -> FastAPI:
+def build_app(settings: IngestSettings | None = None) -> FastAPI:
     """The ingest application."""
     settings = settings or get_settings()
     runtime = Runtime(settings, "ingest", uses_database=False)  # serves from Kafka alone

@@ -8,9 +8,10 @@ import hashlib
 import hmac
 from urllib.parse import unquote_to_bytes
 
+# The one 401 of the project: a request that does not prove it comes from who it claims.
+from shared.errors import Unauthorized
 
-class Unauthorized(Exception):
-    """The request does not prove it comes from who it claims (answered 401)."""
+__all__ = ["Unauthorized"]
 
 
 def _require(signature: str | None, expected: str) -> None:

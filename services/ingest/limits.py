@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from shared.events import CloudEvent
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Limits:
     clock_skew_s: float = 300.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Limits":
+    def from_settings(cls, settings: IngestSettings) -> "Limits":
         """The limits a running ingest applies."""
         return cls(**{limit.name: getattr(settings, limit.name) for limit in fields(cls)})
 

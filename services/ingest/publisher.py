@@ -36,7 +36,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.ingest.metrics import TRANSACTION_RECORDS, TRANSACTION_REQUESTS
 from shared.kafka import client_options
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class RequestPublisher:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: IngestSettings,
         shared_producer: Callable[[], AIOKafkaProducer],
     ) -> None:
         self.settings = settings

@@ -12,7 +12,6 @@ from typing import Any
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
-from services.ingest import auth
 from services.ingest.limits import Limits, Problem, event_problems, parse_json
 from services.ingest.metrics import (
     OUTCOMES,
@@ -40,7 +39,7 @@ from shared.events import CONTENT_TYPE
 from shared.http import validation_errors
 from shared.kafka import LEAD_EVENTS, dlq
 from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class Door:
 class IngestService:
     """What the endpoints call; holds the secrets (read once), rate limits and publisher."""
 
-    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+    def __init__(self, settings: IngestSettings, runtime: Runtime) -> None:
         self.settings = settings
         self.topic = settings.topic(LEAD_EVENTS)
         self.limits = Limits.from_settings(settings)
@@ -115,10 +114,7 @@ class IngestService:
         outcome = "accepted"
         try:
             raw = await self._read_body(request)
-            try:
-                source = door.authenticate(raw)
-            except auth.Unauthorized as exc:
-                raise Unauthorized(str(exc), title="Unauthorized") from exc
+            source = door.authenticate(raw)
             retry_s = self.buckets.take(source, time.monotonic())
             if retry_s:
                 raise RateLimited(
@@ -206,7 +202,7 @@ class IngestService:
     def _verify(self, source: Source, request: Request, raw: bytes) -> None:
         secret = self.secrets[source.NAME]
         if not secret:
-            raise auth.Unauthorized(
+            raise Unauthorized(
                 f"{source.NAME} webhooks are not configured: "
                 f"set LEADROUTER_{source.SECRET_SETTING.upper()}"
             )

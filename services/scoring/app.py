@@ -12,17 +12,19 @@ from shared.http import create_app
 from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
-from shared.settings import Settings, get_settings
+from shared.settings import ScoringSettings, get_settings
 
 
-def scoring_handler(settings: Settings, playbook: Playbook, relay: str = RELAY) -> ScoringHandler:
+def scoring_handler(
+    settings: ScoringSettings, playbook: Playbook, relay: str = RELAY
+) -> ScoringHandler:
     """The handler live processing and `leadrouter scoring replay` (own relay) share."""
     return ScoringHandler(
         playbook, settings.topic(LEAD_EVENTS), settings.topic(LEAD_LIFECYCLE), relay
     )
 
 
-def build_app(settings: Settings | None = None, playbook: Playbook | None = None) -> FastAPI:
+def build_app(settings: ScoringSettings | None = None, playbook: Playbook | None = None) -> FastAPI:
     """The scoring application."""
     settings = settings or get_settings()
     playbook = playbook or load_playbook(settings.playbook)

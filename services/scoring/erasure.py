@@ -62,6 +62,10 @@ async def erase(
     keys = sorted(await repository.lock_leads(session, {*names, *bindings.values()}))
     if not keys:
         return []
+    # Awards stored before the tallies, under the lead's key or a key it absorbed.
+    await repository.delete_legacy_hits(
+        session, {*keys, *await repository.aliases_of(session, keys)}
+    )
     await session.execute(
         delete(repository.lead_aliases).where(repository.lead_aliases.c.lead_key.in_(keys))
     )

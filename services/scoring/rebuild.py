@@ -15,11 +15,12 @@ from datetime import datetime
 from services.scoring.erasure import lead_hash
 from services.scoring.identity import LeadsInMemory, identity_aliases
 from services.scoring.scoring import LeadState, apply_activity, apply_sales_outcome
-from services.scoring.service import SALES_OUTCOMES, UnprocessableEvent
+from services.scoring.service import UnprocessableEvent
 from shared.events import (
     ERASURE_REQUESTED,
     HANDOFF_PREFIX,
     LEAD_ACTIVITY,
+    SALES_OUTCOMES,
     CloudEvent,
     HandoffData,
     LeadActivityData,

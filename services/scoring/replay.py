@@ -26,7 +26,6 @@ from typing import TextIO
 from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.backtest.history import decode_record, open_history
 from services.scoring import repository
 from services.scoring.app import scoring_handler
 from services.scoring.erasure import lead_hash
@@ -36,10 +35,11 @@ from services.scoring.service import RELAY, RETIER
 from shared import audit
 from shared.consumer import TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
+from shared.history import decode_record, open_history
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options, ensure_topics
 from shared.migrate import upgrade_async
 from shared.playbook import Playbook, load_playbook
-from shared.settings import Settings
+from shared.settings import ScoringSettings
 
 REPLAY_RELAY = "scoring-replay"  # outbox rows nobody publishes, dropped at the end
 # Records per transaction: nothing waits on a replay's commits, so they are ten times the live
@@ -54,7 +54,7 @@ BUFFERED_PER_PARTITION = 20_000
 YIELD_EVERY = 2_000  # records folded between turns of the event loop
 
 
-async def replay(settings: Settings, publish: bool = False, out: TextIO = sys.stderr) -> int:
+async def replay(settings: ScoringSettings, publish: bool = False, out: TextIO = sys.stderr) -> int:
     """Rebuild the projection; returns how many records were replayed."""
     if publish:
         return await replay_through_consumer(settings, publish=True, out=out)
@@ -80,7 +80,7 @@ async def replay(settings: Settings, publish: bool = False, out: TextIO = sys.st
 
 
 async def _rebuild_and_write(
-    settings: Settings,
+    settings: ScoringSettings,
     playbook: Playbook,
     sessions: async_sessionmaker[AsyncSession],
     tombstones: set[str],
@@ -130,7 +130,7 @@ def _progress(out: TextIO) -> Callable[[int, int], None]:
 
 
 async def _fold_topics(
-    settings: Settings, rebuild: Rebuild, progress: Callable[[int, int], None]
+    settings: ScoringSettings, rebuild: Rebuild, progress: Callable[[int, int], None]
 ) -> tuple[int, dict[tuple[str, int], int]]:
     """Read both topics to the end offsets they have now and fold every record as it comes;
     returns the records read and the next offset of each partition.
@@ -224,7 +224,7 @@ def _decode(record: ConsumerRecord) -> ReplayRecord:
 
 
 async def replay_through_consumer(
-    settings: Settings, publish: bool = False, out: TextIO = sys.stderr
+    settings: ScoringSettings, publish: bool = False, out: TextIO = sys.stderr
 ) -> int:
     """Rebuild the projection through the live consumer loop and handler, batch by batch.
 
@@ -275,7 +275,7 @@ async def replay_through_consumer(
     return total
 
 
-def main(settings: Settings, publish: bool) -> int:
+def main(settings: ScoringSettings, publish: bool) -> int:
     """Entry point of `leadrouter scoring replay`."""
     asyncio.run(replay(settings, publish))
     return 0

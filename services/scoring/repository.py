@@ -50,6 +50,17 @@ leads = Table(
 )
 Index("leads_email", leads.c.email)
 
+# Raw awards of leads stored before the tallies (migration 0007), waiting for
+# `leadrouter scoring fold-legacy-hits` (services/scoring/legacy_hits.py); empty on a new
+# installation and once the command ran.
+legacy_hits = Table(
+    "scoring_legacy_hits",
+    metadata,
+    Column("lead_key", Text, primary_key=True),
+    Column("hits", JSONB, nullable=False),
+    Column("last_activity_at", DateTime(timezone=True)),
+)
+
 # Advisory locks on identities use the two-int form, whose key space no bigint lock (outbox
 # relays, migrations) shares; the second int is a stable 32-bit hash of the alias.
 IDENTITY_LOCK_SPACE = 0x1EAD
@@ -366,6 +377,19 @@ async def count_leads(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(leads)) or 0)
 
 
+async def legacy_hits_batch(session: AsyncSession, limit: int) -> list[Any]:
+    """Up to `limit` leads' waiting raw awards (lead_key, hits, last_activity_at), locked."""
+    rows = await session.execute(
+        select(legacy_hits).order_by(legacy_hits.c.lead_key).limit(limit).with_for_update()
+    )
+    return list(rows)
+
+
+async def delete_legacy_hits(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Drop the waiting raw awards stored under these keys."""
+    await session.execute(delete(legacy_hits).where(legacy_hits.c.lead_key.in_(sorted(set(keys)))))
+
+
 async def reset_projection(
     session: AsyncSession, group: str, timer_kind: str, relays: Iterable[str]
 ) -> None:
@@ -373,6 +397,7 @@ async def reset_projection(
     for statement in (
         delete(leads),
         delete(lead_aliases),
+        delete(legacy_hits),  # the replay counts every award from the topics again
         delete(processed_events).where(processed_events.c.consumer_group == group),
         delete(consumer_offsets).where(consumer_offsets.c.consumer_group == group),
         delete(timers).where(timers.c.kind == timer_kind),

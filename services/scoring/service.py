@@ -29,6 +29,7 @@ from shared.events import (
     HANDOFF_PREFIX,
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
+    SALES_OUTCOMES,
     CloudEvent,
     HandoffData,
     LeadActivityData,
@@ -41,10 +42,6 @@ log = logging.getLogger(__name__)
 
 RELAY = "scoring"  # the outbox relay is named after its service
 RETIER = "scoring.retier"
-SALES_OUTCOMES = {
-    HANDOFF_PREFIX + "recycled": "recycled",
-    HANDOFF_PREFIX + "converted": "converted",
-}
 
 TRANSITIONS = Counter(
     "leadrouter_scoring_transitions_total", "Lifecycle transitions emitted", ["transition"]

@@ -20,6 +20,7 @@ from services.backtest.demo import history
 from services.backtest.history import read_history
 from services.backtest.run import backtest
 from services.backtest.simulate import simulate
+from services.backtest.worker import work
 from services.handoff.repository import handoffs
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from services.scoring.repository import lead_aliases, leads
@@ -130,7 +131,8 @@ async def test_backtest_of_the_current_playbook_reproduces_the_live_system(
     aliases: dict[str, str] = {}
 
     live_stages = await eventually(outcomes_applied, 60, "scoring to apply sales outcomes")
-    # The board's way in: the same backtest as an async job of the handoff service.
+    # The board's way in: the same backtest as a job the handoff service queues and a
+    # backtest worker (`leadrouter playbook backtest-worker`, here in this process) runs.
     candidate = playbook_path.read_text().replace("mql_threshold: 50", "mql_threshold: 60")
     async with httpx.AsyncClient() as client:
         started = await client.post(
@@ -138,6 +140,8 @@ async def test_backtest_of_the_current_playbook_reproduces_the_live_system(
         )
         assert started.status_code == 202, started.text
         job_url = handoff.url + started.headers["location"]
+        assert (await client.get(job_url)).json()["status"] == "running"
+        await work(settings, once=True)
 
         async def job_done() -> dict | None:
             job = (await client.get(job_url)).json()

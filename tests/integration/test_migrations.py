@@ -13,6 +13,7 @@ from shared.db import metadata
 TABLE_MODULES = (
     "shared.db",
     "shared.audit",
+    "shared.backtest_jobs",
     "services.scoring.repository",
     "services.scoring.erasure",
     "services.handoff.repository",

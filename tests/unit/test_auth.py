@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 
 from services import keys
 from services.handoff.app import build_app as build_handoff
-from services.ingest import apikey
 from services.ingest.app import build_app as build_ingest
 from services.scoring.app import build_app as build_scoring
 from shared.auth import (
@@ -113,9 +112,11 @@ def test_the_key_command_prints_a_new_key_once_and_its_line(capsys):
     assert key not in out  # stdout (the line for the key file) never holds the key
 
 
-def test_the_old_ingest_command_hashes_a_key_from_stdin_as_a_sender(monkeypatch, capsys):
+def test_the_key_command_hashes_a_key_from_stdin_for_a_sender(monkeypatch, capsys):
+    from services.cli import main
+
     monkeypatch.setattr("sys.stdin", io.StringIO("dev-key\n"))
-    assert apikey.main(["web", "--stdin"]) == 0
+    assert main(["keys", "new", "web", "--scope", "events:write", "--stdin"]) == 0
     out, err = capsys.readouterr()
     example = (REPO_ROOT / "deploy" / "api-keys.example").read_text()
     assert out.strip() in example.splitlines()  # the dev key `make run` uses

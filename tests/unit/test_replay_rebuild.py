@@ -3,10 +3,10 @@
 from datetime import UTC, datetime, timedelta
 
 from harness.events import lead_activity, sales_outcome
-from services.backtest.history import decode_record
 from services.scoring.erasure import lead_hash
 from services.scoring.rebuild import Rebuild, ReplayRecord
 from shared.events import ERASURE_REQUESTED, LEAD_ACTIVITY, LeadActivityData
+from shared.history import decode_record
 from shared.playbook import load_playbook
 from shared.settings import REPO_ROOT
 

@@ -26,7 +26,7 @@ from services.handoff.endpoints import STAGE_ORDER, funnel_out
 from shared.errors import NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
-from shared.settings import Settings
+from shared.settings import HandoffSettings
 
 HERE = Path(__file__).parent
 STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.is_file()}
@@ -48,7 +48,7 @@ class BoardState:
     feed: ChangeFeed
 
     @classmethod
-    def for_service(cls, settings: Settings, playbook: Playbook) -> "BoardState":
+    def for_service(cls, settings: HandoffSettings, playbook: Playbook) -> "BoardState":
         return cls(playbook, settings.scoring_url, ChangeFeed(settings.database_url))
 
 

@@ -1,6 +1,6 @@
 """Webhook sources: one module per platform, each exporting the same few names.
 
-A source module exports `NAME` (the path segment), `SECRET_SETTING` (the Settings field of
+A source module exports `NAME` (the path segment), `SECRET_SETTING` (the IngestSettings field of
 its secret), `SIGNATURE` (the headers it checks, for the docs), `EXAMPLE` (a payload as the
 platform documents it), `verify(secret, request)` and `normalise(payload, settings)`.
 `registry()` finds every module of this package, so adding a platform is adding a file.
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from services.ingest.normalise import Unusable, erasure_request, lead_event
 from shared.events import CloudEvent
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 __all__ = [
     "Ignored",
@@ -82,7 +82,7 @@ class Source(Protocol):
     def verify(self, secret: str, request: SignedRequest) -> None:
         """Raise auth.Unauthorized unless the request proves it comes from the platform."""
 
-    def normalise(self, payload: Any, settings: Settings) -> Normalised:
+    def normalise(self, payload: Any, settings: IngestSettings) -> Normalised:
         """The payload's items as lead events; raise Unusable if it is not the platform's shape."""
 
 

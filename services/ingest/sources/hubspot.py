@@ -14,7 +14,7 @@ from services.ingest.sources import (
     lead_event,
 )
 from shared.events import CloudEvent
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 NAME = "hubspot"
 SECRET_SETTING = "hubspot_client_secret"
@@ -75,7 +75,7 @@ def verify(secret: str, request: SignedRequest) -> None:
     )
 
 
-def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
+def normalise(payload: Any, settings: IngestSettings | None = None) -> Normalised:
     """HubSpot sends a non-empty array of events; each contact event becomes a lead event."""
     if not isinstance(payload, list) or not payload:
         raise Unusable("HubSpot sends a non-empty JSON array of event objects")

@@ -14,7 +14,7 @@ from services.ingest.sources import (
     parse_time,
 )
 from shared.events import CloudEvent
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 NAME = "marketo"
 SECRET_SETTING = "marketo_token"
@@ -32,7 +32,7 @@ def verify(secret: str, request: SignedRequest) -> None:
     auth.verify_token(secret, request.headers.get("x-leadrouter-token"))
 
 
-def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
+def normalise(payload: Any, settings: IngestSettings | None = None) -> Normalised:
     """The template's object (or a non-empty array of them), Marketo tokens filled in."""
     items = payload if isinstance(payload, list) else [payload]
     if not items or not all(isinstance(item, dict) for item in items):

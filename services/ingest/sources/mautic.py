@@ -19,7 +19,7 @@ from services.ingest.sources import (
     parse_time,
 )
 from shared.events import CloudEvent
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 NAME = "mautic"
 SECRET_SETTING = "mautic_webhook_secret"
@@ -69,7 +69,7 @@ def verify(secret: str, request: SignedRequest) -> None:
     auth.verify_mautic(secret, request.body, request.headers.get("webhook-signature"))
 
 
-def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
+def normalise(payload: Any, settings: IngestSettings | None = None) -> Normalised:
     """Each payload of a known trigger becomes a lead event; other triggers are ignored."""
     if not isinstance(payload, dict):
         raise Unusable("Mautic sends an object keyed by trigger")

@@ -17,7 +17,7 @@ from services.ingest.sources import (
     snake_case,
 )
 from shared.events import CloudEvent
-from shared.settings import Settings
+from shared.settings import IngestSettings
 
 NAME = "segment"
 SECRET_SETTING = "segment_shared_secret"
@@ -65,7 +65,7 @@ def _first_of_batch(body: bytes) -> bytes | None:
     return json.dumps(payload[0], separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def normalise(payload: Any, settings: Settings | None = None) -> Normalised:
+def normalise(payload: Any, settings: IngestSettings | None = None) -> Normalised:
     """One message, an array of messages, or {"batch": [...]}."""
     if isinstance(payload, dict) and isinstance(payload.get("batch"), list):
         messages = payload["batch"]

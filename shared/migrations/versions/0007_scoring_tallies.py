@@ -1,14 +1,15 @@
 """Scoring: a compact per-rule behaviour record per lead instead of every raw award.
 
-Each lead's raw `hits` are folded into the tallies with the configured playbook's caps and
-half-life (LEADROUTER_PLAYBOOK, as the service that migrates runs with), then dropped: a
-lead's row no longer grows with its activity.
+Schema only. The leads' raw `hits` move, as they are, to `scoring_legacy_hits`, and
+`leads.hits` goes: a lead's row no longer grows with its activity. Folding those awards
+into the tallies needs the playbook's caps and half-life, so it is a command, not part of
+the migration: `leadrouter scoring fold-legacy-hits` (docs/architecture.md), run once
+after `leadrouter migrate` with the playbook the service runs with. A new installation has
+no legacy hits and nothing to run.
 
 Revision ID: 0007
 Revises: 0006
 """
-
-from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,35 +22,28 @@ depends_on = None
 
 
 def upgrade() -> None:
-    from services.scoring.repository import encode_behaviour
-    from services.scoring.scoring import Behaviour, Hit, add_hits
-    from shared.playbook import load_playbook
-    from shared.settings import get_settings
-
     op.add_column(
         "leads", sa.Column("behaviour", JSONB, nullable=False, server_default=sa.text("'{}'"))
     )
-    bind = op.get_bind()
-    rows = bind.execute(
-        sa.text("select lead_key, hits, last_activity_at from leads where hits <> '[]'::jsonb")
-    ).all()
-    if rows:
-        playbook = load_playbook(get_settings().playbook)
-        update = sa.text("update leads set behaviour = :doc where lead_key = :key").bindparams(
-            sa.bindparam("doc", type_=JSONB)
-        )
-        for key, hits, last_activity_at in rows:
-            raw = [
-                Hit(h["rule"], h["points"], datetime.fromisoformat(h["at"]), h["event_id"])
-                for h in hits
-            ]
-            clock = last_activity_at or max(h.at for h in raw)
-            behaviour = add_hits(Behaviour(origins=frozenset({key})), raw, playbook, clock)
-            bind.execute(update, {"doc": encode_behaviour(behaviour), "key": key})
+    op.create_table(
+        "scoring_legacy_hits",
+        sa.Column("lead_key", sa.Text, primary_key=True),
+        sa.Column("hits", JSONB, nullable=False),
+        sa.Column("last_activity_at", sa.DateTime(timezone=True)),
+    )
+    op.execute(
+        "insert into scoring_legacy_hits (lead_key, hits, last_activity_at) "
+        "select lead_key, hits, last_activity_at from leads where hits <> '[]'::jsonb"
+    )
     op.drop_column("leads", "hits")
 
 
 def downgrade() -> None:
-    # The raw awards are gone; scores recompute from a replay (`leadrouter scoring replay`).
     op.add_column("leads", sa.Column("hits", JSONB, nullable=False, server_default="[]"))
+    # Awards not folded yet go back; folded ones are gone (`leadrouter scoring replay`).
+    op.execute(
+        "update leads set hits = l.hits from scoring_legacy_hits l "
+        "where leads.lead_key = l.lead_key"
+    )
+    op.drop_table("scoring_legacy_hits")
     op.drop_column("leads", "behaviour")
