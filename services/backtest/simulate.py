@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
 from services.scoring.identity import LeadsInMemory, identity_aliases
-from services.scoring.scoring import (
+from services.scoring.core import (
     BECAME_MQL,
     LeadState,
     apply_activity,

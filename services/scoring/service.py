@@ -9,9 +9,7 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import erasure, repository
-from services.scoring.identity import identity_aliases, merged_lead
-from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
-from services.scoring.scoring import (
+from services.scoring.core import (
     MERGED,
     LeadState,
     Transition,
@@ -20,6 +18,8 @@ from services.scoring.scoring import (
     next_score_change,
     retier,
 )
+from services.scoring.identity import identity_aliases, merged_lead
+from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now

@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 
 from services.scoring import repository
-from services.scoring.scoring import Hit, behaviour_score, evaluate
+from services.scoring.core import Hit, behaviour_score, evaluate
 from shared.db import make_engine, make_sessionmaker
 from shared.migrate import alembic_config, upgrade_async
 from shared.playbook import load_playbook

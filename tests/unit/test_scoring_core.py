@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from services.scoring.repository import decode_behaviour, encode_behaviour
-from services.scoring.scoring import (
+from services.scoring.codec import decode_behaviour, encode_behaviour, pack
+from services.scoring.core import (
     BECAME_LEAD,
     BECAME_MQL,
     BELOW_THRESHOLD,
@@ -29,7 +29,6 @@ from services.scoring.scoring import (
     fit_score,
     merge,
     next_score_change,
-    pack,
     retier,
 )
 from shared import jsoncodec
@@ -352,7 +351,7 @@ def test_incremental_tallies_equal_scoring_every_award_from_scratch(items, rng, 
 @given(steps, st.integers(0, 60 * 24 * 90))
 def test_a_late_recycle_sees_the_activity_after_it_as_scoring_from_scratch_does(items, since):
     """The recent awards answer "did later activity requalify the lead" as all awards would."""
-    from services.scoring.scoring import _requalified_after
+    from services.scoring.core.stages import _requalified_after
 
     state, _ = fold(items)
     recycle_at = T0 + timedelta(minutes=since)

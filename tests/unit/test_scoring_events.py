@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from pydantic_core import to_json
 
-from services.scoring.scoring import LeadState, apply_activity
+from services.scoring.core import LeadState, apply_activity
 from services.scoring.service import ScoringHandler
 from shared.events import Activity, CloudEvent, Identity, LeadActivityData, LifecycleData
 from shared.playbook import load_playbook

@@ -21,8 +21,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    from services.scoring.core import Behaviour, Hit, add_hits
     from services.scoring.repository import encode_behaviour
-    from services.scoring.scoring import Behaviour, Hit, add_hits
     from shared.playbook import load_playbook
     from shared.settings import get_settings
 
