@@ -4,7 +4,6 @@ import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from prometheus_client import Counter, Histogram
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +19,7 @@ from services.scoring.core import (
 )
 from services.scoring.identity import identity_aliases, merged_lead
 from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
+from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
@@ -45,22 +45,6 @@ SALES_OUTCOMES = {
     HANDOFF_PREFIX + "recycled": "recycled",
     HANDOFF_PREFIX + "converted": "converted",
 }
-
-TRANSITIONS = Counter(
-    "leadrouter_scoring_transitions_total", "Lifecycle transitions emitted", ["transition"]
-)
-ACTIVITIES = Counter(
-    "leadrouter_scoring_activities_total",
-    "Events scoring applied, by type (activity types no playbook rule names are counted as "
-    "other; sales outcomes as sales_recycled, sales_converted) and outcome (scored, no_points, "
-    "merged, applied, unchanged)",
-    ["type", "outcome"],
-)
-SCORES = Histogram(
-    "leadrouter_scoring_lead_score",
-    "Lead totals after each update",
-    buckets=(-50, 0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 125, 150, 200),
-)
 
 
 class UnprocessableEvent(Invalid):
