@@ -20,18 +20,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
-from services.scoring.identity import LeadsInMemory, identity_aliases
 from services.scoring.core import (
-    BECAME_MQL,
     LeadState,
     apply_activity,
     apply_activity_at,
     apply_sales_outcome,
     to_us,
 )
+from services.scoring.identity import LeadsInMemory, identity_aliases
 from services.scoring.service import SALES_OUTCOMES
 from shared.events import HANDOFF_PREFIX, LEAD_ACTIVITY, CloudEvent, HandoffData, LeadActivityData
 from shared.playbook import Playbook
+from shared.vocabulary import LifecycleTransition
 
 CLOSING = {"rejected", "recycled", "converted"}
 
@@ -300,7 +300,7 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
         else:
             continue
         for transition in transitions:
-            if transition.name != BECAME_MQL:
+            if transition.name != LifecycleTransition.BECAME_MQL:
                 continue
             mql = Qualification(
                 state.lead_key,

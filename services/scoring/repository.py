@@ -27,6 +27,7 @@ from services.scoring.core import LeadState, Score
 from shared import jsoncodec
 from shared.db import consumer_offsets, metadata, outbox, processed_events
 from shared.timers import timers
+from shared.vocabulary import Stage
 
 leads = Table(
     "leads",
@@ -70,7 +71,7 @@ def _state(row: Any) -> LeadState:
         email=row.email,
         attributes=row.attributes,
         behaviour=decode_behaviour(row.behaviour),
-        stage=row.stage,
+        stage=Stage(row.stage),
         tier=row.tier,
         events_count=row.events_count,
         last_activity_at=row.last_activity_at,

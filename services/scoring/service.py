@@ -4,12 +4,10 @@ import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import erasure, repository
 from services.scoring.core import (
-    MERGED,
     LeadState,
     Transition,
     apply_activity,
@@ -30,12 +28,15 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     CloudEvent,
+    ExplanationLine,
     HandoffData,
     LeadActivityData,
+    LifecycleData,
     derived_event_id,
 )
 from shared.playbook import BehaviourRule, Playbook
 from shared.timers import Timer
+from shared.vocabulary import LifecycleTransition
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,9 @@ class ScoringHandler:
                 )
                 if merged_keys:  # downstream counts the person once from here on
                     at = state.last_activity_at or event.time
-                    transitions.insert(0, Transition(MERGED, state.stage, state.stage, at))
+                    transitions.insert(
+                        0, Transition(LifecycleTransition.MERGED, state.stage, state.stage, at)
+                    )
                 kind = data.activity.type
                 earns = any(
                     rule.matches(kind, data.activity.properties)
@@ -266,30 +269,29 @@ class ScoringHandler:
         if not transitions:  # most events: no explanation to build
             return []
         events = []
-        # Built from the lead's own typed state as LifecycleData(...).model_dump(mode="json")
-        # would give it (tests/unit/test_scoring_events.py), without building the models: their
-        # construction and dumping were ~12% of scoring's CPU.
+        # The lead's typed state through its contract model, so a misspelt field or a word
+        # outside the vocabulary fails here (and mypy), not in a consumer.
         explanation = [
-            {"rule": rule, "points": float(points)} for rule, points in state.score.contributions
+            ExplanationLine(rule=rule, points=points) for rule, points in state.score.contributions
         ]
         score = state.score
         for transition in transitions:
-            data = {
-                "transition": transition.name,
-                "lead_key": state.lead_key,
-                "email": state.email,
-                "attributes": state.attributes,
-                "stage": transition.stage,
-                "score": int(score.total),
-                "fit_score": float(score.fit),
-                "behaviour_score": float(score.behaviour),
-                "tier": state.tier,
-                "previous_tier": transition.previous_tier,
-                "previous_stage": transition.previous_stage,
-                "explanation": explanation,
-                "qualifying_activity_at": to_jsonable_python(transition.at),
-                "merged_keys": list(merged),
-            }
+            data = LifecycleData(
+                transition=transition.name,
+                lead_key=state.lead_key,
+                email=state.email,
+                attributes=state.attributes,
+                stage=transition.stage,
+                score=score.total,
+                fit_score=score.fit,
+                behaviour_score=score.behaviour,
+                tier=state.tier,
+                previous_tier=transition.previous_tier,
+                previous_stage=transition.previous_stage,
+                explanation=explanation,
+                qualifying_activity_at=transition.at,
+                merged_keys=list(merged),
+            ).model_dump(mode="json")
             events.append(
                 CloudEvent.model_construct(
                     id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),

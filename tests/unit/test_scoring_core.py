@@ -9,14 +9,9 @@ from hypothesis import strategies as st
 
 from services.scoring.codec import decode_behaviour, encode_behaviour, pack
 from services.scoring.core import (
-    BECAME_LEAD,
-    BECAME_MQL,
-    BELOW_THRESHOLD,
-    DISQUALIFIED,
     LIVE_PERIODS,
     RECENT_HITS,
     SETTLED_BELOW_POINTS,
-    TIER_CHANGED,
     Hit,
     LeadState,
     activity_hits,
@@ -36,7 +31,13 @@ from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
 from shared.playbook.scoring_rules import FitRule
 from shared.settings import REPO_ROOT
+from shared.vocabulary import LifecycleTransition
 
+BECAME_LEAD = LifecycleTransition.BECAME_LEAD
+BECAME_MQL = LifecycleTransition.BECAME_MQL
+BELOW_THRESHOLD = LifecycleTransition.SCORE_BELOW_THRESHOLD
+DISQUALIFIED = LifecycleTransition.DISQUALIFIED
+TIER_CHANGED = LifecycleTransition.TIER_CHANGED
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 KINDS = [

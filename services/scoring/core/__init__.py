@@ -9,19 +9,13 @@ No I/O and no clock: every function takes the time it scores at. The rooms:
 - `stages`: what an activity, a sales outcome or time passing does to the lead's stage;
 - `merge`: two records of the same person as one.
 
-How a store packs the records is not the core's business (services/scoring/codec.py).
+How a store packs the records is not the core's business (services/scoring/codec.py); the
+words (stages, transitions) are the contract's (shared/vocabulary.py).
 """
 
 from services.scoring.core.compiled import fit_score
 from services.scoring.core.merge import merge, merge_behaviour
 from services.scoring.core.records import (
-    BECAME_LEAD,
-    BECAME_MQL,
-    BELOW_THRESHOLD,
-    DISQUALIFIED,
-    MERGED,
-    RECYCLED,
-    TIER_CHANGED,
     Behaviour,
     CapPeriod,
     Hit,
@@ -54,17 +48,10 @@ from services.scoring.core.tallies import (
 )
 
 __all__ = [
-    "BECAME_LEAD",
-    "BECAME_MQL",
-    "BELOW_THRESHOLD",
     "CLOCK_SKEW_TOLERANCE",
-    "DISQUALIFIED",
     "LIVE_PERIODS",
-    "MERGED",
     "RECENT_HITS",
-    "RECYCLED",
     "SETTLED_BELOW_POINTS",
-    "TIER_CHANGED",
     "Behaviour",
     "CapPeriod",
     "Hit",

@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 from services.scoring.core.compiled import compiled_rules
-from services.scoring.core.records import STAGE_RANK, Award, Behaviour, CapPeriod, RuleTally
+from services.scoring.core.records import Award, Behaviour, CapPeriod, RuleTally
 from services.scoring.core.score import LeadState, evaluate
 from services.scoring.core.tallies import (
     EMPTY_TALLY,
@@ -15,6 +15,20 @@ from services.scoring.core.tallies import (
     period_value,
 )
 from shared.playbook import Playbook
+from shared.vocabulary import Stage
+
+# Funnel rank: a merge keeps the furthest stage; a recycled lead was seen by sales, so it
+# outranks a fresh one.
+STAGE_RANK = {
+    Stage.SUBSCRIBER: 0,
+    Stage.LEAD: 1,
+    Stage.RECYCLED: 2,
+    Stage.MQL: 3,
+    Stage.SQL: 4,
+    Stage.OPPORTUNITY: 5,
+    Stage.CUSTOMER: 6,
+    Stage.DISQUALIFIED: 7,
+}
 
 
 def _rebased(tally: RuleTally, at_us: int, half_life_days: float | None) -> RuleTally:

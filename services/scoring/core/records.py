@@ -10,29 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-# Funnel rank: a merge keeps the furthest stage; a recycled lead was seen by sales, so it
-# outranks a fresh one.
-STAGE_RANK = {
-    "subscriber": 0,
-    "lead": 1,
-    "recycled": 2,
-    "mql": 3,
-    "sql": 4,
-    "opportunity": 5,
-    "customer": 6,
-    "disqualified": 7,
-}
-QUALIFIABLE = {"subscriber", "lead", "recycled"}
-STAGE_LEAD = "lead"
-STAGE_MQL = "mql"
-BECAME_LEAD = "became_lead"
-BECAME_MQL = "became_mql"
-TIER_CHANGED = "tier_changed"
-BELOW_THRESHOLD = "score_below_threshold"
-DISQUALIFIED = "disqualified"
-RECYCLED = "recycled"
-MERGED = "merged"
-CONVERTED_STAGES = {"sql", "opportunity", "customer"}
+from shared.vocabulary import LifecycleTransition, Stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +94,9 @@ class Behaviour:
 class Transition:
     """A lifecycle change, and when it happened."""
 
-    name: str
-    previous_stage: str
-    stage: str
+    name: LifecycleTransition
+    previous_stage: Stage
+    stage: Stage
     at: datetime
     previous_tier: str | None = None
 

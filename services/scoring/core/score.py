@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from services.scoring.core.compiled import CompiledRules, compiled_rules
-from services.scoring.core.records import DAY_US, STAGE_LEAD, Behaviour, to_us
+from services.scoring.core.records import DAY_US, Behaviour, to_us
 from services.scoring.core.tallies import tally_points
 from shared.playbook import Playbook
+from shared.vocabulary import Stage
 
 
 class Score:
@@ -114,7 +115,7 @@ class LeadState:
     email: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     behaviour: Behaviour = field(default_factory=Behaviour)
-    stage: str = STAGE_LEAD
+    stage: Stage = Stage.LEAD
     tier: str | None = None
     events_count: int = 0
     last_activity_at: datetime | None = None

@@ -19,15 +19,6 @@ from services.scoring.core.compiled import (
     fit_score,
 )
 from services.scoring.core.records import (
-    BECAME_LEAD,
-    BECAME_MQL,
-    BELOW_THRESHOLD,
-    CONVERTED_STAGES,
-    DISQUALIFIED,
-    QUALIFIABLE,
-    RECYCLED,
-    STAGE_MQL,
-    TIER_CHANGED,
     Hit,
     Transition,
     from_us,
@@ -37,6 +28,11 @@ from services.scoring.core.score import LeadState, Score, evaluate, score_at
 from services.scoring.core.tallies import counted, score_before, tallied_score
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
+from shared.vocabulary import BECAME, ConversionStage, Stage
+from shared.vocabulary import LifecycleTransition as T
+
+# The stages an activity can make an MQL from.
+QUALIFIABLE = frozenset({Stage.SUBSCRIBER, Stage.LEAD, Stage.RECYCLED})
 
 # An activity dated further ahead of the moment ingest accepted it is taken as of that moment
 # plus this, so one bad clock cannot push the lead's event-time clock years ahead.
@@ -115,11 +111,11 @@ def apply_activity_at(
     behaviour = counted(behaviour, awards, compiled, at_us, origins)
     email = data.identity.email or state.email
     attributes = _merged_attributes(state.attributes, data.attributes)
-    qualifies = state.stage != RECYCLED or _may_requalify(state, occurred_at, at, playbook)
+    qualifies = state.stage != Stage.RECYCLED or _may_requalify(state, occurred_at, at, playbook)
     score = score_at(compiled, email, attributes, behaviour, at_us, state.score, at)
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, qualifies)
     if state.events_count == 0:  # the funnel counts leads from this
-        transitions.insert(0, Transition(BECAME_LEAD, state.stage, stage, at))
+        transitions.insert(0, Transition(T.BECAME_LEAD, state.stage, stage, at))
     updated = LeadState(  # positional: keywords cost a fifth of the event here
         state.lead_key,
         email,
@@ -170,7 +166,7 @@ def _may_requalify(
     lifts its total from below the threshold, so the next email open does not bounce a
     lead straight back to the rep who just rejected it.
     """
-    if state.stage != RECYCLED:
+    if state.stage != Stage.RECYCLED:
         return True
     if state.recycled_at is not None and occurred_at < state.recycled_at:
         return False
@@ -180,25 +176,25 @@ def _may_requalify(
 def _judged(
     compiled: CompiledRules,
     before: LeadState,
-    stage: str,
+    stage: Stage,
     score: Score,
     at: datetime,
     may_qualify: bool,
-) -> tuple[str, str, list[Transition]]:
+) -> tuple[Stage, str, list[Transition]]:
     """The stage and tier a new score gives, and the transitions from `before`."""
     tier = compiled.tier_of.get(score.total) or compiled.tier_for(score.total)
     threshold = compiled.threshold
     transitions = []
-    if score.disqualified and stage != "disqualified":
-        transitions.append(Transition(DISQUALIFIED, stage, "disqualified", at))
-        stage = "disqualified"
+    if score.disqualified and stage != Stage.DISQUALIFIED:
+        transitions.append(Transition(T.DISQUALIFIED, stage, Stage.DISQUALIFIED, at))
+        stage = Stage.DISQUALIFIED
     elif may_qualify and stage in QUALIFIABLE and score.total >= threshold:
-        transitions.append(Transition(BECAME_MQL, stage, STAGE_MQL, at))
-        stage = STAGE_MQL
-    elif stage == STAGE_MQL and before.score.total >= threshold > score.total:
-        transitions.append(Transition(BELOW_THRESHOLD, stage, stage, at))
-    if before.tier is not None and tier != before.tier and stage != "disqualified":
-        transitions.append(Transition(TIER_CHANGED, stage, stage, at, previous_tier=before.tier))
+        transitions.append(Transition(T.BECAME_MQL, stage, Stage.MQL, at))
+        stage = Stage.MQL
+    elif stage == Stage.MQL and before.score.total >= threshold > score.total:
+        transitions.append(Transition(T.SCORE_BELOW_THRESHOLD, stage, stage, at))
+    if before.tier is not None and tier != before.tier and stage != Stage.DISQUALIFIED:
+        transitions.append(Transition(T.TIER_CHANGED, stage, stage, at, previous_tier=before.tier))
     return stage, tier, transitions
 
 
@@ -225,7 +221,11 @@ def retier(
 
 
 def apply_sales_outcome(
-    state: LeadState, outcome: str, converted_to: str | None, at: datetime, playbook: Playbook
+    state: LeadState,
+    outcome: str,
+    converted_to: ConversionStage | None,
+    at: datetime,
+    playbook: Playbook,
 ) -> tuple[LeadState, list[Transition]]:
     """Sales sent the lead back (recycled) or converted it (sql, opportunity, customer).
 
@@ -233,17 +233,19 @@ def apply_sales_outcome(
     read side by side) still lets that activity requalify the lead, exactly as if they had
     arrived in event-time order, so a replay reaches the same stage as live processing.
     """
-    if outcome == "recycled" and state.stage not in (RECYCLED, "disqualified"):
-        recycled = replace(state, stage=RECYCLED, recycled_at=at)
-        transitions = [Transition(RECYCLED, state.stage, RECYCLED, at)]
+    if outcome == "recycled" and state.stage not in (Stage.RECYCLED, Stage.DISQUALIFIED):
+        recycled = replace(state, stage=Stage.RECYCLED, recycled_at=at)
+        transitions = [Transition(T.RECYCLED, state.stage, Stage.RECYCLED, at)]
         requalified_at = _requalified_after(recycled, at, playbook)
         if requalified_at is not None:
-            recycled = replace(recycled, stage=STAGE_MQL)
-            transitions.append(Transition(BECAME_MQL, RECYCLED, STAGE_MQL, requalified_at))
+            recycled = replace(recycled, stage=Stage.MQL)
+            transitions.append(Transition(T.BECAME_MQL, Stage.RECYCLED, Stage.MQL, requalified_at))
         return recycled, transitions
-    if outcome == "converted" and converted_to in CONVERTED_STAGES and state.stage != converted_to:
-        transition = Transition(f"became_{converted_to}", state.stage, converted_to, at)
-        return replace(state, stage=converted_to), [transition]
+    if outcome == "converted" and converted_to in BECAME and state.stage != converted_to:
+        assert converted_to is not None
+        stage = Stage(converted_to)
+        transition = Transition(BECAME[converted_to], state.stage, stage, at)
+        return replace(state, stage=stage), [transition]
     return state, []
 
 
@@ -280,7 +282,7 @@ def next_score_change(state: LeadState, playbook: Playbook) -> datetime | None:
     behaviour, _ = tallied_score(state.behaviour, playbook, state.evaluated_at)
     low, high = playbook.taxonomy.band(state.tier)
     lines = [low - 0.5, high - 0.5]
-    if state.stage == STAGE_MQL:
+    if state.stage == Stage.MQL:
         lines.append(playbook.taxonomy.mql_threshold - 0.5)
     deltas = []
     for line in lines:
