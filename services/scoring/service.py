@@ -28,7 +28,6 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     CloudEvent,
-    ExplanationLine,
     HandoffData,
     LeadActivityData,
     LifecycleData,
@@ -272,7 +271,7 @@ class ScoringHandler:
         # The lead's typed state through its contract model, so a misspelt field or a word
         # outside the vocabulary fails here (and mypy), not in a consumer.
         explanation = [
-            ExplanationLine(rule=rule, points=points) for rule, points in state.score.contributions
+            {"rule": rule, "points": points} for rule, points in state.score.contributions
         ]
         score = state.score
         for transition in transitions:
