@@ -1,5 +1,7 @@
 """One vocabulary: the contract's words come from shared/vocabulary.py; the documents list them."""
 
+from enum import StrEnum
+
 import pytest
 from pydantic import ValidationError
 
@@ -23,7 +25,7 @@ from shared.vocabulary import (
 )
 
 
-def values(enum: type) -> list[str]:
+def values(enum: type[StrEnum]) -> list[str]:
     return [member.value for member in enum]
 
 
