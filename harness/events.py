@@ -69,6 +69,16 @@ def lead_activity(
     )
 
 
+# The handoff's status after the event kinds that are not a status of their own (a recycle is
+# a rejection whose reason sends the lead back to marketing).
+_STATUS_AFTER = {
+    "recycled": "rejected",
+    "sla_warning": "assigned",
+    "sla_breached": "assigned",
+    "reassigned": "assigned",
+}
+
+
 def sales_outcome(
     lead_key: str,
     status: str,
@@ -89,7 +99,7 @@ def sales_outcome(
         subject=lead_key,
         data={
             "handoff_id": handoff_id,
-            "status": status,
+            "status": _STATUS_AFTER.get(status, status),
             "lead_key": lead_key,
             "rep_id": "rep-ana",
             "score": 60,

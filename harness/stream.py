@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.scoring.scoring import LeadState, apply_activity
+from services.scoring.core import LeadState, apply_activity
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
 

@@ -19,6 +19,15 @@ from pydantic import (
 )
 from pydantic.networks import validate_email
 
+from shared.vocabulary import (
+    ConversionStage,
+    FeedbackAction,
+    HandoffKind,
+    HandoffStatus,
+    LifecycleTransition,
+    Stage,
+)
+
 CONTENT_TYPE = "application/cloudevents+json"
 
 # Namespace for deterministic event ids: the same source event always gets the same id.
@@ -38,32 +47,9 @@ FEEDBACK_PREFIX = "leadrouter.feedback."
 
 # Every event type of the contract (leadrouter.<prefix><name>); the AsyncAPI document and the
 # contract tests are built from these, so a new kind is added here first.
-LIFECYCLE_TRANSITIONS = (
-    "became_lead",
-    "became_mql",
-    "tier_changed",
-    "score_below_threshold",
-    "disqualified",
-    "recycled",
-    "became_sql",
-    "became_opportunity",
-    "became_customer",
-    "merged",
-    "erased",
-)
-HANDOFF_KINDS = (
-    "assigned",
-    "queued",
-    "sla_warning",
-    "sla_breached",
-    "reassigned",
-    "accepted",
-    "contacted",
-    "rejected",
-    "recycled",
-    "converted",
-)
-FEEDBACK_ACTIONS = ("accept", "contact", "reject", "convert")
+LIFECYCLE_TRANSITIONS = tuple(t.value for t in LifecycleTransition)
+HANDOFF_KINDS = tuple(k.value for k in HandoffKind)
+FEEDBACK_ACTIONS = tuple(a.value for a in FeedbackAction)
 # The handoff events that are sales' own outcomes for a lead, and the outcome each one is:
 # scoring applies them live and in a replay, the backtest replays them as facts.
 SALES_OUTCOMES = {
@@ -199,19 +185,21 @@ class ExplanationLine(BaseModel):
 class LifecycleData(BaseModel):
     """The `data` of a lifecycle transition: the lead in full (handoff needs no lookup)."""
 
-    transition: str = Field(description="What changed: the type's last part, e.g. became_mql")
+    transition: LifecycleTransition = Field(
+        description="What changed: the type's last part, e.g. became_mql"
+    )
     lead_key: str = Field(description="The lead's key: its email, else its first external id")
     email: str | None = None
     attributes: dict[str, Any] = Field(
         default_factory=dict, description="Profile attributes as the platforms sent them"
     )
-    stage: str = Field(description="The lifecycle stage after the transition (playbook taxonomy)")
+    stage: Stage = Field(description="The lifecycle stage after the transition (playbook taxonomy)")
     score: int = Field(description="Total score (fit + behaviour) when it happened")
     fit_score: float | None = None
     behaviour_score: float | None = None
     tier: str | None = Field(None, description="hot, warm or cold (playbook tiers)")
     previous_tier: str | None = None
-    previous_stage: str | None = None
+    previous_stage: Stage | None = None
     explanation: list[ExplanationLine] = Field(
         default_factory=list, description="Each rule's points, largest first"
     )
@@ -228,9 +216,7 @@ class HandoffData(BaseModel):
     """The `data` of a handoff event that sales tools consume."""
 
     handoff_id: str = Field(description="Stable id of the handoff: use it to send feedback")
-    status: str = Field(
-        description="assigned, queued, accepted, contacted, rejected, converted or escalated"
-    )
+    status: HandoffStatus = Field(description="Where the handoff stands after the event")
     lead_key: str = Field(description="The lead's key, also the event's subject and Kafka key")
     rep_id: str | None = Field(description="The rep who has the lead (null while queued)")
     rep_name: str | None = None
@@ -240,13 +226,13 @@ class HandoffData(BaseModel):
         default_factory=dict, description="Profile attributes as the platforms sent them"
     )
     score: int = Field(description="Total score when the lead was handed off")
-    stage: str
+    stage: Stage
     explanation: list[ExplanationLine] = Field(
         default_factory=list, description="Each rule's points, largest first"
     )
     routing_reason: str = Field(description="Why this rep (or queue), in words")
     reason: str | None = Field(None, description="rejected / recycled: the playbook's reason code")
-    converted_to: str | None = Field(
+    converted_to: ConversionStage | None = Field(
         None, description="converted: the stage reached (sql, opportunity or customer)"
     )
     tier: str | None = Field(None, description="hot, warm or cold: decides the SLA")
@@ -262,10 +248,19 @@ class HandoffData(BaseModel):
     )
 
 
+ConversionStageText = Annotated[
+    str, WithJsonSchema({"type": "string", "enum": [s.value for s in ConversionStage]})
+]
+
+
 class FeedbackData(BaseModel):
     """The `data` of a sales-feedback event (type leadrouter.feedback.<action>)."""
 
     handoff_id: str = Field(description="The handoff, from its handoff events")
     rep_id: str | None = Field(None, description="Who gives the feedback (for the record)")
     reason: str | None = Field(None, description="reject: a reason code from the playbook")
-    converted_to: str | None = Field(None, description="convert: sql, opportunity or customer")
+    # Any text is read: an unknown stage is refused by the handoff service (logged and counted,
+    # not dead-lettered), so the schema lists the values without the decoding enforcing them.
+    converted_to: ConversionStageText | None = Field(
+        None, description="convert: sql, opportunity or customer"
+    )

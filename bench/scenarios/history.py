@@ -8,8 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from bench.result import Figure, Result
-from services.scoring.repository import decode_behaviour, encode_behaviour
-from services.scoring.scoring import LeadState, apply_activity
+from services.scoring.codec import decode_behaviour, encode_behaviour
+from services.scoring.core import LeadState, apply_activity
 from shared import jsoncodec
 from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook

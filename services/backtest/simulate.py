@@ -20,15 +20,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
-from services.scoring.identity import LeadsInMemory, identity_aliases
-from services.scoring.scoring import (
-    BECAME_MQL,
+from services.scoring.core import (
     LeadState,
     apply_activity,
     apply_activity_at,
     apply_sales_outcome,
     to_us,
 )
+from services.scoring.identity import LeadsInMemory, identity_aliases
 from shared.events import (
     HANDOFF_PREFIX,
     LEAD_ACTIVITY,
@@ -38,6 +37,7 @@ from shared.events import (
     LeadActivityData,
 )
 from shared.playbook import Playbook
+from shared.vocabulary import LifecycleTransition
 
 CLOSING = {"rejected", "recycled", "converted"}
 
@@ -306,7 +306,7 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
         else:
             continue
         for transition in transitions:
-            if transition.name != BECAME_MQL:
+            if transition.name != LifecycleTransition.BECAME_MQL:
                 continue
             mql = Qualification(
                 state.lead_key,

@@ -4,7 +4,6 @@ breaches do to it. No I/O and no clock reads: every decision takes `now`."""
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, time, timedelta
-from enum import StrEnum
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -12,20 +11,7 @@ from services.handoff.routing import RepLoad, RoutingDecision, route_lead
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.playbook import Playbook
 from shared.playbook.handoff import WEEKDAYS, WorkingHours
-
-
-class HandoffStatus(StrEnum):
-    """Where a handoff stands."""
-
-    QUEUED = "queued"  # waiting in the team's fallback queue for an eligible rep
-    ASSIGNED = "assigned"
-    ACCEPTED = "accepted"
-    CONTACTED = "contacted"
-    REJECTED = "rejected"
-    CONVERTED = "converted"
-    ESCALATED = "escalated"  # in the manager's queue after SLA breaches
-    ERASED = "erased"  # the lead's personal data was erased; closed, counts kept (erasure.py)
-
+from shared.vocabulary import ConversionStage, FeedbackAction, HandoffStatus
 
 # Statuses that hold one of the rep's capacity slots.
 OPEN_STATUSES = frozenset({HandoffStatus.ASSIGNED, HandoffStatus.ACCEPTED, HandoffStatus.CONTACTED})
@@ -33,24 +19,7 @@ OPEN_STATUSES = frozenset({HandoffStatus.ASSIGNED, HandoffStatus.ACCEPTED, Hando
 WAITING_STATUSES = frozenset({HandoffStatus.QUEUED, HandoffStatus.ESCALATED})
 
 
-class ConversionStage(StrEnum):
-    """The stages sales can report a lead reached, in funnel order."""
-
-    SQL = "sql"
-    OPPORTUNITY = "opportunity"
-    CUSTOMER = "customer"
-
-
 CONVERSION_ORDER = list(ConversionStage)
-
-
-class FeedbackAction(StrEnum):
-    """What a sales tool reports about a handoff."""
-
-    ACCEPT = "accept"
-    CONTACT = "contact"
-    REJECT = "reject"
-    CONVERT = "convert"
 
 
 # action -> (statuses it may follow, status it leads to); convert may repeat to move forward.

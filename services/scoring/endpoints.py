@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 
 from services.scoring import repository
+from services.scoring.core import LeadState, evaluate, from_us
 from services.scoring.schemas import ActivityOut, Contribution, LeadOut
-from services.scoring.scoring import LeadState, evaluate, from_us
 from shared.auth import Admin, LeadsReader
 from shared.errors import Invalid, NotFound
 from shared.http import ReadSession, WriteSession

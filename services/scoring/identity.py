@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 
-from services.scoring.scoring import LeadState, merge
+from services.scoring.core import LeadState, merge
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
 

@@ -12,8 +12,8 @@ revocations, rollbacks or other writers: a write that rolled back left its versi
 from collections.abc import Iterable, Mapping
 from itertools import islice
 
+from services.scoring.core import LeadState
 from services.scoring.repository import LeadVersion
-from services.scoring.scoring import LeadState
 
 # About 2.5 KB a lead (the bench: +26 MB RSS for 10,000 leads), so at most ~25 MB: the
 # instance's recently active leads, not its whole history (services stay under 200 MB).

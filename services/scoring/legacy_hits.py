@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import repository
-from services.scoring.scoring import Behaviour, Hit, LeadState, add_hits, merge_behaviour
+from services.scoring.core import Behaviour, Hit, LeadState, add_hits, merge_behaviour
 from shared.db import make_engine, make_sessionmaker
 from shared.migrate import upgrade_async
 from shared.playbook import Playbook, load_playbook

@@ -12,9 +12,9 @@ without its id (live dead-letters it, in a transaction that claims no id). No I/
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.scoring.core import LeadState, apply_activity, apply_sales_outcome
 from services.scoring.erasure import lead_hash
 from services.scoring.identity import LeadsInMemory, identity_aliases
-from services.scoring.scoring import LeadState, apply_activity, apply_sales_outcome
 from services.scoring.service import UnprocessableEvent
 from shared.events import (
     ERASURE_REQUESTED,

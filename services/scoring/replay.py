@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.scoring import repository
 from services.scoring.app import scoring_handler
+from services.scoring.core import next_score_change
 from services.scoring.erasure import lead_hash
 from services.scoring.rebuild import Rebuild, ReplayRecord
-from services.scoring.scoring import next_score_change
 from services.scoring.service import RELAY, RETIER
 from shared import audit
 from shared.consumer import TransactionalConsumer

@@ -22,10 +22,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score, seal_archive, unpack
+from services.scoring.codec import decode_behaviour, encode_behaviour
+from services.scoring.core import LeadState, Score
 from shared import jsoncodec
 from shared.db import consumer_offsets, metadata, outbox, processed_events
 from shared.timers import timers
+from shared.vocabulary import Stage
 
 leads = Table(
     "leads",
@@ -40,7 +42,7 @@ leads = Table(
     Column("stage", Text, nullable=False),
     Column("events_count", Integer, nullable=False),
     Column("explanation", JSONB, nullable=False),
-    # The compact per-rule tallies (services/scoring/scoring.py Behaviour): bounded in size.
+    # The compact per-rule tallies (services/scoring/core Behaviour, services/scoring/codec.py).
     Column("behaviour", JSONB, nullable=False),
     Column("last_activity_at", DateTime(timezone=True)),
     Column("evaluated_at", DateTime(timezone=True)),
@@ -74,71 +76,13 @@ lead_aliases = Table(
 Index("lead_aliases_lead_key", lead_aliases.c.lead_key)
 
 
-def encode_behaviour(behaviour: Behaviour) -> dict[str, Any]:
-    """The JSON form of a lead's behaviour record.
-
-    Awards go column by column (times, event ids, points), a few arrays instead of one per
-    award: the record is read and written with every event.
-    """
-    return {
-        "tallies": {
-            rule: [
-                t.settled,
-                t.open,
-                t.as_of_us,
-                t.settled_through,
-                [[period, *_columns(awards, 3)] for period, awards in t.periods],
-                seal_archive(t.archive),
-                t.archive_through,
-            ]
-            for rule, t in behaviour.tallies.items()
-        },
-        "recent_columns": _columns(behaviour.recent, 4),
-        "origins": sorted(behaviour.origins),
-    }
-
-
-def _columns(rows: tuple[tuple[Any, ...], ...], width: int) -> list[Any]:
-    return list(zip(*rows, strict=True)) if rows else [()] * width
-
-
-def decode_behaviour(doc: dict[str, Any]) -> Behaviour:
-    """A behaviour record from its JSON form (also from the forms older rows hold)."""
-    tallies = {}
-    for rule, (settled, open_points, as_of_us, through, periods, *archived) in doc.get(
-        "tallies", {}
-    ).items():
-        archive, archive_through = archived or ("", None)
-        tallies[rule] = RuleTally(
-            settled,
-            open_points,
-            as_of_us,
-            tuple(_period(period, columns) for period, *columns in periods),
-            through,
-            archive,
-            archive_through,
-        )
-    if "recent_columns" in doc:
-        recent = tuple(zip(*doc["recent_columns"], strict=True))
-    else:  # rows written before the columns: one array per award
-        recent = tuple(map(tuple, doc.get("recent", ())))
-    return Behaviour(tallies, recent, frozenset(doc.get("origins", ())))  # type: ignore[arg-type]
-
-
-def _period(period: int, columns: list[Any]) -> tuple[int, tuple[Any, ...]]:
-    if len(columns) == 3:
-        return period, tuple(zip(*columns, strict=True))
-    (awards,) = columns  # older rows: one array per award, or before that JSON text
-    return period, unpack(awards) if isinstance(awards, str) else tuple(map(tuple, awards))
-
-
 def _state(row: Any) -> LeadState:
     return LeadState(
         lead_key=row.lead_key,
         email=row.email,
         attributes=row.attributes,
         behaviour=decode_behaviour(row.behaviour),
-        stage=row.stage,
+        stage=Stage(row.stage),
         tier=row.tier,
         events_count=row.events_count,
         last_activity_at=row.last_activity_at,

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from shared.vocabulary import Stage
+
 
 class Contribution(BaseModel):
     """One rule's points in a score, decayed to the time the score was taken."""
@@ -32,7 +34,7 @@ class LeadOut(BaseModel):
     fit_score: float
     behaviour_score: float
     tier: str | None
-    stage: str
+    stage: Stage
     stage_definition: str
     identities: list[str] = Field(
         default_factory=list,

@@ -4,15 +4,10 @@ import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from prometheus_client import Counter, Histogram
-from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import erasure, repository
-from services.scoring.identity import identity_aliases, merged_lead
-from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
-from services.scoring.scoring import (
-    MERGED,
+from services.scoring.core import (
     LeadState,
     Transition,
     apply_activity,
@@ -20,6 +15,9 @@ from services.scoring.scoring import (
     next_score_change,
     retier,
 )
+from services.scoring.identity import identity_aliases, merged_lead
+from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
+from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
@@ -33,31 +31,17 @@ from shared.events import (
     CloudEvent,
     HandoffData,
     LeadActivityData,
+    LifecycleData,
     derived_event_id,
 )
 from shared.playbook import BehaviourRule, Playbook
 from shared.timers import Timer
+from shared.vocabulary import LifecycleTransition
 
 log = logging.getLogger(__name__)
 
 RELAY = "scoring"  # the outbox relay is named after its service
 RETIER = "scoring.retier"
-
-TRANSITIONS = Counter(
-    "leadrouter_scoring_transitions_total", "Lifecycle transitions emitted", ["transition"]
-)
-ACTIVITIES = Counter(
-    "leadrouter_scoring_activities_total",
-    "Events scoring applied, by type (activity types no playbook rule names are counted as "
-    "other; sales outcomes as sales_recycled, sales_converted) and outcome (scored, no_points, "
-    "merged, applied, unchanged)",
-    ["type", "outcome"],
-)
-SCORES = Histogram(
-    "leadrouter_scoring_lead_score",
-    "Lead totals after each update",
-    buckets=(-50, 0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 125, 150, 200),
-)
 
 
 class UnprocessableEvent(Invalid):
@@ -177,7 +161,9 @@ class ScoringHandler:
                 )
                 if merged_keys:  # downstream counts the person once from here on
                     at = state.last_activity_at or event.time
-                    transitions.insert(0, Transition(MERGED, state.stage, state.stage, at))
+                    transitions.insert(
+                        0, Transition(LifecycleTransition.MERGED, state.stage, state.stage, at)
+                    )
                 kind = data.activity.type
                 earns = any(
                     rule.matches(kind, data.activity.properties)
@@ -279,30 +265,29 @@ class ScoringHandler:
         if not transitions:  # most events: no explanation to build
             return []
         events = []
-        # Built from the lead's own typed state as LifecycleData(...).model_dump(mode="json")
-        # would give it (tests/unit/test_scoring_events.py), without building the models: their
-        # construction and dumping were ~12% of scoring's CPU.
+        # The lead's typed state through its contract model, so a misspelt field or a word
+        # outside the vocabulary fails here (and mypy), not in a consumer.
         explanation = [
-            {"rule": rule, "points": float(points)} for rule, points in state.score.contributions
+            {"rule": rule, "points": points} for rule, points in state.score.contributions
         ]
         score = state.score
         for transition in transitions:
-            data = {
-                "transition": transition.name,
-                "lead_key": state.lead_key,
-                "email": state.email,
-                "attributes": state.attributes,
-                "stage": transition.stage,
-                "score": int(score.total),
-                "fit_score": float(score.fit),
-                "behaviour_score": float(score.behaviour),
-                "tier": state.tier,
-                "previous_tier": transition.previous_tier,
-                "previous_stage": transition.previous_stage,
-                "explanation": explanation,
-                "qualifying_activity_at": to_jsonable_python(transition.at),
-                "merged_keys": list(merged),
-            }
+            data = LifecycleData(
+                transition=transition.name,
+                lead_key=state.lead_key,
+                email=state.email,
+                attributes=state.attributes,
+                stage=transition.stage,
+                score=score.total,
+                fit_score=score.fit,
+                behaviour_score=score.behaviour,
+                tier=state.tier,
+                previous_tier=transition.previous_tier,
+                previous_stage=transition.previous_stage,
+                explanation=explanation,
+                qualifying_activity_at=transition.at,
+                merged_keys=list(merged),
+            ).model_dump(mode="json")
             events.append(
                 CloudEvent.model_construct(
                     id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),

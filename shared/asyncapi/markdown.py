@@ -61,19 +61,28 @@ def _fields_table(
     for name, field in schema.get("properties", {}).items():
         meaning = field.get("description", "").replace("\n", " ")
         rows.append(
-            f"| `{name}` | {_type_name(field)} | {'yes' if name in required else ''} | {meaning} |"
+            f"| `{name}` | {_type_name(field, schemas)} | {'yes' if name in required else ''} "
+            f"| {meaning} |"
         )
     return rows
 
 
-def _type_name(field: dict[str, Any]) -> str:
+def _type_name(field: dict[str, Any], schemas: dict[str, Any]) -> str:
     if "$ref" in field:
-        return field["$ref"].rsplit("/", 1)[-1]
+        name = field["$ref"].rsplit("/", 1)[-1]
+        values = schemas.get(name, {}).get("enum")
+        return f"{name} ({_one_of(values)})" if values else name
     if "anyOf" in field:
-        return " or ".join(_type_name(f) for f in field["anyOf"])
+        return " or ".join(_type_name(f, schemas) for f in field["anyOf"])
     if "const" in field:
         return f"`{field['const']}`"
+    if "enum" in field:
+        return _one_of(field["enum"])
     kind = field.get("type", "any")
     if kind == "array":
-        return f"array of {_type_name(field.get('items', {}))}"
+        return f"array of {_type_name(field.get('items', {}), schemas)}"
     return f"{kind} ({field['format']})" if "format" in field else str(kind)
+
+
+def _one_of(values: list[Any]) -> str:
+    return ", ".join(f"`{v}`" for v in values)

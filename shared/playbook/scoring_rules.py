@@ -1,6 +1,6 @@
 """The playbook's scoring section: fit rules on attributes, behaviour rules on activities, decay.
 
-(The pure scoring core that applies these rules is services/scoring/scoring.py.)
+(The pure scoring core that applies these rules is services/scoring/core/.)
 """
 
 import re

@@ -3,9 +3,11 @@
 from pydantic import Field, model_validator
 
 from shared.playbook.base import Section
+from shared.vocabulary import LEAD_STAGES
 
-# The lifecycle every team uses, in funnel order; `recycled` and `disqualified` sit beside it.
-STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "recycled", "disqualified")
+# The lifecycle every team uses, in funnel order; `recycled` and `disqualified` sit beside it
+# (the words are shared/vocabulary.py's).
+STAGES = tuple(s.value for s in LEAD_STAGES)
 
 
 class Tier(Section):

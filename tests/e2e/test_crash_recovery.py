@@ -6,8 +6,8 @@ import random
 import pytest
 from sqlalchemy import func, select
 
+from services.scoring.core import LeadState, apply_activity
 from services.scoring.repository import leads
-from services.scoring.scoring import LeadState, apply_activity
 from shared.db import make_engine, make_sessionmaker
 from shared.events import LeadActivityData
 from shared.kafka import LEAD_EVENTS, LEAD_LIFECYCLE, ensure_topics, make_producer

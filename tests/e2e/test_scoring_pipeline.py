@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from harness.events import lead_activity, sales_outcome
+from services.scoring.core import evaluate
 from services.scoring.repository import all_leads, lead_aliases
-from services.scoring.scoring import evaluate
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
 from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import load_playbook

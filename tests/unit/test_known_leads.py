@@ -3,8 +3,8 @@ recently saved go first once the bound is reached."""
 
 from datetime import UTC, datetime
 
+from services.scoring.core import LeadState
 from services.scoring.known_leads import KnownLeads
-from services.scoring.scoring import LeadState
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

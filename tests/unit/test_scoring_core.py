@@ -7,16 +7,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from services.scoring.repository import decode_behaviour, encode_behaviour
-from services.scoring.scoring import (
-    BECAME_LEAD,
-    BECAME_MQL,
-    BELOW_THRESHOLD,
-    DISQUALIFIED,
+from services.scoring.codec import decode_behaviour, encode_behaviour, pack
+from services.scoring.core import (
     LIVE_PERIODS,
     RECENT_HITS,
     SETTLED_BELOW_POINTS,
-    TIER_CHANGED,
     Hit,
     LeadState,
     activity_hits,
@@ -29,7 +24,6 @@ from services.scoring.scoring import (
     fit_score,
     merge,
     next_score_change,
-    pack,
     retier,
 )
 from shared import jsoncodec
@@ -37,7 +31,13 @@ from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
 from shared.playbook.scoring_rules import FitRule
 from shared.settings import REPO_ROOT
+from shared.vocabulary import LifecycleTransition
 
+BECAME_LEAD = LifecycleTransition.BECAME_LEAD
+BECAME_MQL = LifecycleTransition.BECAME_MQL
+BELOW_THRESHOLD = LifecycleTransition.SCORE_BELOW_THRESHOLD
+DISQUALIFIED = LifecycleTransition.DISQUALIFIED
+TIER_CHANGED = LifecycleTransition.TIER_CHANGED
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 KINDS = [
@@ -352,7 +352,7 @@ def test_incremental_tallies_equal_scoring_every_award_from_scratch(items, rng, 
 @given(steps, st.integers(0, 60 * 24 * 90))
 def test_a_late_recycle_sees_the_activity_after_it_as_scoring_from_scratch_does(items, since):
     """The recent awards answer "did later activity requalify the lead" as all awards would."""
-    from services.scoring.scoring import _requalified_after
+    from services.scoring.core.stages import _requalified_after
 
     state, _ = fold(items)
     recycle_at = T0 + timedelta(minutes=since)

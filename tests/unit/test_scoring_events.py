@@ -1,11 +1,11 @@
-"""The lifecycle events scoring builds without re-validation are what validation would give."""
+"""The lifecycle events scoring builds are what validating their data would give, byte for byte."""
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
 from pydantic_core import to_json
 
-from services.scoring.scoring import LeadState, apply_activity
+from services.scoring.core import LeadState, apply_activity
 from services.scoring.service import ScoringHandler
 from shared.events import Activity, CloudEvent, Identity, LeadActivityData, LifecycleData
 from shared.playbook import load_playbook
@@ -38,7 +38,7 @@ def test_each_lifecycle_event_equals_its_validated_form():
 
 
 def test_lifecycle_data_is_the_models_json_dump_byte_for_byte():
-    """Built as plain dicts for speed: the same text as LifecycleData's JSON dump, offsets,
+    """The same text as LifecycleData's JSON dump of the typed transition time, offsets,
     microseconds and number types included."""
     handler = ScoringHandler(PLAYBOOK, "lead-events", "lead-lifecycle")
     state = LeadState(lead_key="email:ana@acme.example")
