@@ -13,8 +13,8 @@ from alembic import command
 
 from services.scoring import repository
 from services.scoring.app import scoring_handler
-from services.scoring.legacy_hits import fold_legacy_hits
 from services.scoring.core import Hit, LeadState, behaviour_score, evaluate
+from services.scoring.legacy_hits import fold_legacy_hits
 from shared.db import make_engine, make_sessionmaker
 from shared.migrate import alembic_config, upgrade_async
 from shared.playbook import load_playbook
