@@ -216,6 +216,7 @@ async def test_rate_limit_answers_429_with_retry_after(services):
     assert int(codes[2].headers["retry-after"]) >= 1
 
 
+@pytest.mark.xdist_group("pausable_kafka")
 async def test_kafka_down_gives_503_and_the_retry_is_counted_once(
     settings, services, pausable_kafka
 ):
