@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from hypothesis import settings
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from shared.migrate import upgrade_async
@@ -34,8 +34,8 @@ pytest_plugins = ["tests.contract"]
 # No per-example deadline: property tests check results, and timings belong in benchmarks. On
 # a loaded shared machine hypothesis's default 200 ms deadline failed examples that took long
 # only because the CPU was busy (reported as flaky).
-settings.register_profile("leadrouter", deadline=None)
-settings.load_profile("leadrouter")
+hypothesis_settings.register_profile("leadrouter", deadline=None)
+hypothesis_settings.load_profile("leadrouter")
 
 
 def _dsn(database: str) -> str:

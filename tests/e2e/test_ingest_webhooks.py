@@ -263,7 +263,7 @@ async def wait_all_consumed(settings) -> int:
     """
     topic = settings.topic(LEAD_EVENTS)
     records = await read_topic(settings.kafka_bootstrap, topic, 10**6, timeout_s=5)
-    last = {}
+    last: dict[int, int] = {}
     for record in records:
         last[record.partition] = max(last.get(record.partition, -1), record.offset)
     engine = make_engine(settings.database_url, pool_size=1)

@@ -7,6 +7,7 @@ every partition moves on to the good events behind it.
 
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -40,12 +41,13 @@ def event(type_: str, subject: str, data: dict) -> CloudEvent:
 
 def poison_for(topic: str, subject: str, n: int) -> list[tuple[str, bytes]]:
     """Three kinds of poison for a topic, each tagged with what it is."""
-    handled_type, bad_data = {
+    invalid: dict[str, tuple[str, dict[str, Any]]] = {
         LEAD_EVENTS: (LEAD_ACTIVITY, {"identity": {}, "activity": {"type": "page_view"}}),
         HANDOFFS: (HANDOFF_PREFIX + "recycled", {"lead_key": 42}),
         LEAD_LIFECYCLE: ("leadrouter.lifecycle.became_mql", {"transition": "became_mql"}),
         SALES_FEEDBACK: (FEEDBACK_PREFIX + "accept", {"rep_id": "r1"}),
-    }[topic]
+    }
+    handled_type, bad_data = invalid[topic]
     return [
         ("undecodable", b"\xff\xfe{not json " + str(n).encode()),
         ("unknown type", event("com.example.unknown.v9", subject, {"n": n}).to_bytes()),
