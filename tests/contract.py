@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
 from jsonschema import Draft202012Validator
 
 from shared.asyncapi import TOPIC_VERSION, TOPICS, Topic, message_name
@@ -56,6 +57,19 @@ def contract_errors(
     if not errors:
         SEEN[event_type] += 1
     return errors
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand the event types it saw to the controller, which reports."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["contract_seen"] = dict(SEEN)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: add a finished worker's event types to the run's."""
+    SEEN.update(getattr(node, "workeroutput", {}).get("contract_seen", {}))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

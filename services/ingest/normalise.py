@@ -118,7 +118,7 @@ def native_to_cloud_event(item: NativeLeadEvent, source: str) -> CloudEvent:
     # `item` is validated and has the fields of LeadActivityData (an activity's time is the
     # same AwareDatetime): one dump of it is the data, where building and validating the
     # lead event's models again cost a third of ingest's CPU per event
-    # (tests/unit/test_normalise.py checks it is what validation would give).
+    # (tests/unit/test_ingest_normalise.py checks it is what validation would give).
     data = item.model_dump(mode="json", exclude={"id"})
     activity = data["activity"]
     activity["properties"] = with_url_fields(activity["properties"])

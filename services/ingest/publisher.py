@@ -328,7 +328,7 @@ _WORDS: dict[int, struct.Struct] = {}
 def murmur2(key: bytes) -> int:
     """Kafka's murmur2 of a record key, as aiokafka.partitioner.murmur2 (the default
     partitioner's) computes it: the key's words unpacked at once, about a third of the CPU of
-    aiokafka's byte-by-byte loop (tests/unit/test_ingest_committer.py checks they agree)."""
+    aiokafka's byte-by-byte loop (tests/unit/test_ingest_publisher.py checks they agree)."""
     length = len(key)
     words = length >> 2
     unpack = _WORDS.get(words)

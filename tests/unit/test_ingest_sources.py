@@ -316,7 +316,7 @@ def test_native_events_and_webhooks_with_the_same_id_stay_apart():
     assert hub.id != seg.id
 
 
-def test_item3_hubspot_events_sharing_an_event_id_stay_distinct_and_retries_still_dedup():
+def test_hubspot_events_sharing_an_event_id_stay_distinct_and_retries_still_dedup():
     # HubSpot documents eventId as not unique: two contacts' changes in one batch share it.
     first = {**HUBSPOT[0], "eventId": 42, "objectId": 1, "propertyName": "company"}
     second = {**first, "objectId": 2}
@@ -327,7 +327,7 @@ def test_item3_hubspot_events_sharing_an_event_id_stay_distinct_and_retries_stil
     assert retry.id == ids[1]
 
 
-def test_item3_a_segment_message_id_shared_by_a_page_and_an_identify_call_gives_two_events():
+def test_a_segment_message_id_shared_by_a_page_and_an_identify_call_gives_two_events():
     page = {
         "type": "page",
         "messageId": "shared-1",
@@ -340,7 +340,7 @@ def test_item3_a_segment_message_id_shared_by_a_page_and_an_identify_call_gives_
     assert len({event.id for _, event in out.events}) == 2
 
 
-def test_item6_hubspot_items_that_name_their_type_event_type_are_accepted():
+def test_hubspot_items_that_name_their_type_event_type_are_accepted():
     # The webhooks overview example names the type `eventType` instead of subscriptionType.
     item = {k: v for k, v in HUBSPOT[1].items() if k != "subscriptionType"}
     out = hubspot.normalise([{**item, "eventType": "contact.creation"}])
@@ -385,7 +385,7 @@ MAUTIC_TEST_PAYLOAD = {
 }
 
 
-def test_item7_mautic_send_test_payload_shapes_are_accepted_not_vanished():
+def test_mautic_send_test_payload_shapes_are_accepted_not_vanished():
     out = mautic.normalise(MAUTIC_TEST_PAYLOAD)
     assert len(out.events) == 3 and not out.ignored and not out.unusable
     kinds = {kind: data(event).activity for kind, event in out.events}
@@ -395,7 +395,7 @@ def test_item7_mautic_send_test_payload_shapes_are_accepted_not_vanished():
     assert kinds["mautic.page_on_hit"].occurred_at.isoformat() == "2015-08-26T01:32:39+00:00"
 
 
-def test_item8_one_pricing_visit_has_the_same_activity_and_url_fields_from_every_platform():
+def test_one_pricing_visit_has_the_same_activity_and_url_fields_from_every_platform():
     url = "https://acme.example/pricing?plan=team"
     contact = {"id": 5, "fields": {"core": {"email": {"value": "ana@acme.example"}}}}
     from_mautic = mautic.normalise(
