@@ -28,6 +28,7 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     LIFECYCLE_TRANSITIONS,
+    SALES_INSIGHT,
     Activity,
     CloudEvent,
     ExplanationLine,
@@ -36,9 +37,20 @@ from shared.events import (
     Identity,
     LeadActivityData,
     LifecycleData,
+    SalesInsightData,
+    Touch,
+    TouchAt,
+    Touches,
     derived_event_id,
 )
-from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE, SALES_FEEDBACK, dlq
+from shared.kafka import (
+    HANDOFFS,
+    LEAD_EVENTS,
+    LEAD_LIFECYCLE,
+    SALES_FEEDBACK,
+    SALES_INSIGHTS,
+    dlq,
+)
 
 # The contract's version: the major is the topics' `.v1`; a breaking change needs new topics.
 CONTRACT_VERSION = "1.0.0"
@@ -80,6 +92,7 @@ def _activity_example(event_type: str) -> BaseModel:
         identity=Identity(email="ana@acme.example", external_ids={"hubspot": "123"}),
         attributes={"company": "Acme", "company_size": 250, "country": "DE"},
         activity=Activity(type="demo_request", occurred_at=EXAMPLE_TIME, properties={}),
+        touch=Touch(source="google", medium="cpc", campaign="spring-demo"),
     )
 
 
@@ -107,6 +120,7 @@ def _lifecycle_example(event_type: str) -> BaseModel:
         previous_tier="warm" if transition == "tier_changed" else None,
         explanation=_explanation(),
         qualifying_activity_at=EXAMPLE_TIME,
+        touches=_touches_example(),
     )
 
 
@@ -160,6 +174,27 @@ def _feedback_example(event_type: str) -> BaseModel:
     )
 
 
+def _touches_example() -> Touches:
+    paid = TouchAt(source="google", medium="cpc", campaign="spring-demo", at=EXAMPLE_TIME)
+    return Touches(first=paid, qualifying=paid, last=paid)
+
+
+def _insight_example(event_type: str) -> BaseModel:
+    return SalesInsightData(
+        handoff_id="6b0d2c4e-8f0a-5d3e-9c51-2f7a4b8e1d10",
+        lead_key="email:ana@acme.example",
+        action="reject",
+        rep_id="rep-ben",
+        team="sales",
+        routing_rule="enterprise_emea",
+        tier="hot",
+        reason="no_budget",
+        tags={"objection": ["price"], "competitor": ["pipedrive"]},
+        note="Budget frozen until Q3; asked us to come back then.",
+        touches=_touches_example(),
+    )
+
+
 # One line per event type: when it is written (the message summaries in the document).
 WHEN = {
     LEAD_ACTIVITY: "A lead did something (a form, a page view, a demo request, ...).",
@@ -194,6 +229,8 @@ WHEN = {
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",
     "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`, "
     "with `amount` and `currency` for an opportunity or a customer).",
+    SALES_INSIGHT: "Sales gave feedback with insight tags or a note: what they heard, with "
+    "where the lead came from.",
 }
 
 ORDERING = (
@@ -247,6 +284,18 @@ TOPICS: tuple[Topic, ...] = (
         written_by="sales tools",
         read_by="handoff",
         leadrouter_writes=False,
+    ),
+    Topic(
+        name=SALES_INSIGHTS,
+        title="Sales insights",
+        description="What sales heard from leads (objections, pain points, competitors, "
+        "personas, a short note), tagged from the playbook's vocabulary, with the lead's "
+        "touches, routing rule and tier so marketing can read it by campaign.",
+        data_model=SalesInsightData,
+        types=(SALES_INSIGHT,),
+        example=_insight_example,
+        written_by="handoff (through its outbox)",
+        read_by="marketing tools",
     ),
 )
 

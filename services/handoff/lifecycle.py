@@ -129,6 +129,8 @@ class Handoff:
     opportunity_currency: str | None = None
     customer_amount: Decimal | None = None
     customer_currency: str | None = None
+    # Where the lead came from when it was routed: first, qualifying and last touch.
+    touches: Mapping[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> "Handoff":

@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.handoff import erasure, repository
+from services.handoff.funnel import touches_json
+from services.handoff.insights import check_insight
 from services.handoff.lifecycle import (
     OPEN_STATUSES,
     Escalate,
@@ -64,6 +66,7 @@ from services.handoff.routing import (
     next_queue_check,
     route_lead,
 )
+from services.handoff.sales_insights import record_insight
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
@@ -79,6 +82,7 @@ from shared.events import (
     LifecycleData,
     derived_event_id,
 )
+from shared.kafka import HANDOFFS, SALES_INSIGHTS
 from shared.playbook import Playbook
 from shared.timers import Timer
 
@@ -102,10 +106,20 @@ ROUTED_TRANSITIONS = {"became_mql"}
 class HandoffService:
     """Everything handoff does to its tables, each call inside the caller's transaction."""
 
-    def __init__(self, playbook: Playbook, handoffs_topic: str, feedback_topic: str) -> None:
+    def __init__(
+        self,
+        playbook: Playbook,
+        handoffs_topic: str,
+        feedback_topic: str,
+        insights_topic: str | None = None,
+    ) -> None:
         self.playbook = playbook
         self.handoffs_topic = handoffs_topic
         self.feedback_topic = feedback_topic
+        # Beside the handoffs topic when not named (tests name the two they read).
+        self.insights_topic = insights_topic or handoffs_topic.replace(
+            f".{HANDOFFS}.", f".{SALES_INSIGHTS}."
+        )
         self.teams = {t.name: t for t in playbook.routing.teams}
         self.rep_names = {r.id: r.name for t in playbook.routing.teams for r in t.reps}
         # Set by a transaction that may have changed handoffs; the gauges follow its commit.
@@ -146,7 +160,7 @@ class HandoffService:
         now: datetime | None = None
         # Funnel rows go in one statement per run of lifecycle events; written before anything
         # else that could touch them (an erasure anonymises the lead's rows).
-        funnel: list[tuple[str, str, str, datetime]] = []
+        funnel: list[repository.FunnelRow] = []
         # Most lifecycle events only add funnel rows: the handoff gauges are counted again
         # (two queries) only when the batch may have changed a handoff.
         changed_handoffs = False
@@ -165,7 +179,9 @@ class HandoffService:
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
                 await repository.record_merges(session, lead.lead_key, lead.merged_keys)
-                funnel.append((event.id, lead.lead_key, lead.transition, event.time))
+                funnel.append(
+                    (event.id, lead.lead_key, lead.transition, event.time, touches_json(event))
+                )
                 if lead.transition in ROUTED_TRANSITIONS:
                     now = await self.route(session, event, lead, now)
                     changed_handoffs = True
@@ -242,6 +258,7 @@ class HandoffService:
             explanation=[line.model_dump() for line in lead.explanation],
             lifecycle_event_id=event.id,
             qualifying_activity_at=lead.qualifying_activity_at,
+            touches=lead.touches.model_dump(mode="json") if lead.touches else None,
             reassignments=0,
             previous_reps=[],
             **values,
@@ -562,6 +579,7 @@ class HandoffService:
         money = conversion_money(
             action, feedback.converted_to, feedback.amount, feedback.currency, self.playbook
         )
+        insight = check_insight(feedback.tags, feedback.note, self.playbook)
         check_feedback_author(handoff, feedback.rep_id, self.playbook)
         changes: dict[str, Any] = {"status": status}
         if action in {FeedbackAction.ACCEPT, FeedbackAction.CONTACT}:
@@ -610,6 +628,10 @@ class HandoffService:
             cause=cause,
             at=now,
         )
+        if not insight.empty:
+            await record_insight(
+                session, self.insights_topic, updated, action, feedback, insight, now, cause
+            )
         log.info("feedback %s: now %s", action, status, extra={"handoff_id": handoff.handoff_id})
         await self._publish(session, updated, status, cause=cause)
         if action == FeedbackAction.REJECT:

@@ -20,9 +20,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score, seal_archive, unpack
+from services.scoring.touches import LeadTouches
 from shared import jsoncodec
 from shared.db import consumer_offsets, metadata, outbox, processed_events
 from shared.timers import timers
@@ -341,6 +343,7 @@ async def delete_leads(session: AsyncSession, keys: Iterable[str]) -> None:
     keys = sorted(set(keys))
     if keys:
         await session.execute(delete(leads).where(leads.c.lead_key.in_(keys)))
+        await session.execute(delete(lead_touches).where(lead_touches.c.lead_key.in_(keys)))
 
 
 async def get_lead(session: AsyncSession, key_or_alias: str) -> LeadState | None:
@@ -476,3 +479,49 @@ async def add_tombstones(session: AsyncSession, hashes: Iterable[str]) -> None:
             ),
             {"hashes": hashes},
         )
+
+
+# -- touches: where each lead came from (services/scoring/touches.py) ------------------------
+
+# Beside the leads, not in them: most events carry no touch and change no stage, and they
+# never read or write this table.
+lead_touches = Table(
+    "lead_touches",
+    metadata,
+    Column("lead_key", Text, primary_key=True),
+    Column("first_touch", JSONB),
+    Column("qualifying_touch", JSONB),
+    Column("last_touch", JSONB),
+)
+
+
+async def get_touches(session: AsyncSession, keys: Iterable[str]) -> dict[str, LeadTouches]:
+    """The touches of these leads (leads without any are absent)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    rows = await session.execute(select(lead_touches).where(lead_touches.c.lead_key.in_(keys)))
+    return {r.lead_key: LeadTouches(r.first_touch, r.qualifying_touch, r.last_touch) for r in rows}
+
+
+async def save_touches(session: AsyncSession, touches: Mapping[str, LeadTouches]) -> None:
+    """Insert or replace these leads' touches."""
+    rows = [
+        {
+            "lead_key": k,
+            "first_touch": t.first,
+            "qualifying_touch": t.qualifying,
+            "last_touch": t.last,
+        }
+        for k, t in sorted(touches.items())
+        if not t.empty
+    ]
+    if not rows:
+        return
+    stmt = pg_insert(lead_touches).values(rows)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["lead_key"],
+            set_={c: stmt.excluded[c] for c in ("first_touch", "qualifying_touch", "last_touch")},
+        )
+    )
