@@ -116,9 +116,11 @@ class HandoffService:
         self.playbook = playbook
         self.handoffs_topic = handoffs_topic
         self.feedback_topic = feedback_topic
-        # Beside the handoffs topic when not named (tests name the two they read).
-        self.insights_topic = insights_topic or handoffs_topic.replace(
-            f".{HANDOFFS}.", f".{SALES_INSIGHTS}."
+        # Beside the handoffs topic when not named (tests name only the two they read).
+        self.insights_topic = insights_topic or (
+            handoffs_topic.replace(HANDOFFS, SALES_INSIGHTS)
+            if HANDOFFS in handoffs_topic
+            else f"{handoffs_topic}.{SALES_INSIGHTS}"
         )
         self.teams = {t.name: t for t in playbook.routing.teams}
         self.rep_names = {r.id: r.name for t in playbook.routing.teams for r in t.reps}

@@ -71,7 +71,7 @@ async def test_marketing_reads_campaigns_and_an_insight_on_the_board(settings, s
     await shot(page, "board-campaigns")
 
     # By routing rule: the same handoff under its rule, the insight there too.
-    await page.get_by_label("By").select_option("routing_rule")
+    await page.get_by_label("By", exact=True).select_option("routing_rule")
     await page.get_by_role("button", name="Show").click()
     await expect(page.locator("#insights-heading")).to_have_text(
         "What sales heard, by routing rule"

@@ -744,3 +744,52 @@ async def test_http_convert_takes_an_amount_and_the_funnel_sums_it(client, setti
     funnel = (await client.get("/v1/funnel")).json()
     assert (funnel["pipeline"], funnel["revenue"]) == ({"GBP": "12000.00"}, {})
     await engine.dispose()
+
+
+# -- issue 25: sales insights ----------------------------------------------------------------
+
+
+async def test_insights_are_kept_published_and_their_notes_erased_with_the_lead(sessions):
+    from services.handoff import erasure
+
+    desk = await desk_for(sessions, playbook())
+    hid = await desk.qualify("insight@acme.example", MONDAY_NOON)
+    rep = (await desk.get(hid)).rep_id
+    with pytest.raises(LeadrouterError) as refused:
+        await desk.feedback("accept", hid, MONDAY_NOON, rep_id=rep, tags={"objection": ["nope"]})
+    assert refused.value.errors == [{"pointer": "/tags/objection/0", "detail": str(refused.value)}]
+    await desk.feedback(
+        "accept",
+        hid,
+        MONDAY_NOON,
+        rep_id=rep,
+        tags={"objection": ["price"], "persona": ["founder"]},
+        note="Call back after the board meeting",
+    )
+    await desk.feedback("contact", hid, MONDAY_NOON, rep_id=rep)  # no insight: none kept
+    async with sessions() as s:
+        rows = (await s.execute(select(repository.sales_insights))).all()
+    assert [(r.action, r.tags, r.note, r.routing_rule) for r in rows] == [
+        (
+            "accept",
+            {"objection": ["price"], "persona": ["founder"]},
+            rows[0].note,
+            rows[0].routing_rule,
+        )
+    ]
+    assert rows[0].note == "Call back after the board meeting" and rows[0].routing_rule
+    async with sessions() as s:
+        kinds = [
+            json.loads(v)["type"]
+            for v in (
+                await s.execute(
+                    select(outbox.c.value).where(outbox.c.topic == desk.service.insights_topic)
+                )
+            ).scalars()
+        ]
+    assert kinds == ["leadrouter.insight.recorded"]
+    async with sessions() as s, s.begin():
+        await erasure.erase_lead(s, "email:insight@acme.example", MONDAY_NOON, "handoff", [])
+    async with sessions() as s:
+        after = (await s.execute(select(repository.sales_insights))).one()
+    assert (after.note, after.tags) == (None, {"objection": ["price"], "persona": ["founder"]})
