@@ -209,11 +209,12 @@ class ScoringHandler:
             session,
             {a: k for a, k in bindings.items() if k in changed and stored.get(a) != k},
         )
+        # Before the merged-away leads go: their touches join the lead they merged into.
+        await journal.apply(session)
         await repository.delete_leads(session, absorbed - set(changed))
         self.known.forget(absorbed)
         # Remembered before the commit: if it rolls back, these versions are never any row's.
         self.known.saved(await repository.save_leads(session, changed.values()), changed)
-        await journal.apply(session)
         await timers.cancel(session, RETIER, *(absorbed - set(changed)))
         await self._schedule(session, list(changed.values()), stored_leads)
         await outbox.add_events(session, self.relay, self.lifecycle_topic, lifecycle)
