@@ -20,7 +20,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.scoring import Behaviour, LeadState, RuleTally, Score, seal_archive, unpack
@@ -495,33 +494,47 @@ lead_touches = Table(
 )
 
 
+# Fixed statements with one array per column, as for the leads (a multi-row insert built per
+# batch cost more than the rest of the touches' work).
+GET_TOUCHES = text(
+    "select lead_key, first_touch, qualifying_touch, last_touch from lead_touches"
+    " where lead_key = any(cast(:keys as text[]))"
+)
+SAVE_TOUCHES = text(
+    "insert into lead_touches (lead_key, first_touch, qualifying_touch, last_touch)"
+    " select k, cast(f as jsonb), cast(q as jsonb), cast(l as jsonb) from unnest("
+    "cast(:keys as text[]), cast(:firsts as text[]), cast(:qualifyings as text[]),"
+    " cast(:lasts as text[])) as t(k, f, q, l)"
+    " on conflict (lead_key) do update set first_touch = excluded.first_touch,"
+    " qualifying_touch = excluded.qualifying_touch, last_touch = excluded.last_touch"
+)
+
+
 async def get_touches(session: AsyncSession, keys: Iterable[str]) -> dict[str, LeadTouches]:
     """The touches of these leads (leads without any are absent)."""
     keys = sorted(set(keys))
     if not keys:
         return {}
-    rows = await session.execute(select(lead_touches).where(lead_touches.c.lead_key.in_(keys)))
+    rows = await session.execute(GET_TOUCHES, {"keys": keys})
     return {r.lead_key: LeadTouches(r.first_touch, r.qualifying_touch, r.last_touch) for r in rows}
 
 
 async def save_touches(session: AsyncSession, touches: Mapping[str, LeadTouches]) -> None:
     """Insert or replace these leads' touches."""
-    rows = [
-        {
-            "lead_key": k,
-            "first_touch": t.first,
-            "qualifying_touch": t.qualifying,
-            "last_touch": t.last,
-        }
-        for k, t in sorted(touches.items())
-        if not t.empty
-    ]
-    if not rows:
+    kept = sorted((k, t) for k, t in touches.items() if not t.empty)
+    if not kept:
         return
-    stmt = pg_insert(lead_touches).values(rows)
+
+    def column(role: str) -> list[str | None]:
+        values = [getattr(t, role) for _, t in kept]
+        return [jsoncodec.dumps(v) if v is not None else None for v in values]
+
     await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["lead_key"],
-            set_={c: stmt.excluded[c] for c in ("first_touch", "qualifying_touch", "last_touch")},
-        )
+        SAVE_TOUCHES,
+        {
+            "keys": [k for k, _ in kept],
+            "firsts": column("first"),
+            "qualifyings": column("qualifying"),
+            "lasts": column("last"),
+        },
     )
