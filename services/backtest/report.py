@@ -89,6 +89,7 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
         ra, rb = a["handoffs_per_rep"].get(rep, {}), b["handoffs_per_rep"].get(rep, {})
         cap = ra.get("capacity") or rb.get("capacity") or ""
         lines.append(f"| {rep} | {ra.get('handoffs', 0)} | {rb.get('handoffs', 0)} | {cap} |")
+    lines += _campaign_lines(result.get("by_campaign"))
     for side in ("only_baseline", "only_candidate"):
         lines += [
             "",
@@ -217,3 +218,32 @@ def _score_chart(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+FIGURES = ("mqls", "accepted", "sqls", "customers")
+
+
+def _campaign_lines(by_campaign: dict[str, list[dict[str, Any]]] | None) -> list[str]:
+    """The funnel by campaign (first touch) under both playbooks."""
+    if not by_campaign:
+        return []
+    a = {g["key"]: g for g in by_campaign["baseline"]}
+    b = {g["key"]: g for g in by_campaign["candidate"]}
+    lines = [
+        "",
+        "## By campaign (first touch)",
+        "",
+        "| campaign | leads | MQLs | accepted | SQLs | customers |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def mqls(key: str | None) -> float:
+        return float((a.get(key) or {}).get("mqls", 0))
+
+    for key in sorted(set(a) | set(b), key=lambda k: (k is None, -mqls(k), k or "")):
+        ga, gb = a.get(key, {}), b.get(key, {})
+        pairs = [f"{ga.get(n, 0):g} / {gb.get(n, 0):g}" for n in FIGURES]
+        leads = ga.get("leads") or gb.get("leads") or 0
+        lines.append(f"| {key or '(none)'} | {leads:g} | " + " | ".join(pairs) + " |")
+    lines += ["", "Each figure: baseline / candidate."]
+    return lines

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from services.backtest.campaigns import campaign_breakdown
 from services.backtest.compare import calibrate, compare
 from services.backtest.history import read_history
 from services.backtest.report import write_backtest, write_calibration
@@ -28,6 +29,10 @@ def backtest(
     a = simulate(history, baseline)
     b = simulate(history, candidate)
     result = compare(a.since(since), b.since(since), baseline, candidate, judged)
+    result["by_campaign"] = {
+        "baseline": campaign_breakdown(history, a.since(since), judged),
+        "candidate": campaign_breakdown(history, b.since(since), judged),
+    }
     scores = {"baseline": list(a.scores.values()), "candidate": list(b.scores.values())}
     return result, scores
 

@@ -13,7 +13,7 @@ from services.handoff.webhooks import Webhooks
 from shared import audit
 from shared.db import db_now
 from shared.http import create_app
-from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK
+from shared.kafka import HANDOFFS, LEAD_LIFECYCLE, SALES_FEEDBACK, SALES_INSIGHTS
 from shared.playbook import Playbook, load_playbook
 from shared.runtime import Runtime
 from shared.settings import HandoffSettings, get_settings
@@ -24,7 +24,12 @@ def build_app(settings: HandoffSettings | None = None, playbook: Playbook | None
     settings = settings or get_settings()
     playbook = playbook or load_playbook(settings.playbook)
     runtime = Runtime(settings, "handoff")
-    service = HandoffService(playbook, settings.topic(HANDOFFS), settings.topic(SALES_FEEDBACK))
+    service = HandoffService(
+        playbook,
+        settings.topic(HANDOFFS),
+        settings.topic(SALES_FEEDBACK),
+        settings.topic(SALES_INSIGHTS),
+    )
     runtime.consume(
         [settings.topic(LEAD_LIFECYCLE), settings.topic(SALES_FEEDBACK)],
         settings.consumer_group("handoff"),

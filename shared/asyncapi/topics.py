@@ -11,6 +11,7 @@ from shared.asyncapi.examples import (
     activity_example,
     feedback_example,
     handoff_example,
+    insight_example,
     lifecycle_example,
 )
 from shared.events import (
@@ -22,14 +23,22 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     LIFECYCLE_TRANSITIONS,
+    SALES_INSIGHT,
     CloudEvent,
     FeedbackData,
     HandoffData,
     LeadActivityData,
     LifecycleData,
+    SalesInsightData,
     derived_event_id,
 )
-from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE, SALES_FEEDBACK
+from shared.kafka import (
+    HANDOFFS,
+    LEAD_EVENTS,
+    LEAD_LIFECYCLE,
+    SALES_FEEDBACK,
+    SALES_INSIGHTS,
+)
 
 # The contract's version: the major is the topics' `.v1`; a breaking change needs new topics.
 CONTRACT_VERSION = "1.0.0"
@@ -85,7 +94,10 @@ WHEN = {
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",
-    "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`).",
+    "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`, "
+    "with `amount` and `currency` for an opportunity or a customer).",
+    SALES_INSIGHT: "Sales gave feedback with insight tags or a note: what they heard, with "
+    "where the lead came from.",
 }
 
 ORDERING = (
@@ -139,6 +151,18 @@ TOPICS: tuple[Topic, ...] = (
         written_by="sales tools",
         read_by="handoff",
         leadrouter_writes=False,
+    ),
+    Topic(
+        name=SALES_INSIGHTS,
+        title="Sales insights",
+        description="What sales heard from leads (objections, pain points, competitors, "
+        "personas, a short note), tagged from the playbook's vocabulary, with the lead's "
+        "touches, routing rule and tier so marketing can read it by campaign.",
+        data_model=SalesInsightData,
+        types=(SALES_INSIGHT,),
+        example=insight_example,
+        written_by="handoff (through its outbox)",
+        read_by="marketing tools",
     ),
 )
 

@@ -7,6 +7,7 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from shared.playbook.base import Section
+from shared.playbook.closed_loop import ClosedLoop
 from shared.playbook.handoff import Rep, Routing, Sla, Team
 from shared.playbook.scoring_rules import BehaviourRule, Scoring
 from shared.playbook.taxonomy import Taxonomy, Tier
@@ -20,6 +21,7 @@ class Playbook(Section):
     scoring: Scoring
     routing: Routing
     sla: Sla = Sla()
+    closed_loop: ClosedLoop = ClosedLoop()
     webhooks: list[WebhookSubscription] = []
 
     @model_validator(mode="after")
@@ -133,6 +135,7 @@ def summary(playbook: Playbook) -> str:
 
 __all__ = [
     "BehaviourRule",
+    "ClosedLoop",
     "Playbook",
     "PlaybookError",
     "Rep",

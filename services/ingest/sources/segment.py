@@ -10,13 +10,16 @@ from services.ingest.sources import (
     SignedRequest,
     Unusable,
     collect,
+    combine_touches,
     erasure_request,
     lead_event,
+    make_touch,
     page_view_activity,
     parse_time,
     snake_case,
+    url_touch,
 )
-from shared.events import CloudEvent
+from shared.events import CloudEvent, Touch
 from shared.settings import IngestSettings
 
 NAME = "segment"
@@ -28,7 +31,10 @@ EXAMPLE: Any = {
     "messageId": "ajs-1",
     "userId": "u-42",
     "anonymousId": "a-42",
-    "context": {"traits": {"email": "ana@acme.example"}},
+    "context": {
+        "traits": {"email": "ana@acme.example"},
+        "campaign": {"name": "spring-demo", "source": "google", "medium": "cpc"},
+    },
     "properties": {"plan": "team"},
     "timestamp": "2026-11-23T09:30:00Z",
 }
@@ -147,4 +153,21 @@ def _event(kind: str, message: Any) -> CloudEvent:
         activity_type=activity,
         occurred_at=parse_time(message.get("timestamp") or message.get("receivedAt")),
         properties={k: v for k, v in properties.items() if isinstance(v, str | int | float | bool)},
+        touch=message_touch(message),
     )
+
+
+def message_touch(message: dict[str, Any]) -> Touch | None:
+    """Where a Segment message says the lead came from: `context.campaign` (Segment's UTM
+    parameters: name, source, medium, term, content), then the UTM parameters of the page URL
+    (`context.page.url`; a page call's `properties.url` is read by lead_event). The Tracking API
+    and the webhook destination both come here."""
+    context = message.get("context") or {}
+    if not isinstance(context, dict):
+        return None
+    campaign = context.get("campaign")
+    given = None
+    if isinstance(campaign, dict):
+        given = make_touch({**campaign, "campaign": campaign.get("name")})
+    page = context.get("page")
+    return combine_touches(given, url_touch(page.get("url") if isinstance(page, dict) else None))
