@@ -1,7 +1,7 @@
 """Backtest jobs: a queue table, so jobs are not held in one handoff instance's memory.
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0015
 """
 
 import sqlalchemy as sa
