@@ -37,7 +37,8 @@ from shared.events import (
     LifecycleData,
     derived_event_id,
 )
-from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE, SALES_FEEDBACK, dlq
+from shared.goal_events import GOAL_STATUS_CHANGED, GoalStatusData
+from shared.kafka import GOALS, HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE, SALES_FEEDBACK, dlq
 
 # The contract's version: the major is the topics' `.v1`; a breaking change needs new topics.
 CONTRACT_VERSION = "1.0.0"
@@ -64,6 +65,8 @@ class Topic:
     # Who produces the records: a reader of leadrouter's topics breaks when a field goes; a
     # writer (sales tools on sales-feedback) breaks when a field becomes required.
     leadrouter_writes: bool = True
+    # What the records are keyed by (the CloudEvents subject): a lead key, or a goal.
+    keyed_by: str = "lead"
 
 
 def _explanation() -> list[ExplanationLine]:
@@ -157,6 +160,24 @@ def _feedback_example(event_type: str) -> BaseModel:
     )
 
 
+def _goal_example(event_type: str) -> BaseModel:
+    return GoalStatusData(
+        goal_id="mqls-per-month",
+        title="MQLs per month",
+        metric="mqls",
+        owner="marketing",
+        period="month",
+        period_start=datetime(2026, 11, 1, tzinfo=UTC),
+        period_end=datetime(2026, 12, 1, tzinfo=UTC),
+        target=120,
+        actual=61,
+        expected=88.0,
+        projection=83.18,
+        status="at_risk",
+        previous_status="on_track",
+    )
+
+
 # One line per event type: when it is written (the message summaries in the document).
 WHEN = {
     LEAD_ACTIVITY: "A lead did something (a form, a page view, a demo request, ...).",
@@ -190,6 +211,8 @@ WHEN = {
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",
     "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`).",
+    GOAL_STATUS_CHANGED: "A goal's status in its period changed (on track, at risk, off "
+    "track, met, missed), with its figures.",
 }
 
 ORDERING = (
@@ -244,6 +267,19 @@ TOPICS: tuple[Topic, ...] = (
         read_by="handoff",
         leadrouter_writes=False,
     ),
+    Topic(
+        name=GOALS,
+        title="Goal status",
+        description="A goal of the playbook (marketing's, sales' or both teams') changed "
+        "status in its period, once per change: alert the team it belongs to. Keyed by "
+        "`goal:<goal id>`, not by a lead.",
+        data_model=GoalStatusData,
+        types=(GOAL_STATUS_CHANGED,),
+        example=_goal_example,
+        written_by="handoff (through its outbox)",
+        read_by="dashboards and chat bots of both teams",
+        keyed_by="goal",
+    ),
 )
 
 
@@ -259,7 +295,7 @@ def example_event(topic: Topic, event_type: str) -> CloudEvent:
         source=f"leadrouter/{topic.written_by.split()[0]}" if topic.leadrouter_writes else "crm",
         type=event_type,
         time=EXAMPLE_TIME,
-        subject=EXAMPLE_LEAD,
+        subject=EXAMPLE_LEAD if topic.keyed_by == "lead" else "goal:mqls-per-month",
         data=topic.example(event_type).model_dump(mode="json"),
     )
 
@@ -326,6 +362,16 @@ KAFKA_KEY = {
 }
 
 
+GOAL_KEY = {
+    "bindings": {
+        "kafka": {
+            "key": {"type": "string", "description": "`goal:<goal id>`, equal to `subject`"},
+            "bindingVersion": "0.5.0",
+        }
+    }
+}
+
+
 def _message(topic: Topic, event_type: str) -> dict[str, Any]:
     example = example_event(topic, event_type).model_dump(mode="json")
     return {
@@ -333,7 +379,7 @@ def _message(topic: Topic, event_type: str) -> dict[str, Any]:
         "title": event_type,
         "summary": WHEN[event_type],
         "contentType": CONTENT_TYPE,
-        "traits": [{"$ref": "#/components/messageTraits/leadKeyed"}],
+        "traits": [{"$ref": f"#/components/messageTraits/{topic.keyed_by}Keyed"}],
         "headers": _record_headers(),
         "payload": {
             "allOf": [
@@ -456,7 +502,7 @@ def asyncapi_document(
         "components": {
             "schemas": _schemas(),
             "messages": messages,
-            "messageTraits": {"leadKeyed": KAFKA_KEY},
+            "messageTraits": {"leadKeyed": KAFKA_KEY, "goalKeyed": GOAL_KEY},
         },
     }
 

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     consumer_lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured (end minus stored offsets)"
     )
+    goals_check_interval_s: float = Field(
+        60.0, gt=0, description="How often handoff evaluates the playbook's goals (docs/goals.md)"
+    )
     # ingest
     api_keys_file: Path | None = Field(
         None,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from services.backtest.compare import calibrate, compare
+from services.backtest.goals import goal_attainment
 from services.backtest.history import read_history
 from services.backtest.report import write_backtest, write_calibration
 from services.backtest.simulate import HistoryEvent, judgements, simulate
@@ -28,6 +29,9 @@ def backtest(
     a = simulate(history, baseline)
     b = simulate(history, candidate)
     result = compare(a.since(since), b.since(since), baseline, candidate, judged)
+    end = max((e.at for e in history), default=None)
+    if end is not None and candidate.goals:
+        result["goals"] = goal_attainment(b.since(since), candidate, judged, end)
     scores = {"baseline": list(a.scores.values()), "candidate": list(b.scores.values())}
     return result, scores
 

@@ -62,7 +62,11 @@ PAGES = {
     "reps": ("Reps", "/board/fragments/reps"),
     "funnel": ("Funnel", "/board/fragments/funnel"),
     "playbook": ("Playbook", "/board/fragments/playbook"),
+    # goals_page.py serves these two
+    "goals": ("Goals", "/board/fragments/goals"),
+    "report": ("Weekly meeting", "/board/fragments/report"),
 }
+FIXED_PAGES = ("sla", "reps", "funnel", "playbook")
 
 
 def page(request: Request, name: str, title: str, fragment: str) -> HTMLResponse:
@@ -84,7 +88,7 @@ def _page_route(name: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
 
 
 # The four fixed pages: each loads its fragment, which the live feed refreshes.
-for _name in PAGES:
+for _name in FIXED_PAGES:
     router.add_api_route(
         "" if _name == "sla" else f"/{_name}",
         _page_route(_name),
