@@ -10,7 +10,6 @@ import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,7 +50,8 @@ async def test_the_weekly_report_from_the_demo_seed_matches_the_api(services, tm
     assert await _seed(60, 10, 7, ingest.url, handoff.url, None) == 0
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     out = tmp_path / "report"
-    written = subprocess.run(
+    written = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
@@ -110,4 +110,4 @@ async def test_the_weekly_report_from_the_demo_seed_matches_the_api(services, tm
     listed = markdown.split("## Top reject reasons\n", 1)[1]
     for reason, count in reasons:
         assert f"- {reason}: {count}" in listed
-    assert Path(out / "weekly-report.html").stat().st_size > 1000
+    assert len(html) > 1000

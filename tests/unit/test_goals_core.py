@@ -137,3 +137,11 @@ def test_more_done_never_worsens_a_status(now, done, more):
     g = goal(target=40)
     a, b = progress(g, Tally(done), now), progress(g, Tally(done + more), now)
     assert order.index(a.status) <= order.index(b.status)
+
+
+def test_playbook_check_lists_the_goals_with_their_owners():
+    from shared.playbook import summary
+
+    lines = summary(parse_playbook(EXAMPLE)).splitlines()
+    assert "Goal mqls-per-month (marketing): mqls 120 per month" in lines
+    assert "Goal accept-sla (sales): accept_sla 0.95 per week" in lines

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from services.handoff.board.access import BoardViewer
-from services.handoff.board.endpoints import board_of, router, templates
+from services.handoff.board.endpoints import board_of, page, router, templates
 from services.handoff.goals import GoalProgress, gap_stage
 from services.handoff.goals_service import evaluate
 from services.handoff.report import weekly_report
@@ -81,8 +81,6 @@ def columns(progresses: list[GoalProgress]) -> list[tuple[str, str, list[GoalCar
 
 @router.get("/goals", response_class=HTMLResponse, name="goals_page")
 async def goals_page(request: Request) -> HTMLResponse:
-    from services.handoff.board.endpoints import page
-
     return page(request, "goals", "Goals", "/board/fragments/goals")
 
 
@@ -107,8 +105,6 @@ async def goals_fragment(
 
 @router.get("/report", response_class=HTMLResponse, name="report_page")
 async def report_page(request: Request) -> HTMLResponse:
-    from services.handoff.board.endpoints import page
-
     return page(request, "report", "Weekly meeting", "/board/fragments/report")
 
 
