@@ -193,6 +193,7 @@ async def test_get_goals_answers_the_same_figures_and_where_the_gap_sits(setting
         body = (await http.get("/v1/goals", params={"at": NOW.isoformat()})).json()
         sales = await http.get("/v1/goals", params={"at": NOW.isoformat(), "owner": "sales"})
         naive = await http.get("/v1/goals", params={"at": "2026-11-23T12:00:00"})
+        finance = await http.get("/v1/goals", params={"owner": "finance"})
     await app.state.runtime.engine.dispose()
     by_id = {g["goal_id"]: g for g in body["goals"]}
     assert (by_id["mqls"]["actual"], by_id["mqls"]["status"], by_id["mqls"]["owner"]) == (
@@ -204,6 +205,7 @@ async def test_get_goals_answers_the_same_figures_and_where_the_gap_sits(setting
     assert body["gap_stage"] == "contacted"  # contact SLA: 88% short of what it implies
     assert [g["goal_id"] for g in sales.json()["goals"]] == ["accept", "contact"]
     assert (naive.status_code, naive.json()["errors"][0]["pointer"]) == (422, "/query/at")
+    assert (finance.status_code, finance.json()["errors"][0]["pointer"]) == (422, "/query/owner")
 
 
 async def goal_events(sessions: Any) -> list[dict[str, Any]]:
