@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -156,7 +157,9 @@ def _feedback_example(event_type: str) -> BaseModel:
         handoff_id="6b0d2c4e-8f0a-5d3e-9c51-2f7a4b8e1d10",
         rep_id="rep-ben",
         reason="not_a_fit" if action == "reject" else None,
-        converted_to="sql" if action == "convert" else None,
+        converted_to="opportunity" if action == "convert" else None,
+        amount=Decimal("12000") if action == "convert" else None,
+        currency="EUR" if action == "convert" else None,
     )
 
 
@@ -210,7 +213,8 @@ WHEN = {
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",
-    "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`).",
+    "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`, "
+    "with `amount` and `currency` for an opportunity or a customer).",
     GOAL_STATUS_CHANGED: "A goal's status in its period changed (on track, at risk, off "
     "track, met, missed), with its figures.",
 }

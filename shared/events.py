@@ -5,6 +5,7 @@ import hashlib
 import re
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
@@ -139,6 +140,11 @@ def _checked_email(value: str) -> str:
     return validate_email(value)[1]
 
 
+# Money on the wire: an amount above zero with at most two decimals (a JSON number or a
+# decimal string; written as a string so no reader rounds it) and its ISO 4217 currency code.
+Amount = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=2)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
 # The same validation and schema as pydantic's EmailStr.
 Email = Annotated[
     str, AfterValidator(_valid_email), WithJsonSchema({"type": "string", "format": "email"})
@@ -263,3 +269,13 @@ class FeedbackData(BaseModel):
     rep_id: str | None = Field(None, description="Who gives the feedback (for the record)")
     reason: str | None = Field(None, description="reject: a reason code from the playbook")
     converted_to: str | None = Field(None, description="convert: sql, opportunity or customer")
+    amount: Amount | None = Field(
+        None,
+        description="convert to opportunity or customer: the deal's value (above 0, at most "
+        "two decimals); the funnel sums it as pipeline or revenue",
+    )
+    currency: Currency | None = Field(
+        None,
+        description="ISO 4217 code of `amount` (default: the playbook's "
+        "closed_loop.reporting_currency)",
+    )

@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 
 from services.handoff import repository
 from services.handoff.lifecycle import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
+from services.handoff.money import sums_by_currency
 from services.handoff.schemas import (
     AvailabilityBody,
     AvailabilityOut,
@@ -115,6 +116,8 @@ async def give_feedback(
         rep_id=body.rep_id,
         reason=body.reason,
         converted_to=body.converted_to,
+        amount=body.amount,
+        currency=body.currency,
     )
     now = await db_now(session)
     updated = await _service(request).apply_feedback(
@@ -130,7 +133,8 @@ async def give_feedback(
         principal.name,
         f"feedback.{action}",
         handoff_id,
-        {"rep_id": data.rep_id, "reason": data.reason},
+        {"rep_id": data.rep_id, "reason": data.reason}
+        | ({"amount": str(data.amount), "currency": data.currency} if data.amount else {}),
     )
     return handoff_out(updated, now)
 
@@ -238,6 +242,7 @@ def funnel_out(raw: dict[str, Any], since: datetime, until: datetime) -> FunnelO
         breaches_by_team=raw["breaches_by_team"],
         rejected_by_reason=raw["rejected_by_reason"],
         recycled=raw["stages"].get("recycled", 0),
+        **sums_by_currency(raw["money"]),
     )
 
 

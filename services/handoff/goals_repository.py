@@ -23,8 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff.goals import GoalStatus, Period, Tally
-from services.handoff.lifecycle import HandoffStatus
-from services.handoff.repository import funnel_events, handoffs, lead_merges
+from services.handoff.lifecycle import FeedbackAction, HandoffStatus
+from services.handoff.repository import funnel_events, handoff_feedback, handoffs, lead_merges
 from shared.db import metadata
 from shared.playbook.goals import Goal, GoalMetric
 
@@ -130,12 +130,24 @@ async def _funnel_count(
 async def conversion_amount(
     session: AsyncSession, goal: Goal, since: datetime, until: datetime
 ) -> float:
-    """Pipeline or revenue converted in a window.
-
-    PLACEHOLDER: handoffs carry no conversion amount on this branch yet (the closed-loop
-    work adds it), so this is 0 until then; pipeline and revenue goals show 0 actual.
-    """
-    return 0.0
+    """Pipeline (conversions to opportunity) or revenue (to customer) in the goal's currency,
+    by when sales gave the conversion, as GET /v1/funnel sums them."""
+    f = handoff_feedback.c
+    stage = "opportunity" if goal.metric == GoalMetric.PIPELINE else "customer"
+    query = select(func.coalesce(func.sum(f.amount), 0)).where(
+        f.action == FeedbackAction.CONVERT,
+        f.converted_to == stage,
+        f.currency == goal.currency,
+        f.at >= since,
+        f.at < until,
+    )
+    if goal.team is not None:
+        query = query.where(f.team == goal.team)
+    if goal.tier is not None:
+        query = query.join(handoffs, handoffs.c.handoff_id == f.handoff_id).where(
+            handoffs.c.tier == goal.tier
+        )
+    return float((await session.execute(query)).scalar_one())
 
 
 async def statuses(session: AsyncSession) -> dict[tuple[str, datetime], str]:

@@ -22,7 +22,7 @@ from services.handoff.goals import GoalProgress, gap_stage, period_of
 from services.handoff.goals_repository import tally
 from services.handoff.goals_service import evaluate_period
 from shared.playbook import Playbook
-from shared.playbook.goals import COUNT_METRICS, Goal, GoalMetric
+from shared.playbook.goals import COUNT_METRICS, MONEY_METRICS, Goal, GoalMetric
 
 STAGES = [name for name, _ in STAGE_ORDER]
 
@@ -211,6 +211,8 @@ def _pct(ratio: float | None) -> str:
 def _fig(g: GoalProgress, value: float | None) -> str:
     if value is None:
         return "–"
+    if GoalMetric(g.metric) in MONEY_METRICS:
+        return f"{value:,.2f}"
     if GoalMetric(g.metric) in COUNT_METRICS:
         return f"{value:g}"
     return _pct(value)

@@ -14,6 +14,8 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    Numeric,
+    String,
     Table,
     Text,
     func,
@@ -39,6 +41,8 @@ from shared.playbook import Playbook
 from shared.playbook.handoff import WorkingHours
 
 TS = DateTime(timezone=True)
+MONEY = Numeric(18, 2)
+CURRENCY = String(3)  # ISO 4217
 
 reps = Table(
     "reps",
@@ -89,6 +93,10 @@ handoffs = Table(
     Column("reason", Text),
     Column("converted_to", Text),
     Column("created_at", TS, nullable=False, server_default=func.now()),
+    Column("opportunity_amount", MONEY),
+    Column("opportunity_currency", CURRENCY),
+    Column("customer_amount", MONEY),
+    Column("customer_currency", CURRENCY),
     Column("updated_at", TS, nullable=False, server_default=func.now()),
 )
 Index("handoffs_lead_key", handoffs.c.lead_key)
@@ -131,6 +139,8 @@ handoff_feedback = Table(
     Column("api_key_name", Text),  # who called: the credential's name, once auth sets it
     Column("reason", Text),
     Column("converted_to", Text),
+    Column("amount", MONEY),  # convert to opportunity or customer: what the deal is worth
+    Column("currency", CURRENCY),
     Column("team", Text, nullable=False),
     Column("cause", Text, nullable=False),
     Column("at", TS, nullable=False),
@@ -497,8 +507,23 @@ async def funnel(
         )
         .group_by(handoff_feedback.c.reason)
     )
+    money = await session.execute(
+        select(
+            handoff_feedback.c.converted_to,
+            handoff_feedback.c.currency,
+            func.sum(handoff_feedback.c.amount),
+        )
+        .where(
+            handoff_feedback.c.action == FeedbackAction.CONVERT,
+            handoff_feedback.c.amount.is_not(None),
+            handoff_feedback.c.at >= since,
+            handoff_feedback.c.at < until,
+        )
+        .group_by(handoff_feedback.c.converted_to, handoff_feedback.c.currency)
+    )
     return {
         "stages": stages,
+        "money": [tuple(row) for row in money.all()],
         "handoffs": figures._asdict(),
         "breaches_by_team": dict(breaches.all()),
         "rejected_by_reason": dict(rejections.all()),

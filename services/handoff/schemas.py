@@ -2,12 +2,14 @@
 
 from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from services.handoff.lifecycle import ConversionStage, HandoffStatus
 from services.handoff.routing import RepLoad
+from shared.events import Amount, Currency
 from shared.playbook.handoff import WorkingHours
 
 
@@ -69,6 +71,14 @@ class HandoffOut(BaseModel):
     reason: str | None = Field(description="The reject reason code")
     converted_to: ConversionStage | None = Field(description="The furthest stage reached")
     created_at: datetime | None
+    opportunity_amount: Decimal | None = Field(
+        None, description="What sales said the deal is worth when it became an opportunity"
+    )
+    opportunity_currency: str | None = Field(None, description="ISO 4217")
+    customer_amount: Decimal | None = Field(
+        None, description="What sales said the deal is worth when it became a customer"
+    )
+    customer_currency: str | None = Field(None, description="ISO 4217")
 
 
 class WorkingHoursOut(BaseModel):
@@ -126,6 +136,16 @@ class FeedbackBody(BaseModel):
     converted_to: ConversionStage | None = Field(
         None, description="convert: the stage the lead reached (forward only)"
     )
+    amount: Amount | None = Field(
+        None,
+        description="convert to opportunity or customer: the deal's value (above 0, at most two "
+        "decimals); summed as pipeline (opportunity) or revenue (customer) in the funnel",
+    )
+    currency: Currency | None = Field(
+        None,
+        description="ISO 4217 code of amount (default: the playbook's "
+        "closed_loop.reporting_currency)",
+    )
 
 
 class AvailabilityBody(BaseModel):
@@ -182,3 +202,12 @@ class FunnelOut(BaseModel):
         description="Rejections sales gave in the window, by the playbook's reason code"
     )
     recycled: int
+    pipeline: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Amounts given with conversions to opportunity in the window, per ISO 4217 "
+        "currency (decimal strings; currencies are never converted)",
+    )
+    revenue: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Amounts given with conversions to customer in the window, per currency",
+    )

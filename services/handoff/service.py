@@ -56,6 +56,7 @@ from services.handoff.metrics import (
     TIME_TO_ACCEPT,
     TIME_TO_CONTACT,
 )
+from services.handoff.money import conversion_money, money_columns
 from services.handoff.routing import (
     RepLoad,
     RoutingDecision,
@@ -558,6 +559,9 @@ class HandoffService:
         if handoff is None:
             raise HandoffNotFound(f"no handoff {feedback.handoff_id!r}")
         status = next_status(handoff, action, self.playbook, feedback.reason, feedback.converted_to)
+        money = conversion_money(
+            action, feedback.converted_to, feedback.amount, feedback.currency, self.playbook
+        )
         check_feedback_author(handoff, feedback.rep_id, self.playbook)
         changes: dict[str, Any] = {"status": status}
         if action in {FeedbackAction.ACCEPT, FeedbackAction.CONTACT}:
@@ -586,6 +590,8 @@ class HandoffService:
             REJECTIONS.labels(handoff.team, feedback.reason).inc()
         else:
             changes.update(closed_at=handoff.closed_at or now, converted_to=feedback.converted_to)
+            if money and feedback.converted_to:
+                changes.update(money_columns(feedback.converted_to, money))
         if status in {HandoffStatus.REJECTED, HandoffStatus.CONVERTED}:
             for kind in SLA_TIMERS:
                 await timers.cancel(session, kind, handoff.handoff_id)
@@ -598,6 +604,8 @@ class HandoffService:
             api_key_name=api_key_name,
             reason=feedback.reason,
             converted_to=feedback.converted_to,
+            amount=money.amount if money else None,
+            currency=money.currency if money else None,
             team=handoff.team,
             cause=cause,
             at=now,

@@ -7,7 +7,8 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from shared.playbook.base import Section
-from shared.playbook.goals import Goal, check_goals
+from shared.playbook.closed_loop import ClosedLoop
+from shared.playbook.goals import Goal, check_goals, with_reporting_currency
 from shared.playbook.handoff import Rep, Routing, Sla, Team
 from shared.playbook.scoring_rules import BehaviourRule, Scoring
 from shared.playbook.taxonomy import Taxonomy, Tier
@@ -21,8 +22,14 @@ class Playbook(Section):
     scoring: Scoring
     routing: Routing
     sla: Sla = Sla()
+    closed_loop: ClosedLoop = ClosedLoop()
     webhooks: list[WebhookSubscription] = []
     goals: list[Goal] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _goal_currency(cls, data: Any) -> Any:
+        return with_reporting_currency(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Playbook":
@@ -142,6 +149,7 @@ def summary(playbook: Playbook) -> str:
 
 __all__ = [
     "BehaviourRule",
+    "ClosedLoop",
     "Goal",
     "Playbook",
     "PlaybookError",

@@ -7,7 +7,7 @@ its time zone, optionally for one routing team or one tier.
 """
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -45,6 +45,7 @@ COUNT_METRICS = frozenset(
     {GoalMetric.MQLS, GoalMetric.SQLS, GoalMetric.PIPELINE, GoalMetric.REVENUE}
 )
 RATE_METRICS = frozenset(set(GoalMetric) - COUNT_METRICS)
+MONEY_METRICS = frozenset({GoalMetric.PIPELINE, GoalMetric.REVENUE})
 
 # Whose commitment a metric is when the playbook does not say.
 DEFAULT_OWNER = {
@@ -74,6 +75,12 @@ class Goal(Section):
         "linear", description="How the expected figure grows: evenly, or on Monday to Friday"
     )
     timezone: str = "UTC"
+    currency: str | None = Field(
+        None,
+        pattern=r"^[A-Z]{3}$",
+        description="pipeline, revenue: the ISO 4217 currency counted (default: the closed "
+        "loop's reporting currency); amounts in other currencies are not converted",
+    )
     at_risk_below: float = Field(
         1.0, gt=0, le=1, description="At risk when the projection falls below this share"
     )
@@ -94,6 +101,10 @@ class Goal(Section):
     def _coherent(self) -> "Goal":
         if self.metric in RATE_METRICS and self.target > 1:
             raise ValueError(f"{self.metric} is a rate: target must be at most 1 (e.g. 0.8)")
+        if self.metric in MONEY_METRICS and self.currency is None:
+            raise ValueError(
+                f"a {self.metric} goal needs a currency (or closed_loop.reporting_currency)"
+            )
         if self.off_track_below > self.at_risk_below:
             raise ValueError("off_track_below must not exceed at_risk_below")
         return self
@@ -107,6 +118,23 @@ class Goal(Section):
     def title(self) -> str:
         """The name the board and the report show."""
         return self.name or f"{self.metric.replace('_', ' ')} per {self.period}"
+
+
+def with_reporting_currency(data: Any) -> Any:
+    """Raw playbook data whose pipeline and revenue goals default to the reporting currency."""
+    if not isinstance(data, dict) or not isinstance(data.get("goals"), list):
+        return data
+    loop = data.get("closed_loop")
+    currency = loop.get("reporting_currency") if isinstance(loop, dict) else None
+    if currency is None:
+        return data
+    goals = [
+        {**g, "currency": currency}
+        if isinstance(g, dict) and g.get("metric") in MONEY_METRICS and "currency" not in g
+        else g
+        for g in data["goals"]
+    ]
+    return {**data, "goals": goals}
 
 
 def check_goals(goals: list[Goal], teams: set[str], tiers: set[str]) -> None:

@@ -39,7 +39,9 @@ def table(markdown: str, heading: str) -> list[list[str]]:
 def shown(goal: dict[str, Any], value: float | None) -> str:
     if value is None:
         return "–"
-    if goal["metric"] in ("mqls", "sqls", "pipeline", "revenue"):
+    if goal["metric"] in ("pipeline", "revenue"):
+        return f"{value:,.2f}"
+    if goal["metric"] in ("mqls", "sqls"):
         return f"{value:g}"
     return f"{value * 100:.1f}%"
 

@@ -40,6 +40,8 @@ goals:
   - { id: acceptance, metric: mql_acceptance_rate, period: month, target: 0.8 }
   - { id: to-sql, metric: mql_to_sql, period: month, target: 0.25 }
   - { id: sqls, metric: sqls, period: month, target: 8 }
+  - { id: pipeline, metric: pipeline, period: month, target: 40000 }
+  - { id: revenue, metric: revenue, period: month, target: 20000, currency: EUR }
 """
 
 
@@ -130,6 +132,28 @@ async def seed(sessions: Any) -> None:
                     "became_sql",
                     at + timedelta(days=1),
                 )
+    # what the deals are worth (EUR is the example's reporting currency; USD is not counted)
+    deals = [
+        ("a1", "opportunity", "10000", None, 2),
+        ("a1", "customer", "8000", "EUR", 3),
+        ("a2", "opportunity", "5000", "USD", 2),
+        ("a3", "opportunity", "2500", None, 2),
+    ]
+    async with sessions() as s:
+        rows = await repository.list_handoffs(s, None, None, None, None, 1000)
+    ids = {h.email.split("@")[0]: (h.handoff_id, h.assigned_at) for h in rows if h.email}
+    for who, stage, amount, currency, days_later in deals:
+        hid, assigned = ids[who]
+        await feedback(
+            sessions,
+            a,
+            "convert",
+            hid,
+            assigned + timedelta(days=days_later),
+            converted_to=stage,
+            amount=amount,
+            currency=currency,
+        )
     times = [(20, 10), (20, 11), (21, 10), (22, 10)]
     for n, (day, hour) in enumerate(times, 1):
         at = datetime(2026, 11, day, hour, tzinfo=UTC)
@@ -174,6 +198,9 @@ async def test_exact_goal_figures_over_a_month_crossing_a_playbook_change(sessio
         # 3 converted of the 15 handoffs assigned in November
         "to-sql": (0.2, 0.25, 0.2, -0.05, "at_risk"),
         "sqls": (3, 6.0, 4.0, -3.0, "off_track"),
+        # EUR 10,000 + 2,500 to opportunity (the USD 5,000 deal is another currency)
+        "pipeline": (12500, 30000.0, 16666.67, -17500.0, "off_track"),
+        "revenue": (8000, 15000.0, 10666.67, -7000.0, "off_track"),
     }
     # the goal in force at `now` applies to the whole month: under A the same 15 are on track
     assert figures(under_a)["mqls"] == (15, 15.0, 20.0, 0.0, "on_track")
@@ -229,15 +256,17 @@ async def test_a_status_change_is_published_once_through_the_outbox(sessions):
         "acceptance": "on_track",
         "to-sql": "at_risk",
         "sqls": "off_track",
+        "pipeline": "off_track",
+        "revenue": "off_track",
     }
     assert {e["subject"] for e in first} >= {"goal:mqls"}
     assert all(e["data"]["previous_status"] is None for e in first)
     async with sessions() as s, s.begin():  # nothing changed: nothing published
         await job_b.check(s, NOW + timedelta(minutes=1))
-    assert len(await goal_events(sessions)) == before + 6
+    assert len(await goal_events(sessions)) == before + 8
     async with sessions() as s, s.begin():  # back to A's target: MQLs on track again
         await GoalsJob(A, "t.goals").check(s, NOW)
-    (change,) = (await goal_events(sessions))[before + 6 :]
+    (change,) = (await goal_events(sessions))[before + 8 :]
     assert (change["data"]["goal_id"], change["data"]["previous_status"]) == ("mqls", "at_risk")
     assert change["data"]["status"] == "on_track"
     assert (
@@ -264,11 +293,27 @@ async def test_a_goal_that_fails_does_not_stop_the_others(sessions, monkeypatch)
     )
     async with sessions() as s, s.begin():
         done = await GoalsJob(B, "t.goals").check(s, NOW)
-    assert [p.goal_id for p in done] == ["mqls", "accept", "acceptance", "to-sql", "sqls"]
+    assert [p.goal_id for p in done] == [
+        "mqls",
+        "accept",
+        "acceptance",
+        "to-sql",
+        "sqls",
+        "pipeline",
+        "revenue",
+    ]
     assert (
         REGISTRY.get_sample_value("leadrouter_goal_check_failures_total", {"goal": "contact"})
         == failures + 1
     )
     async with sessions() as s:
         saved = await goals_repository.statuses(s)
-    assert {goal for goal, _ in saved} == {"mqls", "accept", "acceptance", "to-sql", "sqls"}
+    assert {goal for goal, _ in saved} == {
+        "mqls",
+        "accept",
+        "acceptance",
+        "to-sql",
+        "sqls",
+        "pipeline",
+        "revenue",
+    }

@@ -145,3 +145,14 @@ def test_playbook_check_lists_the_goals_with_their_owners():
     lines = summary(parse_playbook(EXAMPLE)).splitlines()
     assert "Goal mqls-per-month (marketing): mqls 120 per month" in lines
     assert "Goal accept-sla (sales): accept_sla 0.95 per week" in lines
+
+
+def test_money_goals_count_in_the_reporting_currency_or_their_own():
+    book = parse_playbook(EXAMPLE)
+    assert {g.id: g.currency for g in book.goals if g.metric == "pipeline"} == {
+        "pipeline-per-quarter": "EUR"
+    }
+    implicit = EXAMPLE.replace(", currency: EUR }", " }")
+    assert {g.currency for g in parse_playbook(implicit).goals if g.currency} == {"EUR"}
+    with pytest.raises(PlaybookError, match="needs a currency"):
+        parse_playbook(implicit.replace("reporting_currency: EUR", "reporting_currency: null"))
