@@ -103,6 +103,7 @@ class WeeklyReport:
         out += ["| Stage | This week | Last week | Change |", "|---|---|---|---|"]
         for stage, now, before, change in self.funnel_rows():
             out.append(f"| {stage} | {now} | {before} | {change} |")
+        out += [""] + [f"{line}." for line in self.money_lines()]
         out += ["", "![Funnel](charts/funnel.png)", "", "## SLA attainment both ways", ""]
         out += ["| Side | Commitment | This week | Detail |", "|---|---|---|---|"]
         out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in self.sla_rows()]
@@ -110,6 +111,16 @@ class WeeklyReport:
         reasons = self.reasons()
         out += [f"- {r}: {n}" for r, n in reasons] or ["No rejections this week."]
         return "\n".join(out) + "\n"
+
+    def money_lines(self) -> list[str]:
+        """Pipeline and revenue this week and last, per currency (the funnel's sums)."""
+        lines = []
+        for figure in ("pipeline", "revenue"):
+            now, before = self.funnel[figure], self.last_funnel[figure]
+            lines.append(
+                f"{figure.capitalize()}: {_money(now)} this week, {_money(before)} last week"
+            )
+        return lines
 
     def funnel_rows(self) -> list[tuple[str, int, int, str]]:
         """(stage, this week, last week, change) for each funnel stage."""
@@ -159,7 +170,9 @@ class WeeklyReport:
                 f'<tr data-stage="{stage}"><th>{stage}</th><td class="this">{now}</td>'
                 f'<td class="last">{before}</td><td>{change}</td></tr>'
             )
-        parts += ["</tbody></table>", img("funnel", "Funnel this week and last week")]
+        parts.append("</tbody></table>")
+        parts += [f'<p class="money">{e(line)}.</p>' for line in self.money_lines()]
+        parts.append(img("funnel", "Funnel this week and last week"))
         parts += [
             "<h2>SLA attainment both ways</h2>",
             '<table id="report-sla"><thead><tr><th>Side</th><th>Commitment</th>'
@@ -202,6 +215,14 @@ class WeeklyReport:
 
 def _day(at: datetime) -> str:
     return at.date().isoformat()
+
+
+def _money(sums: dict[str, Any]) -> str:
+    if not sums:
+        return "none"
+    return ", ".join(
+        f"{currency} {float(amount):,.2f}" for currency, amount in sorted(sums.items())
+    )
 
 
 def _pct(ratio: float | None) -> str:

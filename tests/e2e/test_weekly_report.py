@@ -104,6 +104,12 @@ async def test_the_weekly_report_from_the_demo_seed_matches_the_api(services, tm
         r[0]: (int(r[1]), int(r[2])) for r in table(markdown, "Funnel against last week")
     }
     assert funnel_rows == {s: (funnel[s], last[s]) for s in STAGES}
+    for figure in ("pipeline", "revenue"):
+        sums = [funnel[figure], last[figure]]
+        said = [
+            ", ".join(f"{c} {float(a):,.2f}" for c, a in sorted(x.items())) or "none" for x in sums
+        ]
+        assert f"{figure.capitalize()}: {said[0]} this week, {said[1]} last week." in markdown
     sla = {r[1]: r[2] for r in table(markdown, "SLA attainment both ways")}
     ratio = funnel["sla"]["ratio"]
     assert sla["Accept within the SLA"] == ("–" if ratio is None else f"{ratio * 100:.1f}%")
