@@ -76,7 +76,8 @@ class GoalsJob:
         self.interval_s = interval_s
 
     def timer_handlers(self) -> dict[str, timers.TimerHandler]:
-        return {GOALS_CHECK: self.on_check} if self.goals else {}
+        # Always handled: a check set while the playbook had goals fires once and stops.
+        return {GOALS_CHECK: self.on_check}
 
     async def start(self, session: AsyncSession, now: datetime) -> None:
         """Set the check's timer unless it is set (it survives restarts)."""
@@ -85,6 +86,8 @@ class GoalsJob:
 
     async def on_check(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Evaluate every goal, publish changes, set the next check."""
+        if not self.goals:
+            return
         await timers.schedule(
             session, GOALS_CHECK, CHECK_KEY, now + timedelta(seconds=self.interval_s)
         )

@@ -6,6 +6,7 @@ so the page, the API and the board never disagree. The week is Monday to Sunday 
 runs up to `now` when it is the current one; last week is the whole week before.
 """
 
+import asyncio
 import base64
 import html
 import io
@@ -274,7 +275,7 @@ async def weekly_report(
         contact_sla=(int(contact.value), int(contact.out_of or 0)),
         acceptance=(int(acceptance.value), int(acceptance.out_of or 0)),
     )
-    report.charts = charts(report)
+    report.charts = await asyncio.to_thread(charts, report)  # CPU-bound: off the event loop
     return report
 
 
@@ -284,13 +285,12 @@ def _probe(metric: GoalMetric) -> Goal:
 
 def charts(report: WeeklyReport) -> dict[str, bytes]:
     """PNG charts: goal progress (share of target, expected marked) and the funnel by week."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    # Figures without pyplot: no global state, so the board may draw them off the event loop.
+    from matplotlib.figure import Figure
 
     out: dict[str, bytes] = {}
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(report.goals), 1)))
+    fig = Figure(figsize=(7, 0.5 + 0.45 * max(len(report.goals), 1)))
+    ax = fig.subplots()
     labels = [g.title for g in report.goals]
     done = [min((g.actual or 0) / g.target, 1.5) for g in report.goals]
     expected = [min(g.expected / g.target, 1.5) for g in report.goals]
@@ -300,8 +300,9 @@ def charts(report: WeeklyReport) -> dict[str, bytes]:
     ax.set_xlim(0, 1.5)
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
-    out["goals"] = _png(fig, plt)
-    fig, ax = plt.subplots(figsize=(7, 3))
+    out["goals"] = _png(fig)
+    fig = Figure(figsize=(7, 3))
+    ax = fig.subplots()
     xs = range(len(STAGES))
     ax.bar(
         [x - 0.2 for x in xs],
@@ -319,15 +320,14 @@ def charts(report: WeeklyReport) -> dict[str, bytes]:
     )
     ax.set_xticks(list(xs), STAGES)
     ax.legend(fontsize=8)
-    out["funnel"] = _png(fig, plt)
+    out["funnel"] = _png(fig)
     return out
 
 
-def _png(fig: Any, plt: Any) -> bytes:
+def _png(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -340,8 +340,6 @@ def report_main(
     settings: Any, out: str, week_of: datetime | None = None, at: datetime | None = None
 ) -> int:
     """`leadrouter report weekly`: write the meeting page for a week; prints where it is."""
-    import asyncio
-
     from shared.db import db_now, make_engine, make_sessionmaker
     from shared.playbook import load_playbook
 

@@ -324,7 +324,10 @@ async def test_the_goals_page_shows_both_teams_commitments_live(settings, servic
     assert json.loads(changes[0].value)["type"] == "leadrouter.goal.status_changed"
 
     await page.get_by_role("link", name="Weekly meeting").click()
-    await expect(page.locator('#report-goals tr[data-goal="mqls-per-month"]')).to_be_visible()
+    # the first report draws its charts (matplotlib's first import): allow a loaded machine time
+    await expect(page.locator('#report-goals tr[data-goal="mqls-per-month"]')).to_be_visible(
+        timeout=30_000
+    )
     await expect(page.locator('#report-funnel tr[data-stage="mqls"] td.this')).to_have_text("4")
     await expect(page.locator(".report img").first).to_be_visible()
     await shot(page, "board-report")

@@ -19,13 +19,15 @@ from sqlalchemy import select
 
 from services.handoff import goals_repository, repository
 from services.handoff.app import build_app
-from services.handoff.goals_service import GoalsJob, evaluate, evaluate_period
+from services.handoff.goals_service import GOALS_CHECK, GoalsJob, evaluate, evaluate_period
 from services.handoff.service import HandoffService
-from shared.db import make_engine, make_sessionmaker, outbox
+from shared import timers
+from shared.db import db_now, make_engine, make_sessionmaker, outbox
 from shared.events import CloudEvent, FeedbackData, LifecycleData
 from shared.goal_events import GOAL_STATUS_CHANGED
 from shared.playbook import Playbook, parse_playbook
 from shared.settings import REPO_ROOT
+from shared.timers import TimerRunner
 
 pytestmark = pytest.mark.integration
 
@@ -317,3 +319,29 @@ async def test_a_goal_that_fails_does_not_stop_the_others(sessions, monkeypatch)
         "pipeline",
         "revenue",
     }
+
+
+async def test_the_check_is_a_durable_timer_that_sets_itself_again(sessions):
+    job = GoalsJob(B, "t.goals", interval_s=60)
+    async with sessions() as s, s.begin():
+        await job.start(s, NOW)
+        await job.start(s, NOW + timedelta(hours=1))  # already set: left as it is
+    async with sessions() as s:
+        first = await timers.find(s, GOALS_CHECK, "all")
+    assert first is not None and first.due_at == NOW
+    runner = TimerRunner(sessions, job.timer_handlers(), kind_prefix="handoff.")
+    assert await runner.fire_due() == 1
+    async with sessions() as s:
+        again = await timers.find(s, GOALS_CHECK, "all")
+        fired_at = await db_now(s)
+    assert again is not None and fired_at < again.due_at <= fired_at + timedelta(seconds=60)
+    assert {e["data"]["goal_id"] for e in await goal_events(sessions)} == {g.id for g in B.goals}
+    # goals taken out of the playbook: the check left behind fires once and is not set again
+    async with sessions() as s, s.begin():
+        await timers.schedule(s, GOALS_CHECK, "all", NOW)
+    none = GoalsJob(book(10, 24).model_copy(update={"goals": []}), "t.goals")
+    assert (
+        await TimerRunner(sessions, none.timer_handlers(), kind_prefix="handoff.").fire_due() == 1
+    )
+    async with sessions() as s:
+        assert await timers.find(s, GOALS_CHECK, "all") is None
