@@ -146,6 +146,7 @@ async def seed(sessions: Any) -> None:
     ids = {h.email.split("@")[0]: (h.handoff_id, h.assigned_at) for h in rows if h.email}
     for who, stage, amount, currency, days_later in deals:
         hid, assigned = ids[who]
+        assert assigned is not None
         await feedback(
             sessions,
             a,
