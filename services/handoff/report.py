@@ -45,6 +45,11 @@ class WeeklyReport:
 
     # -- figures -------------------------------------------------------------------------
 
+    @property
+    def last_day(self) -> str:
+        """The week's last day shown (its end is exclusive)."""
+        return _day(self.week[1] - timedelta(microseconds=1))
+
     def reasons(self, top: int = 5) -> list[tuple[str, int]]:
         """The most frequent reject reasons this week."""
         items = self.funnel["rejected_by_reason"].items()
@@ -86,7 +91,10 @@ class WeeklyReport:
 
     def markdown(self) -> str:
         """The page as Markdown (charts as relative PNG links)."""
-        out = [f"# Smarketing weekly: {_day(self.week[0])} to {_day(self.week[1])}", ""]
+        out = [
+            f"# Smarketing weekly: {_day(self.week[0])} to {self.last_day}",
+            "",
+        ]
         out += [f"As of {self.at.isoformat(timespec='minutes')}.", "", "## Goals", ""]
         out.append(_gap_sentence(self.gap_stage))
         out += [
@@ -144,7 +152,7 @@ class WeeklyReport:
         e = html.escape
         parts = [
             '<div class="report">',
-            f"<p>Week {_day(self.week[0])} to {_day(self.week[1])}, as of "
+            f"<p>Week {_day(self.week[0])} to {self.last_day}, as of "
             f"{e(self.at.isoformat(timespec='minutes'))}.</p>",
             "<h2>Goals</h2>",
             f'<p id="report-gap">{e(_gap_sentence(self.gap_stage))}</p>',

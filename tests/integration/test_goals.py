@@ -346,3 +346,32 @@ async def test_the_check_is_a_durable_timer_that_sets_itself_again(sessions):
     )
     async with sessions() as s:
         assert await timers.find(s, GOALS_CHECK, "all") is None
+
+
+async def test_the_weekly_report_of_a_past_week_over_the_seeded_month(sessions):
+    from services.handoff.report import weekly_report
+
+    await seed(sessions)
+    async with sessions() as s:
+        report = await weekly_report(s, B, NOW, week_of=datetime(2026, 11, 18, tzinfo=UTC))
+    assert report.week == (datetime(2026, 11, 16, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC))
+    # b1-b4 this week (b4's duplicate once); a6-a10 the week before
+    assert (report.funnel["mqls"], report.last_funnel["mqls"]) == (4, 5)
+    assert report.funnel["sla"]["ratio"] == 1.0 and report.contact_sla == (1, 4)
+    assert report.acceptance == (4, 4)
+    assert report.reasons() == [] and report.last_funnel["rejected_by_reason"] == {"not_a_fit": 2}
+    # the goals as they stood when the week ended: 14 people by then, 22 of 30 days gone
+    mqls = next(g for g in report.goals if g.goal_id == "mqls")
+    assert (mqls.actual, mqls.expected, mqls.projection, str(mqls.status)) == (
+        14,
+        17.6,
+        19.09,
+        "at_risk",
+    )
+    markdown = report.markdown()
+    assert "| mqls | 4 | 5 | -20% |" in markdown
+    assert "| sales | First contact within the SLA | 25.0% | 1 of 4 |" in markdown
+    row = "| mqls per month | marketing | month | 14 | 24 | 17.6 | 19.09 | -3.6 | at_risk |"
+    assert row in markdown
+    assert markdown.startswith("# Smarketing weekly: 2026-11-16 to 2026-11-22\n")
+    assert set(report.charts) == {"goals", "funnel"}
