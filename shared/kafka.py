@@ -17,7 +17,8 @@ LEAD_LIFECYCLE = "lead-lifecycle"
 HANDOFFS = "handoffs"
 SALES_FEEDBACK = "sales-feedback"
 SALES_INSIGHTS = "sales-insights"
-ALL_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, HANDOFFS, SALES_FEEDBACK, SALES_INSIGHTS)
+GOALS = "goals"  # a goal's status changed (keyed by the goal id, not a lead)
+ALL_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, HANDOFFS, SALES_FEEDBACK, SALES_INSIGHTS, GOALS)
 
 
 def dlq(topic: str) -> str:

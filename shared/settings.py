@@ -200,6 +200,9 @@ class HandoffSettings(CommonSettings):
         "http://127.0.0.1:8001",
         description="Where the handoff board reads a lead's score and explanation (scoring's API)",
     )
+    goals_check_interval_s: float = Field(
+        60.0, gt=0, description="How often handoff evaluates the playbook's goals (docs/goals.md)"
+    )
 
 
 class Settings(IngestSettings, ScoringSettings, HandoffSettings):

@@ -101,6 +101,7 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
             lines.append(
                 f"- {lead['lead']}: {lead['score']} ({lead['tier']}) at {lead['at']}: {why}"
             )
+    lines += _goal_lines(result.get("goals"))
     lines += [
         "",
         "Modelled, not recorded: a simulated handoff stays open until sales closed the lead's "
@@ -109,6 +110,24 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _goal_lines(goals: dict[str, Any] | None) -> list[str]:
+    """The candidate's goal attainment, period by period (services/backtest/goals.py)."""
+    if not goals:
+        return []
+    lines = ["", "## Goal attainment under the candidate", ""]
+    for g in goals["goals"]:
+        if "not_simulated" in g:
+            lines.append(f"- {g['goal']}: not simulated ({g['not_simulated']})")
+            continue
+        counts = g["attainment"]
+        periods = ", ".join(f"{p['start'][:10]} {p['actual']} {p['status']}" for p in g["periods"])
+        lines.append(
+            f"- {g['title']} (target {g['target']:g}): met {counts['met']}, missed "
+            f"{counts['missed']} of {len(g['periods'])} periods; {periods}"
+        )
+    return lines
 
 
 def write_calibration(result: dict[str, Any], folder: Path) -> Path:

@@ -86,6 +86,15 @@ KAFKA_KEY = {
     }
 }
 
+GOAL_KEY = {
+    "bindings": {
+        "kafka": {
+            "key": {"type": "string", "description": "`goal:<goal id>`, equal to `subject`"},
+            "bindingVersion": "0.5.0",
+        }
+    }
+}
+
 
 def _message(topic: Topic, event_type: str) -> dict[str, Any]:
     example = example_event(topic, event_type).model_dump(mode="json")
@@ -94,7 +103,7 @@ def _message(topic: Topic, event_type: str) -> dict[str, Any]:
         "title": event_type,
         "summary": WHEN[event_type],
         "contentType": CONTENT_TYPE,
-        "traits": [{"$ref": "#/components/messageTraits/leadKeyed"}],
+        "traits": [{"$ref": f"#/components/messageTraits/{topic.keyed_by}Keyed"}],
         "headers": _record_headers(),
         "payload": {
             "allOf": [
@@ -217,7 +226,7 @@ def asyncapi_document(
         "components": {
             "schemas": _schemas(),
             "messages": messages,
-            "messageTraits": {"leadKeyed": KAFKA_KEY},
+            "messageTraits": {"leadKeyed": KAFKA_KEY, "goalKeyed": GOAL_KEY},
         },
     }
 

@@ -22,6 +22,7 @@ from shared.events import (
     TouchAt,
     Touches,
 )
+from shared.goal_events import GoalStatusData
 
 EXAMPLE_TIME = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 EXAMPLE_LEAD = "email:ana@acme.example"
@@ -140,4 +141,22 @@ def insight_example(event_type: str) -> BaseModel:
         tags={"objection": ["price"], "competitor": ["pipedrive"]},
         note="Budget frozen until Q3; asked us to come back then.",
         touches=_touches_example(),
+    )
+
+
+def goal_example(event_type: str) -> BaseModel:
+    return GoalStatusData(
+        goal_id="mqls-per-month",
+        title="MQLs per month",
+        metric="mqls",
+        owner="marketing",
+        period="month",
+        period_start=datetime(2026, 11, 1, tzinfo=UTC),
+        period_end=datetime(2026, 12, 1, tzinfo=UTC),
+        target=120,
+        actual=61,
+        expected=88.0,
+        projection=83.18,
+        status="at_risk",
+        previous_status="on_track",
     )

@@ -70,7 +70,11 @@ PAGES = {
     "funnel": ("Funnel", "/board/fragments/funnel"),
     "campaigns": ("Campaigns", "/board/fragments/campaigns"),
     "playbook": ("Playbook", "/board/fragments/playbook"),
+    # goals_page.py serves these two
+    "goals": ("Goals", "/board/fragments/goals"),
+    "report": ("Weekly meeting", "/board/fragments/report"),
 }
+FIXED_PAGES = ("sla", "reps", "funnel", "campaigns", "playbook")
 
 
 def page(request: Request, name: str, title: str, fragment: str) -> HTMLResponse:
@@ -91,8 +95,8 @@ def _page_route(name: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
     return show
 
 
-# The fixed pages: each loads its fragment, which the live feed refreshes.
-for _name in PAGES:
+# The pages without their own module: each loads its fragment, which the live feed refreshes.
+for _name in FIXED_PAGES:
     router.add_api_route(
         "" if _name == "sla" else f"/{_name}",
         _page_route(_name),
