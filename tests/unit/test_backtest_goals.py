@@ -8,7 +8,7 @@ from services.backtest.run import backtest
 from services.backtest.simulate import Judgement, Outcome, Qualification, SimulatedHandoff
 from shared.playbook import parse_playbook
 from shared.settings import REPO_ROOT
-from tests.unit.test_backtest_core import generated, with_threshold
+from tests.unit.test_backtest_simulate import generated, with_threshold
 
 EXAMPLE = (REPO_ROOT / "deploy" / "playbook.example.yaml").read_text()
 GOALS = """
