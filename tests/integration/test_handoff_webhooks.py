@@ -58,11 +58,10 @@ async def webhooks_running(settings, playbook: Playbook) -> AsyncIterator[Webhoo
     secrets = {s.secret_variable: SECRET for s in playbook.webhooks}
     webhooks = Webhooks(runtime, playbook, environ=secrets)
     await runtime.start()
-    webhooks.start()
+    runtime.start_consuming()
     try:
         yield webhooks
     finally:
-        await webhooks.stop()
         await runtime.stop()
 
 
