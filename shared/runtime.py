@@ -277,7 +277,7 @@ class Runtime:
         await self.loop_engine.dispose()
         log.info("%s: stopped", self.service)
 
-    async def _close_quietly(self, what: str, closing: Coroutine[Any, Any, Any]) -> None:
+    async def _close_quietly(self, what: str, closing: Awaitable[Any]) -> None:
         try:
             await closing
         except (Exception, asyncio.CancelledError) as exc:
