@@ -32,6 +32,7 @@ COMMIT_ERRORS = (
 )
 
 
+@pytest.mark.xdist_group("pausable_kafka")
 async def test_an_advisory_commit_cut_off_by_a_kafka_pause_fails_quietly(
     settings, pausable_kafka: tuple[str, int], caplog: pytest.LogCaptureFixture
 ) -> None:
