@@ -196,6 +196,12 @@ class HandoffSettings(CommonSettings):
     """The handoff service (and its board, which reads scores from scoring's API)."""
 
     handoff_port: int = 8002
+    webhook_delivery_retention_s: int = Field(
+        14 * 24 * 3600,
+        ge=60,
+        description="How long a finished outbound webhook delivery (delivered or dead) is kept; "
+        "older rows are deleted by the webhook consumer's upkeep",
+    )
     scoring_url: str = Field(
         "http://127.0.0.1:8001",
         description="Where the handoff board reads a lead's score and explanation (scoring's API)",

@@ -42,7 +42,7 @@ def build_app(settings: HandoffSettings | None = None, playbook: Playbook | None
         lock_first=service.lock_for_timers,
     )
     runtime.after_commit(service.committed)
-    webhooks = Webhooks(runtime, playbook)
+    Webhooks(runtime, playbook)  # its consumer and workers run on the runtime
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,9 +54,7 @@ def build_app(settings: HandoffSettings | None = None, playbook: Playbook | None
             await goals.start(session, await db_now(session))
         runtime.start_consuming()
         runtime.spawn("handoff-gauges", service.keep_gauges(runtime.sessions))
-        webhooks.start()
         yield
-        await webhooks.stop()
         await runtime.stop()
 
     app = create_app(
