@@ -6,7 +6,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from services.handoff import repository
-from services.handoff.lifecycle import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
 from services.handoff.schemas import (
     AvailabilityBody,
     AvailabilityOut,
@@ -19,6 +18,7 @@ from services.handoff.schemas import (
     problems,
 )
 from services.handoff.service import HandoffService
+from services.handoff.status import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
 from shared import audit
 from shared.auth import FeedbackWriter, HandoffsReader, RepsWriter
 from shared.db import db_now

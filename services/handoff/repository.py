@@ -26,14 +26,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.lifecycle import (
+from services.handoff.routing import RepLoad, levelled_ledger
+from services.handoff.status import (
     OPEN_STATUSES,
     WAITING_STATUSES,
     FeedbackAction,
     Handoff,
     HandoffStatus,
 )
-from services.handoff.routing import RepLoad, levelled_ledger
 from shared.db import metadata
 from shared.playbook import Playbook
 from shared.playbook.handoff import WorkingHours

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from services.handoff.lifecycle import ConversionStage, HandoffStatus
 from services.handoff.routing import RepLoad
+from services.handoff.status import ConversionStage, HandoffStatus
 from shared.playbook.handoff import WorkingHours
 
 

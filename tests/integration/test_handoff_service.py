@@ -17,7 +17,6 @@ from sqlalchemy import select, update
 
 from services.handoff import repository
 from services.handoff.app import build_app
-from services.handoff.lifecycle import Handoff, HandoffStatus
 from services.handoff.service import (
     ACCEPT_BREACH,
     CONTACT_BREACH,
@@ -25,6 +24,7 @@ from services.handoff.service import (
     WARNING,
     HandoffService,
 )
+from services.handoff.status import Handoff, HandoffStatus
 from shared import timers
 from shared.db import make_engine, make_sessionmaker, outbox
 from shared.errors import LeadrouterError, Unavailable

@@ -1,4 +1,4 @@
-"""Pure handoff lifecycle: the Handoff, its statuses, SLA deadlines, and what feedback and
+"""Pure handoff status machine: the Handoff, its statuses, SLA deadlines, and what feedback and
 breaches do to it. No I/O and no clock reads: every decision takes `now`."""
 
 from collections.abc import Mapping

@@ -1,0 +1,136 @@
+"""Sales feedback: accept, contact, reject or convert a handoff, from HTTP or Kafka."""
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.handoff import repository
+from services.handoff.flows.base import ACCEPT_BREACH, SLA_TIMERS, WARNING
+from services.handoff.flows.routing import RoutingFlow
+from services.handoff.metrics import (
+    FEEDBACK_REFUSED,
+    REJECTIONS,
+    SLA_OUTCOMES,
+    TIME_TO_ACCEPT,
+    TIME_TO_CONTACT,
+)
+from services.handoff.status import (
+    OPEN_STATUSES,
+    FeedbackAction,
+    FeedbackConflict,
+    FeedbackNotAllowed,
+    Handoff,
+    HandoffNotFound,
+    HandoffStatus,
+    InvalidFeedback,
+    accept_sla_outcome,
+    check_feedback_author,
+    next_status,
+)
+from shared import audit, timers
+from shared.events import FEEDBACK_PREFIX, CloudEvent, FeedbackData
+
+log = logging.getLogger(__name__)
+
+# Feedback that may close an open handoff, freeing a slot (the queue is drained: reps needed).
+CLOSING_FEEDBACK = frozenset({FeedbackAction.REJECT, FeedbackAction.CONVERT})
+
+
+class FeedbackFlow(RoutingFlow):
+    """What sales says about a handoff."""
+
+    async def take_feedback_event(
+        self, session: AsyncSession, event: CloudEvent, now: datetime
+    ) -> None:
+        """A feedback event from Kafka: applied and audited, or refused and counted."""
+        feedback = FeedbackData.model_validate(event.data)
+        action = event.type.removeprefix(FEEDBACK_PREFIX)
+        try:
+            await self.apply_feedback(session, action, feedback, now, cause=event.id)
+            # Kafka ACLs decide who may write feedback; the trail records who said so.
+            await audit.record(
+                session,
+                f"kafka:{event.source}",
+                f"feedback.{action}",
+                feedback.handoff_id,
+                {"event_id": event.id, "rep_id": feedback.rep_id},
+            )
+        except (FeedbackConflict, InvalidFeedback, FeedbackNotAllowed, HandoffNotFound) as exc:
+            FEEDBACK_REFUSED.labels(action if action in set(FeedbackAction) else "other").inc()
+            log.warning("sales feedback refused: %s", exc, extra={"event_id": event.id})
+
+    async def apply_feedback(
+        self,
+        session: AsyncSession,
+        action: str,
+        feedback: FeedbackData,
+        now: datetime,
+        cause: str,
+        api_key_name: str | None = None,
+    ) -> Handoff:
+        """Accept, contact, reject or convert a handoff (HTTP and Kafka both come here).
+
+        Checked in this order: the handoff exists (404), the move is possible (409), the
+        reason or stage is known (422), the author is its rep or a manager of its team (403).
+        """
+        if action in CLOSING_FEEDBACK:
+            # Draining the queue after it needs the reps, and they come before the handoff.
+            await repository.lock_reps(session)
+        handoff = await repository.lock_handoff(session, feedback.handoff_id)
+        if handoff is None:
+            raise HandoffNotFound(f"no handoff {feedback.handoff_id!r}")
+        status = next_status(handoff, action, self.playbook, feedback.reason, feedback.converted_to)
+        check_feedback_author(handoff, feedback.rep_id, self.playbook)
+        changes: dict[str, Any] = {"status": status}
+        if action in {FeedbackAction.ACCEPT, FeedbackAction.CONTACT}:
+            outcome = accept_sla_outcome(handoff, now)
+            if outcome:
+                SLA_OUTCOMES.labels(handoff.team, handoff.tier, outcome).inc()
+            if outcome == "breached":  # accepted late, before the breach timer fired
+                changes["accept_breaches"] = handoff.accept_breaches + 1
+            if handoff.accepted_at is None:
+                changes["accepted_at"] = now  # contacting a lead accepts it
+                TIME_TO_ACCEPT.labels(handoff.tier).observe(
+                    (now - (handoff.assigned_at or now)).total_seconds()
+                )
+        if action == FeedbackAction.ACCEPT:
+            await timers.cancel(session, WARNING, handoff.handoff_id)
+            await timers.cancel(session, ACCEPT_BREACH, handoff.handoff_id)
+        elif action == FeedbackAction.CONTACT:
+            changes["contacted_at"] = now
+            TIME_TO_CONTACT.labels(handoff.tier).observe(
+                (now - (handoff.assigned_at or now)).total_seconds()
+            )
+            for kind in SLA_TIMERS:
+                await timers.cancel(session, kind, handoff.handoff_id)
+        elif action == FeedbackAction.REJECT:
+            changes.update(closed_at=now, reason=feedback.reason)
+            REJECTIONS.labels(handoff.team, feedback.reason).inc()
+        else:
+            changes.update(closed_at=handoff.closed_at or now, converted_to=feedback.converted_to)
+        if status in {HandoffStatus.REJECTED, HandoffStatus.CONVERTED}:
+            for kind in SLA_TIMERS:
+                await timers.cancel(session, kind, handoff.handoff_id)
+        updated = await self._save(session, handoff, **changes)
+        await repository.record_feedback(
+            session,
+            handoff_id=handoff.handoff_id,
+            action=action,
+            rep_id=feedback.rep_id,
+            api_key_name=api_key_name,
+            reason=feedback.reason,
+            converted_to=feedback.converted_to,
+            team=handoff.team,
+            cause=cause,
+            at=now,
+        )
+        log.info("feedback %s: now %s", action, status, extra={"handoff_id": handoff.handoff_id})
+        await self._publish(session, updated, status, cause=cause)
+        if action == FeedbackAction.REJECT:
+            await self._publish(session, updated, "recycled", cause=cause)
+        if handoff.status in OPEN_STATUSES and status not in OPEN_STATUSES:
+            await self.drain_queue(session, handoff.team, now)  # the rep has a free slot now
+        self._gauges_stale = True
+        return updated
