@@ -139,6 +139,7 @@ def _handoff_example(event_type: str) -> BaseModel:
         reason="not_a_fit" if kind in {"rejected", "recycled"} else None,
         converted_to="sql" if kind == "converted" else None,
         tier="hot",
+        previous_tier="warm" if kind == "tier_raised" else None,
         queue="sales-queue" if queued else None,
         previous_rep_id="rep-chen" if kind == "reassigned" else None,
         accept_by=None if queued else EXAMPLE_TIME + timedelta(minutes=5),
@@ -186,6 +187,9 @@ WHEN = {
     "leadrouter.handoff.rejected": "The rep rejected the lead, with a reason code.",
     "leadrouter.handoff.recycled": "After a rejection, the lead goes back to marketing.",
     "leadrouter.handoff.converted": "The lead became an SQL, an opportunity or a customer.",
+    "leadrouter.handoff.tier_raised": "The lead's tier rose after its handoff (a demo request "
+    "on a warm lead): new score, tier and explanation; the running SLA clock tightened to the "
+    "new tier's, never loosened (`previous_tier`).",
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",

@@ -62,6 +62,7 @@ HANDOFF_KINDS = (
     "rejected",
     "recycled",
     "converted",
+    "tier_raised",
 )
 FEEDBACK_ACTIONS = ("accept", "contact", "reject", "convert")
 
@@ -244,6 +245,9 @@ class HandoffData(BaseModel):
         None, description="converted: the stage reached (sql, opportunity or customer)"
     )
     tier: str | None = Field(None, description="hot, warm or cold: decides the SLA")
+    previous_tier: str | None = Field(
+        None, description="tier_raised: the tier before the rise (the SLA tightened)"
+    )
     queue: str | None = Field(None, description="Set while the lead waits in a queue")
     previous_rep_id: str | None = Field(None, description="reassigned: who had it before")
     accept_by: datetime | None = Field(None, description="SLA: accept before this time")

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.handoff.routing import RepLoad, levelled_ledger
 from services.handoff.status import (
     OPEN_STATUSES,
+    RAISABLE_STATUSES,
     WAITING_STATUSES,
     FeedbackAction,
     Handoff,
@@ -298,6 +299,23 @@ async def lock_handoff(session: AsyncSession, handoff_id: str) -> Handoff | None
     row = (
         await session.execute(
             select(handoffs).where(handoffs.c.handoff_id == handoff_id).with_for_update()
+        )
+    ).first()
+    return Handoff.from_row(row._mapping) if row else None
+
+
+async def lock_raisable_handoff(session: AsyncSession, lead_key: str) -> Handoff | None:
+    """The lead's newest handoff that is not closed yet, locked, or None."""
+    row = (
+        await session.execute(
+            select(handoffs)
+            .where(
+                handoffs.c.lead_key == lead_key,
+                handoffs.c.status.in_(sorted(RAISABLE_STATUSES)),
+            )
+            .order_by(handoffs.c.created_at.desc(), handoffs.c.handoff_id)
+            .limit(1)
+            .with_for_update()
         )
     ).first()
     return Handoff.from_row(row._mapping) if row else None

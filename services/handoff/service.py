@@ -28,6 +28,7 @@ from services.handoff.flows.base import (
 )
 from services.handoff.flows.feedback import CLOSING_FEEDBACK, FeedbackFlow
 from services.handoff.flows.gauges import GaugeFlow
+from services.handoff.flows.tiers import TierFlow
 from services.handoff.flows.timers import TimerFlow
 from services.handoff.metrics import REJECTIONS, SLA_OUTCOMES
 from shared.consumer import Delivered
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 ROUTED_TRANSITIONS = {"became_mql"}
+TIER_CHANGED = LIFECYCLE_PREFIX + "tier_changed"
 
 
 @dataclass
@@ -81,7 +83,7 @@ class Batch:
 EventHandler = Callable[[AsyncSession, CloudEvent, Batch], Awaitable[None]]
 
 
-class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, GaugeFlow):
+class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, GaugeFlow):
     """Everything handoff does to its tables, each call inside the caller's transaction."""
 
     def __init__(self, playbook: Playbook, handoffs_topic: str, feedback_topic: str) -> None:
@@ -95,10 +97,11 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, GaugeFlow):
                 REJECTIONS.labels(team, reason)
         self.handlers: dict[str, EventHandler] = {
             LIFECYCLE_ERASED: self._on_erased,
+            TIER_CHANGED: self._on_tier_changed,
             **{
                 LIFECYCLE_PREFIX + t: self._on_transition
                 for t in LIFECYCLE_TRANSITIONS
-                if LIFECYCLE_PREFIX + t != LIFECYCLE_ERASED
+                if LIFECYCLE_PREFIX + t not in {LIFECYCLE_ERASED, TIER_CHANGED}
             },
             **{FEEDBACK_PREFIX + a: self._on_feedback for a in FEEDBACK_ACTIONS},
         }
@@ -139,6 +142,16 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, GaugeFlow):
             batch.now = await self.route(session, event, lead, batch.now)
             batch.changed_handoffs = True
 
+    async def _on_tier_changed(
+        self, session: AsyncSession, event: CloudEvent, batch: Batch
+    ) -> None:
+        """Counted in the funnel; a rise in tier tightens the lead's open handoff."""
+        lead = LifecycleData.model_validate(event.data)
+        await repository.record_merges(session, lead.lead_key, lead.merged_keys)
+        batch.funnel.append((event.id, lead.lead_key, lead.transition, event.time))
+        if await self.raise_handoff_tier(session, event, lead, await batch.clock(session)):
+            batch.changed_handoffs = True
+
     async def _on_erased(self, session: AsyncSession, event: CloudEvent, batch: Batch) -> None:
         """A lead was erased: its handoffs closed and anonymised."""
         await batch.flush_funnel(session)
@@ -166,7 +179,7 @@ def _reps_needed_after_a_handoff(batch: Sequence[Delivered]) -> bool:
             if closing and handoff_locked:
                 return True
             handoff_locked = True
-        elif event.type == LIFECYCLE_ERASED:
+        elif event.type in {LIFECYCLE_ERASED, TIER_CHANGED}:
             handoff_locked = True
         elif handoff_locked and event.type.startswith(LIFECYCLE_PREFIX):
             if event.data.get("transition") in ROUTED_TRANSITIONS:

@@ -306,6 +306,7 @@ def test_the_api_and_the_event_show_every_field_they_share_with_the_handoff():
         "stage",
         "previous_rep_id",
         "clock",
+        "previous_tier",  # tier_raised: given by the event, not stored
     }
     full = handoff(
         "converted",

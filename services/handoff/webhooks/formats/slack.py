@@ -66,6 +66,7 @@ def _headline(kind: str, data: HandoffData) -> str:
         "rejected": f"{rep} rejected a lead",
         "recycled": "A lead went back to marketing",
         "converted": f"{rep} converted a lead to {data.converted_to}",
+        "tier_raised": f"{rep}, your lead turned {tier}(was {data.previous_tier}): sooner SLA",
     }.get(kind, f"Handoff {kind}")
 
 
