@@ -118,14 +118,17 @@ def _handoff_example(event_type: str) -> BaseModel:
         "rejected": "rejected",
         "recycled": "rejected",
         "converted": "converted",
+        "manager_queue_warning": "escalated",
+        "manager_queue_breached": "escalated",
     }.get(kind, "assigned")
     queued = kind == "queued"
+    escalated = kind.startswith("manager_queue")
     return HandoffData(
         handoff_id="6b0d2c4e-8f0a-5d3e-9c51-2f7a4b8e1d10",
         status=status,
         lead_key=EXAMPLE_LEAD,
-        rep_id=None if queued else "rep-ben",
-        rep_name=None if queued else "Ben Okafor",
+        rep_id=None if queued or escalated else "rep-ben",
+        rep_name=None if queued or escalated else "Ben Okafor",
         team="sales",
         email="ana@acme.example",
         attributes={"company": "Acme", "company_size": 250, "country": "DE"},
@@ -140,7 +143,8 @@ def _handoff_example(event_type: str) -> BaseModel:
         converted_to="sql" if kind == "converted" else None,
         tier="hot",
         previous_tier="warm" if kind == "tier_raised" else None,
-        queue="sales-queue" if queued else None,
+        queue="sales-queue" if queued else "sales-manager" if escalated else None,
+        queue_due_at=EXAMPLE_TIME + timedelta(minutes=60) if escalated else None,
         previous_rep_id="rep-chen" if kind == "reassigned" else None,
         accept_by=None if queued else EXAMPLE_TIME + timedelta(minutes=5),
         contact_by=None if queued else EXAMPLE_TIME + timedelta(minutes=15),
@@ -190,6 +194,10 @@ WHEN = {
     "leadrouter.handoff.tier_raised": "The lead's tier rose after its handoff (a demo request "
     "on a warm lead): new score, tier and explanation; the running SLA clock tightened to the "
     "new tier's, never loosened (`previous_tier`).",
+    "leadrouter.handoff.manager_queue_warning": "An escalated lead has waited most of its "
+    "time in the manager's queue (`queue_due_at`: when it breaches).",
+    "leadrouter.handoff.manager_queue_breached": "Nobody worked an escalated lead in time; the "
+    "playbook's final policy follows (`recycled` with reason unworked, or it keeps waiting).",
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",

@@ -63,6 +63,8 @@ HANDOFF_KINDS = (
     "recycled",
     "converted",
     "tier_raised",
+    "manager_queue_warning",
+    "manager_queue_breached",
 )
 FEEDBACK_ACTIONS = ("accept", "contact", "reject", "convert")
 
@@ -224,7 +226,8 @@ class HandoffData(BaseModel):
 
     handoff_id: str = Field(description="Stable id of the handoff: use it to send feedback")
     status: str = Field(
-        description="assigned, queued, accepted, contacted, rejected, converted or escalated"
+        description="assigned, queued, accepted, contacted, rejected, converted, escalated "
+        "or recycled"
     )
     lead_key: str = Field(description="The lead's key, also the event's subject and Kafka key")
     rep_id: str | None = Field(description="The rep who has the lead (null while queued)")
@@ -254,6 +257,12 @@ class HandoffData(BaseModel):
     contact_by: datetime | None = Field(None, description="SLA: first contact before this time")
     qualifying_activity_at: datetime | None = Field(
         None, description="When the activity that qualified the lead happened"
+    )
+    queue_due_at: datetime | None = Field(
+        None, description="escalated: when the wait in the manager's queue breaches"
+    )
+    recycle_policy: str | None = Field(
+        None, description="recycled: the policy that sent the lead back (recycle, ...)"
     )
     clock: Literal["accept", "contact"] | None = Field(
         None, description="sla_breached: which clock ran out"

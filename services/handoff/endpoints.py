@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from services.handoff import repository
+from services.handoff import funnel_repository, repository
 from services.handoff.schemas import (
     AvailabilityBody,
     AvailabilityOut,
@@ -193,7 +193,7 @@ async def get_funnel(
     since = since or until - timedelta(days=30)
     if since >= until:
         raise Invalid("since must be before until", pointer="/query/since")
-    raw = await repository.funnel(session, since, until, now)
+    raw = await funnel_repository.funnel(session, since, until, now)
     return funnel_out(raw, since, until)
 
 
@@ -238,6 +238,8 @@ def funnel_out(raw: dict[str, Any], since: datetime, until: datetime) -> FunnelO
         breaches_by_team=raw["breaches_by_team"],
         rejected_by_reason=raw["rejected_by_reason"],
         recycled=raw["stages"].get("recycled", 0),
+        recycled_by_reason=raw["recycled_by_reason"],
+        recycled_by_policy=raw["recycled_by_policy"],
     )
 
 

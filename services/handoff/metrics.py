@@ -61,3 +61,13 @@ FEEDBACK_REFUSED = Counter(
     "Sales feedback from Kafka that did not apply (unknown handoff, wrong state, wrong author)",
     ["action"],
 )
+MANAGER_QUEUE_SLA = Counter(
+    "leadrouter_manager_queue_sla_total",
+    "The manager queue's clock after an escalation: warnings and breaches (sla.manager_queue)",
+    ["team", "tier", "event"],
+)
+RECYCLED = Counter(
+    "leadrouter_handoffs_recycled_total",
+    "Handoffs closed by a policy that sent the lead back to marketing, by reason and policy",
+    ["team", "reason", "policy"],
+)

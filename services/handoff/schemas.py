@@ -66,9 +66,15 @@ class HandoffOut(BaseModel):
     contact_breached: bool
     reassignments: int
     previous_reps: list[str]
-    reason: str | None = Field(description="The reject reason code")
+    reason: str | None = Field(description="The reject or recycle reason code")
     converted_to: ConversionStage | None = Field(description="The furthest stage reached")
     created_at: datetime | None
+    queue_due_at: datetime | None = Field(
+        None, description="Escalated: when the wait in the manager's queue breaches"
+    )
+    recycle_policy: str | None = Field(
+        None, description="Closed by sending the lead back to marketing: the policy (recycle, ...)"
+    )
 
 
 class WorkingHoursOut(BaseModel):
@@ -182,3 +188,11 @@ class FunnelOut(BaseModel):
         description="Rejections sales gave in the window, by the playbook's reason code"
     )
     recycled: int
+    recycled_by_reason: dict[str, int] = Field(
+        default_factory=dict,
+        description="Handoffs closed in the window by sending the lead back to marketing "
+        "(a rejection, the manager queue's final policy, ...), by reason code",
+    )
+    recycled_by_policy: dict[str, int] = Field(
+        default_factory=dict, description="The same handoffs by the policy that recycled them"
+    )

@@ -21,6 +21,9 @@ from services.handoff.flows.availability import AvailabilityFlow
 from services.handoff.flows.base import (
     ACCEPT_BREACH,
     CONTACT_BREACH,
+    HANDOFF_TIMERS,
+    MANAGER_BREACH,
+    MANAGER_WARNING,
     QUEUE_CHECK,
     RELAY,
     SLA_TIMERS,
@@ -48,6 +51,8 @@ from shared.playbook import Playbook
 __all__ = [
     "ACCEPT_BREACH",
     "CONTACT_BREACH",
+    "MANAGER_BREACH",
+    "MANAGER_WARNING",
     "QUEUE_CHECK",
     "SLA_TIMERS",
     "WARNING",
@@ -158,7 +163,7 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, GaugeF
         erased = LifecycleData.model_validate(event.data)
         batch.changed_handoffs = True
         now = await batch.clock(session)
-        await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(SLA_TIMERS))
+        await erasure.erase_lead(session, erased.lead_key, now, RELAY, list(HANDOFF_TIMERS))
 
     async def _on_feedback(self, session: AsyncSession, event: CloudEvent, batch: Batch) -> None:
         """Sales feedback from Kafka."""

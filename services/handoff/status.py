@@ -24,6 +24,7 @@ class HandoffStatus(StrEnum):
     REJECTED = "rejected"
     CONVERTED = "converted"
     ESCALATED = "escalated"  # in the manager's queue after SLA breaches
+    RECYCLED = "recycled"  # closed by a policy that sent the lead back to marketing (reason)
     ERASED = "erased"  # the lead's personal data was erased; closed, counts kept (erasure.py)
 
 
@@ -123,6 +124,8 @@ class Handoff:
     reason: str | None = None
     converted_to: ConversionStage | None = None
     created_at: datetime | None = None
+    queue_due_at: datetime | None = None
+    recycle_policy: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> "Handoff":
@@ -281,6 +284,7 @@ def sla_seconds_left(handoff: Handoff, now: datetime) -> int | None:
     due = {
         HandoffStatus.ASSIGNED: handoff.accept_by,
         HandoffStatus.ACCEPTED: handoff.contact_by,
+        HandoffStatus.ESCALATED: handoff.queue_due_at,
     }.get(handoff.status)
     return round((due - now).total_seconds()) if due else None
 

@@ -97,6 +97,29 @@ class SlaPolicy(Section):
     contact_minutes: float = Field(gt=0)
 
 
+class ManagerQueueSla(Section):
+    """How long an escalated lead may wait in a manager's queue, and what happens then."""
+
+    tiers: dict[str, float] = Field(
+        default_factory=dict, description="Minutes a lead of each tier may wait (none: no clock)"
+    )
+    warning_at: float = Field(0.6, gt=0, lt=1, description="Warn at this share of the wait")
+    final: Literal["recycle", "keep"] = Field(
+        "recycle",
+        description="At the breach: recycle the lead to marketing (with `reason`), or keep it "
+        "in the queue (the breach event only)",
+    )
+    reason: str = Field("unworked", description="The recycle reason the final policy gives")
+
+    @field_validator("tiers")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(t for t, minutes in value.items() if minutes <= 0)
+        if bad:
+            raise ValueError(f"manager queue minutes must be above 0 (tiers {bad})")
+        return value
+
+
 class Sla(Section):
     """SLA clocks: per-tier deadlines, the early warning, escalation and reject reasons."""
 
@@ -110,6 +133,10 @@ class Sla(Section):
     )
     reject_reasons: list[str] = Field(
         default_factory=lambda: ["not_a_fit", "no_budget", "wrong_contact", "duplicate"]
+    )
+    manager_queue: ManagerQueueSla = Field(
+        default_factory=ManagerQueueSla,
+        description="The manager queue's own clock after an escalation (none by default)",
     )
     feedback_from: Literal["owner_or_manager", "anyone"] = Field(
         "owner_or_manager",

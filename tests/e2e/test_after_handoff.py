@@ -7,8 +7,10 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from shared.kafka import HANDOFFS
-from tests.helpers import eventually, minutes_ago, read_topic
+from harness.events import became_mql
+from shared.kafka import HANDOFFS, LEAD_LIFECYCLE
+from shared.settings import REPO_ROOT
+from tests.helpers import eventually, minutes_ago, publish, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +78,72 @@ async def test_a_lead_that_turns_hot_after_its_handoff_gets_the_hot_clock(settin
     assert (event["tier"], event["previous_tier"], event["score"]) == ("hot", "warm", 100)
     assert event["rep_id"] == warm["rep_id"]
     assert datetime.fromisoformat(event["accept_by"]) == hot_by
+
+
+async def test_a_lead_nobody_works_in_the_manager_queue_goes_back_to_marketing(
+    settings, services, tmp_path
+):
+    """Item 2: the manager queue's clock warns, breaches and recycles with reason unworked."""
+    playbook = (
+        (REPO_ROOT / "deploy" / "playbook.example.yaml")
+        .read_text()
+        .replace(
+            "hot: { accept_minutes: 5, contact_minutes: 15 }",
+            "hot: { accept_minutes: 0.05, contact_minutes: 10 }",  # accept within 3 seconds
+        )
+        .replace("max_reassignments: 2", "max_reassignments: 0")  # escalate at the breach
+        .replace("tiers: { hot: 60, warm: 480, cold: 2880 }", "tiers: { hot: 0.05 }")
+    )
+    assert "tiers: { hot: 0.05 }" in playbook
+    path = tmp_path / "playbook.yaml"
+    path.write_text(playbook)
+    service = services["handoff"]
+    service.env["LEADROUTER_PLAYBOOK"] = str(path)
+    await service.start()
+    await publish(settings, LEAD_LIFECYCLE, [became_mql("idle@acme.example")])
+    expected = [
+        "assigned",
+        "sla_warning",
+        "sla_breached",
+        "reassigned",
+        "manager_queue_warning",
+        "manager_queue_breached",
+        "recycled",
+    ]
+    records = await read_topic(
+        settings.kafka_bootstrap, settings.topic(HANDOFFS), len(expected), 60
+    )
+    assert types_of(records) == expected
+    events = [json.loads(r.value)["data"] for r in records]
+    escalated = events[3]
+    assert (escalated["status"], escalated["queue"]) == ("escalated", "sales-manager")
+    due = datetime.fromisoformat(escalated["queue_due_at"])
+    assert events[4]["queue_due_at"] == escalated["queue_due_at"]
+    recycled = events[-1]
+    assert (recycled["status"], recycled["reason"], recycled["recycle_policy"]) == (
+        "recycled",
+        "unworked",
+        "recycle",
+    )
+    assert json.loads(records[-1].value)["time"] >= due.isoformat()[:19]
+    async with httpx.AsyncClient() as client:
+        row = (await client.get(f"{service.url}/v1/handoffs/{recycled['handoff_id']}")).json()
+        funnel = (await client.get(f"{service.url}/v1/funnel")).json()
+        metrics = (await client.get(f"{service.url}/metrics")).text
+    assert (row["status"], row["reason"], row["closed_at"] is not None) == (
+        "recycled",
+        "unworked",
+        True,
+    )
+    assert funnel["recycled_by_reason"] == {"unworked": 1}
+    assert funnel["recycled_by_policy"] == {"recycle": 1}
+    for event in ("warning", "breached"):
+        assert (
+            f'leadrouter_manager_queue_sla_total{{event="{event}",team="sales",tier="hot"}} 1.0'
+            in metrics
+        )
+    assert (
+        'leadrouter_handoffs_recycled_total{policy="recycle",reason="unworked",team="sales"} 1.0'
+        in metrics
+    )
+    assert 'leadrouter_handoff_queue_size{queue="sales-manager",tier="hot"} 0.0' in metrics

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
-from services.handoff import repository
+from services.handoff import funnel_repository, repository
 from services.handoff.app import build_app
 from services.handoff.service import (
     ACCEPT_BREACH,
@@ -157,7 +157,7 @@ class Desk:
 
         since, until = now - timedelta(days=1), now + timedelta(days=1)
         async with self.sessions() as s:
-            raw = await repository.funnel(s, since, until, now)
+            raw = await funnel_repository.funnel(s, since, until, now)
         return funnel_out(raw, since, until).model_dump()
 
 

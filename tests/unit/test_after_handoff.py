@@ -1,19 +1,28 @@
-"""The pure decisions after a handoff (issue 24): a rise in tier tightens the clock."""
+"""The pure decisions after a handoff (issue 24): a rise in tier tightens the clock, the manager
+queue runs its own clock."""
 
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.handoff.policies import (
+    KeepWaiting,
+    Recycle,
+    manager_queue_deadlines,
+    manager_queue_outcome,
+)
 from services.handoff.status import (
     RAISABLE_STATUSES,
     Handoff,
     HandoffStatus,
     deadlines,
     raise_tier,
+    sla_seconds_left,
     tier_rank,
 )
 from shared.playbook import load_playbook
+from shared.playbook.handoff import ManagerQueueSla
 from shared.settings import REPO_ROOT
 
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
@@ -103,3 +112,43 @@ def test_an_accepted_lead_keeps_its_accept_deadline(status):
         assert raised.contact_by == later + timedelta(minutes=15)
     else:
         assert raised.contact_by == handoff.contact_by  # contacted: no clock runs
+
+
+# -- the manager queue's clock (item 2) ----------------------------------------------------------
+
+manager_minutes = st.floats(0.01, 10_000, allow_nan=False)
+
+
+@given(tier=tiers, minutes=manager_minutes, share=st.floats(0.05, 0.95), final=st.booleans())
+def test_the_manager_queue_warns_before_it_breaches_then_applies_the_final_policy(
+    tier, minutes, share, final
+):
+    book = PLAYBOOK.model_copy(
+        update={
+            "sla": PLAYBOOK.sla.model_copy(
+                update={
+                    "manager_queue": ManagerQueueSla(
+                        tiers={tier: minutes},
+                        warning_at=share,
+                        final="recycle" if final else "keep",
+                    )
+                }
+            )
+        }
+    )
+    clock = manager_queue_deadlines(tier, MONDAY_NOON, book)
+    assert clock is not None
+    warn_at, due_at = clock
+    assert MONDAY_NOON <= warn_at <= due_at
+    assert due_at - MONDAY_NOON == timedelta(minutes=minutes)
+    others = [t for t in TIERS if t != tier]
+    assert all(manager_queue_deadlines(t, MONDAY_NOON, book) is None for t in others)
+    outcome = manager_queue_outcome(book)
+    assert outcome == (Recycle("unworked") if final else KeepWaiting())
+
+
+def test_an_escalated_lead_shows_the_manager_queue_clock():
+    due = MONDAY_NOON + timedelta(minutes=60)
+    escalated = assigned("hot", HandoffStatus.ESCALATED, rep_id=None, queue_due_at=due)
+    assert sla_seconds_left(escalated, MONDAY_NOON) == 3600
+    assert manager_queue_deadlines(None, MONDAY_NOON, PLAYBOOK) is None

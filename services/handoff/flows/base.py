@@ -5,6 +5,7 @@ or an HTTP request's unit of work); decisions come from the pure core (`status.p
 `routing.py`), SQL from the repository.
 """
 
+import logging
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -12,12 +13,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import repository
-from services.handoff.metrics import HANDOFF_EVENTS
-from services.handoff.status import Handoff, SlaClock
-from shared import outbox
+from services.handoff.metrics import HANDOFF_EVENTS, RECYCLED
+from services.handoff.policies import Recycle
+from services.handoff.status import Handoff, HandoffStatus, SlaClock
+from shared import outbox, timers
 from shared.db import db_now
 from shared.events import HANDOFF_PREFIX, CloudEvent, HandoffData, derived_event_id
 from shared.playbook import Playbook
+
+log = logging.getLogger(__name__)
 
 RELAY = "handoff"
 WARNING, ACCEPT_BREACH, CONTACT_BREACH, QUEUE_CHECK = (
@@ -27,6 +31,9 @@ WARNING, ACCEPT_BREACH, CONTACT_BREACH, QUEUE_CHECK = (
     "handoff.queue_check",  # keyed by team: a rep's working hours begin
 )
 SLA_TIMERS = (WARNING, ACCEPT_BREACH, CONTACT_BREACH)
+MANAGER_WARNING, MANAGER_BREACH = "handoff.manager_queue_warning", "handoff.manager_queue_breach"
+# Every timer keyed by a handoff id: cancelled when the handoff closes or its lead is erased.
+HANDOFF_TIMERS = (*SLA_TIMERS, MANAGER_WARNING, MANAGER_BREACH)
 
 
 class FlowBase:
@@ -47,6 +54,30 @@ class FlowBase:
         await repository.update_handoff(session, handoff.handoff_id, **values)
         current = {f.name: getattr(handoff, f.name) for f in fields(Handoff)}
         return Handoff.from_row({**current, **changes})
+
+    async def _recycle(
+        self, session: AsyncSession, handoff: Handoff, outcome: Recycle, cause: str, now: datetime
+    ) -> Handoff:
+        """Close a handoff by a policy and send its lead back to marketing (`recycled`)."""
+        for kind in HANDOFF_TIMERS:
+            await timers.cancel(session, kind, handoff.handoff_id)
+        updated = await self._save(
+            session,
+            handoff,
+            status=HandoffStatus.RECYCLED,
+            closed_at=now,
+            reason=outcome.reason,
+            recycle_policy=outcome.policy,
+        )
+        RECYCLED.labels(handoff.team, outcome.reason, outcome.policy).inc()
+        log.info(
+            "recycled: %s by policy %s",
+            outcome.reason,
+            outcome.policy,
+            extra={"handoff_id": handoff.handoff_id},
+        )
+        await self._publish(session, updated, "recycled", cause=cause, now=now)
+        return updated
 
     async def _publish(
         self,

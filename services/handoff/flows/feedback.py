@@ -11,6 +11,7 @@ from services.handoff.flows.base import ACCEPT_BREACH, SLA_TIMERS, WARNING
 from services.handoff.flows.routing import RoutingFlow
 from services.handoff.metrics import (
     FEEDBACK_REFUSED,
+    RECYCLED,
     REJECTIONS,
     SLA_OUTCOMES,
     TIME_TO_ACCEPT,
@@ -106,8 +107,10 @@ class FeedbackFlow(RoutingFlow):
             for kind in SLA_TIMERS:
                 await timers.cancel(session, kind, handoff.handoff_id)
         elif action == FeedbackAction.REJECT:
-            changes.update(closed_at=now, reason=feedback.reason)
+            # The lead goes back to marketing (`recycled` below): counted as recycled.
+            changes.update(closed_at=now, reason=feedback.reason, recycle_policy="recycle")
             REJECTIONS.labels(handoff.team, feedback.reason).inc()
+            RECYCLED.labels(handoff.team, feedback.reason, "recycle").inc()
         else:
             changes.update(closed_at=handoff.closed_at or now, converted_to=feedback.converted_to)
         if status in {HandoffStatus.REJECTED, HandoffStatus.CONVERTED}:

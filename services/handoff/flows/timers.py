@@ -15,12 +15,14 @@ from services.handoff import repository
 from services.handoff.flows.base import (
     ACCEPT_BREACH,
     CONTACT_BREACH,
+    HANDOFF_TIMERS,
+    MANAGER_BREACH,
+    MANAGER_WARNING,
     QUEUE_CHECK,
-    SLA_TIMERS,
     WARNING,
     episode,
 )
-from services.handoff.flows.routing import RoutingFlow
+from services.handoff.flows.manager_queue import ManagerQueueFlow
 from services.handoff.metrics import SLA_BREACHES, SLA_OUTCOMES, SLA_WARNINGS
 from services.handoff.status import Escalate, Handoff, HandoffStatus, after_accept_breach
 from shared import timers
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 ROUTING_TIMERS = frozenset({ACCEPT_BREACH, QUEUE_CHECK})
 
 
-class TimerFlow(RoutingFlow):
+class TimerFlow(ManagerQueueFlow):
     """What the handoff service's durable timers do when they fire."""
 
     def timer_handlers(self) -> dict[str, timers.TimerHandler]:
@@ -42,6 +44,8 @@ class TimerFlow(RoutingFlow):
             ACCEPT_BREACH: self.on_accept_breach,
             CONTACT_BREACH: self.on_contact_breach,
             QUEUE_CHECK: self.on_queue_check,
+            MANAGER_WARNING: self.on_manager_warning,
+            MANAGER_BREACH: self.on_manager_breach,
         }
 
     async def lock_for_timers(
@@ -51,9 +55,9 @@ class TimerFlow(RoutingFlow):
         timers' handoffs that no other transaction holds; returns the timers free to fire."""
         if any(kind in ROUTING_TIMERS for kind, _ in due):
             await repository.lock_reps(session)
-        handoff_ids = [key for kind, key in due if kind in SLA_TIMERS]
+        handoff_ids = [key for kind, key in due if kind in HANDOFF_TIMERS]
         free = await repository.lock_free_handoffs(session, handoff_ids) if handoff_ids else set()
-        return {(kind, key) for kind, key in due if kind not in SLA_TIMERS or key in free}
+        return {(kind, key) for kind, key in due if kind not in HANDOFF_TIMERS or key in free}
 
     async def on_warning(self, session: AsyncSession, timer: Timer, now: datetime) -> None:
         """Before the accept deadline: tell the rep and the manager while there is time."""
@@ -132,6 +136,7 @@ class TimerFlow(RoutingFlow):
             routing_reason=f"escalated to the manager's queue after an SLA breach: {action.why}",
         )
         await timers.cancel(session, WARNING, handoff.handoff_id)
+        updated = await self._start_manager_clock(session, updated, now)
         await self._publish(
             session, updated, "reassigned", cause=cause, previous_rep_id=handoff.rep_id
         )
