@@ -120,6 +120,7 @@ def _handoff_example(event_type: str) -> BaseModel:
         "converted": "converted",
         "manager_queue_warning": "escalated",
         "manager_queue_breached": "escalated",
+        "stale_reminder": "accepted",
     }.get(kind, "assigned")
     queued = kind == "queued"
     escalated = kind.startswith("manager_queue")
@@ -198,6 +199,9 @@ WHEN = {
     "time in the manager's queue (`queue_due_at`: when it breaches).",
     "leadrouter.handoff.manager_queue_breached": "Nobody worked an escalated lead in time; the "
     "playbook's final policy follows (`recycled` with reason unworked, or it keeps waiting).",
+    "leadrouter.handoff.stale_reminder": "An accepted or contacted lead has had no feedback "
+    "for the playbook's reminder days (sla.stale); it is recycled (reason stale) if none "
+    "follows.",
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",

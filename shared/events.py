@@ -65,6 +65,7 @@ HANDOFF_KINDS = (
     "tier_raised",
     "manager_queue_warning",
     "manager_queue_breached",
+    "stale_reminder",
 )
 FEEDBACK_ACTIONS = ("accept", "contact", "reject", "convert")
 
@@ -262,7 +263,15 @@ class HandoffData(BaseModel):
         None, description="escalated: when the wait in the manager's queue breaches"
     )
     recycle_policy: str | None = Field(
-        None, description="recycled: the policy that sent the lead back (recycle, ...)"
+        None,
+        description="rejected / recycled: the reject reason's policy (recycle, revisit, "
+        "suppress, merge, disqualify)",
+    )
+    revisit_at: datetime | None = Field(
+        None, description="revisit policy: when the lead is routed again"
+    )
+    suppressed_until: datetime | None = Field(
+        None, description="suppress policy: not routed again before then unless its fit changes"
     )
     clock: Literal["accept", "contact"] | None = Field(
         None, description="sla_breached: which clock ran out"

@@ -71,3 +71,13 @@ RECYCLED = Counter(
     "Handoffs closed by a policy that sent the lead back to marketing, by reason and policy",
     ["team", "reason", "policy"],
 )
+ROUTING_SUPPRESSED = Counter(
+    "leadrouter_routing_suppressed_total",
+    "Qualified leads not routed because a reject policy holds them back (suppress, disqualify)",
+)
+STALE_HANDOFFS = Counter(
+    "leadrouter_stale_handoffs_total",
+    "Accepted or contacted handoffs without feedback: reminders sent and leads recycled "
+    "(sla.stale)",
+    ["team", "tier", "event"],
+)

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.handoff.policies import RecentHandoff, Suppression
 from services.handoff.routing import RepLoad, levelled_ledger
 from services.handoff.status import (
     OPEN_STATUSES,
@@ -92,8 +93,13 @@ handoffs = Table(
     Column("updated_at", TS, nullable=False, server_default=func.now()),
     Column("queue_due_at", TS),  # escalated: when the manager queue's wait breaches
     Column("recycle_policy", Text),  # closed by recycling: which policy
+    Column("revisit_at", TS),  # a reject policy routes the lead again then
+    Column("suppressed_until", TS),  # a reject policy holds back routing until then
+    Column("fit_score", Float),  # the lead's fit at the handoff
 )
 Index("handoffs_lead_key", handoffs.c.lead_key)
+# The existing-owner policy finds an account's handoffs by email domain.
+Index("handoffs_email_domain", func.lower(func.split_part(handoffs.c.email, "@", 2)))
 Index("handoffs_rep_status", handoffs.c.rep_id, handoffs.c.status)
 Index("handoffs_status_created", handoffs.c.status, handoffs.c.created_at)
 
@@ -320,6 +326,61 @@ async def lock_raisable_handoff(session: AsyncSession, lead_key: str) -> Handoff
         )
     ).first()
     return Handoff.from_row(row._mapping) if row else None
+
+
+async def latest_suppression(session: AsyncSession, lead_key: str) -> Suppression | None:
+    """The lead's last rejection whose policy holds back routing (suppress, disqualify)."""
+    row = (
+        await session.execute(
+            select(handoffs.c.recycle_policy, handoffs.c.suppressed_until, handoffs.c.fit_score)
+            .where(
+                handoffs.c.lead_key == lead_key,
+                handoffs.c.recycle_policy.in_(["suppress", "disqualify"]),
+            )
+            .order_by(handoffs.c.closed_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return Suppression(row.recycle_policy, row.suppressed_until, row.fit_score) if row else None
+
+
+async def recent_handoffs(
+    session: AsyncSession, lead_key: str, domain: str | None, since: datetime
+) -> list[RecentHandoff]:
+    """Handoffs with a rep of this lead or its email domain, open or assigned or closed since
+    `since` (the existing-owner policy's candidates)."""
+    account = func.lower(func.split_part(handoffs.c.email, "@", 2))
+    who = handoffs.c.lead_key == lead_key
+    if domain:
+        who = who | (account == domain)
+    rows = await session.execute(
+        select(
+            handoffs.c.lead_key,
+            account.label("domain"),
+            handoffs.c.rep_id,
+            handoffs.c.assigned_at,
+            handoffs.c.closed_at,
+        )
+        .where(
+            who,
+            handoffs.c.rep_id.is_not(None),
+            handoffs.c.assigned_at.is_not(None),
+            handoffs.c.closed_at.is_(None) | (handoffs.c.closed_at >= since),
+        )
+        .order_by(handoffs.c.assigned_at.desc())
+        .limit(20)
+    )
+    return [RecentHandoff(*row) for row in rows]
+
+
+async def has_newer_handoff(session: AsyncSession, lead_key: str, since: datetime) -> bool:
+    """Whether the lead was handed off again after `since` (it qualified again)."""
+    found = await session.scalar(
+        select(handoffs.c.handoff_id)
+        .where(handoffs.c.lead_key == lead_key, handoffs.c.created_at > since)
+        .limit(1)
+    )
+    return found is not None
 
 
 async def lock_free_handoffs(session: AsyncSession, handoff_ids: Sequence[str]) -> set[str]:

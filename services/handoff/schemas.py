@@ -75,6 +75,10 @@ class HandoffOut(BaseModel):
     recycle_policy: str | None = Field(
         None, description="Closed by sending the lead back to marketing: the policy (recycle, ...)"
     )
+    revisit_at: datetime | None = Field(None, description="Revisit policy: routed again then")
+    suppressed_until: datetime | None = Field(
+        None, description="Suppress policy: not routed again before then unless its fit changes"
+    )
 
 
 class WorkingHoursOut(BaseModel):

@@ -126,6 +126,9 @@ class Handoff:
     created_at: datetime | None = None
     queue_due_at: datetime | None = None
     recycle_policy: str | None = None
+    revisit_at: datetime | None = None
+    suppressed_until: datetime | None = None
+    fit_score: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> "Handoff":

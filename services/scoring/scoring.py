@@ -33,6 +33,7 @@ import orjson
 from shared import jsoncodec
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
+from shared.playbook.qualification import qualifies
 from shared.playbook.scoring_rules import Cap, Scoring
 from shared.playbook.taxonomy import Taxonomy
 
@@ -336,6 +337,7 @@ class _Compiled:
         self.fit_attributes = tuple(dict.fromkeys(r.attribute for r in scoring.fit))
         self.fits: dict[tuple[Any, ...], tuple[float, list[tuple[str, float]], bool]] = {}
         self.threshold = taxonomy.mql_threshold
+        self.qualification = taxonomy.qualification
         self.tiers = tuple((t.min_score, t.name) for t in taxonomy.tiers)
         self.tier_of: dict[float, str] = {}  # tier_for by total: totals repeat
 
@@ -1019,7 +1021,11 @@ def _judged(
     if score.disqualified and stage != "disqualified":
         transitions.append(Transition(DISQUALIFIED, stage, "disqualified", at))
         stage = "disqualified"
-    elif may_qualify and stage in QUALIFIABLE and score.total >= threshold:
+    elif (
+        may_qualify
+        and stage in QUALIFIABLE
+        and qualifies(score.total, score.fit, score.behaviour, threshold, compiled.qualification)
+    ):
         transitions.append(Transition(BECAME_MQL, stage, STAGE_MQL, at))
         stage = STAGE_MQL
     elif stage == STAGE_MQL and before.score.total >= threshold > score.total:

@@ -70,11 +70,28 @@ class RoutingRule(Section):
     when: dict[str, Condition] = Field(default_factory=dict)
 
 
+class ExistingOwnerPolicy(Section):
+    """A lead that comes back, or a new person from an account with a recent handoff, goes
+    to the rep who had it (unless they are out or at capacity)."""
+
+    days: float | None = Field(
+        None, gt=0, description="How recent a handoff counts (None: the policy is off)"
+    )
+    ignore_domains: list[str] = Field(
+        default_factory=lambda: ["gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "gmx.de"],
+        description="Email domains that are not accounts (free mail)",
+    )
+
+
 class Routing(Section):
     teams: list[Team] = Field(min_length=1)
     rules: list[RoutingRule] = Field(default_factory=list)
     accounts: dict[str, str] = Field(
         default_factory=dict, description="Email domain -> owning rep id (account ownership first)"
+    )
+    existing_owner: ExistingOwnerPolicy = Field(
+        default_factory=ExistingOwnerPolicy,
+        description="Give a returning lead or account to the rep who had it recently",
     )
 
     @model_validator(mode="after")
@@ -120,6 +137,45 @@ class ManagerQueueSla(Section):
         return value
 
 
+class RejectPolicy(Section):
+    """What a reject reason does to the lead (docs/handoff.md, "Reject reasons lead somewhere")."""
+
+    policy: Literal["recycle", "revisit", "suppress", "merge", "disqualify"] = Field(
+        "recycle",
+        description="recycle: back to marketing now; revisit: back to nurture and routed again "
+        "after `days` (sooner if it qualifies again); suppress: not routed for `days` unless "
+        "its fit changes; merge: a duplicate, closed without recycling; disqualify: closed and "
+        "never routed again",
+    )
+    days: float | None = Field(None, gt=0, description="revisit and suppress: how many days")
+
+    @model_validator(mode="after")
+    def _days_when_needed(self) -> "RejectPolicy":
+        if self.policy in {"revisit", "suppress"} and self.days is None:
+            raise ValueError(f"policy {self.policy} needs days")
+        return self
+
+
+class StalePolicy(Section):
+    """How long an accepted or contacted lead may go without feedback."""
+
+    remind_days: float = Field(gt=0, description="Then a stale_reminder event")
+    recycle_days: float = Field(gt=0, description="Then the lead is recycled (reason stale)")
+
+    @model_validator(mode="after")
+    def _remind_first(self) -> "StalePolicy":
+        if self.recycle_days <= self.remind_days:
+            raise ValueError("recycle_days must come after remind_days")
+        return self
+
+
+class Stale(Section):
+    """Accepted or contacted handoffs that never progress (none by default)."""
+
+    tiers: dict[str, StalePolicy] = Field(default_factory=dict)
+    reason: str = Field("stale", description="The recycle reason")
+
+
 class Sla(Section):
     """SLA clocks: per-tier deadlines, the early warning, escalation and reject reasons."""
 
@@ -134,6 +190,13 @@ class Sla(Section):
     reject_reasons: list[str] = Field(
         default_factory=lambda: ["not_a_fit", "no_budget", "wrong_contact", "duplicate"]
     )
+    reject_policies: dict[str, RejectPolicy] = Field(
+        default_factory=dict,
+        description="Reject reason -> its policy; a reason left out is recycled at once",
+    )
+    stale: Stale = Field(
+        default_factory=Stale, description="Reminder and recycle for handoffs without feedback"
+    )
     manager_queue: ManagerQueueSla = Field(
         default_factory=ManagerQueueSla,
         description="The manager queue's own clock after an escalation (none by default)",
@@ -143,3 +206,10 @@ class Sla(Section):
         description="Who may accept, contact, reject or convert a handoff: its rep or a "
         "manager of its team (rep_id required), or anyone",
     )
+
+    @model_validator(mode="after")
+    def _policies_for_known_reasons(self) -> "Sla":
+        unknown = sorted(set(self.reject_policies) - set(self.reject_reasons))
+        if unknown:
+            raise ValueError(f"reject_policies name unknown reject reasons {unknown}")
+        return self

@@ -32,8 +32,11 @@ WARNING, ACCEPT_BREACH, CONTACT_BREACH, QUEUE_CHECK = (
 )
 SLA_TIMERS = (WARNING, ACCEPT_BREACH, CONTACT_BREACH)
 MANAGER_WARNING, MANAGER_BREACH = "handoff.manager_queue_warning", "handoff.manager_queue_breach"
-# Every timer keyed by a handoff id: cancelled when the handoff closes or its lead is erased.
-HANDOFF_TIMERS = (*SLA_TIMERS, MANAGER_WARNING, MANAGER_BREACH)
+REVISIT = "handoff.revisit"  # a rejected lead's revisit date: route it again
+STALE_REMINDER, STALE_RECYCLE = "handoff.stale_reminder", "handoff.stale_recycle"
+STALE_TIMERS = (STALE_REMINDER, STALE_RECYCLE)
+# Every timer keyed by a handoff id: locked with its handoff, cancelled when its lead is erased.
+HANDOFF_TIMERS = (*SLA_TIMERS, MANAGER_WARNING, MANAGER_BREACH, REVISIT, *STALE_TIMERS)
 
 
 class FlowBase:

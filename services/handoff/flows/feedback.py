@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import repository
-from services.handoff.flows.base import ACCEPT_BREACH, SLA_TIMERS, WARNING
-from services.handoff.flows.routing import RoutingFlow
+from services.handoff.flows.base import ACCEPT_BREACH, REVISIT, SLA_TIMERS, STALE_TIMERS, WARNING
+from services.handoff.flows.stale import StaleFlow
 from services.handoff.metrics import (
     FEEDBACK_REFUSED,
     RECYCLED,
@@ -17,6 +17,7 @@ from services.handoff.metrics import (
     TIME_TO_ACCEPT,
     TIME_TO_CONTACT,
 )
+from services.handoff.policies import RejectOutcome, reject_outcome
 from services.handoff.status import (
     OPEN_STATUSES,
     FeedbackAction,
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 CLOSING_FEEDBACK = frozenset({FeedbackAction.REJECT, FeedbackAction.CONVERT})
 
 
-class FeedbackFlow(RoutingFlow):
+class FeedbackFlow(StaleFlow):
     """What sales says about a handoff."""
 
     async def take_feedback_event(
@@ -85,6 +86,7 @@ class FeedbackFlow(RoutingFlow):
         status = next_status(handoff, action, self.playbook, feedback.reason, feedback.converted_to)
         check_feedback_author(handoff, feedback.rep_id, self.playbook)
         changes: dict[str, Any] = {"status": status}
+        rejected: RejectOutcome | None = None
         if action in {FeedbackAction.ACCEPT, FeedbackAction.CONTACT}:
             outcome = accept_sla_outcome(handoff, now)
             if outcome:
@@ -107,16 +109,24 @@ class FeedbackFlow(RoutingFlow):
             for kind in SLA_TIMERS:
                 await timers.cancel(session, kind, handoff.handoff_id)
         elif action == FeedbackAction.REJECT:
-            # The lead goes back to marketing (`recycled` below): counted as recycled.
-            changes.update(closed_at=now, reason=feedback.reason, recycle_policy="recycle")
+            assert feedback.reason is not None  # next_status checked it
+            rejected = reject_outcome(feedback.reason, self.playbook, now)
+            changes.update(
+                closed_at=now,
+                reason=feedback.reason,
+                recycle_policy=rejected.policy,
+                revisit_at=rejected.revisit_at,
+                suppressed_until=rejected.suppressed_until,
+            )
             REJECTIONS.labels(handoff.team, feedback.reason).inc()
-            RECYCLED.labels(handoff.team, feedback.reason, "recycle").inc()
+            RECYCLED.labels(handoff.team, feedback.reason, rejected.policy).inc()
         else:
             changes.update(closed_at=handoff.closed_at or now, converted_to=feedback.converted_to)
         if status in {HandoffStatus.REJECTED, HandoffStatus.CONVERTED}:
-            for kind in SLA_TIMERS:
+            for kind in (*SLA_TIMERS, *STALE_TIMERS):
                 await timers.cancel(session, kind, handoff.handoff_id)
         updated = await self._save(session, handoff, **changes)
+        await self._start_stale_clock(session, updated)  # feedback restarts it
         await repository.record_feedback(
             session,
             handoff_id=handoff.handoff_id,
@@ -131,8 +141,16 @@ class FeedbackFlow(RoutingFlow):
         )
         log.info("feedback %s: now %s", action, status, extra={"handoff_id": handoff.handoff_id})
         await self._publish(session, updated, status, cause=cause)
-        if action == FeedbackAction.REJECT:
+        if rejected is not None and rejected.recycle:
             await self._publish(session, updated, "recycled", cause=cause)
+        if rejected is not None and rejected.revisit_at is not None:
+            await timers.schedule(
+                session,
+                REVISIT,
+                handoff.handoff_id,
+                rejected.revisit_at,
+                {"reason": rejected.reason},
+            )
         if handoff.status in OPEN_STATUSES and status not in OPEN_STATUSES:
             await self.drain_queue(session, handoff.team, now)  # the rep has a free slot now
         self._gauges_stale = True

@@ -3,7 +3,7 @@ clocks, and draining a team's queue when a rep has room."""
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +17,13 @@ from services.handoff.flows.base import (
     FlowBase,
     episode_payload,
 )
-from services.handoff.metrics import QUEUED_TIME, ROUTING_DECISIONS, SPEED_TO_LEAD
+from services.handoff.metrics import (
+    QUEUED_TIME,
+    ROUTING_DECISIONS,
+    ROUTING_SUPPRESSED,
+    SPEED_TO_LEAD,
+)
+from services.handoff.policies import email_domain, existing_owner, routing_suppressed
 from services.handoff.routing import RepLoad, RoutingDecision, next_queue_check, route_lead
 from services.handoff.status import Handoff, HandoffStatus, deadlines
 from shared import timers
@@ -30,20 +36,45 @@ log = logging.getLogger(__name__)
 class RoutingFlow(FlowBase):
     """Route leads, give handoffs to reps, drain the queues."""
 
+    @property
+    def _suppressing(self) -> bool:
+        """Whether a reject policy can hold a lead back (else routing skips the lookup)."""
+        return any(
+            p.policy in {"suppress", "disqualify"}
+            for p in self.playbook.sla.reject_policies.values()
+        )
+
     async def route(
         self,
         session: AsyncSession,
         event: CloudEvent,
         lead: LifecycleData,
         now: datetime | None = None,
+        why: str | None = None,
     ) -> datetime:
         """Route a newly qualified lead, once per lifecycle event; returns the `now` it used
-        (given, or the database's clock read with the reps: one round trip fewer)."""
+        (given, or the database's clock read with the reps: one round trip fewer). `why`
+        opens the routing reason (a revisit says so)."""
         tier = lead.tier or self.playbook.taxonomy.tier_for(lead.score)
         reps, db_time = await repository.lock_reps_and_clock(session)
         now = now or db_time
+        if self._suppressing and routing_suppressed(
+            await repository.latest_suppression(session, lead.lead_key), lead.fit_score, now
+        ):
+            ROUTING_SUPPRESSED.inc()
+            log.info(
+                "not routed: a reject policy holds the lead back", extra={"event_id": event.id}
+            )
+            return now
         decision = route_lead(
-            lead.lead_key, lead.email, lead.attributes, tier, reps, self.playbook, now
+            lead.lead_key,
+            lead.email,
+            lead.attributes,
+            tier,
+            reps,
+            self.playbook,
+            now,
+            previous=await self._existing_owner(session, lead, now),
         )
         handoff_id = derived_event_id("handoff", event.id)
         team = self.teams[decision.team]
@@ -59,6 +90,8 @@ class RoutingFlow(FlowBase):
             # Stored assigned at once (one statement, not an insert and an update: the routing
             # transaction is on the speed-to-lead path).
             values.update(self._assignment(tier, decision, reps, now))
+        if why:
+            values["routing_reason"] = f"{why}: {values['routing_reason']}"
         handoff = await repository.insert_handoff(
             session,
             handoff_id=handoff_id,
@@ -70,6 +103,7 @@ class RoutingFlow(FlowBase):
             explanation=[line.model_dump() for line in lead.explanation],
             lifecycle_event_id=event.id,
             qualifying_activity_at=lead.qualifying_activity_at,
+            fit_score=lead.fit_score,
             reassignments=0,
             previous_reps=[],
             **values,
@@ -89,6 +123,20 @@ class RoutingFlow(FlowBase):
             await self._publish(session, handoff, "queued", cause=event.id, now=now)
             await self._schedule_queue_check(session, decision.team, reps, now)
         return now
+
+    async def _existing_owner(
+        self, session: AsyncSession, lead: LifecycleData, now: datetime
+    ) -> tuple[str, str] | None:
+        """The rep who had the lead or its account recently (routing.existing_owner)."""
+        days = self.playbook.routing.existing_owner.days
+        if days is None:
+            return None  # off: the speed-to-lead path pays no lookup
+        domain = email_domain(lead.email)
+        recent = await repository.recent_handoffs(
+            session, lead.lead_key, domain, now - timedelta(days=days)
+        )
+        owner = existing_owner(lead.lead_key, domain, recent, self.playbook, now)
+        return (owner.rep_id, owner.why) if owner else None
 
     def _assignment(
         self, tier: str | None, decision: RoutingDecision, reps: list[RepLoad], now: datetime

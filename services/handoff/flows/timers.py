@@ -19,10 +19,15 @@ from services.handoff.flows.base import (
     MANAGER_BREACH,
     MANAGER_WARNING,
     QUEUE_CHECK,
+    REVISIT,
+    STALE_RECYCLE,
+    STALE_REMINDER,
     WARNING,
     episode,
 )
 from services.handoff.flows.manager_queue import ManagerQueueFlow
+from services.handoff.flows.revisit import RevisitFlow
+from services.handoff.flows.stale import StaleFlow
 from services.handoff.metrics import SLA_BREACHES, SLA_OUTCOMES, SLA_WARNINGS
 from services.handoff.status import Escalate, Handoff, HandoffStatus, after_accept_breach
 from shared import timers
@@ -31,10 +36,10 @@ from shared.timers import Timer
 log = logging.getLogger(__name__)
 
 # Timers whose handlers route (a breach reassigns, a queue check drains): they need the reps.
-ROUTING_TIMERS = frozenset({ACCEPT_BREACH, QUEUE_CHECK})
+ROUTING_TIMERS = frozenset({ACCEPT_BREACH, QUEUE_CHECK, REVISIT, STALE_RECYCLE})
 
 
-class TimerFlow(ManagerQueueFlow):
+class TimerFlow(ManagerQueueFlow, RevisitFlow, StaleFlow):
     """What the handoff service's durable timers do when they fire."""
 
     def timer_handlers(self) -> dict[str, timers.TimerHandler]:
@@ -46,6 +51,9 @@ class TimerFlow(ManagerQueueFlow):
             QUEUE_CHECK: self.on_queue_check,
             MANAGER_WARNING: self.on_manager_warning,
             MANAGER_BREACH: self.on_manager_breach,
+            REVISIT: self.on_revisit,
+            STALE_REMINDER: self.on_stale_reminder,
+            STALE_RECYCLE: self.on_stale_recycle,
         }
 
     async def lock_for_timers(
