@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff import repository
+from services.handoff import policy_repository, repository
 from services.handoff.flows.routing import RoutingFlow
 from services.handoff.status import HandoffStatus
 from shared.events import LIFECYCLE_PREFIX, CloudEvent, LifecycleData, derived_event_id
@@ -26,7 +26,7 @@ class RevisitFlow(RoutingFlow):
             return
         if handoff.recycle_policy != "revisit" or handoff.created_at is None:
             return
-        if await repository.has_newer_handoff(session, handoff.lead_key, handoff.created_at):
+        if await policy_repository.has_newer_handoff(session, handoff.lead_key, handoff.created_at):
             return  # it qualified again before the date and was routed then
         lead = LifecycleData(
             transition="revisit",

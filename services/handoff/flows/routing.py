@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff import repository
+from services.handoff import policy_repository, repository
 from services.handoff.flows.base import (
     ACCEPT_BREACH,
     CONTACT_BREACH,
@@ -59,7 +59,7 @@ class RoutingFlow(FlowBase):
         reps, db_time = await repository.lock_reps_and_clock(session)
         now = now or db_time
         if self._suppressing and routing_suppressed(
-            await repository.latest_suppression(session, lead.lead_key), lead.fit_score, now
+            await policy_repository.latest_suppression(session, lead.lead_key), lead.fit_score, now
         ):
             ROUTING_SUPPRESSED.inc()
             log.info(
@@ -132,7 +132,7 @@ class RoutingFlow(FlowBase):
         if days is None:
             return None  # off: the speed-to-lead path pays no lookup
         domain = email_domain(lead.email)
-        recent = await repository.recent_handoffs(
+        recent = await policy_repository.recent_handoffs(
             session, lead.lead_key, domain, now - timedelta(days=days)
         )
         owner = existing_owner(lead.lead_key, domain, recent, self.playbook, now)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff import repository
+from services.handoff import policy_repository, repository
 from services.handoff.flows.base import ACCEPT_BREACH, CONTACT_BREACH, WARNING
 from services.handoff.flows.routing import RoutingFlow
 from services.handoff.status import HandoffStatus, raise_tier
@@ -27,7 +27,7 @@ class TierFlow(RoutingFlow):
         """Apply a tier_changed lifecycle event to the lead's open handoff; True if it rose."""
         if lead.tier is None:
             return False
-        handoff = await repository.lock_raisable_handoff(session, lead.lead_key)
+        handoff = await policy_repository.lock_raisable_handoff(session, lead.lead_key)
         if handoff is None:
             return False
         hours = None
