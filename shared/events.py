@@ -284,12 +284,29 @@ class HandoffData(BaseModel):
         None, description="converted: the stage reached (sql, opportunity or customer)"
     )
     tier: str | None = Field(None, description="hot, warm or cold: decides the SLA")
+    previous_tier: str | None = Field(
+        None, description="tier_raised: the tier before the rise (the SLA tightened)"
+    )
     queue: str | None = Field(None, description="Set while the lead waits in a queue")
     previous_rep_id: str | None = Field(None, description="reassigned: who had it before")
     accept_by: datetime | None = Field(None, description="SLA: accept before this time")
     contact_by: datetime | None = Field(None, description="SLA: first contact before this time")
     qualifying_activity_at: datetime | None = Field(
         None, description="When the activity that qualified the lead happened"
+    )
+    queue_due_at: datetime | None = Field(
+        None, description="escalated: when the wait in the manager's queue breaches"
+    )
+    recycle_policy: str | None = Field(
+        None,
+        description="rejected / recycled: the reject reason's policy (recycle, revisit, "
+        "suppress, merge, disqualify)",
+    )
+    revisit_at: datetime | None = Field(
+        None, description="revisit policy: when the lead is routed again"
+    )
+    suppressed_until: datetime | None = Field(
+        None, description="suppress policy: not routed again before then unless its fit changes"
     )
     clock: Literal["accept", "contact"] | None = Field(
         None, description="sla_breached: which clock ran out"

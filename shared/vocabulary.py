@@ -73,6 +73,10 @@ class HandoffKind(StrEnum):
     REJECTED = "rejected"
     RECYCLED = "recycled"
     CONVERTED = "converted"
+    TIER_RAISED = "tier_raised"  # an open handoff's lead rose in tier: its SLA tightened
+    MANAGER_QUEUE_WARNING = "manager_queue_warning"
+    MANAGER_QUEUE_BREACHED = "manager_queue_breached"
+    STALE_REMINDER = "stale_reminder"  # accepted or contacted, no feedback for N days
 
 
 class HandoffStatus(StrEnum):
@@ -85,6 +89,7 @@ class HandoffStatus(StrEnum):
     REJECTED = "rejected"
     CONVERTED = "converted"
     ESCALATED = "escalated"  # in the manager's queue after SLA breaches
+    RECYCLED = "recycled"  # closed by a policy that sent the lead back to marketing (reason)
     ERASED = "erased"  # the lead's personal data was erased; closed, counts kept
 
 

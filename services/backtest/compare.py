@@ -151,6 +151,11 @@ def compare(
             "baseline": baseline_playbook.taxonomy.mql_threshold,
             "candidate": candidate_playbook.taxonomy.mql_threshold,
         },
+        # Fit and engagement floors beside the threshold (taxonomy.qualification).
+        "qualification": {
+            "baseline": baseline_playbook.taxonomy.qualification.model_dump(),
+            "candidate": candidate_playbook.taxonomy.qualification.model_dump(),
+        },
     }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from services.handoff.policies import RecentHandoff, email_domain, existing_owner
 from services.handoff.routing import RepLoad, RoutingDecision, route_lead
 from services.scoring.core import (
     LeadState,
@@ -117,6 +118,7 @@ class SimulatedHandoff:
     rep_id: str | None
     tier: str
     assigned_at: datetime | None
+    rule: str = ""  # the routing rule (or "account owner", "existing owner")
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,9 @@ class _Reps:
     closes: list[tuple[int, str]] = field(default_factory=list)  # heap of (when in µs, rep)
     # team -> leads waiting in its queue, oldest first: (qualification, lead, handoff index)
     queued: dict[str, list[tuple[Qualification, LeadState, int]]] = field(default_factory=dict)
+    # The existing-owner policy's memory: handoffs with a rep, by lead and by email domain.
+    by_lead: dict[str, list[RecentHandoff]] = field(default_factory=dict)
+    by_domain: dict[str, list[RecentHandoff]] = field(default_factory=dict)
 
     def release_until(self, now_us: int) -> list[str]:
         """Close the handoffs due by `now_us`; the teams that got a free slot."""
@@ -345,12 +350,16 @@ def _route(
     if decision.rep_id is None:
         reps.queued.setdefault(decision.team, []).append((mql, state, len(outcome.handoffs)))
         outcome.handoffs.append(
-            SimulatedHandoff(mql.lead_key, mql.at, decision.team, None, mql.tier, None)
+            SimulatedHandoff(
+                mql.lead_key, mql.at, decision.team, None, mql.tier, None, decision.rule
+            )
         )
         return
-    _assign(decision.rep_id, mql, reps, playbook, closed_at, mql.at)
+    _assign(decision.rep_id, mql, state, reps, playbook, closed_at, mql.at)
     outcome.handoffs.append(
-        SimulatedHandoff(mql.lead_key, mql.at, decision.team, decision.rep_id, mql.tier, mql.at)
+        SimulatedHandoff(
+            mql.lead_key, mql.at, decision.team, decision.rep_id, mql.tier, mql.at, decision.rule
+        )
     )
 
 
@@ -358,6 +367,12 @@ def _decide(
     mql: Qualification, state: LeadState, reps: _Reps, playbook: Playbook, now: datetime
 ) -> RoutingDecision:
     """The routing core's decision for a qualified lead, with the reps as they are `now`."""
+    previous = None
+    if playbook.routing.existing_owner.days is not None:
+        domain = email_domain(state.email)
+        recent = reps.by_lead.get(state.lead_key, []) + reps.by_domain.get(domain or "", [])
+        owner = existing_owner(state.lead_key, domain, recent, playbook, now)
+        previous = (owner.rep_id, owner.why) if owner else None
     return route_lead(
         state.lead_key,
         state.email,
@@ -366,12 +381,14 @@ def _decide(
         list(reps.loads.values()),
         playbook,
         now,
+        previous=previous,
     )
 
 
 def _assign(
     rep_id: str,
     mql: Qualification,
+    state: LeadState,
     reps: _Reps,
     playbook: Playbook,
     closed_at: dict[str, datetime],
@@ -386,6 +403,12 @@ def _assign(
     closes = closed_at.get(mql.lead_key)
     until = closes if closes and closes > now else now + held
     heapq.heappush(reps.closes, (to_us(until), rep_id))
+    if playbook.routing.existing_owner.days is not None:
+        domain = email_domain(state.email)
+        had = RecentHandoff(mql.lead_key, domain, rep_id, now, until)
+        reps.by_lead.setdefault(mql.lead_key, []).append(had)
+        if domain:
+            reps.by_domain.setdefault(domain, []).append(had)
 
 
 def _drain(
@@ -404,7 +427,7 @@ def _drain(
         if decision.rep_id is None:
             return
         waiting.pop(0)
-        _assign(decision.rep_id, mql, reps, playbook, closed_at, now)
+        _assign(decision.rep_id, mql, state, reps, playbook, closed_at, now)
         outcome.handoffs[index] = replace(
-            outcome.handoffs[index], rep_id=decision.rep_id, assigned_at=now
+            outcome.handoffs[index], rep_id=decision.rep_id, assigned_at=now, rule=decision.rule
         )

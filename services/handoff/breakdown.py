@@ -18,8 +18,8 @@ from statistics import median
 from typing import Any
 
 from services.handoff.attribution import AttributionModel, TouchDoc, credits
-from services.handoff.lifecycle import CONVERSION_ORDER, ConversionStage
 from services.handoff.money import MONEY_STAGES
+from services.handoff.status import CONVERSION_ORDER, ConversionStage
 
 Touches = Mapping[str, TouchDoc | None] | None
 CENT = Decimal("0.01")

@@ -5,11 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 
-from services.handoff import repository
+from services.handoff import funnel_repository, repository
 from services.handoff.attribution import AttributionModel
 from services.handoff.breakdown import GroupBy
 from services.handoff.funnel import funnel_breakdown
-from services.handoff.lifecycle import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
 from services.handoff.money import sums_by_currency
 from services.handoff.sales_insights import insights_summary
 from services.handoff.schemas import (
@@ -26,6 +25,7 @@ from services.handoff.schemas import (
     problems,
 )
 from services.handoff.service import HandoffService
+from services.handoff.status import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
 from shared import audit
 from shared.auth import FeedbackWriter, HandoffsReader, RepsWriter
 from shared.db import db_now
@@ -207,7 +207,7 @@ async def get_funnel(
 ) -> FunnelOut:
     now = await db_now(session)
     since, until = _window(since, until, now)
-    raw = await repository.funnel(session, since, until, now)
+    raw = await funnel_repository.funnel(session, since, until, now)
     out = funnel_out(raw, since, until)
     if group_by is not None:
         groups = await funnel_breakdown(session, since, until, group_by, attribution)
@@ -300,6 +300,8 @@ def funnel_out(raw: dict[str, Any], since: datetime, until: datetime) -> FunnelO
         breaches_by_team=raw["breaches_by_team"],
         rejected_by_reason=raw["rejected_by_reason"],
         recycled=raw["stages"].get("recycled", 0),
+        recycled_by_reason=raw["recycled_by_reason"],
+        recycled_by_policy=raw["recycled_by_policy"],
         **sums_by_currency(raw["money"]),
     )
 

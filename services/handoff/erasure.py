@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.lifecycle import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
 from services.handoff.repository import funnel_events, handoffs, lead_merges, sales_insights
+from services.handoff.status import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
 from shared import timers
 from shared.db import outbox
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff import repository
+from services.handoff import funnel_repository
 from services.handoff.attribution import AttributionModel
 from services.handoff.breakdown import GroupBy, HandoffRow, MoneyRow, StageRow, breakdown
 from shared import jsoncodec
@@ -27,7 +27,7 @@ async def funnel_breakdown(
     model: AttributionModel,
 ) -> list[dict[str, Any]]:
     """The funnel's groups between two times."""
-    stages, routed, money = await repository.breakdown_rows(session, since, until)
+    stages, routed, money = await funnel_repository.breakdown_rows(session, since, until)
     return breakdown(
         group_by,
         model,

@@ -23,8 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff.goals import GoalStatus, Period, Tally
-from services.handoff.lifecycle import FeedbackAction, HandoffStatus
 from services.handoff.repository import funnel_events, handoff_feedback, handoffs, lead_merges
+from services.handoff.status import FeedbackAction, HandoffStatus
 from shared.db import metadata
 from shared.playbook.goals import Goal, GoalMetric
 

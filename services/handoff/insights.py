@@ -10,7 +10,7 @@ from typing import Any
 
 from services.handoff.attribution import AttributionModel
 from services.handoff.breakdown import GroupBy, Touches, shares
-from services.handoff.lifecycle import InvalidFeedback
+from services.handoff.status import InvalidFeedback
 from shared.playbook import Playbook
 from shared.playbook.closed_loop import INSIGHT_KINDS
 

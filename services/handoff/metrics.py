@@ -77,3 +77,23 @@ GOAL_CHECK_FAILURES = Counter(
     "Goals the periodic goals job could not evaluate (the others went on)",
     ["goal"],
 )
+MANAGER_QUEUE_SLA = Counter(
+    "leadrouter_manager_queue_sla_total",
+    "The manager queue's clock after an escalation: warnings and breaches (sla.manager_queue)",
+    ["team", "tier", "event"],
+)
+RECYCLED = Counter(
+    "leadrouter_handoffs_recycled_total",
+    "Handoffs closed by a policy that sent the lead back to marketing, by reason and policy",
+    ["team", "reason", "policy"],
+)
+ROUTING_SUPPRESSED = Counter(
+    "leadrouter_routing_suppressed_total",
+    "Qualified leads not routed because a reject policy holds them back (suppress, disqualify)",
+)
+STALE_HANDOFFS = Counter(
+    "leadrouter_stale_handoffs_total",
+    "Accepted or contacted handoffs without feedback: reminders sent and leads recycled "
+    "(sla.stale)",
+    ["team", "tier", "event"],
+)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from services.handoff.lifecycle import ConversionStage, FeedbackAction, InvalidFeedback
+from services.handoff.status import ConversionStage, FeedbackAction, InvalidFeedback
 from shared.playbook import Playbook
 
 CENT = Decimal("0.01")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff import repository
+from services.handoff import funnel_repository
 from services.handoff.endpoints import STAGE_ORDER, funnel_out
 from services.handoff.goals import GoalProgress, gap_stage, period_of
 from services.handoff.goals_repository import tally
@@ -263,8 +263,9 @@ async def weekly_report(
     start, end = week.start, min(week.end, now)
     last_start = start - timedelta(days=7)
     # as GET /v1/funnel counts them: a deadline passed by `now` is decided
-    funnel = funnel_out(await repository.funnel(session, start, end, now), start, end)
-    last = funnel_out(await repository.funnel(session, last_start, start, now), last_start, start)
+    funnel = funnel_out(await funnel_repository.funnel(session, start, end, now), start, end)
+    last_raw = await funnel_repository.funnel(session, last_start, start, now)
+    last = funnel_out(last_raw, last_start, start)
     # the week's contact SLA and acceptance, counted as the goals count them
     contact = await tally(session, _probe(GoalMetric.CONTACT_SLA), week, end)
     acceptance = await tally(session, _probe(GoalMetric.MQL_ACCEPTANCE_RATE), week, end)

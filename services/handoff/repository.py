@@ -28,14 +28,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.lifecycle import (
+from services.handoff.routing import RepLoad, levelled_ledger
+from services.handoff.status import (
     OPEN_STATUSES,
     WAITING_STATUSES,
-    FeedbackAction,
     Handoff,
     HandoffStatus,
 )
-from services.handoff.routing import RepLoad, levelled_ledger
 from shared.db import metadata
 from shared.playbook import Playbook
 from shared.playbook.handoff import WorkingHours
@@ -99,8 +98,15 @@ handoffs = Table(
     Column("customer_currency", CURRENCY),
     Column("touches", JSONB),  # the lead's first, qualifying and last touch when it was routed
     Column("updated_at", TS, nullable=False, server_default=func.now()),
+    Column("queue_due_at", TS),  # escalated: when the manager queue's wait breaches
+    Column("recycle_policy", Text),  # closed by recycling: which policy
+    Column("revisit_at", TS),  # a reject policy routes the lead again then
+    Column("suppressed_until", TS),  # a reject policy holds back routing until then
+    Column("fit_score", Float),  # the lead's fit at the handoff
 )
 Index("handoffs_lead_key", handoffs.c.lead_key)
+# The existing-owner policy finds an account's handoffs by email domain.
+Index("handoffs_email_domain", func.lower(func.split_part(handoffs.c.email, "@", 2)))
 Index("handoffs_rep_status", handoffs.c.rep_id, handoffs.c.status)
 Index("handoffs_status_created", handoffs.c.status, handoffs.c.created_at)
 
@@ -457,149 +463,6 @@ async def record_merges(session: AsyncSession, lead_key: str, merged_keys: list[
     await session.execute(
         stmt.on_conflict_do_update(index_elements=["merged_key"], set_={"lead_key": lead_key})
     )
-
-
-async def funnel(
-    session: AsyncSession, since: datetime, until: datetime, now: datetime
-) -> dict[str, Any]:
-    """The shared numbers between two times: stage counts, SLA outcomes, timings, rejections."""
-    person = func.coalesce(lead_merges.c.lead_key, funnel_events.c.lead_key)
-    stage_rows = await session.execute(
-        select(funnel_events.c.transition, func.count(func.distinct(person)))
-        .select_from(
-            funnel_events.outerjoin(
-                lead_merges, lead_merges.c.merged_key == funnel_events.c.lead_key
-            )
-        )
-        .where(funnel_events.c.at >= since, funnel_events.c.at < until)
-        .group_by(funnel_events.c.transition)
-    )
-    stages = {t: n for t, n in stage_rows}
-    window = (handoffs.c.assigned_at >= since, handoffs.c.assigned_at < until)
-    accept_s = func.extract("epoch", handoffs.c.accepted_at - handoffs.c.assigned_at)
-    contact_s = func.extract("epoch", handoffs.c.contacted_at - handoffs.c.assigned_at)
-    figures = (
-        await session.execute(
-            select(
-                func.count().label("handoffs"),
-                func.count().filter(handoffs.c.accepted_at.is_not(None)).label("accepted"),
-                func.count().filter(handoffs.c.accepted_at <= handoffs.c.accept_by).label("met"),
-                func.coalesce(func.sum(handoffs.c.accept_breaches), 0).label("breached"),
-                # past the deadline, its breach timer not fired yet: decided all the same
-                func.count()
-                .filter(handoffs.c.status == HandoffStatus.ASSIGNED, handoffs.c.accept_by < now)
-                .label("overdue"),
-                func.count()
-                .filter(
-                    handoffs.c.status == HandoffStatus.ASSIGNED,
-                    handoffs.c.accept_by >= now,
-                )
-                .label("undecided"),
-                func.percentile_cont(0.5).within_group(accept_s).label("accept_p50"),
-                func.percentile_cont(0.9).within_group(accept_s).label("accept_p90"),
-                func.percentile_cont(0.5).within_group(contact_s).label("contact_p50"),
-                func.percentile_cont(0.9).within_group(contact_s).label("contact_p90"),
-            ).where(*window)
-        )
-    ).one()
-    breaches = await session.execute(
-        select(handoffs.c.team, func.count())
-        .where(*window, (handoffs.c.accept_breaches > 0) | handoffs.c.contact_breached)
-        .group_by(handoffs.c.team)
-    )
-    rejections = await session.execute(
-        select(handoff_feedback.c.reason, func.count())
-        .where(
-            handoff_feedback.c.action == FeedbackAction.REJECT,
-            handoff_feedback.c.at >= since,
-            handoff_feedback.c.at < until,
-        )
-        .group_by(handoff_feedback.c.reason)
-    )
-    money = await session.execute(
-        select(
-            handoff_feedback.c.converted_to,
-            handoff_feedback.c.currency,
-            func.sum(handoff_feedback.c.amount),
-        )
-        .where(
-            handoff_feedback.c.action == FeedbackAction.CONVERT,
-            handoff_feedback.c.amount.is_not(None),
-            handoff_feedback.c.at >= since,
-            handoff_feedback.c.at < until,
-        )
-        .group_by(handoff_feedback.c.converted_to, handoff_feedback.c.currency)
-    )
-    return {
-        "stages": stages,
-        "money": [tuple(row) for row in money.all()],
-        "handoffs": figures._asdict(),
-        "breaches_by_team": dict(breaches.all()),
-        "rejected_by_reason": dict(rejections.all()),
-    }
-
-
-# -- the funnel broken down (services/handoff/breakdown.py) ----------------------------------
-
-
-async def breakdown_rows(
-    session: AsyncSession, since: datetime, until: datetime
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """The rows the breakdown is counted from: each person's first reaching of a stage in the
-    window (with the touches then), the handoffs routed in the window, and the amounts given
-    with conversions in the window (with their handoff's touches, rule and tier)."""
-    person = func.coalesce(lead_merges.c.lead_key, funnel_events.c.lead_key)
-    stages = (
-        await session.execute(
-            select(funnel_events.c.transition, funnel_events.c.touches)
-            .select_from(
-                funnel_events.outerjoin(
-                    lead_merges, lead_merges.c.merged_key == funnel_events.c.lead_key
-                )
-            )
-            .where(funnel_events.c.at >= since, funnel_events.c.at < until)
-            .distinct(person, funnel_events.c.transition)
-            .order_by(person, funnel_events.c.transition, funnel_events.c.at)
-        )
-    ).all()
-    speed_s = func.extract("epoch", handoffs.c.assigned_at - handoffs.c.qualifying_activity_at)
-    routed = (
-        await session.execute(
-            select(
-                handoffs.c.touches,
-                handoffs.c.routing_rule,
-                handoffs.c.tier,
-                handoffs.c.accepted_at.is_not(None).label("accepted"),
-                handoffs.c.reason,
-                handoffs.c.converted_to,
-                speed_s.label("speed_to_lead_s"),
-            ).where(handoffs.c.created_at >= since, handoffs.c.created_at < until)
-        )
-    ).all()
-    money = (
-        await session.execute(
-            select(
-                handoffs.c.touches,
-                handoffs.c.routing_rule,
-                handoffs.c.tier,
-                handoff_feedback.c.converted_to,
-                handoff_feedback.c.currency,
-                handoff_feedback.c.amount,
-            )
-            .select_from(
-                handoff_feedback.join(
-                    handoffs, handoffs.c.handoff_id == handoff_feedback.c.handoff_id
-                )
-            )
-            .where(
-                handoff_feedback.c.action == FeedbackAction.CONVERT,
-                handoff_feedback.c.amount.is_not(None),
-                handoff_feedback.c.at >= since,
-                handoff_feedback.c.at < until,
-            )
-        )
-    ).all()
-    return list(stages), list(routed), list(money)
 
 
 # -- sales insights (services/handoff/insights.py) -------------------------------------------

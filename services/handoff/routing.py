@@ -80,8 +80,11 @@ def route_lead(
     playbook: Playbook,
     now: datetime,
     exclude: frozenset[str] = frozenset(),
+    previous: tuple[str, str] | None = None,
 ) -> RoutingDecision:
-    """Account owner first; else the rule's team by weighted fair rotation; else its queue.
+    """Account owner first; then the existing owner (`previous`: the rep who had the lead or
+    its account recently, and why); else the rule's team by weighted fair rotation; else its
+    queue.
 
     Fair rotation picks the eligible rep with the fewest handoffs per unit of weight in a
     ledger that never resets; ties go to a per-lead pseudo-random order, so nobody is
@@ -98,6 +101,14 @@ def route_lead(
                 owner.rep_id, owner.team, "account owner", f"{owner.name} owns the account {domain}"
             )
         skipped[owner.rep_id] = f"account owner, but {reason}"
+    had = by_id.get(previous[0]) if previous else None
+    if previous and had and had.rep_id not in exclude:
+        reason = why_not(had, now)
+        if reason is None:
+            return RoutingDecision(
+                had.rep_id, had.team, "existing owner", f"{had.name} {previous[1]}: existing owner"
+            )
+        skipped[had.rep_id] = f"existing owner, but {reason}"
     team, rule = pick_team(attributes, tier, playbook)
     candidates = []
     for rep in sorted((r for r in reps if r.team == team), key=lambda r: r.rep_id):

@@ -10,7 +10,7 @@ from services.handoff import repository
 from services.handoff.attribution import AttributionModel
 from services.handoff.breakdown import GroupBy
 from services.handoff.insights import Insight, InsightRow, summarise
-from services.handoff.lifecycle import Handoff
+from services.handoff.status import Handoff
 from shared import outbox
 from shared.events import (
     SALES_INSIGHT,

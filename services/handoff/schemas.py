@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from services.handoff.attribution import AttributionModel
 from services.handoff.breakdown import GroupBy
-from services.handoff.lifecycle import ConversionStage, HandoffStatus
 from services.handoff.routing import RepLoad
+from services.handoff.status import ConversionStage, HandoffStatus
 from shared.events import Amount, Currency, InsightTagsData, Note, Touches
 from shared.playbook.handoff import WorkingHours
 
@@ -70,7 +70,7 @@ class HandoffOut(BaseModel):
     contact_breached: bool
     reassignments: int
     previous_reps: list[str]
-    reason: str | None = Field(description="The reject reason code")
+    reason: str | None = Field(description="The reject or recycle reason code")
     converted_to: ConversionStage | None = Field(description="The furthest stage reached")
     created_at: datetime | None
     opportunity_amount: Decimal | None = Field(
@@ -83,6 +83,16 @@ class HandoffOut(BaseModel):
     customer_currency: str | None = Field(None, description="ISO 4217")
     touches: Touches | None = Field(
         None, description="Where the lead came from: first, qualifying and last touch"
+    )
+    queue_due_at: datetime | None = Field(
+        None, description="Escalated: when the wait in the manager's queue breaches"
+    )
+    recycle_policy: str | None = Field(
+        None, description="Closed by sending the lead back to marketing: the policy (recycle, ...)"
+    )
+    revisit_at: datetime | None = Field(None, description="Revisit policy: routed again then")
+    suppressed_until: datetime | None = Field(
+        None, description="Suppress policy: not routed again before then unless its fit changes"
     )
 
 
@@ -251,6 +261,14 @@ class FunnelOut(BaseModel):
         description="Rejections sales gave in the window, by the playbook's reason code"
     )
     recycled: int
+    recycled_by_reason: dict[str, int] = Field(
+        default_factory=dict,
+        description="Handoffs closed in the window by sending the lead back to marketing "
+        "(a rejection, the manager queue's final policy, ...), by reason code",
+    )
+    recycled_by_policy: dict[str, int] = Field(
+        default_factory=dict, description="The same handoffs by the policy that recycled them"
+    )
     pipeline: dict[str, Decimal] = Field(
         default_factory=dict,
         description="Amounts given with conversions to opportunity in the window, per ISO 4217 "

@@ -82,14 +82,18 @@ def handoff_example(event_type: str) -> BaseModel:
         "rejected": "rejected",
         "recycled": "rejected",
         "converted": "converted",
+        "manager_queue_warning": "escalated",
+        "manager_queue_breached": "escalated",
+        "stale_reminder": "accepted",
     }.get(kind, "assigned")
     queued = kind == "queued"
+    escalated = kind.startswith("manager_queue")
     return HandoffData(
         handoff_id="6b0d2c4e-8f0a-5d3e-9c51-2f7a4b8e1d10",
         status=status,
         lead_key=EXAMPLE_LEAD,
-        rep_id=None if queued else "rep-ben",
-        rep_name=None if queued else "Ben Okafor",
+        rep_id=None if queued or escalated else "rep-ben",
+        rep_name=None if queued or escalated else "Ben Okafor",
         team="sales",
         email="ana@acme.example",
         attributes={"company": "Acme", "company_size": 250, "country": "DE"},
@@ -103,7 +107,9 @@ def handoff_example(event_type: str) -> BaseModel:
         reason="not_a_fit" if kind in {"rejected", "recycled"} else None,
         converted_to="sql" if kind == "converted" else None,
         tier="hot",
-        queue="sales-queue" if queued else None,
+        previous_tier="warm" if kind == "tier_raised" else None,
+        queue="sales-queue" if queued else "sales-manager" if escalated else None,
+        queue_due_at=EXAMPLE_TIME + timedelta(minutes=60) if escalated else None,
         previous_rep_id="rep-chen" if kind == "reassigned" else None,
         accept_by=None if queued else EXAMPLE_TIME + timedelta(minutes=5),
         contact_by=None if queued else EXAMPLE_TIME + timedelta(minutes=15),

@@ -96,6 +96,16 @@ WHEN = {
     "leadrouter.handoff.rejected": "The rep rejected the lead, with a reason code.",
     "leadrouter.handoff.recycled": "After a rejection, the lead goes back to marketing.",
     "leadrouter.handoff.converted": "The lead became an SQL, an opportunity or a customer.",
+    "leadrouter.handoff.tier_raised": "The lead's tier rose after its handoff (a demo request "
+    "on a warm lead): new score, tier and explanation; the running SLA clock tightened to the "
+    "new tier's, never loosened (`previous_tier`).",
+    "leadrouter.handoff.manager_queue_warning": "An escalated lead has waited most of its "
+    "time in the manager's queue (`queue_due_at`: when it breaches).",
+    "leadrouter.handoff.manager_queue_breached": "Nobody worked an escalated lead in time; the "
+    "playbook's final policy follows (`recycled` with reason unworked, or it keeps waiting).",
+    "leadrouter.handoff.stale_reminder": "An accepted or contacted lead has had no feedback "
+    "for the playbook's reminder days (sla.stale); it is recycled (reason stale) if none "
+    "follows.",
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",

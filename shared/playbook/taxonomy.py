@@ -3,6 +3,7 @@
 from pydantic import Field, model_validator
 
 from shared.playbook.base import Section
+from shared.playbook.qualification import Qualification
 from shared.vocabulary import LEAD_STAGES
 
 # The lifecycle every team uses, in funnel order; `recycled` and `disqualified` sit beside it
@@ -25,6 +26,10 @@ class Taxonomy(Section):
     tiers: list[Tier] = Field(min_length=1)
     stages: dict[str, str] = Field(
         default_factory=dict, description="Plain-language definition of each lifecycle stage"
+    )
+    qualification: Qualification = Field(
+        default_factory=Qualification,
+        description="Fit and engagement floors an MQL needs besides the threshold",
     )
 
     @model_validator(mode="after")

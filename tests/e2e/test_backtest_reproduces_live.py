@@ -27,6 +27,7 @@ from services.scoring.repository import lead_aliases, leads
 from shared.db import make_engine
 from shared.kafka import LEAD_EVENTS
 from shared.playbook import load_playbook
+from shared.playbook.qualification import Qualification
 from shared.settings import REPO_ROOT
 from tests.helpers import eventually, publish
 
@@ -62,7 +63,13 @@ sla:
 def routing_playbook(tmp_path: Path) -> Path:
     example = (REPO_ROOT / "deploy" / "playbook.example.yaml").read_text()
     path = tmp_path / "playbook.yaml"
-    path.write_text(example[: example.index("routing:")] + ROUTING)
+    # Issue 24: an MQL needs a fit of at least 5 too (a few leads without fit do not qualify
+    # on behaviour alone); live scoring and the backtest must both apply it.
+    head = example[: example.index("routing:")].replace(
+        "qualification: { min_fit: null,", "qualification: { min_fit: 5,"
+    )
+    assert "min_fit: 5," in head
+    path.write_text(head + ROUTING)
     return path
 
 
@@ -164,6 +171,12 @@ async def test_backtest_of_the_current_playbook_reproduces_the_live_system(
     assert Counter(outcome.stages.values())["disqualified"] > 0, "the history has a competitor"
     assert len(judged) >= 10 and Counter(live_stages.values())["mql"] > 0
     assert outcome.stages == live_stages
+    # The fit floor held leads back, live and in the backtest alike.
+    no_floor = playbook.model_copy(
+        update={"taxonomy": playbook.taxonomy.model_copy(update={"qualification": Qualification()})}
+    )
+    floorless = {m.lead_key for m in simulate(recorded, no_floor).mqls}
+    assert len(floorless) > len({m.lead_key for m in outcome.mqls})
     first_live = {}
     for h in sorted(live_handoffs, key=lambda h: h["created_at"]):
         first_live.setdefault(aliases.get(h["lead_key"], h["lead_key"]), (h["team"], h["rep_id"]))

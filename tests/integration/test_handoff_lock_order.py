@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select, text, update
 
 from services.handoff import repository
-from services.handoff.lifecycle import HandoffStatus
 from services.handoff.service import ACCEPT_BREACH, WARNING, HandoffService
+from services.handoff.status import HandoffStatus
 from shared import timers
 from shared.db import make_engine, make_sessionmaker, outbox
 from shared.events import FeedbackData

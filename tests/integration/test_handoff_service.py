@@ -16,9 +16,8 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
-from services.handoff import repository
+from services.handoff import funnel_repository, repository
 from services.handoff.app import build_app
-from services.handoff.lifecycle import Handoff, HandoffStatus
 from services.handoff.service import (
     ACCEPT_BREACH,
     CONTACT_BREACH,
@@ -26,6 +25,7 @@ from services.handoff.service import (
     WARNING,
     HandoffService,
 )
+from services.handoff.status import Handoff, HandoffStatus
 from shared import timers
 from shared.db import make_engine, make_sessionmaker, outbox
 from shared.errors import LeadrouterError, Unavailable
@@ -158,7 +158,7 @@ class Desk:
 
         since, until = now - timedelta(days=1), now + timedelta(days=1)
         async with self.sessions() as s:
-            raw = await repository.funnel(s, since, until, now)
+            raw = await funnel_repository.funnel(s, since, until, now)
         return funnel_out(raw, since, until).model_dump()
 
 

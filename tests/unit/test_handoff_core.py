@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.handoff.endpoints import handoff_out
-from services.handoff.lifecycle import (
+from services.handoff.routing import (
+    RepLoad,
+    in_working_hours,
+    levelled_ledger,
+    next_queue_check,
+    next_shift_start,
+    route_lead,
+)
+from services.handoff.schemas import HandoffOut
+from services.handoff.status import (
     CONVERSION_ORDER,
     Escalate,
     FeedbackConflict,
@@ -23,15 +32,6 @@ from services.handoff.lifecycle import (
     check_feedback_author,
     next_status,
 )
-from services.handoff.routing import (
-    RepLoad,
-    in_working_hours,
-    levelled_ledger,
-    next_queue_check,
-    next_shift_start,
-    route_lead,
-)
-from services.handoff.schemas import HandoffOut
 from shared.events import HandoffData
 from shared.playbook import load_playbook
 from shared.playbook.handoff import WorkingHours
@@ -306,6 +306,7 @@ def test_the_api_and_the_event_show_every_field_they_share_with_the_handoff():
         "stage",
         "previous_rep_id",
         "clock",
+        "previous_tier",  # tier_raised: given by the event, not stored
     }
     full = handoff(
         "converted",

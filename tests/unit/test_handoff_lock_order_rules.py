@@ -34,3 +34,10 @@ def test_a_handoff_held_before_routing_or_a_closing_feedback_takes_the_reps_firs
     assert _reps_needed_after_a_handoff([ACCEPT, REJECT])
     assert _reps_needed_after_a_handoff([ERASED, COUNTED, MQL])
     assert not _reps_needed_after_a_handoff([ACCEPT, COUNTED, ERASED])
+
+
+def test_a_tier_change_locks_a_handoff_so_a_later_rejection_takes_the_reps_first():
+    raised = delivered("lifecycle.tier_changed", transition="tier_changed")
+    assert _reps_needed_after_a_handoff([raised, REJECT])
+    assert _reps_needed_after_a_handoff([raised, MQL])
+    assert not _reps_needed_after_a_handoff([MQL, raised, ACCEPT])

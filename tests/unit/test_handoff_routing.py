@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.handoff.lifecycle import (
+from services.handoff.routing import RepLoad, levelled_ledger, route_lead
+from services.handoff.status import (
     FeedbackConflict,
     Handoff,
     HandoffStatus,
@@ -14,7 +15,6 @@ from services.handoff.lifecycle import (
     deadlines,
     next_status,
 )
-from services.handoff.routing import RepLoad, levelled_ledger, route_lead
 from shared.playbook import load_playbook
 from shared.playbook.handoff import WorkingHours
 from shared.settings import REPO_ROOT
@@ -198,7 +198,7 @@ def test_invalid_feedback_is_refused(status, action, reason, converted_to, code)
 
 
 def test_sla_minutes_can_count_only_working_hours():
-    from services.handoff.lifecycle import add_working_time
+    from services.handoff.status import add_working_time
 
     hours = WorkingHours(
         timezone="Europe/Berlin",
@@ -226,8 +226,8 @@ def test_sla_minutes_can_count_only_working_hours():
 def test_working_time_never_ends_outside_working_hours_and_grows_with_the_duration(
     start_min, minutes
 ):
-    from services.handoff.lifecycle import add_working_time
     from services.handoff.routing import in_working_hours
+    from services.handoff.status import add_working_time
 
     hours = WorkingHours(
         timezone="America/New_York", days=["mon", "wed", "fri"], start="08:00", end="12:00"

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
+from services.handoff import funnel_repository
 from services.handoff import repository as handoff_repository
 from services.handoff.attribution import AttributionModel
 from services.handoff.board import campaigns as campaign_views
@@ -142,7 +143,14 @@ async def sla_fragment(
     for h in rows:
         if h["status"] in views.WAITING:
             queues.setdefault(h["queue"] or "queue", []).append(
-                {**h, "waited_s": (now - h["created_at"]).total_seconds()}
+                {
+                    **h,
+                    "waited_s": (now - h["created_at"]).total_seconds(),
+                    # escalated: the manager queue's own clock (sla.manager_queue)
+                    "queue_left_s": (h["queue_due_at"] - now).total_seconds()
+                    if h.get("queue_due_at")
+                    else None,
+                }
             )
     return templates.TemplateResponse(
         request,
@@ -190,7 +198,7 @@ async def funnel_fragment(
     now = datetime.now(UTC)
     start, end = views.period(since, until, now.date())
     # the API's own figures (GET /v1/funnel), so the board and the API never disagree
-    raw = await handoff_repository.funnel(session, start, end, now)
+    raw = await funnel_repository.funnel(session, start, end, now)
     funnel = funnel_out(raw, start, end).model_dump()
     by_tier = {r["tier"]: r for r in await repository.sla_by_tier(session, start, end, now)}
     stage_names = [name for name, _ in STAGE_ORDER]

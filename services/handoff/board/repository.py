@@ -6,8 +6,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.lifecycle import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
 from services.handoff.repository import funnel_events, handoffs, reps
+from services.handoff.status import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
 
 BREACHED = ((handoffs.c.accept_breaches > 0) | handoffs.c.contact_breached).label("breached")
 SHOWN = sorted(OPEN_STATUSES | WAITING_STATUSES)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from services.handoff.lifecycle import CONVERSION_ORDER, FEEDBACK_MOVES, WAITING_STATUSES
 from services.handoff.routing import RepLoad, in_working_hours
+from services.handoff.status import CONVERSION_ORDER, FEEDBACK_MOVES, WAITING_STATUSES
 from shared.errors import Invalid
 from shared.playbook import Playbook
 from shared.playbook.handoff import WorkingHours

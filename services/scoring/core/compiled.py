@@ -76,6 +76,7 @@ class CompiledRules:
         self.fit_attributes = tuple(dict.fromkeys(r.attribute for r in scoring.fit))
         self.fits: dict[tuple[Any, ...], tuple[float, list[tuple[str, float]], bool]] = {}
         self.threshold = taxonomy.mql_threshold
+        self.qualification = taxonomy.qualification
         self.tiers = tuple((t.min_score, t.name) for t in taxonomy.tiers)
         self.tier_of: dict[float, str] = {}  # tier_for by total: totals repeat
 

@@ -28,6 +28,7 @@ from services.scoring.core.score import LeadState, Score, evaluate, score_at
 from services.scoring.core.tallies import counted, score_before, tallied_score
 from shared.events import LeadActivityData
 from shared.playbook import Playbook
+from shared.playbook.qualification import qualifies
 from shared.vocabulary import BECAME, ConversionStage, Stage
 from shared.vocabulary import LifecycleTransition as T
 
@@ -111,9 +112,9 @@ def apply_activity_at(
     behaviour = counted(behaviour, awards, compiled, at_us, origins)
     email = data.identity.email or state.email
     attributes = _merged_attributes(state.attributes, data.attributes)
-    qualifies = state.stage != Stage.RECYCLED or _may_requalify(state, occurred_at, at, playbook)
+    may_qualify = state.stage != Stage.RECYCLED or _may_requalify(state, occurred_at, at, playbook)
     score = score_at(compiled, email, attributes, behaviour, at_us, state.score, at)
-    stage, tier, transitions = _judged(compiled, state, state.stage, score, at, qualifies)
+    stage, tier, transitions = _judged(compiled, state, state.stage, score, at, may_qualify)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(T.BECAME_LEAD, state.stage, stage, at))
     updated = LeadState(  # positional: keywords cost a fifth of the event here
@@ -188,7 +189,11 @@ def _judged(
     if score.disqualified and stage != Stage.DISQUALIFIED:
         transitions.append(Transition(T.DISQUALIFIED, stage, Stage.DISQUALIFIED, at))
         stage = Stage.DISQUALIFIED
-    elif may_qualify and stage in QUALIFIABLE and score.total >= threshold:
+    elif (
+        may_qualify
+        and stage in QUALIFIABLE
+        and qualifies(score.total, score.fit, score.behaviour, threshold, compiled.qualification)
+    ):
         transitions.append(Transition(T.BECAME_MQL, stage, Stage.MQL, at))
         stage = Stage.MQL
     elif stage == Stage.MQL and before.score.total >= threshold > score.total:

@@ -66,6 +66,10 @@ def _headline(kind: str, data: HandoffData) -> str:
         "rejected": f"{rep} rejected a lead",
         "recycled": "A lead went back to marketing",
         "converted": f"{rep} converted a lead to {data.converted_to}",
+        "tier_raised": f"{rep}, your lead turned {tier}(was {data.previous_tier}): sooner SLA",
+        "manager_queue_warning": f"A {tier}lead still waits in {data.queue}",
+        "manager_queue_breached": f"Nobody worked a {tier}lead in {data.queue}",
+        "stale_reminder": f"{rep}, no news on a {tier}lead: still working it?",
     }.get(kind, f"Handoff {kind}")
 
 

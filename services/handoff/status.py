@@ -1,4 +1,4 @@
-"""Pure handoff lifecycle: the Handoff, its statuses, SLA deadlines, and what feedback and
+"""Pure handoff status machine: the Handoff, its statuses, SLA deadlines, and what feedback and
 breaches do to it. No I/O and no clock reads: every decision takes `now`."""
 
 from collections.abc import Mapping
@@ -100,6 +100,11 @@ class Handoff:
     customer_currency: str | None = None
     # Where the lead came from when it was routed: first, qualifying and last touch.
     touches: Mapping[str, Any] | None = None
+    queue_due_at: datetime | None = None
+    recycle_policy: str | None = None
+    revisit_at: datetime | None = None
+    suppressed_until: datetime | None = None
+    fit_score: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> "Handoff":
@@ -258,6 +263,7 @@ def sla_seconds_left(handoff: Handoff, now: datetime) -> int | None:
     due = {
         HandoffStatus.ASSIGNED: handoff.accept_by,
         HandoffStatus.ACCEPTED: handoff.contact_by,
+        HandoffStatus.ESCALATED: handoff.queue_due_at,
     }.get(handoff.status)
     return round((due - now).total_seconds()) if due else None
 
@@ -301,3 +307,59 @@ def after_accept_breach(
     if decision.rep_id is None:
         return Escalate("no other rep is eligible", previous)
     return Reassign(decision, previous)
+
+
+# Statuses in which a rise in tier changes the handoff (it is not closed yet).
+RAISABLE_STATUSES = frozenset({*OPEN_STATUSES, *WAITING_STATUSES})
+
+
+@dataclass(frozen=True)
+class TierRaise:
+    """A rise in tier on an open handoff: the new tier and score, and its tightened clock."""
+
+    tier: str
+    previous_tier: str | None
+    score: int
+    warn_at: datetime | None
+    accept_by: datetime | None
+    contact_by: datetime | None
+
+
+def tier_rank(tier: str | None, playbook: Playbook) -> int:
+    """A tier's place, 0 the highest; an unknown or missing tier ranks below every tier."""
+    names = [t.name for t in playbook.taxonomy.tiers]
+    return names.index(tier) if tier in names else len(names)
+
+
+def raise_tier(
+    handoff: Handoff,
+    tier: str,
+    score: int,
+    playbook: Playbook,
+    now: datetime,
+    hours: WorkingHours | None = None,
+) -> TierRaise | None:
+    """What a lead's new tier does to its open handoff: None unless the tier rose.
+
+    The clock still running (accept while assigned, contact until contacted) restarts at
+    `now` with the new tier's SLA, and keeps its deadline if that is sooner: a rise never
+    loosens a deadline, and never puts one in the past the rep could not have met.
+    """
+    if handoff.status not in RAISABLE_STATUSES:
+        return None
+    if tier_rank(tier, playbook) >= tier_rank(handoff.tier, playbook):
+        return None
+    warn_at, accept_by, contact_by = handoff.warn_at, handoff.accept_by, handoff.contact_by
+    fresh = deadlines(tier, now, playbook, hours)
+    if fresh is not None and handoff.status == HandoffStatus.ASSIGNED:
+        accept_by = _sooner(accept_by, fresh.accept_by)
+        warn_at = _sooner(warn_at, fresh.warn_at)
+        if warn_at is not None and accept_by is not None and warn_at > accept_by:
+            warn_at = accept_by
+    if fresh is not None and handoff.status in {HandoffStatus.ASSIGNED, HandoffStatus.ACCEPTED}:
+        contact_by = _sooner(contact_by, fresh.contact_by)
+    return TierRaise(tier, handoff.tier, score, warn_at, accept_by, contact_by)
+
+
+def _sooner(current: datetime | None, new: datetime) -> datetime:
+    return new if current is None else min(current, new)
