@@ -10,8 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.handoff import policy_repository, repository
 from services.handoff.flows.routing import RoutingFlow
 from services.handoff.status import HandoffStatus
-from shared.events import LIFECYCLE_PREFIX, CloudEvent, LifecycleData, derived_event_id
+from shared.events import (
+    LIFECYCLE_PREFIX,
+    CloudEvent,
+    LifecycleData,
+    Touches,
+    derived_event_id,
+)
 from shared.timers import Timer
+from shared.vocabulary import LifecycleTransition
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +36,9 @@ class RevisitFlow(RoutingFlow):
         if await policy_repository.has_newer_handoff(session, handoff.lead_key, handoff.created_at):
             return  # it qualified again before the date and was routed then
         lead = LifecycleData(
-            transition="revisit",
+            # Routed as the MQL it was (the contract has no revisit transition): the
+            # synthetic event below names the revisit and gives the new handoff its id.
+            transition=LifecycleTransition.BECAME_MQL,
             lead_key=handoff.lead_key,
             email=handoff.email,
             attributes=dict(handoff.attributes or {}),
@@ -38,6 +47,7 @@ class RevisitFlow(RoutingFlow):
             fit_score=handoff.fit_score,
             tier=handoff.tier,
             explanation=list(handoff.explanation or []),  # type: ignore[arg-type]
+            touches=Touches.model_validate(handoff.touches) if handoff.touches else None,
         )
         event = CloudEvent(
             id=derived_event_id("revisit", handoff.handoff_id),
