@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from services.handoff import repository as handoff_repository
 from services.handoff.board import repository, views
-from services.handoff.board.access import BoardViewer
+from services.handoff.board.access import BoardViewer, LeadViewer
 from services.handoff.board.feed import ChangeFeed
 from services.handoff.board.scoring_client import ScoringUnavailable, fetch_lead
 from services.handoff.endpoints import STAGE_ORDER, funnel_out
@@ -231,7 +231,7 @@ async def playbook_fragment(request: Request, viewer: BoardViewer) -> HTMLRespon
 
 @router.get("/fragments/leads/{lead_id:path}", response_class=HTMLResponse)
 async def lead_fragment(
-    request: Request, session: ReadSession, viewer: BoardViewer, lead_id: str
+    request: Request, session: ReadSession, viewer: LeadViewer, lead_id: str
 ) -> HTMLResponse:
     board = board_of(request)
     scoring_problem = None
