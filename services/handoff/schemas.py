@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from services.handoff.lifecycle import ConversionStage, HandoffStatus
 from services.handoff.routing import RepLoad
 from shared.playbook.handoff import WorkingHours
+from shared.strict import StrictBool
 
 
 class Problem(BaseModel):
@@ -129,7 +130,9 @@ class FeedbackBody(BaseModel):
 
 
 class AvailabilityBody(BaseModel):
-    available: bool = Field(description="false: out of office; no new leads until true again")
+    available: StrictBool = Field(
+        description="false: out of office; no new leads until true again"
+    )
 
 
 class AvailabilityOut(BaseModel):

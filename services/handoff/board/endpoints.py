@@ -8,7 +8,7 @@ feed reports a committed change. Actions are the API's own endpoints, called by 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +27,7 @@ from shared.errors import NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
 from shared.settings import Settings
+from shared.strict import Day
 
 HERE = Path(__file__).parent
 STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.is_file()}
@@ -172,8 +173,8 @@ async def funnel_fragment(
     request: Request,
     session: ReadSession,
     viewer: BoardViewer,
-    since: date | None = None,
-    until: date | None = None,
+    since: Day | None = None,
+    until: Day | None = None,
 ) -> HTMLResponse:
     now = datetime.now(UTC)
     start, end = views.period(since, until, now.date())
