@@ -45,7 +45,9 @@ def contract_errors(
     event_type = event.get("type") if isinstance(event, dict) else None
     if event_type not in topic.types:
         return [f"type {event_type!r} is not in the contract of {topic.name}"]
-    message = document["components"]["messages"][message_name(event_type)]
+    message = document["components"]["messages"].get(message_name(event_type))
+    if message is None:
+        return [f"type {event_type!r} has no message in this contract document"]
     schema = {**message["payload"], "components": {"schemas": document["components"]["schemas"]}}
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     errors = [
@@ -75,6 +77,7 @@ async def namespace_errors(
     with a plain consumer from the start: the topics a test's services wrote, whatever the test
     itself read. `main_topics=False`: dead letters only (a test that writes poison on purpose)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
     from shared.kafka import client_options
 
@@ -88,8 +91,14 @@ async def namespace_errors(
         topics = sorted(t for t in await consumer.topics() if t.startswith(prefix))
         if not main_topics:
             topics = [t for t in topics if topic_of(t) is None]
+        admin = AIOKafkaAdminClient(**client_options(settings))
+        await admin.start()
+        try:
+            described = await admin.describe_topics(topics) if topics else []
+        finally:
+            await admin.close()
         partitions = [
-            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+            TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]
         ]
         if not partitions:
             return []

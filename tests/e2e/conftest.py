@@ -1,7 +1,8 @@
 """Run the real services as separate processes, configured for one test."""
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def services(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Service]]
 
 
 @pytest.fixture(autouse=True)
-async def released_contract_kept(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+def released_contract_kept(request: pytest.FixtureRequest) -> Iterator[None]:
     """After each end-to-end test, every record on every topic it wrote, read with a plain
     consumer, must match the RELEASED contract (contracts/asyncapi.v1.json): what subscribers
     validate against, not only the live document. Done per test, before its topics are deleted
@@ -39,7 +40,8 @@ async def released_contract_kept(request: pytest.FixtureRequest) -> AsyncIterato
     yield
     released = json.loads(RELEASED.read_text())
     poison = request.node.get_closest_marker("poison") is not None
-    errors = await namespace_errors(settings, released, main_topics=not poison)
+    # A fixture outside the tests' event loop (it asks for `settings` only if the test does).
+    errors = asyncio.run(namespace_errors(settings, released, main_topics=not poison))
     if errors:
         pytest.fail(
             f"{len(errors)} record(s) break the released contract:\n" + "\n".join(errors[:20])
