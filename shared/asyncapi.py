@@ -304,8 +304,11 @@ def _dead_letter_headers() -> dict[str, Any]:
     """
     text = {"type": "string"}
     writers = {
-        "consumer": ["leadrouter-consumer", "leadrouter-original-partition",
-                     "leadrouter-original-offset"],
+        "consumer": [
+            "leadrouter-consumer",
+            "leadrouter-original-partition",
+            "leadrouter-original-offset",
+        ],
         "outbox relay": ["leadrouter-outbox-relay", "leadrouter-outbox-id"],
         "ingest": ["leadrouter-source"],
     }
@@ -330,9 +333,7 @@ def _dead_letter_headers() -> dict[str, Any]:
                 "description": "Ingest: the source (platform or API key) that sent the item",
             },
         },
-        "anyOf": [
-            {"title": writer, "required": names} for writer, names in writers.items()
-        ],
+        "anyOf": [{"title": writer, "required": names} for writer, names in writers.items()],
     }
 
 

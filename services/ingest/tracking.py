@@ -92,7 +92,7 @@ def messages(call: str, payload: Any, limits: TrackingLimits) -> list[Any]:
     """
     kind = CALLS[call]
     if not isinstance(payload, dict):
-        raise Unusable("send a JSON object: one call, or {\"batch\": [...]}")
+        raise Unusable('send a JSON object: one call, or {"batch": [...]}')
     if kind == "batch":
         batch = payload.get("batch")
         if not isinstance(batch, list):
@@ -149,7 +149,9 @@ def write_key_principal(
     if principal is None:
         REFUSED.labels("401").inc()
         raise Unauthorized(
-            "unknown write key" if key else "send the write key as HTTP Basic auth (the key as "
+            "unknown write key"
+            if key
+            else "send the write key as HTTP Basic auth (the key as "
             "username, empty password) or as `writeKey` in the body",
             headers=BASIC_CHALLENGE,
         )

@@ -70,7 +70,10 @@ for _call in CALLS:
         if _kind == "batch"
         else {"type": "object"}
     )
-    for _path, _shown in ((f"/v1/{_call}", _call in DOCUMENTED), (f"/{{prefix:path}}/v1/{_call}", False)):
+    for _path, _shown in (
+        (f"/v1/{_call}", _call in DOCUMENTED),
+        (f"/{{prefix:path}}/v1/{_call}", False),
+    ):
         router.add_api_route(
             _path,
             _route(_call),
@@ -78,7 +81,7 @@ for _call in CALLS:
             tags=["tracking"],
             summary=f"Segment-spec {_kind} call" if _kind != "batch" else "Segment-spec batch",
             description="The Segment Tracking API as analytics.js and the server SDKs call it; "
-            "answers 200 {\"success\": true} as Segment does. See docs/tracking.md.",
+            'answers 200 {"success": true} as Segment does. See docs/tracking.md.',
             responses=RESPONSES,  # type: ignore[arg-type]
             openapi_extra={
                 "requestBody": {

@@ -142,7 +142,9 @@ def test_write_keys_sizes_and_encodings_are_refused_as_segment_does(tracking_set
             headers={**JSON, **basic(WRITE_KEY), "content-encoding": "gzip"},
         )
         brotli = client.post(
-            "/v1/batch", content=b"{}", headers={**JSON, **basic(WRITE_KEY), "content-encoding": "br"}
+            "/v1/batch",
+            content=b"{}",
+            headers={**JSON, **basic(WRITE_KEY), "content-encoding": "br"},
         )
         not_json = client.post(
             "/v1/batch",

@@ -269,7 +269,10 @@ def test_each_tracking_call_needs_a_write_key_with_events_write(apps):
     client = TestClient(apps["ingest"], raise_server_exceptions=False)
     lacking = [s for s in NOT_ADMIN if s != EVENTS_WRITE]
     for method, path in operations:
-        send = lambda **h: client.request(method, path, json={"batch": []}, headers=h)  # noqa: E731
+
+        def send(method: str = method, path: str = path, **h: str) -> Any:
+            return client.request(method, path, json={"batch": []}, headers=h)
+
         assert send().status_code == 401, path
         assert send(**basic("not-a-key")).status_code == 401, path
         refused = send(**basic(_key_for(lacking)))

@@ -4,8 +4,8 @@ refuses no key (401) and a key without each of its scopes (403), and serves a ke
 
 import asyncio
 import re
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,8 +19,14 @@ from shared.auth import ADMIN, LEADS_READ, SCOPES, key_file_line
 from shared.settings import REPO_ROOT, Settings
 
 # Shells and assets hold no data: a page loads its fragments with the viewer's key.
-PUBLIC = {"/board", "/board/reps", "/board/funnel", "/board/playbook", "/board/leads/{lead_id:path}",
-          "/board/static/{name}"}
+PUBLIC = {
+    "/board",
+    "/board/reps",
+    "/board/funnel",
+    "/board/playbook",
+    "/board/leads/{lead_id:path}",
+    "/board/static/{name}",
+}
 STREAMS = {"/board/events"}  # server-sent events
 EVERY = sorted(s for s in SCOPES if s != ADMIN)
 
@@ -53,7 +59,9 @@ def board_routes(app: Any) -> dict[str, tuple[str, ...] | None]:
     found: dict[str, tuple[str, ...] | None] = {}
     for route in board.router.routes:
         if isinstance(route, APIRoute) and route.path.startswith("/board"):
-            access = [d.call for d in route.dependant.dependencies if isinstance(d.call, BoardAccess)]
+            access = [
+                d.call for d in route.dependant.dependencies if isinstance(d.call, BoardAccess)
+            ]
             found[route.path] = access[0].scopes if access else None
     return found
 
@@ -75,13 +83,18 @@ def test_each_board_scope_is_needed_and_enough(app):
         none = client.get(url)
         assert none.status_code == 401, (path, none.text)
         for scope in scopes:
-            lacking = client.get(url, headers={"authorization": f"Bearer {_key([s for s in EVERY if s != scope])}"})
+            lacking = client.get(
+                url, headers={"authorization": f"Bearer {_key([s for s in EVERY if s != scope])}"}
+            )
             assert lacking.status_code == 403 and scope in lacking.text, (path, scope)
         for holder in (EVERY, [ADMIN]):
             if path in STREAMS:  # never ends: the scope check alone, as the route runs it
                 access = next(
-                    d.call for r in board.router.routes if isinstance(r, APIRoute) and r.path == path
-                    for d in r.dependant.dependencies if isinstance(d.call, BoardAccess)
+                    d.call
+                    for r in board.router.routes
+                    if isinstance(r, APIRoute) and r.path == path
+                    for d in r.dependant.dependencies
+                    if isinstance(d.call, BoardAccess)
                 )
                 request = SimpleNamespace(
                     app=app, headers={"authorization": f"Bearer {_key(holder)}"}

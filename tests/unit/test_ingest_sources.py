@@ -234,16 +234,41 @@ def test_segment_screen_group_and_alias_calls_and_the_page_and_campaign_of_a_cal
         },
         "campaign": {"source": "google", "medium": "cpc", "name": "spring", "term": "crm"},
     }
-    track = {"type": "track", "event": "Signed Up", "messageId": "t1", "anonymousId": "a1",
-             "context": context, "timestamp": at}
-    screen = {"type": "screen", "name": "Pricing", "messageId": "s1", "userId": "u1",
-              "timestamp": at}
-    group = {"type": "group", "groupId": "acc-9", "userId": "u1", "messageId": "g1",
-             "traits": {"name": "Acme", "industry": "Software", "employees": "250",
-                        "email": "billing@acme.example"},
-             "timestamp": at}
-    alias = {"type": "alias", "previousId": "a1", "userId": "u1", "messageId": "al1",
-             "timestamp": at}
+    track = {
+        "type": "track",
+        "event": "Signed Up",
+        "messageId": "t1",
+        "anonymousId": "a1",
+        "context": context,
+        "timestamp": at,
+    }
+    screen = {
+        "type": "screen",
+        "name": "Pricing",
+        "messageId": "s1",
+        "userId": "u1",
+        "timestamp": at,
+    }
+    group = {
+        "type": "group",
+        "groupId": "acc-9",
+        "userId": "u1",
+        "messageId": "g1",
+        "traits": {
+            "name": "Acme",
+            "industry": "Software",
+            "employees": "250",
+            "email": "billing@acme.example",
+        },
+        "timestamp": at,
+    }
+    alias = {
+        "type": "alias",
+        "previousId": "a1",
+        "userId": "u1",
+        "messageId": "al1",
+        "timestamp": at,
+    }
     out = segment.normalise([track, screen, group, alias])
     assert not out.unusable and not out.ignored
     (_, t), (_, s), (_, g), (_, a) = out.events
@@ -258,11 +283,17 @@ def test_segment_screen_group_and_alias_calls_and_the_page_and_campaign_of_a_cal
         "utm_campaign": "spring",
         "utm_term": "crm",
     }
-    assert (data(s).activity.type, data(s).activity.properties) == ("screen_view", {"name": "Pricing"})
+    assert (data(s).activity.type, data(s).activity.properties) == (
+        "screen_view",
+        {"name": "Pricing"},
+    )
     # A group call describes the person's account: never the account's email as hers.
     assert data(g).activity.type == "group" and data(g).identity.email is None
     assert data(g).attributes == {
-        "account_id": "acc-9", "company": "Acme", "industry": "Software", "company_size": 250,
+        "account_id": "acc-9",
+        "company": "Acme",
+        "industry": "Software",
+        "company_size": 250,
     }
     # An alias binds both names to one person (scoring merges what each had done).
     assert data(a).identity.external_ids == {"segment_user": "u1", "segment_anonymous": "a1"}

@@ -21,7 +21,7 @@ WRONG = {"boolean": 0, "date-time": "0.5", "date": "0.5"}
 
 
 def kind(schema: dict[str, Any]) -> str | None:
-    """"boolean", "date-time" or "date" if the schema (or one branch of it) is one."""
+    """The kind (boolean, date-time or date) of the schema or of one branch of it, if any."""
     for branch in [schema, *schema.get("anyOf", []), *schema.get("oneOf", [])]:
         if branch.get("type") == "boolean":
             return "boolean"
