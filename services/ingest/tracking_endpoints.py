@@ -66,7 +66,11 @@ def _route(call: str) -> Callable[[Request], Coroutine[Any, Any, JSONResponse]]:
 for _call in CALLS:
     _kind = CALLS[_call]
     _body = (
-        {"type": "object", "required": ["batch"], "properties": {"batch": {"type": "array"}}}
+        {
+            "type": "object",
+            "required": ["batch"],
+            "properties": {"batch": {"type": "array", "minItems": 1, "items": {"type": "object"}}},
+        }
         if _kind == "batch"
         else {"type": "object"}
     )
