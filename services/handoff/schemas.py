@@ -13,6 +13,7 @@ from services.handoff.lifecycle import ConversionStage, HandoffStatus
 from services.handoff.routing import RepLoad
 from shared.events import Amount, Currency, InsightTagsData, Note, Touches
 from shared.playbook.handoff import WorkingHours
+from shared.strict import StrictBool
 
 
 class Problem(BaseModel):
@@ -163,7 +164,9 @@ class FeedbackBody(BaseModel):
 
 
 class AvailabilityBody(BaseModel):
-    available: bool = Field(description="false: out of office; no new leads until true again")
+    available: StrictBool = Field(
+        description="false: out of office; no new leads until true again"
+    )
 
 
 class AvailabilityOut(BaseModel):
