@@ -228,8 +228,8 @@ async def get_funnel(
 async def get_insights(
     principal: HandoffsReader,
     session: ReadSession,
-    since: Annotated[datetime | None, Query(description="Default: 30 days before until")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
+    until: Annotated[Instant | None, Query(description="Default: now")] = None,
     group_by: GroupBy = GroupBy.CAMPAIGN,
     attribution: AttributionModel = AttributionModel.FIRST_TOUCH,
 ) -> InsightsOut:

@@ -24,6 +24,9 @@ PUBLIC = {
     "/board/reps",
     "/board/funnel",
     "/board/playbook",
+    "/board/campaigns",
+    "/board/goals",
+    "/board/report",
     "/board/leads/{lead_id:path}",
     "/board/static/{name}",
 }
