@@ -43,8 +43,11 @@ async def run(quick: bool) -> Result:
     settings = await fresh_settings(topic_partitions=PARTITIONS)
     await ensure_topics(settings)
     services = [Service("ingest", settings, LOG_DIR, "scale-ingest")]
-    services += [Service(n, settings, LOG_DIR, f"scale-{n}-{i}") for n in ("scoring", "handoff")
-                 for i in (1, 2)]
+    services += [
+        Service(n, settings, LOG_DIR, f"scale-{n}-{i}")
+        for n in ("scoring", "handoff")
+        for i in (1, 2)
+    ]
     services[0].env.update(
         LEADROUTER_RATE_LIMIT_PER_S="1000000", LEADROUTER_RATE_LIMIT_BURST="1000000"
     )
@@ -53,8 +56,14 @@ async def run(quick: bool) -> Result:
         service.env.pop("LEADROUTER_OUTBOX_IDLE_POLL_S", None)
     await asyncio.gather(*(s.start() for s in services))
     load = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
-        [sys.executable, "-m", "bench.load", services[0].url, str(RATE_PER_S),
-         str(QUALIFYING_EVERY)],
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            services[0].url,
+            str(RATE_PER_S),
+            str(QUALIFYING_EVERY),
+        ],
         cwd=REPO_ROOT,
     )
     dsn = plain_dsn(settings)
@@ -121,26 +130,34 @@ async def run(quick: bool) -> Result:
         cpu = sum(s.cpu_s for s in samples if s.instance.split("-")[1] == service)
         if per_service.get(service):
             result.figures.append(
-                Figure(f"CPU ms per event, {service} (all instances)",
-                       cpu * 1000 / per_service[service], "ms")
+                Figure(
+                    f"CPU ms per event, {service} (all instances)",
+                    cpu * 1000 / per_service[service],
+                    "ms",
+                )
             )
-    postgres_s = sum(
-        cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items()
-    )
+    postgres_s = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
     if per_service.get("ingest"):
         result.figures.append(
-            Figure("PostgreSQL CPU ms per ingested event", postgres_s * 1000 / per_service["ingest"],
-                   "ms")
+            Figure(
+                "PostgreSQL CPU ms per ingested event",
+                postgres_s * 1000 / per_service["ingest"],
+                "ms",
+            )
         )
         result.figures.append(
             Figure("events/s ingested", per_service["ingest"] / elapsed, "events/s")
         )
     result.figures.append(
-        Figure("lock-wait samples, share of 100 ms polls", waiting_polls / max(polls, 1), "",
-               target=("max", 0.05))
+        Figure(
+            "lock-wait samples, share of 100 ms polls",
+            waiting_polls / max(polls, 1),
+            "",
+            target=("max", 0.05),
+        )
     )
     rebalances = sum(
-        len(ASSIGNED.findall(after_logs[s.instance][len(before_logs[s.instance]):]))
+        len(ASSIGNED.findall(after_logs[s.instance][len(before_logs[s.instance]) :]))
         for s in services
     )
     result.figures.append(Figure("rebalances during the window", rebalances, "", target=("max", 0)))
@@ -214,5 +231,3 @@ async def table_updates(conn: asyncpg.Connection) -> dict[str, tuple[int, int]]:
         "select relname, n_tup_upd + n_tup_del as upd, n_live_tup from pg_stat_user_tables"
     )
     return {r["relname"]: (int(r["upd"]), int(r["n_live_tup"])) for r in rows}
-
-

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench.env import LOG_DIR, REPORT_DIR, ProcessSample, fresh_settings, plain_dsn, progress
+from bench.env import LOG_DIR, REPORT_DIR, ProcessSample, fresh_settings, plain_dsn
 from bench.probe import hops
 from bench.result import Figure, Result
 from harness.processes import Service
