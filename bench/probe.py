@@ -9,13 +9,14 @@ neither slow the services nor hide their stalls. Every time is wall-clock second
 machine's clock, which Kafka's record timestamps and PostgreSQL's now() share, so the hops of
 one probe can be subtracted:
 
-- posted, acked: the POST left, its 202 came back (ingest's transaction committed);
-- lead_events_sent / _readable: the record's timestamp (ingest's producer) and when a
-  read_committed consumer first saw it;
-- scoring_began: processed_events.processed_at of the probe's id in scoring's group, i.e.
+- posted: the POST left;
+- lead_events_sent: the record's timestamp (ingest's producer sent it, in a Kafka transaction);
+- acked: the 202 came back (ingest's transaction committed);
+- lead_events_readable: when a read_committed consumer first saw it;
+- scoring_began: processed_at of the record's offset in scoring's processed_events, i.e.
   scoring's transaction's now(): the wait from readable to here is scoring's fetch and queue;
 - lifecycle_sent / _readable: the outbox relay's send and when it became readable;
-- handoff_began: the handoff event's `time`, handoff's transaction's now();
+- handoff_began: the same for handoff's transaction, from the lifecycle record's offset;
 - handoffs_sent / _readable: handoff's relay's send and when a sales tool could read it.
 """
 
@@ -37,8 +38,8 @@ TOPICS = {"lead-events": "lead_events", "lead-lifecycle": "lifecycle", "handoffs
 # The hops in the order a probe passes them, each measured from the previous mark.
 MARKS = [
     "posted",
-    "acked",
     "lead_events_sent",
+    "acked",
     "lead_events_readable",
     "scoring_began",
     "lifecycle_sent",
@@ -80,9 +81,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         continue
                     marks[f"{mark}_readable"] = now
                     marks[f"{mark}_sent"] = record.timestamp / 1000
-                    if short == "handoffs":
-                        began = datetime.fromisoformat(json.loads(record.value)["time"])
-                        marks["handoff_began"] = began.timestamp()
+                    marks[f"{mark}_at"] = [record.topic, record.partition, record.offset]
 
     watchers = [asyncio.create_task(watch(s, c)) for s, c in consumers.items()]
     try:
@@ -117,21 +116,29 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             watcher.cancel()
         for consumer in consumers.values():
             await consumer.stop()
-    # When scoring's transaction began for each probe: its processed id's processed_at.
+    # When scoring's and handoff's transactions began for each probe: the processed_at (the
+    # transaction's now()) of the record they consumed, found by its topic, partition, offset.
     conn = await asyncpg.connect(args.dsn)
     try:
-        rows = await conn.fetch(
-            "select event_id, extract(epoch from processed_at)::float8 as at"
-            " from processed_events where consumer_group = $1 and event_id = any($2::text[])",
-            f"{args.namespace}-scoring",
-            [m["id"] for m in probes.values()],
-        )
+        for service, consumed in (("scoring", "lead_events_at"), ("handoff", "lifecycle_at")):
+            where = [m[consumed] for m in probes.values() if consumed in m]
+            rows = await conn.fetch(
+                "select topic, partition, kafka_offset,"
+                " extract(epoch from processed_at)::float8 as at from processed_events"
+                " where consumer_group = $1 and (topic, partition, kafka_offset) in"
+                " (select * from unnest($2::text[], $3::int[], $4::bigint[]))",
+                f"{args.namespace}-{service}",
+                [w[0] for w in where],
+                [w[1] for w in where],
+                [w[2] for w in where],
+            )
+            began = {(r["topic"], r["partition"], r["kafka_offset"]): r["at"] for r in rows}
+            for marks in probes.values():
+                at = tuple(marks.get(consumed, ()))
+                if at in began:
+                    marks[f"{service}_began"] = began[at]
     finally:
         await conn.close()
-    began = {r["event_id"]: r["at"] for r in rows}
-    for marks in probes.values():
-        if marks["id"] in began:
-            marks["scoring_began"] = began[marks["id"]]
     return list(probes.values())
 
 

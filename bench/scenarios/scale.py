@@ -105,6 +105,13 @@ async def run(quick: bool) -> Result:
         tables_after = await table_updates(conn)
         load_end = os.getloadavg()
         after_logs = {s.instance: s.log_path.read_text(errors="replace") for s in services}
+        for service in services[1:]:
+            n, records, seconds = await batches(service.url)
+            if n:
+                result.notes.append(
+                    f"{service.instance}: {n:.0f} transactions, {records / n:.1f} records and"
+                    f" {seconds / n * 1000:.1f} ms each on average"
+                )
     finally:
         load.terminate()
         load.wait(10)
@@ -115,19 +122,19 @@ async def run(quick: bool) -> Result:
     handled = {k: counts_after.get(k, 0) - counts_before.get(k, 0) for k in counts_after}
     per_service: dict[str, float] = {}
     for sample in samples:
-        events = handled.get(sample.instance, 0)
-        service = sample.instance.split("-")[1]
+        events = handled.get(sample.name, 0)
+        service = sample.name.split("-")[1]
         per_service[service] = per_service.get(service, 0) + events
         result.processes.append(
-            {"process": sample.instance, "cpu_s": sample.cpu_s, "peak_rss_mb": sample.peak_rss_mb}
+            {"process": sample.name, "cpu_s": sample.cpu_s, "peak_rss_mb": sample.peak_rss_mb}
         )
-        result.figures.append(Figure(f"events handled, {sample.instance}", events, "events"))
+        result.figures.append(Figure(f"events handled, {sample.name}", events, "events"))
         if events:
             result.figures.append(
-                Figure(f"CPU ms per event, {sample.instance}", sample.cpu_s * 1000 / events, "ms")
+                Figure(f"CPU ms per event, {sample.name}", sample.cpu_s * 1000 / events, "ms")
             )
     for service in ("ingest", "scoring", "handoff"):
-        cpu = sum(s.cpu_s for s in samples if s.instance.split("-")[1] == service)
+        cpu = sum(s.cpu_s for s in samples if s.name.split("-")[1] == service)
         if per_service.get(service):
             result.figures.append(
                 Figure(
@@ -231,3 +238,18 @@ async def table_updates(conn: asyncpg.Connection) -> dict[str, tuple[int, int]]:
         "select relname, n_tup_upd + n_tup_del as upd, n_live_tup from pg_stat_user_tables"
     )
     return {r["relname"]: (int(r["upd"]), int(r["n_live_tup"])) for r in rows}
+
+
+async def batches(url: str) -> tuple[float, float, float]:
+    """A consumer service's transactions so far: how many, records in them, seconds in them."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{url}/metrics")).text
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)", text, re.M))
+
+    return (
+        total("leadrouter_consumer_batch_size_count"),
+        total("leadrouter_consumer_batch_size_sum"),
+        total("leadrouter_consumer_batch_duration_seconds_sum"),
+    )

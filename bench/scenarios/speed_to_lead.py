@@ -19,6 +19,7 @@ import time
 from bench.env import LOG_DIR, REPORT_DIR, ProcessSample, fresh_settings, plain_dsn
 from bench.probe import hops
 from bench.result import Figure, Result
+from bench.scenarios.scale import batches
 from harness.processes import Service
 from shared.kafka import ensure_topics
 from shared.settings import REPO_ROOT
@@ -85,6 +86,13 @@ async def run(quick: bool) -> Result:
         if probe.returncode != 0:
             raise AssertionError(f"the probe process failed with {probe.returncode}")
         load_average = os.getloadavg()
+        for name in ("scoring", "handoff"):
+            n, records, seconds = await batches(services[name].url)
+            if n:
+                result.notes.append(
+                    f"{name}: {n:.0f} transactions, {records / n:.1f} records and"
+                    f" {seconds / n * 1000:.1f} ms each on average"
+                )
     finally:
         load.terminate()
         load.wait(10)
