@@ -123,8 +123,8 @@ async def run(quick: bool) -> Result:
     per_service: dict[str, float] = {}
     for sample in samples:
         events = handled.get(sample.name, 0)
-        service = sample.name.split("-")[1]
-        per_service[service] = per_service.get(service, 0) + events
+        kind = sample.name.split("-")[1]
+        per_service[kind] = per_service.get(kind, 0) + events
         result.processes.append(
             {"process": sample.name, "cpu_s": sample.cpu_s, "peak_rss_mb": sample.peak_rss_mb}
         )
@@ -133,13 +133,13 @@ async def run(quick: bool) -> Result:
             result.figures.append(
                 Figure(f"CPU ms per event, {sample.name}", sample.cpu_s * 1000 / events, "ms")
             )
-    for service in ("ingest", "scoring", "handoff"):
-        cpu = sum(s.cpu_s for s in samples if s.name.split("-")[1] == service)
-        if per_service.get(service):
+    for kind in ("ingest", "scoring", "handoff"):
+        cpu = sum(s.cpu_s for s in samples if s.name.split("-")[1] == kind)
+        if per_service.get(kind):
             result.figures.append(
                 Figure(
-                    f"CPU ms per event, {service} (all instances)",
-                    cpu * 1000 / per_service[service],
+                    f"CPU ms per event, {kind} (all instances)",
+                    cpu * 1000 / per_service[kind],
                     "ms",
                 )
             )
