@@ -131,25 +131,25 @@ async def run(quick: bool) -> Result:
         result.figures.append(Figure(f"events handled, {sample.name}", events, "events"))
         if events:
             result.figures.append(
-                Figure(f"CPU ms per event, {sample.name}", sample.cpu_s * 1000 / events, "ms")
+                Figure(f"CPU µs per event, {sample.name}", sample.cpu_s * 1e6 / events, "µs")
             )
     for kind in ("ingest", "scoring", "handoff"):
         cpu = sum(s.cpu_s for s in samples if s.name.split("-")[1] == kind)
         if per_service.get(kind):
             result.figures.append(
                 Figure(
-                    f"CPU ms per event, {kind} (all instances)",
-                    cpu * 1000 / per_service[kind],
-                    "ms",
+                    f"CPU µs per event, {kind} (all instances)",
+                    cpu * 1e6 / per_service[kind],
+                    "µs",
                 )
             )
     postgres_s = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
     if per_service.get("ingest"):
         result.figures.append(
             Figure(
-                "PostgreSQL CPU ms per ingested event",
-                postgres_s * 1000 / per_service["ingest"],
-                "ms",
+                "PostgreSQL CPU µs per ingested event (its backends)",
+                postgres_s * 1e6 / per_service["ingest"],
+                "µs",
             )
         )
         result.figures.append(
