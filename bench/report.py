@@ -144,7 +144,12 @@ def write(runs: dict[str, list[Result]], machine: dict[str, str], out: Path, com
             lines.append(
                 f"| {scenario} | {name} | {_fmt(statistics.median(cpu))} | {_fmt(max(rss))} |"
             )
-    notes = [f"- {scenario}: {n}" for scenario, rs in runs.items() for n in rs[0].notes]
+    notes = [
+        f"- {scenario}, run {i + 1}: {n}"
+        for scenario, rs in runs.items()
+        for i, r in enumerate(rs)
+        for n in r.notes
+    ]
     if notes:
         lines += ["", "## Notes", "", *notes]
 

@@ -33,6 +33,7 @@ from shared.errors import Invalid, NotFound
 from shared.events import FeedbackData
 from shared.http import ReadSession, WriteSession
 from shared.playbook import Playbook
+from shared.strict import Instant
 
 router = APIRouter()
 
@@ -194,8 +195,8 @@ async def set_availability(
 async def get_funnel(
     principal: HandoffsReader,
     session: ReadSession,
-    since: Annotated[datetime | None, Query(description="Default: 30 days before until")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
+    until: Annotated[Instant | None, Query(description="Default: now")] = None,
     group_by: Annotated[
         GroupBy | None,
         Query(description="Break the numbers down by source, medium, campaign, rule or tier"),
@@ -227,8 +228,8 @@ async def get_funnel(
 async def get_insights(
     principal: HandoffsReader,
     session: ReadSession,
-    since: Annotated[datetime | None, Query(description="Default: 30 days before until")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
+    until: Annotated[Instant | None, Query(description="Default: now")] = None,
     group_by: GroupBy = GroupBy.CAMPAIGN,
     attribution: AttributionModel = AttributionModel.FIRST_TOUCH,
 ) -> InsightsOut:

@@ -1,6 +1,5 @@
 """GET /v1/goals: each goal's actual, expected, projection, gap and status, and the gap's stage."""
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -14,6 +13,7 @@ from shared.db import db_now
 from shared.errors import Invalid
 from shared.http import ReadSession
 from shared.playbook import Playbook
+from shared.strict import Instant
 
 router = APIRouter()
 
@@ -30,7 +30,7 @@ async def get_goals(
     request: Request,
     session: ReadSession,
     at: Annotated[
-        datetime | None,
+        Instant | None,
         Query(description="Show the goals as they stood at this time. Default: now"),
     ] = None,
     owner: Annotated[

@@ -13,6 +13,7 @@ from services.handoff.routing import RepLoad
 from services.handoff.status import ConversionStage, HandoffStatus
 from shared.events import Amount, Currency, InsightTagsData, Note, Touches
 from shared.playbook.handoff import WorkingHours
+from shared.strict import StrictBool
 
 
 class Problem(BaseModel):
@@ -173,7 +174,9 @@ class FeedbackBody(BaseModel):
 
 
 class AvailabilityBody(BaseModel):
-    available: bool = Field(description="false: out of office; no new leads until true again")
+    available: StrictBool = Field(
+        description="false: out of office; no new leads until true again"
+    )
 
 
 class AvailabilityOut(BaseModel):

@@ -42,6 +42,7 @@ def prometheus_config(tmp_path, services):
     return write
 
 
+@pytest.mark.poison
 async def test_prometheus_sees_the_pipeline_and_fires_the_dead_letter_alert(
     settings, services, prometheus_config, tmp_path
 ):

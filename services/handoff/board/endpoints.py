@@ -8,7 +8,7 @@ feed reports a committed change. Actions are the API's own endpoints, called by 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +22,7 @@ from services.handoff import repository as handoff_repository
 from services.handoff.attribution import AttributionModel
 from services.handoff.board import campaigns as campaign_views
 from services.handoff.board import repository, views
-from services.handoff.board.access import BoardViewer
+from services.handoff.board.access import BoardViewer, LeadViewer
 from services.handoff.board.feed import ChangeFeed
 from services.handoff.board.scoring_client import ScoringUnavailable, fetch_lead
 from services.handoff.breakdown import TOUCH_GROUPS, GroupBy
@@ -33,6 +33,7 @@ from shared.errors import NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
 from shared.settings import HandoffSettings
+from shared.strict import Day
 
 HERE = Path(__file__).parent
 STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.is_file()}
@@ -192,8 +193,8 @@ async def funnel_fragment(
     request: Request,
     session: ReadSession,
     viewer: BoardViewer,
-    since: date | None = None,
-    until: date | None = None,
+    since: Day | None = None,
+    until: Day | None = None,
 ) -> HTMLResponse:
     now = datetime.now(UTC)
     start, end = views.period(since, until, now.date())
@@ -248,8 +249,8 @@ async def campaigns_fragment(
     request: Request,
     session: ReadSession,
     viewer: BoardViewer,
-    since: date | None = None,
-    until: date | None = None,
+    since: Day | None = None,
+    until: Day | None = None,
     group_by: GroupBy = GroupBy.CAMPAIGN,
     attribution: AttributionModel = AttributionModel.FIRST_TOUCH,
 ) -> HTMLResponse:
@@ -287,7 +288,7 @@ async def playbook_fragment(request: Request, viewer: BoardViewer) -> HTMLRespon
 
 @router.get("/fragments/leads/{lead_id:path}", response_class=HTMLResponse)
 async def lead_fragment(
-    request: Request, session: ReadSession, viewer: BoardViewer, lead_id: str
+    request: Request, session: ReadSession, viewer: LeadViewer, lead_id: str
 ) -> HTMLResponse:
     board = board_of(request)
     scoring_problem = None
