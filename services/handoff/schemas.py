@@ -174,9 +174,7 @@ class FeedbackBody(BaseModel):
 
 
 class AvailabilityBody(BaseModel):
-    available: StrictBool = Field(
-        description="false: out of office; no new leads until true again"
-    )
+    available: StrictBool = Field(description="false: out of office; no new leads until true again")
 
 
 class AvailabilityOut(BaseModel):
