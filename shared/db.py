@@ -131,3 +131,15 @@ async def db_now(session: AsyncSession) -> datetime:
     if not isinstance(now, datetime):
         raise RuntimeError("the database did not tell the time")
     return now
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction (begun if it was not).
+
+    For hot paths that send set-based statements straight to asyncpg (no SQLAlchemy statement
+    or row processing) inside the same transaction as the session's other statements. JSON
+    and JSONB values come back decoded (the engine's codecs) and go in as JSON text.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
