@@ -155,14 +155,17 @@ async def test_the_statements_commit_and_roll_back_with_the_session_transaction(
 
     with pytest.raises(Abort):
         async with sessions() as session, session.begin():
-            # A statement through the session, then the handler's through asyncpg directly.
-            await session.execute(text("insert into erased_leads (lead_hash) values ('x')"))
+            # Statements through asyncpg directly first in the transaction (as the consumer's
+            # claim of a batch's ids is), then the handler's, then one through the session.
+            await repository.save_leads(session, [LeadState(lead_key="email:first@x.example")])
             await handler(session, [Delivered(e, "t", 0, i, RECEIVED) for i, e in enumerate(FIRST)])
-            assert await session.scalar(select(func.count()).select_from(repository.leads)) == 3
+            await session.execute(text("insert into erased_leads (lead_hash) values ('x')"))
+            assert await session.scalar(select(func.count()).select_from(repository.leads)) == 4
             raise Abort
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(repository.leads)) == 0
         assert await session.scalar(text("select count(*) from lead_aliases")) == 0
+        # The erasure in the batch stored a tombstone too: it rolled back with the rest.
         assert await session.scalar(text("select count(*) from erased_leads")) == 0
         assert await session.scalar(text("select count(*) from timers")) == 0
 
