@@ -146,7 +146,7 @@ async def driver_connection(session: AsyncSession) -> Any:
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    adapter = raw.dbapi_connection
+    adapter: Any = raw.dbapi_connection  # the asyncpg adapter (its private transaction hooks)
     if adapter._transaction is None and adapter.isolation_level != "autocommit":
         await adapter._start_transaction()
     return raw.driver_connection
