@@ -26,6 +26,7 @@ SCENARIOS = [
     "speed_to_lead",
     "timers",
     "backtest",
+    "scale",
 ]
 
 
@@ -54,7 +55,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, once each")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario")
-    parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="some scenarios only")
+    parser.add_argument(
+        "--only", "--scenario", nargs="*", choices=SCENARIOS, help="some scenarios only"
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

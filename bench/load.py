@@ -1,16 +1,22 @@
-"""Background traffic for the speed-to-lead scenario, in its own process: `rate` events/s of
-non-qualifying page views, posted in batches of 50, until killed."""
+"""Background traffic for the speed-to-lead and scale scenarios, in its own process: `rate`
+events/s posted in batches of 50, until killed. Non-qualifying page views by default; with a
+third argument N, one event in N is a demo request by a new lead (a handoff follows), so the
+handoff service has work proportional to the load too.
+
+    python -m bench.load URL RATE [QUALIFYING_EVERY]
+"""
 
 import asyncio
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 
-async def main(url: str, rate: int) -> None:
+async def main(url: str, rate: int, qualifying_every: int = 0) -> None:
     per_request = 50
     interval_s = per_request / rate
     async with httpx.AsyncClient(timeout=30) as client:
@@ -19,9 +25,19 @@ async def main(url: str, rate: int) -> None:
         n = 0
         while True:
             occurred = datetime.now(UTC).isoformat()
-            body = []
+            body: list[dict[str, Any]] = []
             for _ in range(per_request):
                 n += 1
+                if qualifying_every and n % qualifying_every == 0:
+                    body.append(
+                        {
+                            "id": f"bq-{uuid.uuid4()}",
+                            "identity": {"email": f"buyer-{uuid.uuid4().hex[:12]}@load.example"},
+                            "attributes": {"company": "Load", "company_size": 500, "country": "DE"},
+                            "activity": {"type": "demo_request", "occurred_at": occurred},
+                        }
+                    )
+                    continue
                 body.append(
                     {
                         "id": f"bg-{uuid.uuid4()}",
@@ -38,4 +54,4 @@ async def main(url: str, rate: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0))

@@ -243,6 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     calibrate.add_argument("--weekly-capacity", type=int, help="at most this many handoffs a week")
     calibrate.add_argument("--out", default="calibration-report", help="report folder")
+    report = commands.add_parser(
+        "report", help="reports", description="Write the smarketing meeting's page."
+    )
+    report_commands = report.add_subparsers(dest="report_command", required=True)
+    weekly = report_commands.add_parser(
+        "weekly",
+        help="goals, funnel against last week, SLAs both ways, reject reasons (HTML, Markdown)",
+    )
+    weekly.add_argument("--week-of", type=_moment, help="a day of the week (default: this week)")
+    weekly.add_argument("--at", type=_moment, help="as things stood at this time (default: now)")
+    weekly.add_argument("--out", default="weekly-report", help="report folder")
     demo = commands.add_parser("demo", help="demo data", description="Generate demo history.")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)
     seed = demo_commands.add_parser(
@@ -288,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         return _watch(args.topic, args.from_beginning)
     if args.command == "forget":
         return _forget(args.who)
+    if args.command == "report":
+        from services.handoff.report import report_main
+
+        return report_main(get_settings(), args.out, args.week_of, args.at)
     if args.command == "demo":
         from services.backtest.demo import seed_main
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.auth import Admin
 from shared.db import metadata
 from shared.http import ReadSession
+from shared.strict import Instant
 
 audit_log = Table(
     "audit_log",
@@ -101,7 +102,7 @@ _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"
 async def list_audit(
     principal: Admin,
     session: ReadSession,
-    since: datetime | None = None,
+    since: Instant | None = None,
     actor: str | None = None,
     action: str | None = Query(None, description="e.g. feedback.accept, rep.availability"),
     limit: int = Query(100, ge=1, le=1000),

@@ -10,7 +10,10 @@ until the database returns, logged once per state change.
 
 Beside the processing loop, `maintain()` measures lag (end offsets minus the offsets stored
 in Postgres, for every partition of the group's topics, so it grows while processing is
-stuck) and prunes processed event ids older than the dedup window.
+stuck), prunes processed event ids older than the dedup window, runs the subscription's
+retention jobs and sends the advisory commits. A transaction's commit marker takes an offset
+after its last record: the member that owns a partition moves the stored offset past markers
+it has read beyond its last record, so an idle group that is caught up reads a lag of 0.
 """
 
 import asyncio
@@ -24,7 +27,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import ColumnElement, and_, delete, func, select, tuple_
+from aiokafka.errors import CommitFailedError, KafkaError
+from sqlalchemy import ColumnElement, and_, delete, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -54,6 +58,15 @@ CLAIM_IDS_AND_STORE_OFFSET = (
     " select $1, id, $2, $3, o"
     " from unnest($5::text[], $6::bigint[]) as t(id, o)"
     " on conflict do nothing returning event_id"
+)
+
+
+# Only forward, only from an offset at or past the last record this member was handed (so
+# everything before the position is processed), and never past where a batch stored it since.
+STORE_PAST_MARKERS = text(
+    "update consumer_offsets set next_offset = :position, updated_at = now()"
+    " where consumer_group = :group and topic = :topic and partition = :partition"
+    " and next_offset >= :processed_through and next_offset < :position"
 )
 
 
@@ -124,6 +137,7 @@ class TransactionalConsumer:
         self._fetched_to: dict[TopicPartition, int] = {}
         # Offsets committed to Postgres and not yet to Kafka (advisory, sent by maintain()).
         self._advisory: dict[TopicPartition, int] = {}
+        self._advisory_in_flight: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
         # Export every outcome at 0 from the start, so increase() sees the first dead letter.
         for topic in self.topics:
@@ -162,24 +176,54 @@ class TransactionalConsumer:
     async def stop(self) -> None:
         """Leave the group."""
         await self.commit_advisory()
+        in_flight = self._advisory_in_flight
+        if in_flight is not None and not in_flight.done():
+            # Kafka away at shutdown: leaving the group ends the commit too.
+            in_flight.cancel()
         await self.consumer.stop()
 
-    async def commit_advisory(self) -> None:
+    async def commit_advisory(self, wait_s: float = 5.0) -> None:
         """Tell Kafka the offsets stored with the projection, so its tooling shows the lag.
 
         Advisory only (the truth is in consumer_offsets), so it is sent from maintain(), off
         the processing path: awaited after each batch it was one more broker round trip
-        before the next batch and before the outbox relay was woken.
+        before the next batch and before the outbox relay was woken. A commit that outlasts
+        `wait_s` (Kafka away) is left to finish rather than cancelled: aiokafka shields its
+        request, and a cancelled commit left that request's error ("Task exception was never
+        retrieved ... UnknownMemberIdError") to asyncio's error log when Kafka came back. Its
+        outcome is logged by `_advisory_done`; the offsets are sent again with the next one.
         """
+        if self._advisory_in_flight is not None:
+            if not self._advisory_in_flight.done():
+                return  # the previous commit still waits for Kafka: these go with the next
+            self._advisory_in_flight = None
         pending = {tp: o for tp, o in self._advisory.items() if tp in self.consumer.assignment()}
         self._advisory.clear()
         if not pending:
             return
-        try:
-            async with asyncio.timeout(5):  # never holds a shutdown while Kafka is away
-                await self.consumer.commit(pending)
-        except Exception as exc:  # a rebalance in progress, say; harmless
-            log.debug("advisory commit failed: %s", exc)
+        task = asyncio.create_task(
+            self.consumer.commit(pending), name=f"{self.name}-advisory-commit"
+        )
+        task.add_done_callback(self._advisory_done)
+        self._advisory_in_flight = task
+        await asyncio.wait([task], timeout=wait_s)
+
+    def _advisory_done(self, task: "asyncio.Task[None]") -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        if isinstance(exc, CommitFailedError | KafkaError):
+            # Expected after a rebalance or while Kafka was away; the stored offsets hold.
+            log.info(
+                "%s: advisory offset commit not taken (%s); the offsets stored with the "
+                "projection are the truth, the next commit sends them again",
+                self.name,
+                exc.__class__.__name__,
+            )
+        else:
+            log.warning("%s: advisory offset commit failed: %r", self.name, exc)
 
     async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
         """Position each partition at the offset stored with the projection, or at its start."""
@@ -462,9 +506,13 @@ class TransactionalConsumer:
         log.error("%s sent %s@%d to the DLQ: %s", self.name, tp, record.offset, reason)
 
     async def maintain(
-        self, lag_interval_s: float = 5.0, dedup_window_s: float | None = None
+        self,
+        lag_interval_s: float = 5.0,
+        dedup_window_s: float | None = None,
+        retention: Sequence[Callable[[], Awaitable[int]]] = (),
     ) -> None:
-        """Measure lag every `lag_interval_s` and prune processed ids, beside the loop, forever.
+        """Measure lag every `lag_interval_s`, prune processed ids and run the `retention` jobs,
+        beside the loop, forever.
 
         Independent of processing: while a batch is stuck (Postgres down, a slow handler)
         the stored offsets stand still and the end offsets grow, so the lag does too.
@@ -482,6 +530,8 @@ class TransactionalConsumer:
                 await self.observe_lag(partitions)
                 if prune_every_s and dedup_window_s and loop.time() >= next_prune:
                     await self.prune_processed_ids(dedup_window_s)
+                    for job in retention:
+                        await job()
                     next_prune = loop.time() + prune_every_s
             except asyncio.CancelledError:
                 raise
@@ -493,7 +543,16 @@ class TransactionalConsumer:
             await asyncio.sleep(lag_interval_s)
 
     async def observe_lag(self, partitions: Sequence[TopicPartition]) -> None:
-        """Set the lag gauge: end offsets minus stored offsets (last known if Postgres is away)."""
+        """Set the lag gauge: end offsets minus stored offsets (last known if Postgres is away).
+
+        End offsets are last stable offsets (the consumer reads committed). Before reading the
+        stored offsets, the partitions this member owns and has processed to the end of what
+        it read are stored at its position, past trailing transaction markers.
+        """
+        try:
+            await self.store_past_markers()
+        except Exception as exc:  # a position being reset, Postgres away: next time
+            log.debug("%s: offsets not moved past markers: %s", self.name, exc)
         try:
             async with self._sessions() as session:
                 self._stored = await stored_offsets(
@@ -513,6 +572,49 @@ class TransactionalConsumer:
             metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
                 max(ends[tp] - stored, 0)
             )
+
+    async def store_past_markers(self) -> int:
+        """Store the position of owned partitions whose records are all processed; returns
+        how many moved.
+
+        The consumer's position is past every record getmany() returned and past the commit
+        markers and aborted batches it skipped. When everything returned is stored (the
+        stored offset is at least where the last returned record ends), what lies between
+        the stored offset and the position is no record at all, so storing the position
+        skips nothing; the update only moves an offset forward from that point, so it never
+        races a batch committing meanwhile.
+        """
+        if self._standalone:
+            return 0
+        moves: list[tuple[TopicPartition, int, int]] = []
+        for tp in list(self.consumer.assignment()):
+            async with asyncio.timeout(1):
+                position = await self.consumer.position(tp)
+            # Read right after position() returned, with no await between: consistent.
+            processed_through = self._fetched_to.get(tp, 0)
+            known = self._stored.get(tp)
+            # Records handed out and not yet stored: a batch is in hand (or stuck), no marker.
+            if known is not None and processed_through <= known < position:
+                moves.append((tp, processed_through, position))
+        if not moves:
+            return 0
+        moved = 0
+        async with self._sessions() as session, session.begin():
+            # A batch holding the row (a stuck transaction) must not hold the lag measurement.
+            await session.execute(text("set local lock_timeout = '1s'"))
+            for tp, processed_through, position in moves:
+                result = await session.execute(
+                    STORE_PAST_MARKERS,
+                    {
+                        "group": self.group_id,
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "processed_through": processed_through,
+                        "position": position,
+                    },
+                )
+                moved += result.rowcount  # type: ignore[attr-defined]
+        return moved
 
     async def prune_processed_ids(self, older_than_s: float, batch: int = 10_000) -> int:
         """Forget processed ids older than the dedup window whose offsets are committed.

@@ -5,6 +5,7 @@ import hashlib
 import re
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
@@ -44,6 +45,8 @@ LIFECYCLE_PREFIX = "leadrouter.lifecycle."
 LIFECYCLE_ERASED = LIFECYCLE_PREFIX + "erased"
 HANDOFF_PREFIX = "leadrouter.handoff."
 FEEDBACK_PREFIX = "leadrouter.feedback."
+# On the sales-insights topic: what sales heard, tagged from the playbook's vocabulary.
+SALES_INSIGHT = "leadrouter.insight.recorded"
 
 # Every event type of the contract (leadrouter.<prefix><name>); the AsyncAPI document and the
 # contract tests are built from these, so a new kind is added here first.
@@ -131,6 +134,12 @@ def _checked_email(value: str) -> str:
     return validate_email(value)[1]
 
 
+# Money on the wire: an amount above zero with at most two decimals (a JSON number or a
+# decimal string; written as a string so no reader rounds it) and its ISO 4217 currency code.
+# NUMERIC(18,2): the bound puts max_digits into the JSON Schema, which cannot say it itself.
+Amount = Annotated[Decimal, Field(gt=0, lt=Decimal(10) ** 16, max_digits=18, decimal_places=2)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
 # The same validation and schema as pydantic's EmailStr.
 Email = Annotated[
     str, AfterValidator(_valid_email), WithJsonSchema({"type": "string", "format": "email"})
@@ -157,12 +166,49 @@ class Activity(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
+TOUCH_FIELDS = ("source", "medium", "campaign", "term", "content")
+
+
+class Touch(BaseModel):
+    """Where a lead came from at one activity: its marketing source, as the platform gave it
+    (docs/closed-loop.md says where each field comes from on each platform)."""
+
+    source: str | None = Field(None, max_length=200, description="e.g. utm_source: google")
+    medium: str | None = Field(None, max_length=200, description="e.g. utm_medium: cpc")
+    campaign: str | None = Field(None, max_length=200, description="e.g. utm_campaign")
+    term: str | None = Field(None, max_length=200, description="e.g. utm_term: the keyword")
+    content: str | None = Field(None, max_length=200, description="e.g. utm_content: the ad")
+    original: bool = Field(
+        False,
+        description="The platform says this is where the lead first came from (HubSpot's "
+        "original source): it is the lead's first touch whenever it arrives",
+    )
+
+
 class LeadActivityData(BaseModel):
     """The `data` of a lead activity event on the lead-events topic."""
 
     identity: Identity
     attributes: dict[str, Any] = Field(default_factory=dict)
     activity: Activity
+    touch: Touch | None = Field(
+        None, description="The marketing source of this activity, where the platform gave one"
+    )
+
+
+class TouchAt(Touch):
+    """A touch and when the activity that carried it happened."""
+
+    at: datetime | None = None
+
+
+class Touches(BaseModel):
+    """A lead's first touch, the touch that qualified it (its last touch when it became an
+    MQL) and its last touch; each null until the lead has one."""
+
+    first: TouchAt | None = None
+    qualifying: TouchAt | None = None
+    last: TouchAt | None = None
 
 
 def lead_key(identity: Identity) -> str:
@@ -210,6 +256,9 @@ class LifecycleData(BaseModel):
         default_factory=list,
         description="Keys of leads that turned out to be this person and were merged into it",
     )
+    touches: Touches | None = Field(
+        None, description="Where the lead came from: first, qualifying and last touch"
+    )
 
 
 class HandoffData(BaseModel):
@@ -246,6 +295,17 @@ class HandoffData(BaseModel):
     clock: Literal["accept", "contact"] | None = Field(
         None, description="sla_breached: which clock ran out"
     )
+    touches: Touches | None = Field(
+        None, description="Where the lead came from: first, qualifying and last touch"
+    )
+
+
+# Insight tags by kind (objection, pain_point, competitor, persona) and a short note.
+InsightTagsData = dict[
+    Annotated[str, Field(pattern=r"^[a-z_]+$")],
+    list[Annotated[str, Field(min_length=1, max_length=100)]],
+]
+Note = Annotated[str, Field(max_length=2000)]
 
 
 ConversionStageText = Annotated[
@@ -263,4 +323,42 @@ class FeedbackData(BaseModel):
     # not dead-lettered), so the schema lists the values without the decoding enforcing them.
     converted_to: ConversionStageText | None = Field(
         None, description="convert: sql, opportunity or customer"
+    )
+    amount: Amount | None = Field(
+        None,
+        description="convert to opportunity or customer: the deal's value (above 0, at most "
+        "two decimals); the funnel sums it as pipeline or revenue",
+    )
+    currency: Currency | None = Field(
+        None,
+        description="ISO 4217 code of `amount` (default: the playbook's "
+        "closed_loop.reporting_currency)",
+    )
+    tags: InsightTagsData | None = Field(
+        None,
+        description="What sales heard, as tags from the playbook's closed_loop.insight_tags "
+        "(objection, pain_point, competitor, persona: each a list of allowed values)",
+    )
+    note: Note | None = Field(
+        None, description="A short note for marketing (at most closed_loop.note_max_chars)"
+    )
+
+
+class SalesInsightData(BaseModel):
+    """The `data` of a sales insight: what sales heard about a lead, with where it came from,
+    so marketing can read it by campaign and routing rule."""
+
+    handoff_id: str
+    lead_key: str = Field(description="The lead's key, also the event's subject and Kafka key")
+    action: str = Field(description="The feedback it came with: accept, contact, reject, convert")
+    rep_id: str | None = None
+    team: str | None = None
+    routing_rule: str | None = None
+    tier: str | None = None
+    reason: str | None = Field(None, description="reject: the reason code")
+    converted_to: str | None = Field(None, description="convert: the stage reached")
+    tags: InsightTagsData = Field(default_factory=dict)
+    note: str | None = Field(None, description="Removed when the lead is erased")
+    touches: Touches | None = Field(
+        None, description="Where the lead came from: first, qualifying and last touch"
     )

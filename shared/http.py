@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.asyncapi import asyncapi_document
@@ -195,9 +196,12 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = LeadrouterError(
-            str(exc.detail), status=exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path; a path
+            # served by several routes (GET and DELETE /v1/leads/{id}) allows them all.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
+        error = LeadrouterError(str(exc.detail), status=exc.status_code, headers=headers)
         return problem_response(error, request.url.path)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process is up")
@@ -242,6 +246,22 @@ READINESS_SCHEMA: dict[str, Any] = {
     "required": ["status"],
     "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
 }
+
+
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of the app serves at the request's path (for a 405's Allow)."""
+    methods: set[str] = set()
+    pending: list[Any] = list(app.router.routes)
+    while pending:
+        route = pending.pop()
+        inner = getattr(route, "original_router", None) or getattr(route, "router", None)
+        if inner is not None and not hasattr(route, "methods"):
+            pending.extend(inner.routes)  # an included router: its own routes
+            continue
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(route.methods)
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
 def problem_openapi(spec: dict[str, Any]) -> dict[str, Any]:

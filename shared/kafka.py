@@ -16,7 +16,9 @@ LEAD_EVENTS = "lead-events"
 LEAD_LIFECYCLE = "lead-lifecycle"
 HANDOFFS = "handoffs"
 SALES_FEEDBACK = "sales-feedback"
-ALL_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, HANDOFFS, SALES_FEEDBACK)
+SALES_INSIGHTS = "sales-insights"
+GOALS = "goals"  # a goal's status changed (keyed by the goal id, not a lead)
+ALL_TOPICS = (LEAD_EVENTS, LEAD_LIFECYCLE, HANDOFFS, SALES_FEEDBACK, SALES_INSIGHTS, GOALS)
 
 
 def dlq(topic: str) -> str:

@@ -53,6 +53,27 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool | None
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # aiokafka logs every reconnect attempt: during a broker outage that is thousands of lines.
     handler.addFilter(RepeatFilter(prefixes=("aiokafka",)))
+    handler.addFilter(AdvisoryCommitLevel())
+
+
+class AdvisoryCommitLevel(logging.Filter):
+    """aiokafka's "OffsetCommit failed ... due to group error ..., will rejoin" at INFO, not ERROR.
+
+    leadrouter's commits to Kafka are advisory (offsets live in PostgreSQL, shared.consumer),
+    so one refused after a rebalance (as every one is right after Kafka comes back from an
+    outage: the session expired) needs no operator: the consumer rejoins by itself.
+    """
+
+    LOGGER = "aiokafka.consumer.group_coordinator"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name == self.LOGGER
+            and record.levelno == logging.ERROR
+            and str(record.msg).startswith("OffsetCommit failed for group %s due to group")
+        ):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 class RepeatFilter(logging.Filter):

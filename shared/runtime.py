@@ -1,10 +1,17 @@
-"""Start-up and shutdown shared by the services: migrate, topics, producer, consumer, relay."""
+"""Start-up and shutdown shared by the services: migrate, topics, producer, consumers, relay.
+
+A service subscribes any number of consumers (`consume`), each a `Subscription` run the same
+way: the transactional consumer loop, and beside it the same upkeep (lag exported, advisory
+offsets committed to Kafka, processed ids pruned past the dedup window, and the
+subscription's own retention jobs, such as deleting old webhook deliveries).
+"""
 
 import asyncio
 import gc
 import logging
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -19,6 +26,23 @@ from shared.settings import CommonSettings
 from shared.timers import TimerHandler, TimerLocker, TimerRunner
 
 log = logging.getLogger(__name__)
+
+# A retention job: deletes what is past its rule and returns how many rows went.
+RetentionJob = Callable[[], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer group of a service: its topics, its batch handler and its upkeep."""
+
+    name: str  # the consumer's name in logs and metrics ("scoring", "handoff-webhooks")
+    topics: list[str]
+    group_id: str
+    handler: BatchHandler
+    # Called after each of its commits, besides the runtime's own (wake the outbox relay).
+    on_commit: Callable[[], None] | None = None
+    # Run by the upkeep at the pruning cadence (retention rules of the subscription's rows).
+    retention: Sequence[RetentionJob] = field(default_factory=tuple)
 
 
 class Runtime:
@@ -44,8 +68,10 @@ class Runtime:
         self.loop_engine = make_engine(settings.database_url, pool_size=5, pre_ping=False)
         self.loop_sessions = make_sessionmaker(self.loop_engine)
         self._producer: AIOKafkaProducer | None = None
-        self._subscription: tuple[list[str], str, BatchHandler] | None = None
-        self.consumer: TransactionalConsumer | None = None
+        self.subscriptions: list[Subscription] = []
+        self.consumers: dict[str, TransactionalConsumer] = {}
+        self._workers: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {}
+        self._on_stop: list[Callable[[], Awaitable[Any]]] = []
         self.relay: OutboxRelay | None = None
         self._timer_handlers: dict[str, TimerHandler] = {}
         self._timer_locker: TimerLocker | None = None
@@ -60,9 +86,38 @@ class Runtime:
             raise RuntimeError(f"{self.service} is not started")
         return self._producer
 
-    def consume(self, topics: Sequence[str], group_id: str, handler: BatchHandler) -> None:
-        """Run `handler` on the topics' batches once started, with an outbox relay for its rows."""
-        self._subscription = (list(topics), group_id, handler)
+    @property
+    def consumer(self) -> TransactionalConsumer | None:
+        """The service's own consumer (the one named after it), if it has one."""
+        return self.consumers.get(self.service)
+
+    def consume(
+        self,
+        topics: Sequence[str],
+        group_id: str,
+        handler: BatchHandler,
+        *,
+        name: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+        retention: Sequence[RetentionJob] = (),
+    ) -> Subscription:
+        """Run `handler` on the topics' batches once started, with an outbox relay for its rows
+        and the upkeep every subscription gets; `name` defaults to the service's."""
+        subscription = Subscription(
+            name or self.service, list(topics), group_id, handler, on_commit, tuple(retention)
+        )
+        if any(s.name == subscription.name for s in self.subscriptions):
+            raise ValueError(f"{self.service}: two subscriptions named {subscription.name}")
+        self.subscriptions.append(subscription)
+        return subscription
+
+    def run_worker(self, name: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run `work()` as a background task once consuming starts, cancelled at stop."""
+        self._workers[name] = work
+
+    def on_stop(self, close: Callable[[], Awaitable[Any]]) -> None:
+        """Await `close()` at stop, after the tasks stopped and before Kafka and the database."""
+        self._on_stop.append(close)
 
     def fire_timers(
         self, handlers: dict[str, TimerHandler], lock_first: TimerLocker | None = None
@@ -91,10 +146,10 @@ class Runtime:
             log.info("%s: migrating database", self.service)
             await upgrade_async(s.database_url)
         await ensure_topics(s)
-        relays = bool(self._subscription or self._timer_handlers)
+        relays = bool(self.subscriptions or self._timer_handlers)
         self._producer = make_producer(s, linger_ms=0 if relays else 2)
         await self._producer.start()
-        if self._subscription or self._timer_handlers:
+        if relays:
             self.relay = OutboxRelay(
                 self.service,
                 self.loop_sessions,
@@ -113,32 +168,48 @@ class Runtime:
                 max_attempts=s.timer_max_attempts,
                 retry_base_s=s.timer_retry_base_s,
             )
-        if self._subscription:
-            topics, group_id, handler = self._subscription
-            self.consumer = TransactionalConsumer(
-                name=self.service,
-                group_id=group_id,
-                topics=topics,
+        for sub in self.subscriptions:
+            self.consumers[sub.name] = TransactionalConsumer(
+                name=sub.name,
+                group_id=sub.group_id,
+                topics=sub.topics,
                 bootstrap=client_options(s),
                 sessions=self.loop_sessions,
-                handler=handler,
-                relay=self.service,
-                on_commit=self.committed,
+                handler=sub.handler,
+                relay=self.service,  # dead letters go out through the service's outbox relay
+                on_commit=self._committed_by(sub),
                 batch_max=s.consumer_batch_max,
                 poll_timeout_ms=s.consumer_poll_timeout_ms,
                 max_retries=s.consumer_max_retries,
             )
 
+    def _committed_by(self, sub: Subscription) -> Callable[[], None]:
+        if sub.on_commit is None:
+            return self.committed
+        own = sub.on_commit
+
+        def committed() -> None:
+            self.committed()
+            own()
+
+        return committed
+
     def start_consuming(self) -> None:
-        """Start the consumer loop, the timers and the outbox relay (after start-up writes)."""
-        if self.consumer:
-            self.spawn(f"{self.service}-consumer", self._consume(self.consumer))
+        """Start the consumer loops with their upkeep, the timers, the outbox relay and the
+        workers (after start-up writes)."""
+        for sub in self.subscriptions:
+            consumer = self.consumers[sub.name]
+            self.spawn(f"{sub.name}-consumer", self._consume(consumer))
             self.spawn(
-                f"{self.service}-consumer-maintenance",
-                self.consumer.maintain(
-                    self.settings.consumer_lag_interval_s, self.settings.dedup_window_s
+                f"{sub.name}-consumer-maintenance",
+                consumer.maintain(
+                    self.settings.consumer_lag_interval_s,
+                    self.settings.dedup_window_s,
+                    retention=sub.retention,
                 ),
             )
+        for name, work in self._workers.items():
+            self.spawn(name, work())
         if self.timers:
             self.spawn(f"{self.service}-timers", self.timers.run())
         if self.relay:
@@ -170,10 +241,13 @@ class Runtime:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_s
-        consuming = self._tasks.get(f"{self.service}-consumer")
-        if self.consumer and consuming:
-            self.consumer.request_stop()
-            await asyncio.wait([consuming], timeout=max(deadline - loop.time(), 0))
+        consuming = []
+        for name, consumer in self.consumers.items():
+            consumer.request_stop()
+            if task := self._tasks.get(f"{name}-consumer"):
+                consuming.append(task)
+        if consuming:
+            await asyncio.wait(consuming, timeout=max(deadline - loop.time(), 0))
         for task in self._tasks.values():
             task.cancel()
         if self._tasks:
@@ -183,6 +257,8 @@ class Runtime:
             )
             for task in stuck:
                 log.warning("%s: task %s did not stop in time", self.service, task.get_name())
+        for close in self._on_stop:
+            await self._close_quietly("a worker's resource", close())
         if self.relay:
             try:
                 await self.relay.flush(max(deadline - loop.time(), 0.1))
@@ -193,15 +269,15 @@ class Runtime:
                 )
         # With Kafka away, aiokafka's stop() can raise (its fetch task's CancelledError): the
         # rest of the shutdown must still run, and one line says what happened.
-        if self.consumer:
-            await self._close_quietly("consumer", self.consumer.stop())
+        for name, consumer in self.consumers.items():
+            await self._close_quietly(f"consumer {name}", consumer.stop())
         if self._producer:
             await self._close_quietly("producer", self._producer.stop())
         await self.engine.dispose()
         await self.loop_engine.dispose()
         log.info("%s: stopped", self.service)
 
-    async def _close_quietly(self, what: str, closing: Coroutine[Any, Any, Any]) -> None:
+    async def _close_quietly(self, what: str, closing: Awaitable[Any]) -> None:
         try:
             await closing
         except (Exception, asyncio.CancelledError) as exc:
@@ -217,8 +293,10 @@ class Runtime:
                 return f"postgres unreachable: {exc.__class__.__name__}"
         if not await kafka_reachable(self.settings):
             return f"kafka unreachable at {self.settings.kafka_bootstrap}"
-        if self.consumer and not self.consumer.joined:
-            return "consumer has not joined its group yet (starting, or Kafka is rebalancing)"
+        for name, consumer in self.consumers.items():
+            if not consumer.joined:
+                which = "consumer" if name == self.service else f"consumer {name}"
+                return f"{which} has not joined its group yet (starting, or Kafka is rebalancing)"
         for task in self._tasks.values():
             if task.done():
                 return f"background task {task.get_name()} stopped"

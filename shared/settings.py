@@ -182,6 +182,19 @@ class IngestSettings(CommonSettings):
         description="Publish requests in Kafka transactions (concurrent requests share one: group "
         "commit), aborted on a 503, so nothing of a refused request is ever read by consumers",
     )
+    # --- the Segment-spec Tracking API (services/ingest/tracking.py) ---
+    tracking_max_message_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest Tracking API message (Segment's 32 KB)"
+    )
+    tracking_max_batch_bytes: int = Field(
+        500 * 1024, ge=1024, description="Largest Tracking API body, decompressed (500 KB)"
+    )
+    tracking_cors_origins: str = Field(
+        "",
+        description="Comma-separated origins whose pages may call the Tracking API from a "
+        "browser (analytics.js), e.g. https://www.acme.example; `*` for any; empty: none",
+    )
+    # --- end of the Tracking API ---
     rate_limit_per_s: float = Field(200.0, gt=0, description="Requests per second per source")
     rate_limit_burst: int = Field(400, ge=1, description="Requests a source may send at once")
 
@@ -196,9 +209,18 @@ class HandoffSettings(CommonSettings):
     """The handoff service (and its board, which reads scores from scoring's API)."""
 
     handoff_port: int = 8002
+    webhook_delivery_retention_s: int = Field(
+        14 * 24 * 3600,
+        ge=60,
+        description="How long a finished outbound webhook delivery (delivered or dead) is kept; "
+        "older rows are deleted by the webhook consumer's upkeep",
+    )
     scoring_url: str = Field(
         "http://127.0.0.1:8001",
         description="Where the handoff board reads a lead's score and explanation (scoring's API)",
+    )
+    goals_check_interval_s: float = Field(
+        60.0, gt=0, description="How often handoff evaluates the playbook's goals (docs/goals.md)"
     )
 
 

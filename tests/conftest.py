@@ -14,11 +14,12 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from hypothesis import settings
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from shared.migrate import upgrade_async
 from shared.settings import REPO_ROOT, Settings
+from tests.workers import worker_port
 
 BASE_URL = os.environ.get(
     "LEADROUTER_TEST_DATABASE_URL",
@@ -33,8 +34,8 @@ pytest_plugins = ["tests.contract"]
 # No per-example deadline: property tests check results, and timings belong in benchmarks. On
 # a loaded shared machine hypothesis's default 200 ms deadline failed examples that took long
 # only because the CPU was busy (reported as flaky).
-settings.register_profile("leadrouter", deadline=None)
-settings.load_profile("leadrouter")
+hypothesis_settings.register_profile("leadrouter", deadline=None)
+hypothesis_settings.load_profile("leadrouter")
 
 
 def _dsn(database: str) -> str:
@@ -108,16 +109,20 @@ async def _delete_topics(prefix: str) -> None:
         await admin.close()
 
 
-PAUSABLE_PORT = int(os.environ.get("LEADROUTER_TEST_PAUSABLE_KAFKA_PORT", "19192"))
-PAUSABLE_STATE = REPO_ROOT / ".local" / "kafka-pausable"
+# One port per xdist worker (tests/workers.py); the tests that pause it share one xdist group,
+# so a run starts one such broker, on whichever worker takes the group.
+PAUSABLE_PORT = worker_port(int(os.environ.get("LEADROUTER_TEST_PAUSABLE_KAFKA_PORT", "19192")))
+PAUSABLE_STATE = REPO_ROOT / ".local" / f"kafka-pausable-{PAUSABLE_PORT}"
 
 
 @pytest.fixture(scope="session")
 def pausable_kafka() -> Iterator[tuple[str, int]]:
     """A private single-node Kafka a test may pause or stop: (bootstrap, pid).
 
-    Port LEADROUTER_TEST_PAUSABLE_KAFKA_PORT (19192), state in .local/kafka-pausable, the jars
-    of .local/kafka/libs; started with the project's kafka.sh and stopped after the run.
+    Port LEADROUTER_TEST_PAUSABLE_KAFKA_PORT (19192; + 10 per xdist worker), state in
+    .local/kafka-pausable-<port>, the jars of .local/kafka/libs; started with the project's
+    kafka.sh and stopped after the run. Tests that use it are marked
+    `xdist_group("pausable_kafka")`.
     """
     libs = REPO_ROOT / ".local" / "kafka" / "libs"
     PAUSABLE_STATE.mkdir(parents=True, exist_ok=True)

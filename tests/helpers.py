@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from harness.events import lead_activity
 from harness.processes import eventually  # noqa: F401 - the tests import it from here
 from shared.asyncapi import default_document
-from shared.events import CloudEvent
+from shared.events import CONTENT_TYPE, CloudEvent
 from shared.kafka import client_options, ensure_topics, make_producer
 from shared.settings import Settings
 from tests.contract import contract_errors
@@ -40,8 +40,12 @@ async def publish(settings: Any, topic: str, events: list[CloudEvent]) -> None:
     await producer.start()
     try:
         for event in events:
+            # with the header the contract documents, as leadrouter's writers send it
             await producer.send_and_wait(
-                settings.topic(topic), event.to_bytes(), key=event.subject.encode()
+                settings.topic(topic),
+                event.to_bytes(),
+                key=event.subject.encode(),
+                headers=[("content-type", CONTENT_TYPE.encode())],
             )
     finally:
         await producer.stop()

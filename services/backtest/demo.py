@@ -5,6 +5,9 @@ one competitor; each with a hidden buying intent that drives what they do (page 
 pricing pages, email opens and clicks, webinars, forms, demo requests) over the days, and
 what sales later does with them (accept, contact, convert, or reject with a reason). Some
 people are first known only by a HubSpot id and give their email later, so identities merge.
+Each person came from a campaign (their first activity's touch; email activity carries the
+nurture campaign), and sales' feedback carries insight tags and what deals were worth, so
+`GET /v1/funnel?group_by=campaign` and the board's Campaigns page have something to show.
 """
 
 import asyncio
@@ -33,6 +36,20 @@ COMPANIES = [
 ]
 TITLES = ["VP Sales", "Head of Marketing", "Director of Ops", "Engineer", "Analyst", "Student"]
 REJECT_REASONS = ["not_a_fit", "no_budget", "wrong_contact", "duplicate", "bad_timing"]
+# Where people come from: (source, medium, campaign, how much it favours buyers). A person's
+# first activity carries their campaign; email opens and clicks carry the nurture campaign.
+CAMPAIGNS = [
+    ("google", "cpc", "brand-search", 3.0),
+    ("google", "cpc", "generic-search", 1.0),
+    ("linkedin", "paid_social", "abm-enterprise", 1.5),
+    ("partner", "referral", "partner-webinar", 2.0),
+    ("google", "organic", None, 1.0),
+]
+NURTURE = {"source": "newsletter", "medium": "email", "campaign": "nurture"}
+# Insight tags of the example playbook's vocabulary, by reject reason and by job title.
+OBJECTIONS = {"no_budget": "price", "bad_timing": "timing", "wrong_contact": "no_authority"}
+PERSONAS = {"VP Sales": "head_of_sales", "Head of Marketing": "marketing_ops"}
+MONEY_AND_INSIGHTS = ("tags", "note", "amount")
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,7 @@ def history(count: int, days: int, seed: int, end: datetime) -> list[dict[str, A
             first + timedelta(seconds=rng.uniform(0, (end - first).total_seconds() * 0.95))
             for _ in range(n)
         )
+        acquired = acquisition(person, seed)
         for k, at in enumerate(moments):
             kind, props = _activity(person.intent, rng)
             identity: dict[str, Any] = {"external_ids": {"hubspot": person.hubspot_id}}
@@ -89,20 +107,50 @@ def history(count: int, days: int, seed: int, end: datetime) -> list[dict[str, A
             if person.company:
                 attributes["company"] = person.company
                 attributes["company_size"] = person.company_size
-            events.append(
-                {
-                    "id": f"demo-{seed}-{person.hubspot_id}-{k}",
-                    "identity": identity,
-                    "attributes": attributes,
-                    "activity": {
-                        "type": kind,
-                        "occurred_at": at.isoformat(),
-                        "properties": props,
-                    },
-                }
-            )
+            event: dict[str, Any] = {
+                "id": f"demo-{seed}-{person.hubspot_id}-{k}",
+                "identity": identity,
+                "attributes": attributes,
+                "activity": {
+                    "type": kind,
+                    "occurred_at": at.isoformat(),
+                    "properties": props,
+                },
+            }
+            touch = acquired if k == 0 else NURTURE if kind.startswith("email_") else None
+            if touch:
+                event["touch"] = touch
+            events.append(event)
     events.sort(key=lambda e: (e["activity"]["occurred_at"], e["id"]))
     return events
+
+
+def acquisition(person: Person, seed: int) -> dict[str, str]:
+    """The campaign that brought the person (its own random stream: the history's is kept)."""
+    rng = random.Random(f"{seed}-{person.hubspot_id}-touch")
+    weights = [1 + favour * person.intent * 4 for *_, favour in CAMPAIGNS]
+    source, medium, campaign, _ = rng.choices(CAMPAIGNS, weights)[0]
+    touch = {"source": source, "medium": medium}
+    return {**touch, "campaign": campaign} if campaign else touch
+
+
+def with_insights(
+    calls: list[tuple[str, dict[str, Any]]], job_title: str, rng: random.Random
+) -> list[tuple[str, dict[str, Any]]]:
+    """The verdict's calls with what sales heard (tags, a note) and what deals were worth."""
+    out = []
+    for action, body in calls:
+        body = dict(body)
+        if action == "accept" and job_title in PERSONAS:
+            body["tags"] = {"persona": [PERSONAS[job_title]]}
+        elif action == "reject" and body.get("reason") in OBJECTIONS:
+            body["tags"] = {"objection": [OBJECTIONS[body["reason"]]]}
+            if rng.random() < 0.3:
+                body["note"] = "Asked us to come back next quarter"
+        elif action == "convert" and body.get("converted_to") in ("opportunity", "customer"):
+            body["amount"] = str(round(rng.uniform(5_000, 60_000), -2))
+        out.append((action, body))
+    return out
 
 
 def _activity(intent: float, rng: random.Random) -> tuple[str, dict[str, Any]]:
@@ -155,7 +203,10 @@ async def _seed(
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     events = history(leads, days, seed, datetime.now(UTC))
-    qualities = {p.email: quality(p) for p in people(leads, random.Random(seed))}
+    crowd = people(leads, random.Random(seed))
+    qualities = {p.email: quality(p) for p in crowd}
+    titles = {p.email: p.job_title for p in crowd}
+    worth = random.Random(seed + 2)
     async with httpx.AsyncClient(headers=headers, timeout=30) as client:
         for i in range(0, len(events), 500):
             response = await client.post(f"{ingest_url}/v1/events", json=events[i : i + 500])
@@ -182,11 +233,16 @@ async def _seed(
             fresh = [h for h in page if h["handoff_id"] not in judged]
             for h in fresh:
                 judged.add(h["handoff_id"])
-                for action, body in verdict(qualities.get(h.get("email") or "", 0.1), rng):
-                    await client.post(
-                        f"{handoff_url}/v1/handoffs/{h['handoff_id']}/{action}",
-                        json={"rep_id": h.get("rep_id"), **body},
-                    )
+                email = h.get("email") or ""
+                calls = verdict(qualities.get(email, 0.1), rng)
+                for action, body in with_insights(calls, titles.get(email, ""), worth):
+                    url = f"{handoff_url}/v1/handoffs/{h['handoff_id']}/{action}"
+                    given = {"rep_id": h.get("rep_id"), **body}
+                    answer = await client.post(url, json=given)
+                    if answer.status_code == 422 and ("tags" in body or "amount" in body):
+                        # a playbook without these tags or a reporting currency: plain feedback
+                        plain = {k: v for k, v in given.items() if k not in MONEY_AND_INSIGHTS}
+                        await client.post(url, json=plain)
             if fresh:
                 quiet_since = time.monotonic()
                 print(f"\r[seed] feedback on {len(judged)} handoffs", end="", file=sys.stderr)

@@ -89,6 +89,7 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
         ra, rb = a["handoffs_per_rep"].get(rep, {}), b["handoffs_per_rep"].get(rep, {})
         cap = ra.get("capacity") or rb.get("capacity") or ""
         lines.append(f"| {rep} | {ra.get('handoffs', 0)} | {rb.get('handoffs', 0)} | {cap} |")
+    lines += _campaign_lines(result.get("by_campaign"))
     for side in ("only_baseline", "only_candidate"):
         lines += [
             "",
@@ -100,6 +101,7 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
             lines.append(
                 f"- {lead['lead']}: {lead['score']} ({lead['tier']}) at {lead['at']}: {why}"
             )
+    lines += _goal_lines(result.get("goals"))
     lines += [
         "",
         "Modelled, not recorded: a simulated handoff stays open until sales closed the lead's "
@@ -108,6 +110,24 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _goal_lines(goals: dict[str, Any] | None) -> list[str]:
+    """The candidate's goal attainment, period by period (services/backtest/goals.py)."""
+    if not goals:
+        return []
+    lines = ["", "## Goal attainment under the candidate", ""]
+    for g in goals["goals"]:
+        if "not_simulated" in g:
+            lines.append(f"- {g['goal']}: not simulated ({g['not_simulated']})")
+            continue
+        counts = g["attainment"]
+        periods = ", ".join(f"{p['start'][:10]} {p['actual']} {p['status']}" for p in g["periods"])
+        lines.append(
+            f"- {g['title']} (target {g['target']:g}): met {counts['met']}, missed "
+            f"{counts['missed']} of {len(g['periods'])} periods; {periods}"
+        )
+    return lines
 
 
 def write_calibration(result: dict[str, Any], folder: Path) -> Path:
@@ -217,3 +237,32 @@ def _score_chart(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+FIGURES = ("mqls", "accepted", "sqls", "customers")
+
+
+def _campaign_lines(by_campaign: dict[str, list[dict[str, Any]]] | None) -> list[str]:
+    """The funnel by campaign (first touch) under both playbooks."""
+    if not by_campaign:
+        return []
+    a = {g["key"]: g for g in by_campaign["baseline"]}
+    b = {g["key"]: g for g in by_campaign["candidate"]}
+    lines = [
+        "",
+        "## By campaign (first touch)",
+        "",
+        "| campaign | leads | MQLs | accepted | SQLs | customers |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def mqls(key: str | None) -> float:
+        return float((a.get(key) or {}).get("mqls", 0))
+
+    for key in sorted(set(a) | set(b), key=lambda k: (k is None, -mqls(k), k or "")):
+        ga, gb = a.get(key, {}), b.get(key, {})
+        pairs = [f"{ga.get(n, 0):g} / {gb.get(n, 0):g}" for n in FIGURES]
+        leads = ga.get("leads") or gb.get("leads") or 0
+        lines.append(f"| {key or '(none)'} | {leads:g} | " + " | ".join(pairs) + " |")
+    lines += ["", "Each figure: baseline / candidate."]
+    return lines

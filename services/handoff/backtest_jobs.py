@@ -20,6 +20,7 @@ from shared.auth import Admin, HandoffsReader
 from shared.errors import Invalid, NotFound
 from shared.http import ReadSession, WriteSession
 from shared.playbook import PlaybookError, parse_playbook
+from shared.strict import Instant
 
 router = APIRouter(prefix="/v1/playbook/backtests", tags=["playbook"])
 
@@ -28,8 +29,8 @@ class BacktestRequest(BaseModel):
     """A candidate playbook (YAML text) and the window to report on."""
 
     candidate: str = Field(description="The candidate playbook, as YAML text")
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
 
 
 class BacktestJob(BaseModel):

@@ -6,13 +6,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 
 from services.handoff import repository
+from services.handoff.attribution import AttributionModel
+from services.handoff.breakdown import GroupBy
+from services.handoff.funnel import funnel_breakdown
 from services.handoff.lifecycle import FeedbackAction, Handoff, HandoffStatus, sla_seconds_left
+from services.handoff.money import sums_by_currency
+from services.handoff.sales_insights import insights_summary
 from services.handoff.schemas import (
     AvailabilityBody,
     AvailabilityOut,
     FeedbackBody,
+    FunnelBreakdown,
     FunnelOut,
     HandoffOut,
+    InsightsOut,
     RepOut,
     SlaAttainment,
     Timing,
@@ -26,6 +33,7 @@ from shared.errors import Invalid, NotFound
 from shared.events import FeedbackData
 from shared.http import ReadSession, WriteSession
 from shared.playbook import Playbook
+from shared.strict import Instant
 
 router = APIRouter()
 
@@ -115,6 +123,10 @@ async def give_feedback(
         rep_id=body.rep_id,
         reason=body.reason,
         converted_to=body.converted_to,
+        amount=body.amount,
+        currency=body.currency,
+        tags=body.tags,
+        note=body.note,
     )
     now = await db_now(session)
     updated = await _service(request).apply_feedback(
@@ -130,7 +142,8 @@ async def give_feedback(
         principal.name,
         f"feedback.{action}",
         handoff_id,
-        {"rep_id": data.rep_id, "reason": data.reason},
+        {"rep_id": data.rep_id, "reason": data.reason}
+        | ({"amount": str(data.amount), "currency": data.currency} if data.amount else {}),
     )
     return handoff_out(updated, now)
 
@@ -182,10 +195,61 @@ async def set_availability(
 async def get_funnel(
     principal: HandoffsReader,
     session: ReadSession,
-    since: Annotated[datetime | None, Query(description="Default: 30 days before until")] = None,
-    until: Annotated[datetime | None, Query(description="Default: now")] = None,
+    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
+    until: Annotated[Instant | None, Query(description="Default: now")] = None,
+    group_by: Annotated[
+        GroupBy | None,
+        Query(description="Break the numbers down by source, medium, campaign, rule or tier"),
+    ] = None,
+    attribution: Annotated[
+        AttributionModel,
+        Query(description="How a conversion's credit is shared among the lead's touches"),
+    ] = AttributionModel.FIRST_TOUCH,
 ) -> FunnelOut:
     now = await db_now(session)
+    since, until = _window(since, until, now)
+    raw = await repository.funnel(session, since, until, now)
+    out = funnel_out(raw, since, until)
+    if group_by is not None:
+        groups = await funnel_breakdown(session, since, until, group_by, attribution)
+        out.breakdown = FunnelBreakdown.model_validate(
+            {"group_by": group_by, "attribution": attribution, "groups": groups}
+        )
+    return out
+
+
+@router.get(
+    "/v1/insights",
+    tags=["funnel"],
+    summary="What sales heard, by campaign (or source, medium, routing rule, tier)",
+    response_model=InsightsOut,
+    responses=problems({422: "since is not before until, or a time without a zone"}),
+)
+async def get_insights(
+    principal: HandoffsReader,
+    session: ReadSession,
+    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
+    until: Annotated[Instant | None, Query(description="Default: now")] = None,
+    group_by: GroupBy = GroupBy.CAMPAIGN,
+    attribution: AttributionModel = AttributionModel.FIRST_TOUCH,
+) -> InsightsOut:
+    since, until = _window(since, until, await db_now(session))
+    groups = await insights_summary(session, since, until, group_by, attribution)
+    return InsightsOut.model_validate(
+        {
+            "since": since,
+            "until": until,
+            "group_by": group_by,
+            "attribution": attribution,
+            "groups": groups,
+        }
+    )
+
+
+def _window(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The period a figure covers: given, or the 30 days before `until` (default now)."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise Invalid(f"{name} needs a time zone (e.g. Z)", pointer=f"/query/{name}")
@@ -193,8 +257,7 @@ async def get_funnel(
     since = since or until - timedelta(days=30)
     if since >= until:
         raise Invalid("since must be before until", pointer="/query/since")
-    raw = await repository.funnel(session, since, until, now)
-    return funnel_out(raw, since, until)
+    return since, until
 
 
 def handoff_out(handoff: Handoff, now: datetime) -> HandoffOut:
@@ -238,6 +301,7 @@ def funnel_out(raw: dict[str, Any], since: datetime, until: datetime) -> FunnelO
         breaches_by_team=raw["breaches_by_team"],
         rejected_by_reason=raw["rejected_by_reason"],
         recycled=raw["stages"].get("recycled", 0),
+        **sums_by_currency(raw["money"]),
     )
 
 

@@ -2,8 +2,9 @@
 
 The lead's handoffs and funnel rows keep their counts, times and outcomes under a random
 anonymous key (so the funnel and SLA figures stay right) and lose the email, attributes and
-explanation; open handoffs close as `erased` with their SLA timers cancelled; handoff events
-not yet relayed to sales tools are dropped.
+explanation; its sales insights lose their notes (their tags stay counted); open handoffs
+close as `erased` with their SLA timers cancelled; handoff and insight events not yet relayed
+are dropped.
 """
 
 import uuid
@@ -13,7 +14,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff.lifecycle import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
-from services.handoff.repository import funnel_events, handoffs, lead_merges
+from services.handoff.repository import funnel_events, handoffs, lead_merges, sales_insights
 from shared import timers
 from shared.db import outbox
 
@@ -53,6 +54,17 @@ async def erase_lead(
             .where(handoffs.c.handoff_id.in_(open_ids))
             .values(status=HandoffStatus.ERASED, closed_at=now, queue=None)
         )
+    # What sales wrote about the person goes; the tags (no personal data) stay counted.
+    await session.execute(
+        update(sales_insights)
+        .where(
+            sales_insights.c.handoff_id.in_(
+                select(handoffs.c.handoff_id).where(handoffs.c.lead_key.in_(keys))
+            ),
+            sales_insights.c.note.is_not(None),
+        )
+        .values(note=None)
+    )
     result = await session.execute(
         update(handoffs)
         .where(handoffs.c.lead_key.in_(keys))

@@ -4,6 +4,7 @@ breaches do to it. No I/O and no clock reads: every decision takes `now`."""
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -92,6 +93,13 @@ class Handoff:
     reason: str | None = None
     converted_to: ConversionStage | None = None
     created_at: datetime | None = None
+    # What sales said the deal is worth at each stage (money.py).
+    opportunity_amount: Decimal | None = None
+    opportunity_currency: str | None = None
+    customer_amount: Decimal | None = None
+    customer_currency: str | None = None
+    # Where the lead came from when it was routed: first, qualifying and last touch.
+    touches: Mapping[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> "Handoff":

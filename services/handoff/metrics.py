@@ -61,3 +61,19 @@ FEEDBACK_REFUSED = Counter(
     "Sales feedback from Kafka that did not apply (unknown handoff, wrong state, wrong author)",
     ["action"],
 )
+# Goals (labels bounded by the playbook's goals): refreshed by the goals job, see docs/goals.md.
+GOAL_FIGURES = Gauge(
+    "leadrouter_goal_value",
+    "A goal's figures in its current period: target, actual, expected (by now), projection",
+    ["goal", "metric", "owner", "figure"],
+)
+GOAL_STATUS = Gauge(
+    "leadrouter_goal_status",
+    "1 for a goal's current status (on_track, at_risk, off_track, met, missed), else 0",
+    ["goal", "owner", "status"],
+)
+GOAL_CHECK_FAILURES = Counter(
+    "leadrouter_goal_check_failures_total",
+    "Goals the periodic goals job could not evaluate (the others went on)",
+    ["goal"],
+)

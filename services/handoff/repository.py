@@ -14,6 +14,8 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    Numeric,
+    String,
     Table,
     Text,
     func,
@@ -39,6 +41,8 @@ from shared.playbook import Playbook
 from shared.playbook.handoff import WorkingHours
 
 TS = DateTime(timezone=True)
+MONEY = Numeric(18, 2)
+CURRENCY = String(3)  # ISO 4217
 
 reps = Table(
     "reps",
@@ -89,6 +93,11 @@ handoffs = Table(
     Column("reason", Text),
     Column("converted_to", Text),
     Column("created_at", TS, nullable=False, server_default=func.now()),
+    Column("opportunity_amount", MONEY),
+    Column("opportunity_currency", CURRENCY),
+    Column("customer_amount", MONEY),
+    Column("customer_currency", CURRENCY),
+    Column("touches", JSONB),  # the lead's first, qualifying and last touch when it was routed
     Column("updated_at", TS, nullable=False, server_default=func.now()),
 )
 Index("handoffs_lead_key", handoffs.c.lead_key)
@@ -102,6 +111,7 @@ funnel_events = Table(
     Column("lead_key", Text, nullable=False),
     Column("transition", Text, nullable=False),
     Column("at", TS, nullable=False),
+    Column("touches", JSONB),  # the lead's touches then: the breakdown by source reads them
 )
 Index("funnel_events_transition_at", funnel_events.c.transition, funnel_events.c.at)
 
@@ -131,6 +141,8 @@ handoff_feedback = Table(
     Column("api_key_name", Text),  # who called: the credential's name, once auth sets it
     Column("reason", Text),
     Column("converted_to", Text),
+    Column("amount", MONEY),  # convert to opportunity or customer: what the deal is worth
+    Column("currency", CURRENCY),
     Column("team", Text, nullable=False),
     Column("cause", Text, nullable=False),
     Column("at", TS, nullable=False),
@@ -397,31 +409,38 @@ async def count_open_and_waiting(
 
 
 async def record_funnel_event(
-    session: AsyncSession, event_id: str, lead_key: str, transition: str, at: datetime
+    session: AsyncSession,
+    event_id: str,
+    lead_key: str,
+    transition: str,
+    at: datetime,
+    touches: str | None = None,
 ) -> None:
     """Remember a lifecycle transition for the funnel (once per event id)."""
-    await record_funnel_events(session, [(event_id, lead_key, transition, at)])
+    await record_funnel_events(session, [(event_id, lead_key, transition, at, touches)])
 
 
 # One fixed statement for a batch's transitions (a statement per event was ~80% of the
 # handoff consumer's CPU with 1,000 lifecycle events/s).
 RECORD_FUNNEL_EVENTS = text(
-    "insert into funnel_events (event_id, lead_key, transition, at)"
-    " select * from unnest(cast(:ids as text[]), cast(:keys as text[]),"
-    " cast(:transitions as text[]), cast(:ats as timestamptz[]))"
+    "insert into funnel_events (event_id, lead_key, transition, at, touches)"
+    " select i, k, t, a, cast(x as jsonb) from unnest(cast(:ids as text[]),"
+    " cast(:keys as text[]), cast(:transitions as text[]), cast(:ats as timestamptz[]),"
+    " cast(:touches as text[])) as r(i, k, t, a, x)"
     " on conflict do nothing"
 )
 
+# A funnel row: event id, lead key, transition, at, and the lead's touches (JSON text) or None.
+FunnelRow = tuple[str, str, str, datetime, str | None]
 
-async def record_funnel_events(
-    session: AsyncSession, rows: Sequence[tuple[str, str, str, datetime]]
-) -> None:
-    """Remember lifecycle transitions (event id, lead key, transition, at) for the funnel."""
+
+async def record_funnel_events(session: AsyncSession, rows: Sequence[FunnelRow]) -> None:
+    """Remember lifecycle transitions (event id, lead key, transition, at, touches)."""
     if rows:
-        ids, keys, transitions, ats = (list(column) for column in zip(*rows, strict=True))
+        ids, keys, transitions, ats, touches = (list(column) for column in zip(*rows, strict=True))
         await session.execute(
             RECORD_FUNNEL_EVENTS,
-            {"ids": ids, "keys": keys, "transitions": transitions, "ats": ats},
+            {"ids": ids, "keys": keys, "transitions": transitions, "ats": ats, "touches": touches},
         )
 
 
@@ -497,9 +516,128 @@ async def funnel(
         )
         .group_by(handoff_feedback.c.reason)
     )
+    money = await session.execute(
+        select(
+            handoff_feedback.c.converted_to,
+            handoff_feedback.c.currency,
+            func.sum(handoff_feedback.c.amount),
+        )
+        .where(
+            handoff_feedback.c.action == FeedbackAction.CONVERT,
+            handoff_feedback.c.amount.is_not(None),
+            handoff_feedback.c.at >= since,
+            handoff_feedback.c.at < until,
+        )
+        .group_by(handoff_feedback.c.converted_to, handoff_feedback.c.currency)
+    )
     return {
         "stages": stages,
+        "money": [tuple(row) for row in money.all()],
         "handoffs": figures._asdict(),
         "breaches_by_team": dict(breaches.all()),
         "rejected_by_reason": dict(rejections.all()),
     }
+
+
+# -- the funnel broken down (services/handoff/breakdown.py) ----------------------------------
+
+
+async def breakdown_rows(
+    session: AsyncSession, since: datetime, until: datetime
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """The rows the breakdown is counted from: each person's first reaching of a stage in the
+    window (with the touches then), the handoffs routed in the window, and the amounts given
+    with conversions in the window (with their handoff's touches, rule and tier)."""
+    person = func.coalesce(lead_merges.c.lead_key, funnel_events.c.lead_key)
+    stages = (
+        await session.execute(
+            select(funnel_events.c.transition, funnel_events.c.touches)
+            .select_from(
+                funnel_events.outerjoin(
+                    lead_merges, lead_merges.c.merged_key == funnel_events.c.lead_key
+                )
+            )
+            .where(funnel_events.c.at >= since, funnel_events.c.at < until)
+            .distinct(person, funnel_events.c.transition)
+            .order_by(person, funnel_events.c.transition, funnel_events.c.at)
+        )
+    ).all()
+    speed_s = func.extract("epoch", handoffs.c.assigned_at - handoffs.c.qualifying_activity_at)
+    routed = (
+        await session.execute(
+            select(
+                handoffs.c.touches,
+                handoffs.c.routing_rule,
+                handoffs.c.tier,
+                handoffs.c.accepted_at.is_not(None).label("accepted"),
+                handoffs.c.reason,
+                handoffs.c.converted_to,
+                speed_s.label("speed_to_lead_s"),
+            ).where(handoffs.c.created_at >= since, handoffs.c.created_at < until)
+        )
+    ).all()
+    money = (
+        await session.execute(
+            select(
+                handoffs.c.touches,
+                handoffs.c.routing_rule,
+                handoffs.c.tier,
+                handoff_feedback.c.converted_to,
+                handoff_feedback.c.currency,
+                handoff_feedback.c.amount,
+            )
+            .select_from(
+                handoff_feedback.join(
+                    handoffs, handoffs.c.handoff_id == handoff_feedback.c.handoff_id
+                )
+            )
+            .where(
+                handoff_feedback.c.action == FeedbackAction.CONVERT,
+                handoff_feedback.c.amount.is_not(None),
+                handoff_feedback.c.at >= since,
+                handoff_feedback.c.at < until,
+            )
+        )
+    ).all()
+    return list(stages), list(routed), list(money)
+
+
+# -- sales insights (services/handoff/insights.py) -------------------------------------------
+
+sales_insights = Table(
+    "sales_insights",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("handoff_id", Text, ForeignKey("handoffs.handoff_id"), nullable=False),
+    Column("action", Text, nullable=False),
+    Column("rep_id", Text),
+    Column("team", Text),
+    Column("routing_rule", Text),
+    Column("tier", Text),
+    Column("touches", JSONB),  # the handoff's, so the insight is read by campaign
+    Column("tags", JSONB, nullable=False),
+    Column("note", Text),  # erased with the lead
+    Column("at", TS, nullable=False),
+)
+Index("sales_insights_at", sales_insights.c.at)
+Index("sales_insights_handoff_id", sales_insights.c.handoff_id)
+
+
+async def record_insight(session: AsyncSession, **values: Any) -> None:
+    """Keep what sales heard about a handoff."""
+    await session.execute(pg_insert(sales_insights).values(**values))
+
+
+async def insight_rows(session: AsyncSession, since: datetime, until: datetime) -> list[Any]:
+    """The insights given between two times."""
+    rows = await session.execute(
+        select(
+            sales_insights.c.touches,
+            sales_insights.c.routing_rule,
+            sales_insights.c.tier,
+            sales_insights.c.tags,
+            sales_insights.c.note,
+            sales_insights.c.at,
+        ).where(sales_insights.c.at >= since, sales_insights.c.at < until)
+    )
+    return list(rows.all())

@@ -2,13 +2,18 @@
 
 from dataclasses import asdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from services.handoff.attribution import AttributionModel
+from services.handoff.breakdown import GroupBy
 from services.handoff.lifecycle import ConversionStage, HandoffStatus
 from services.handoff.routing import RepLoad
+from shared.events import Amount, Currency, InsightTagsData, Note, Touches
 from shared.playbook.handoff import WorkingHours
+from shared.strict import StrictBool
 
 
 class Problem(BaseModel):
@@ -69,6 +74,17 @@ class HandoffOut(BaseModel):
     reason: str | None = Field(description="The reject reason code")
     converted_to: ConversionStage | None = Field(description="The furthest stage reached")
     created_at: datetime | None
+    opportunity_amount: Decimal | None = Field(
+        None, description="What sales said the deal is worth when it became an opportunity"
+    )
+    opportunity_currency: str | None = Field(None, description="ISO 4217")
+    customer_amount: Decimal | None = Field(
+        None, description="What sales said the deal is worth when it became a customer"
+    )
+    customer_currency: str | None = Field(None, description="ISO 4217")
+    touches: Touches | None = Field(
+        None, description="Where the lead came from: first, qualifying and last touch"
+    )
 
 
 class WorkingHoursOut(BaseModel):
@@ -126,10 +142,31 @@ class FeedbackBody(BaseModel):
     converted_to: ConversionStage | None = Field(
         None, description="convert: the stage the lead reached (forward only)"
     )
+    amount: Amount | None = Field(
+        None,
+        description="convert to opportunity or customer: the deal's value (above 0, at most two "
+        "decimals); summed as pipeline (opportunity) or revenue (customer) in the funnel",
+    )
+    currency: Currency | None = Field(
+        None,
+        description="ISO 4217 code of amount (default: the playbook's "
+        "closed_loop.reporting_currency)",
+    )
+    tags: InsightTagsData | None = Field(
+        None,
+        description="What sales heard, from the playbook's closed_loop.insight_tags: "
+        '{"objection": ["price"], "competitor": ["pipedrive"]} (kinds: objection, pain_point, '
+        "competitor, persona); published on the sales-insights topic",
+    )
+    note: Note | None = Field(
+        None, description="A short note for marketing (at most closed_loop.note_max_chars)"
+    )
 
 
 class AvailabilityBody(BaseModel):
-    available: bool = Field(description="false: out of office; no new leads until true again")
+    available: StrictBool = Field(
+        description="false: out of office; no new leads until true again"
+    )
 
 
 class AvailabilityOut(BaseModel):
@@ -160,6 +197,41 @@ class SlaAttainment(BaseModel):
     )
 
 
+class FunnelGroupOut(BaseModel):
+    """One group of the breakdown: figures credited to it by the attribution model (so they
+    may be fractions; the groups add up to the whole)."""
+
+    key: str | None = Field(
+        description="The source, medium, campaign, routing rule or tier; null: leads without "
+        "one (no touch, still queued, ...)"
+    )
+    leads: float | None = Field(description="Null by routing rule or tier (not routed yet)")
+    mqls: float
+    sqls: float
+    opportunities: float
+    customers: float
+    handoffs: float = Field(description="Handoffs routed in the window")
+    accepted: float
+    accept_rate: float | None = Field(description="accepted / handoffs")
+    rejected_by_reason: dict[str, float]
+    pipeline: dict[str, Decimal] = Field(description="Opportunity amounts, per currency")
+    revenue: dict[str, Decimal] = Field(description="Customer amounts, per currency")
+    median_speed_to_lead_seconds: float | None = Field(
+        description="From the qualifying activity to a rep having the lead (queued time included)"
+    )
+
+
+class FunnelBreakdown(BaseModel):
+    """The funnel by source, medium, campaign, routing rule or tier."""
+
+    group_by: GroupBy
+    attribution: AttributionModel = Field(
+        description="How a conversion's credit is shared among the lead's touches (only used "
+        "by source, medium and campaign)"
+    )
+    groups: list[FunnelGroupOut]
+
+
 class FunnelOut(BaseModel):
     """The numbers sales and marketing share, between `since` and `until`."""
 
@@ -182,3 +254,34 @@ class FunnelOut(BaseModel):
         description="Rejections sales gave in the window, by the playbook's reason code"
     )
     recycled: int
+    pipeline: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Amounts given with conversions to opportunity in the window, per ISO 4217 "
+        "currency (decimal strings; currencies are never converted)",
+    )
+    revenue: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Amounts given with conversions to customer in the window, per currency",
+    )
+    breakdown: FunnelBreakdown | None = Field(
+        None, description="With group_by: the same numbers per source, medium, campaign, ..."
+    )
+
+
+class InsightGroupOut(BaseModel):
+    """What sales heard about the leads of one campaign (or source, medium, rule, tier)."""
+
+    key: str | None = Field(description="null: leads without one")
+    insights: float = Field(description="Insights given, credited like the funnel's breakdown")
+    tags: dict[str, dict[str, float]] = Field(description="Per kind, each value's count")
+    latest_notes: list[str] = Field(description="The latest notes, newest first")
+
+
+class InsightsOut(BaseModel):
+    """Sales insights between two times, grouped."""
+
+    since: datetime
+    until: datetime
+    group_by: GroupBy
+    attribution: AttributionModel
+    groups: list[InsightGroupOut]

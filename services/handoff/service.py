@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.handoff import erasure, repository
+from services.handoff.funnel import touches_json
+from services.handoff.insights import check_insight
 from services.handoff.lifecycle import (
     OPEN_STATUSES,
     Escalate,
@@ -56,6 +58,7 @@ from services.handoff.metrics import (
     TIME_TO_ACCEPT,
     TIME_TO_CONTACT,
 )
+from services.handoff.money import conversion_money, money_columns
 from services.handoff.routing import (
     RepLoad,
     RoutingDecision,
@@ -63,6 +66,7 @@ from services.handoff.routing import (
     next_queue_check,
     route_lead,
 )
+from services.handoff.sales_insights import record_insight
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
@@ -78,6 +82,7 @@ from shared.events import (
     LifecycleData,
     derived_event_id,
 )
+from shared.kafka import HANDOFFS, SALES_INSIGHTS
 from shared.playbook import Playbook
 from shared.timers import Timer
 
@@ -101,10 +106,22 @@ ROUTED_TRANSITIONS = {"became_mql"}
 class HandoffService:
     """Everything handoff does to its tables, each call inside the caller's transaction."""
 
-    def __init__(self, playbook: Playbook, handoffs_topic: str, feedback_topic: str) -> None:
+    def __init__(
+        self,
+        playbook: Playbook,
+        handoffs_topic: str,
+        feedback_topic: str,
+        insights_topic: str | None = None,
+    ) -> None:
         self.playbook = playbook
         self.handoffs_topic = handoffs_topic
         self.feedback_topic = feedback_topic
+        # Beside the handoffs topic when not named (tests name only the two they read).
+        self.insights_topic = insights_topic or (
+            handoffs_topic.replace(HANDOFFS, SALES_INSIGHTS)
+            if HANDOFFS in handoffs_topic
+            else f"{handoffs_topic}.{SALES_INSIGHTS}"
+        )
         self.teams = {t.name: t for t in playbook.routing.teams}
         self.rep_names = {r.id: r.name for t in playbook.routing.teams for r in t.reps}
         # Set by a transaction that may have changed handoffs; the gauges follow its commit.
@@ -145,7 +162,7 @@ class HandoffService:
         now: datetime | None = None
         # Funnel rows go in one statement per run of lifecycle events; written before anything
         # else that could touch them (an erasure anonymises the lead's rows).
-        funnel: list[tuple[str, str, str, datetime]] = []
+        funnel: list[repository.FunnelRow] = []
         # Most lifecycle events only add funnel rows: the handoff gauges are counted again
         # (two queries) only when the batch may have changed a handoff.
         changed_handoffs = False
@@ -164,7 +181,9 @@ class HandoffService:
             elif event.type.startswith(LIFECYCLE_PREFIX):
                 lead = LifecycleData.model_validate(event.data)
                 await repository.record_merges(session, lead.lead_key, lead.merged_keys)
-                funnel.append((event.id, lead.lead_key, lead.transition, event.time))
+                funnel.append(
+                    (event.id, lead.lead_key, lead.transition, event.time, touches_json(event))
+                )
                 if lead.transition in ROUTED_TRANSITIONS:
                     now = await self.route(session, event, lead, now)
                     changed_handoffs = True
@@ -241,6 +260,7 @@ class HandoffService:
             explanation=[line.model_dump() for line in lead.explanation],
             lifecycle_event_id=event.id,
             qualifying_activity_at=lead.qualifying_activity_at,
+            touches=lead.touches.model_dump(mode="json") if lead.touches else None,
             reassignments=0,
             previous_reps=[],
             **values,
@@ -558,6 +578,10 @@ class HandoffService:
         if handoff is None:
             raise HandoffNotFound(f"no handoff {feedback.handoff_id!r}")
         status = next_status(handoff, action, self.playbook, feedback.reason, feedback.converted_to)
+        money = conversion_money(
+            action, feedback.converted_to, feedback.amount, feedback.currency, self.playbook
+        )
+        insight = check_insight(feedback.tags, feedback.note, self.playbook)
         check_feedback_author(handoff, feedback.rep_id, self.playbook)
         changes: dict[str, Any] = {"status": status}
         if action in {FeedbackAction.ACCEPT, FeedbackAction.CONTACT}:
@@ -586,6 +610,8 @@ class HandoffService:
             REJECTIONS.labels(handoff.team, feedback.reason).inc()
         else:
             changes.update(closed_at=handoff.closed_at or now, converted_to=feedback.converted_to)
+            if money and feedback.converted_to:
+                changes.update(money_columns(feedback.converted_to, money))
         if status in {HandoffStatus.REJECTED, HandoffStatus.CONVERTED}:
             for kind in SLA_TIMERS:
                 await timers.cancel(session, kind, handoff.handoff_id)
@@ -598,10 +624,16 @@ class HandoffService:
             api_key_name=api_key_name,
             reason=feedback.reason,
             converted_to=feedback.converted_to,
+            amount=money.amount if money else None,
+            currency=money.currency if money else None,
             team=handoff.team,
             cause=cause,
             at=now,
         )
+        if not insight.empty:
+            await record_insight(
+                session, self.insights_topic, updated, action, feedback, insight, now, cause
+            )
         log.info("feedback %s: now %s", action, status, extra={"handoff_id": handoff.handoff_id})
         await self._publish(session, updated, status, cause=cause)
         if action == FeedbackAction.REJECT:

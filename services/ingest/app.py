@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.ingest import endpoints
+from services.ingest import endpoints, tracking_endpoints
 from services.ingest.service import IngestService
 from shared.http import create_app
 from shared.runtime import Runtime
@@ -32,7 +32,11 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         lifespan,
         description="Takes lead events from the native API and marketing-automation webhooks. "
         "Every 202 means the events are in Kafka, acknowledged by all in-sync replicas.",
-        routers=[endpoints.router],
+        routers=[endpoints.router, tracking_endpoints.router],
+    )
+    app.add_middleware(
+        tracking_endpoints.TrackingCors,
+        origins=tracking_endpoints.allowed_origins(settings.tracking_cors_origins),
     )
     app.state.ingest = ingest
     return app

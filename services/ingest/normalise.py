@@ -2,9 +2,10 @@
 
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AwareDatetime,
@@ -19,10 +20,12 @@ from pydantic import (
 from shared.events import (
     ERASURE_REQUESTED,
     LEAD_ACTIVITY,
+    TOUCH_FIELDS,
     Activity,
     CloudEvent,
     Identity,
     LeadActivityData,
+    Touch,
     derived_event_id,
     lead_key,
 )
@@ -104,6 +107,11 @@ class NativeLeadEvent(BaseModel):
     identity: Identity
     attributes: dict[str, Any] = Field(default_factory=dict)
     activity: NativeActivity
+    touch: Touch | None = Field(
+        None,
+        description="Where the lead came from at this activity (gaps are filled from the UTM "
+        "parameters of activity.properties.url)",
+    )
 
     @model_validator(mode="after")
     def _identified(self) -> "NativeLeadEvent":
@@ -118,10 +126,12 @@ def native_to_cloud_event(item: NativeLeadEvent, source: str) -> CloudEvent:
     # `item` is validated and has the fields of LeadActivityData (an activity's time is the
     # same AwareDatetime): one dump of it is the data, where building and validating the
     # lead event's models again cost a third of ingest's CPU per event
-    # (tests/unit/test_normalise.py checks it is what validation would give).
+    # (tests/unit/test_ingest_normalise.py checks it is what validation would give).
     data = item.model_dump(mode="json", exclude={"id"})
     activity = data["activity"]
     activity["properties"] = with_url_fields(activity["properties"])
+    touch = combine_touches(item.touch, url_touch(activity["properties"].get("url")))
+    data["touch"] = touch.model_dump(mode="json") if touch else None
     # Validating the envelope (its data is a plain dict) costs about half of model_construct,
     # which fills each default in Python.
     return CloudEvent.model_validate(
@@ -155,6 +165,52 @@ def with_url_fields(properties: Any) -> Any:
         if value and not out.get(name):
             out[name] = value
     return out
+
+
+# UTM parameters, as every platform's page URLs carry them, and the touch field each fills.
+UTM_FIELDS = {f"utm_{name}": name for name in TOUCH_FIELDS}
+TOUCH_VALUE_MAX = 200
+
+
+def make_touch(values: Mapping[str, Any], original: bool = False) -> Touch | None:
+    """A touch from {field: value} (source, medium, ...), text trimmed; None when all empty."""
+    kept = {}
+    for name in TOUCH_FIELDS:
+        value = values.get(name)
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            text = str(value).strip()[:TOUCH_VALUE_MAX]
+            if text:
+                kept[name] = text
+    return Touch(**kept, original=original) if kept else None
+
+
+def utm_touch(params: Mapping[str, Any]) -> Touch | None:
+    """A touch from UTM parameters (utm_source, utm_medium, ...)."""
+    return make_touch({field: params.get(utm) for utm, field in UTM_FIELDS.items()})
+
+
+def url_touch(url: Any) -> Touch | None:
+    """A touch from the UTM parameters of a page URL."""
+    if not isinstance(url, str) or "utm_" not in url:
+        return None
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return None
+    return utm_touch(dict(parse_qsl(query)))
+
+
+def combine_touches(*touches: Touch | None) -> Touch | None:
+    """Field by field, the first touch that has a value (what the platform said explicitly
+    first, then what its URLs say)."""
+    given = [t for t in touches if t is not None]
+    if not given:
+        return None
+    values = {
+        name: next((getattr(t, name) for t in given if getattr(t, name)), None)
+        for name in TOUCH_FIELDS
+    }
+    return make_touch(values, original=given[0].original)
 
 
 def activity_event(event_id: str, source: str, data: LeadActivityData) -> CloudEvent:
@@ -213,20 +269,22 @@ def lead_event(
     activity_type: str,
     occurred_at: datetime,
     properties: dict[str, Any] | None = None,
+    touch: Touch | None = None,
 ) -> CloudEvent:
-    """A lead activity event; its id is derived from everything that makes the item distinct."""
+    """A lead activity event; its id is derived from everything that makes the item distinct.
+
+    Its touch is the one given, with gaps filled from the UTM parameters of its page URL.
+    """
     size = attributes.get("company_size")
     if isinstance(size, str) and size.strip().isdigit():
         attributes = {**attributes, "company_size": int(size)}
     try:
+        properties = with_url_fields(properties or {})
         data = LeadActivityData(
             identity=Identity(email=email or None, external_ids=external_ids),
             attributes={k: v for k, v in attributes.items() if v not in (None, "")},
-            activity=Activity(
-                type=activity_type,
-                occurred_at=occurred_at,
-                properties=with_url_fields(properties or {}),
-            ),
+            activity=Activity(type=activity_type, occurred_at=occurred_at, properties=properties),
+            touch=combine_touches(touch, url_touch(properties.get("url"))),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

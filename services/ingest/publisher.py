@@ -13,8 +13,12 @@ fails (a timeout, a Kafka error) it is aborted and every request in it gets Publ
 503): consumers read committed, so none of them sees any of it. If even the abort cannot
 reach the broker, the producer is replaced by one with the same transactional id, whose
 initialisation fences the old one and aborts its open transaction (the broker also aborts it
-after `transaction_timeout_ms`). A request still waiting for a committer when its time is up
-is taken out of the queue, unsent, and fails the same way.
+after `transaction_timeout_ms`). The replacement is started at once, in the background, and
+retried until it has bootstrapped and holds its producer id: a group only ever uses a
+started producer, and waits for it (within its time) rather than fail on one that has not
+connected (right after Kafka came back from a pause, a producer used before it bootstrapped
+failed every group at once with "Did we not perform bootstrap?"). A request still waiting
+for a committer when its time is up is taken out of the queue, unsent, and fails the same way.
 
 Without transactions the service's idempotent producer sends each request's records at once,
 and a 503 may leave part of a request published.
@@ -36,6 +40,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.ingest.metrics import TRANSACTION_RECORDS, TRANSACTION_REQUESTS
 from shared.kafka import client_options
+from shared.logs import Outage
 from shared.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -99,7 +104,10 @@ class RequestPublisher:
         # fills while the transactions in flight finish, so each carries more requests, and the
         # producer of a finished transaction rests while the others work.
         self._in_flight = asyncio.Semaphore(settings.ingest_transactions_in_flight)
+        # A slot's producer is here only once started; `_starting` holds the start under way.
         self._producers: dict[int, AIOKafkaProducer | None] = {}
+        self._starting: dict[int, asyncio.Task[AIOKafkaProducer]] = {}
+        self._start_outages: dict[int, Outage] = {}
         self._committers: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()
 
@@ -138,6 +146,10 @@ class RequestPublisher:
             task.cancel()
         await asyncio.gather(*self._committers, return_exceptions=True)
         self._committers = []
+        for task in self._starting.values():
+            task.cancel()
+        await asyncio.gather(*self._starting.values(), return_exceptions=True)
+        self._starting.clear()
         for slot, producer in self._producers.items():
             if producer is not None:
                 await self._close(producer)
@@ -224,10 +236,7 @@ class RequestPublisher:
                     waiting.done.set_exception(outcome)
 
     async def _transaction(self, slot: int, records: Sequence[Record]) -> None:
-        producer = self._producers[slot]
-        if producer is None:
-            producer = self._producers[slot] = self._make(slot)
-            await producer.start()
+        producer = await self._ready(slot)
         await producer.begin_transaction()
         await self._send_batches(producer, records)
         await producer.commit_transaction()
@@ -292,6 +301,57 @@ class RequestPublisher:
         task = asyncio.create_task(self._close(producer))
         self._discarded.add(task)
         task.add_done_callback(self._discarded.discard)
+        self._replacement(slot)  # started now, so the next group finds it connected
+
+    async def _ready(self, slot: int) -> AIOKafkaProducer:
+        """The slot's started producer, waiting for its start (or replacement) if under way."""
+        producer = self._producers[slot]
+        if producer is not None:
+            return producer
+        # Shielded: a group whose time runs out leaves the start going for the next group (the
+        # start never fails, it retries, so no error is left unretrieved).
+        return await asyncio.shield(self._replacement(slot))
+
+    def _replacement(self, slot: int) -> "asyncio.Task[AIOKafkaProducer]":
+        """The start of the slot's next producer, begun now unless one is under way."""
+        task = self._starting.get(slot)
+        if task is None or task.done():
+            task = asyncio.create_task(
+                self._start_producer(slot), name=f"ingest-producer-{slot}-start"
+            )
+            self._starting[slot] = task
+        return task
+
+    async def _start_producer(self, slot: int) -> AIOKafkaProducer:
+        """Start a producer for the slot, trying again with backoff until it has bootstrapped
+        and initialised its transactional id; then it is the slot's producer."""
+        outage = self._start_outages.setdefault(
+            slot, Outage(log, f"ingest: transactional producer {slot} start")
+        )
+        delay_s = 0.1
+        while True:
+            producer = self._make(slot)
+            try:
+                # aiokafka's start retries the coordinator lookup for ever: bounded per try.
+                async with asyncio.timeout(max(5.0, self.settings.kafka_publish_timeout_s)):
+                    await producer.start()
+            except asyncio.CancelledError:
+                self._discard_unstarted(producer)
+                raise
+            except Exception as exc:  # Kafka away, or metadata without brokers yet
+                outage.failed(exc)
+                self._discard_unstarted(producer)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+                continue
+            outage.recovered()
+            self._producers[slot] = producer
+            return producer
+
+    def _discard_unstarted(self, producer: AIOKafkaProducer) -> None:
+        task = asyncio.create_task(self._close(producer))
+        self._discarded.add(task)
+        task.add_done_callback(self._discarded.discard)
 
     def _abort_budget_s(self) -> float:
         return max(1.0, self.settings.kafka_publish_timeout_s / 2)
@@ -328,7 +388,7 @@ _WORDS: dict[int, struct.Struct] = {}
 def murmur2(key: bytes) -> int:
     """Kafka's murmur2 of a record key, as aiokafka.partitioner.murmur2 (the default
     partitioner's) computes it: the key's words unpacked at once, about a third of the CPU of
-    aiokafka's byte-by-byte loop (tests/unit/test_ingest_committer.py checks they agree)."""
+    aiokafka's byte-by-byte loop (tests/unit/test_ingest_publisher.py checks they agree)."""
     length = len(key)
     words = length >> 2
     unpack = _WORDS.get(words)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
+from services.ingest import tracking
 from services.ingest.limits import Limits, Problem, event_problems, parse_json
 from services.ingest.metrics import (
     OUTCOMES,
@@ -24,7 +25,7 @@ from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from services.ingest.publisher import PublishFailed, Record, RequestPublisher
 from services.ingest.ratelimit import TokenBuckets
 from services.ingest.schemas import IngestResult
-from services.ingest.sources import Normalised, SignedRequest, Source, Unusable, registry
+from services.ingest.sources import Normalised, SignedRequest, Source, Unusable, registry, segment
 from shared.errors import (
     BadRequest,
     Invalid,
@@ -70,6 +71,9 @@ class Door:
     authenticate: Callable[[bytes], str]
     normalise: Callable[[str, Any], Normalised]
     strict: bool
+    # The Tracking API's body: also text/plain (analytics.js avoids a CORS preflight with
+    # it) and gzip (the server SDKs compress), within Segment's documented sizes.
+    tracking: bool = False
 
 
 class IngestService:
@@ -86,6 +90,7 @@ class IngestService:
             name: settings.secret(source.SECRET_SETTING) for name, source in self.sources.items()
         }
         self.publisher = RequestPublisher(settings, lambda: runtime.producer)
+        self.tracking_limits = tracking.TrackingLimits.from_settings(settings)
 
     async def native(self, request: Request, source: str) -> IngestResult:
         """POST /v1/events from `source` (the API key's name): one native event or an array."""
@@ -108,12 +113,35 @@ class IngestService:
 
         return await self._ingest(request, Door(name, authenticate, normalise, strict=False))
 
+    async def tracking(self, request: Request, call: str) -> IngestResult:
+        """The Segment-spec Tracking API: one call (identify, track, ...) or a batch."""
+
+        def authenticate(raw: bytes) -> str:
+            principal = tracking.write_key_principal(
+                request.app.state.authenticator, request.headers.get("authorization"), raw
+            )
+            return "tracking" if principal.anonymous else principal.name
+
+        def normalise(source: str, payload: Any) -> Normalised:
+            return segment.normalise(
+                tracking.messages(call, payload, self.tracking_limits), source=source
+            )
+
+        try:
+            return await self._ingest(
+                request, Door("tracking", authenticate, normalise, strict=False, tracking=True)
+            )
+        except TooLarge as exc:  # Segment answers 400 to a payload over its limits
+            raise BadRequest(exc.detail, errors=exc.errors, title="Payload too large") from exc
+
     async def _ingest(self, request: Request, door: Door) -> IngestResult:
         started = time.perf_counter()
         source = door.label
         outcome = "accepted"
         try:
-            raw = await self._read_body(request)
+            raw = await self._read_body(request, door.tracking)
+            if door.tracking:
+                raw = tracking.decoded_body(raw, request.headers, self.tracking_limits)
             source = door.authenticate(raw)
             retry_s = self.buckets.take(source, time.monotonic())
             if retry_s:
@@ -167,11 +195,13 @@ class IngestService:
             ids=[event.id for _, event in result.events],
         )
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, text_too: bool = False) -> bytes:
         """The raw body, after the content-type and size checks (signatures need the bytes)."""
         max_bytes = self.settings.max_body_bytes
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in JSON_TYPES:
+        if content_type not in JSON_TYPES and not (
+            text_too and content_type in tracking.CONTENT_TYPES
+        ):
             raise UnsupportedMediaType(
                 f"send JSON (Content-Type: application/json), not {content_type or 'nothing'!r}"
             )
@@ -302,6 +332,7 @@ class IngestService:
                     source.encode(),
                     [
                         ("leadrouter-error", reason.encode()),
+                        ("leadrouter-original-topic", self.topic.encode()),
                         ("leadrouter-source", source.encode()),
                     ],
                 )

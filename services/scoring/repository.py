@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.codec import decode_behaviour, encode_behaviour
 from services.scoring.core import LeadState, Score
+from services.scoring.touches import LeadTouches
 from shared import jsoncodec
 from shared.db import consumer_offsets, driver_connection, metadata, outbox, processed_events
 from shared.timers import timers
@@ -158,7 +159,11 @@ BIND_ALIASES = (
     "insert into lead_aliases (alias, lead_key) select * from unnest($1::text[], $2::text[])"
     " on conflict (alias) do update set lead_key = excluded.lead_key"
 )
-DELETE_LEADS = "delete from leads where lead_key = any($1::text[])"
+# The lead and its touches (services/scoring/touches.py) in one statement.
+DELETE_LEADS = (
+    "with gone as (delete from lead_touches where lead_key = any($1::text[]))"
+    " delete from leads where lead_key = any($1::text[])"
+)
 
 # A lead row's version: the id of the transaction that wrote it (xmin) and that transaction's
 # time (updated_at; with it, an id that wrapped around after 2^32 transactions is still told
@@ -422,3 +427,63 @@ async def add_tombstones(session: AsyncSession, hashes: Iterable[str]) -> None:
             ),
             {"hashes": hashes},
         )
+
+
+# -- touches: where each lead came from (services/scoring/touches.py) ------------------------
+
+# Beside the leads, not in them: most events carry no touch and change no stage, and they
+# never read or write this table.
+lead_touches = Table(
+    "lead_touches",
+    metadata,
+    Column("lead_key", Text, primary_key=True),
+    Column("first_touch", JSONB),
+    Column("qualifying_touch", JSONB),
+    Column("last_touch", JSONB),
+)
+
+
+# Fixed statements with one array per column, as for the leads (a multi-row insert built per
+# batch cost more than the rest of the touches' work).
+GET_TOUCHES = text(
+    "select lead_key, first_touch, qualifying_touch, last_touch from lead_touches"
+    " where lead_key = any(cast(:keys as text[]))"
+)
+SAVE_TOUCHES = text(
+    "insert into lead_touches (lead_key, first_touch, qualifying_touch, last_touch)"
+    " select k, cast(f as jsonb), cast(q as jsonb), cast(l as jsonb) from unnest("
+    "cast(:keys as text[]), cast(:firsts as text[]), cast(:qualifyings as text[]),"
+    " cast(:lasts as text[])) as t(k, f, q, l)"
+    " on conflict (lead_key) do update set first_touch = excluded.first_touch,"
+    " qualifying_touch = excluded.qualifying_touch, last_touch = excluded.last_touch"
+)
+
+
+async def get_touches(session: AsyncSession, keys: Iterable[str]) -> dict[str, LeadTouches]:
+    """The touches of these leads (leads without any are absent)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    rows = await session.execute(GET_TOUCHES, {"keys": keys})
+    return {r.lead_key: LeadTouches(r.first_touch, r.qualifying_touch, r.last_touch) for r in rows}
+
+
+async def save_touches(session: AsyncSession, touches: Mapping[str, LeadTouches]) -> None:
+    """Insert or replace these leads' touches."""
+    kept = sorted((k, t) for k, t in touches.items() if not t.empty)
+    if not kept:
+        return
+
+    def column(role: str) -> list[str | None]:
+        values = [getattr(t, role) for _, t in kept]
+        return [jsoncodec.dumps(v) if v is not None else None for v in values]
+
+    await session.execute(
+        SAVE_TOUCHES,
+        {
+            "keys": [k for k, _ in kept],
+            "firsts": column("first"),
+            "qualifyings": column("qualifying"),
+            "lasts": column("last"),
+        },
+    )

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,7 @@ from services.scoring.core import (
 from services.scoring.identity import identity_aliases, merged_lead
 from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
 from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS
+from services.scoring.touches import LeadTouches, add_touch, merge_touches, qualify
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
@@ -32,6 +34,7 @@ from shared.events import (
     HandoffData,
     LeadActivityData,
     LifecycleData,
+    Touch,
     derived_event_id,
 )
 from shared.playbook import BehaviourRule, Playbook
@@ -135,9 +138,11 @@ class ScoringHandler:
         changed: dict[str, LeadState] = {}
         lifecycle: list[CloudEvent] = []
         absorbed: set[str] = set()
+        journal = TouchJournal()
         for delivered, names, data in work:
             event = delivered.event
             merged_keys: list[str] = []
+            touch: Touch | None = None
             keys = {bindings[a] for a in names if a in bindings}
             if isinstance(data, HandoffData):
                 # Unknown when a replay reads the handoffs topic ahead of the lead's activities:
@@ -156,6 +161,8 @@ class ScoringHandler:
                 for gone in absorbed:
                     changed.pop(gone, None)
                 merged_keys = sorted(keys - {state.lead_key})
+                journal.merged(state.lead_key, merged_keys)
+                touch = data.touch
                 state, transitions = apply_activity(
                     state, data, event.id, self.playbook, delivered.received_at
                 )
@@ -176,12 +183,16 @@ class ScoringHandler:
             for name in names:
                 bindings[name] = state.lead_key
             states[state.lead_key] = changed[state.lead_key] = state
-            lifecycle += self._lifecycle(state, transitions, cause=event.id, merged=merged_keys)
+            events = self._lifecycle(state, transitions, cause=event.id, merged=merged_keys)
+            journal.step(state.lead_key, touch, event.time, transitions, events)
+            lifecycle += events
         # Only aliases that are new or now point elsewhere (a merge): the rest are stored already.
         await repository.bind_aliases(
             session,
             {a: k for a, k in bindings.items() if k in changed and stored.get(a) != k},
         )
+        # Before the merged-away leads go: their touches join the lead they merged into.
+        await journal.apply(session)
         await repository.delete_leads(session, absorbed - set(changed))
         self.known.forget(absorbed)
         # Remembered before the commit: if it rolls back, these versions are never any row's.
@@ -287,6 +298,7 @@ class ScoringHandler:
                 explanation=explanation,
                 qualifying_activity_at=transition.at,
                 merged_keys=list(merged),
+                touches=None,  # filled in by the batch's TouchJournal
             ).model_dump(mode="json")
             events.append(
                 CloudEvent.model_construct(
@@ -326,3 +338,63 @@ class ScoringHandler:
         await repository.save_leads(session, [state])
         SCORES.observe(state.score.total)
         await self._schedule(session, [state], [state.lead_key])
+
+
+class TouchJournal:
+    """A batch's touches and merges in event order, folded into the leads' first, qualifying
+    and last touches after the batch (services/scoring/touches.py); each lifecycle event gets
+    its lead's touches as they stood then. Touches are read and written only for leads whose
+    event carried a touch or changed their stage: most events do neither."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, Any]] = []
+        self.needed: set[str] = set()
+
+    def merged(self, kept: str, gone: Sequence[str]) -> None:
+        """Leads `gone` turned out to be `kept`."""
+        if gone:
+            self.entries.append(("merge", (kept, list(gone))))
+
+    def step(
+        self,
+        key: str,
+        touch: Touch | None,
+        at: datetime,
+        transitions: Sequence[Transition],
+        events: list[CloudEvent],
+    ) -> None:
+        """An event of lead `key` at `at`, with its touch and the lifecycle events it made."""
+        if touch is None and not events:
+            return
+        qualified = any(t.name == LifecycleTransition.BECAME_MQL for t in transitions)
+        self.entries.append(("step", (key, touch, at, qualified, events)))
+        self.needed.add(key)
+
+    async def apply(self, session: AsyncSession) -> None:
+        """Fold the batch into the stored touches, fill the lifecycle events, save."""
+        if not self.needed:
+            return
+        keys = set(self.needed)
+        for kind, entry in self.entries:
+            if kind == "merge":
+                keys.update([entry[0], *entry[1]])
+        current = await repository.get_touches(session, keys)
+        touched: set[str] = set()
+        for kind, entry in self.entries:
+            if kind == "merge":
+                kept, gone = entry
+                others = [current.pop(k, LeadTouches()) for k in gone]
+                current[kept] = merge_touches(current.get(kept, LeadTouches()), *others)
+                touched.add(kept)
+                continue
+            key, touch, at, qualified, events = entry
+            before = current.get(key, LeadTouches())
+            after = add_touch(before, touch, at)
+            if qualified:
+                after = qualify(after)
+            if after != before:
+                current[key] = after
+                touched.add(key)
+            for event in events:
+                event.data["touches"] = None if after.empty else after.as_dict()
+        await repository.save_touches(session, {k: current[k] for k in touched if k in current})

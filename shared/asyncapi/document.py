@@ -19,7 +19,7 @@ from shared.events import (
     CONTENT_TYPE,
     CloudEvent,
 )
-from shared.kafka import dlq
+from shared.kafka import LEAD_EVENTS, dlq
 
 SCHEMA_REF = "#/components/schemas/{model}"
 DEAD_LETTER = "dead_letter"
@@ -56,31 +56,74 @@ def _record_headers() -> dict[str, Any]:
 
 
 def _dead_letter_headers() -> dict[str, Any]:
+    """Every writer's dead letters: a consumer's, an outbox relay's and ingest's (the door's).
+
+    Each names why and the topic the record was for; then who set it aside: a consumer (with
+    the record's partition and offset), an outbox relay (with its row) or ingest (an item of a
+    request it could not use, with the source that sent it).
+    """
     text = {"type": "string"}
-    return {
-        "type": "object",
-        "required": [
-            "leadrouter-error",
+    writers = {
+        "consumer": [
             "leadrouter-consumer",
-            "leadrouter-original-topic",
             "leadrouter-original-partition",
             "leadrouter-original-offset",
         ],
+        "outbox relay": ["leadrouter-outbox-relay", "leadrouter-outbox-id"],
+        "ingest": ["leadrouter-source"],
+    }
+    return {
+        "type": "object",
+        "required": ["leadrouter-error", "leadrouter-original-topic"],
         "properties": {
             "content-type": text,
-            "leadrouter-error": {**text, "description": "Why the consumer gave up on it"},
+            "leadrouter-error": {**text, "description": "Why the writer gave up on it"},
             "leadrouter-consumer": {**text, "description": "The consumer that gave up"},
-            "leadrouter-original-topic": text,
+            "leadrouter-original-topic": {**text, "description": "The topic it was for"},
             "leadrouter-original-partition": {**text, "pattern": "^[0-9]+$"},
             "leadrouter-original-offset": {**text, "pattern": "^[0-9]+$"},
+            "leadrouter-outbox-relay": {**text, "description": "The relay that parked the row"},
+            "leadrouter-outbox-id": {**text, "pattern": "^[0-9]+$"},
+            "leadrouter-value-omitted": {
+                **text,
+                "description": "The value was too large for Kafka: it stays in the outbox",
+            },
+            "leadrouter-source": {
+                **text,
+                "description": "Ingest: the source (platform or API key) that sent the item",
+            },
         },
+        "anyOf": [{"title": writer, "required": names} for writer, names in writers.items()],
     }
+
+
+DEAD_LETTER_KEY = {
+    "bindings": {
+        "kafka": {
+            "key": {
+                "type": "string",
+                "description": "The original record's key (a lead key); for an item ingest "
+                "could not use, the lead key if it names a person, else the source",
+            },
+            "bindingVersion": "0.5.0",
+        }
+    }
+}
 
 
 KAFKA_KEY = {
     "bindings": {
         "kafka": {
             "key": {"type": "string", "description": "The lead key, equal to `subject`"},
+            "bindingVersion": "0.5.0",
+        }
+    }
+}
+
+GOAL_KEY = {
+    "bindings": {
+        "kafka": {
+            "key": {"type": "string", "description": "`goal:<goal id>`, equal to `subject`"},
             "bindingVersion": "0.5.0",
         }
     }
@@ -94,7 +137,7 @@ def _message(topic: Topic, event_type: str) -> dict[str, Any]:
         "title": event_type,
         "summary": WHEN[event_type],
         "contentType": CONTENT_TYPE,
-        "traits": [{"$ref": "#/components/messageTraits/leadKeyed"}],
+        "traits": [{"$ref": f"#/components/messageTraits/{topic.keyed_by}Keyed"}],
         "headers": _record_headers(),
         "payload": {
             "allOf": [
@@ -123,12 +166,14 @@ def _dead_letter_message() -> dict[str, Any]:
     return {
         "name": DEAD_LETTER,
         "title": "Dead letter",
-        "summary": "A record a consumer could not decode or process after bounded retries.",
+        "summary": "A record a consumer could not decode or process after bounded retries, an "
+        "outbox row the broker refused for good, or an item of a request ingest could not use.",
         "description": "The original record's key and value, unchanged (they may not even be "
         "JSON), with the reason and the origin in headers. Fix the cause, then re-publish the "
-        "value to the original topic: event ids make that safe.",
+        "value to the original topic: event ids make that safe. Ingest's dead letters hold the "
+        "item as the platform sent it (JSON), to normalise again once the cause is fixed.",
         "contentType": "application/octet-stream",
-        "traits": [{"$ref": "#/components/messageTraits/leadKeyed"}],
+        "traits": [{"$ref": "#/components/messageTraits/deadLetterKeyed"}],
         "headers": _dead_letter_headers(),
         "payload": {"description": "The original record's value, byte for byte"},
     }
@@ -194,6 +239,14 @@ def asyncapi_document(
             "summary": f"{reader} sets aside what it cannot use",
             "messages": [{"$ref": f"#/channels/{dlq_id}/messages/{DEAD_LETTER}"}],
         }
+        if topic.name == LEAD_EVENTS:  # the door dead-letters what a webhook sent but is unusable
+            operations["ingestDeadLettersLeadEvents"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{dlq_id}"},
+                "summary": "ingest sets aside the items of a request it accepted but could not "
+                "use (a webhook's or a Tracking API call's), with the source in headers",
+                "messages": [{"$ref": f"#/channels/{dlq_id}/messages/{DEAD_LETTER}"}],
+            }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -217,7 +270,11 @@ def asyncapi_document(
         "components": {
             "schemas": _schemas(),
             "messages": messages,
-            "messageTraits": {"leadKeyed": KAFKA_KEY},
+            "messageTraits": {
+                "leadKeyed": KAFKA_KEY,
+                "goalKeyed": GOAL_KEY,
+                "deadLetterKeyed": DEAD_LETTER_KEY,
+            },
         },
     }
 

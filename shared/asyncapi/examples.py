@@ -2,6 +2,7 @@
 validates fails at once)."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from pydantic import BaseModel
 
@@ -16,7 +17,12 @@ from shared.events import (
     Identity,
     LeadActivityData,
     LifecycleData,
+    SalesInsightData,
+    Touch,
+    TouchAt,
+    Touches,
 )
+from shared.goal_events import GoalStatusData
 
 EXAMPLE_TIME = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 EXAMPLE_LEAD = "email:ana@acme.example"
@@ -35,6 +41,7 @@ def activity_example(event_type: str) -> BaseModel:
         identity=Identity(email="ana@acme.example", external_ids={"hubspot": "123"}),
         attributes={"company": "Acme", "company_size": 250, "country": "DE"},
         activity=Activity(type="demo_request", occurred_at=EXAMPLE_TIME, properties={}),
+        touch=Touch(source="google", medium="cpc", campaign="spring-demo"),
     )
 
 
@@ -62,6 +69,7 @@ def lifecycle_example(event_type: str) -> BaseModel:
         previous_tier="warm" if transition == "tier_changed" else None,
         explanation=_explanation(),
         qualifying_activity_at=EXAMPLE_TIME,
+        touches=_touches_example(),
     )
 
 
@@ -109,5 +117,46 @@ def feedback_example(event_type: str) -> BaseModel:
         handoff_id="6b0d2c4e-8f0a-5d3e-9c51-2f7a4b8e1d10",
         rep_id="rep-ben",
         reason="not_a_fit" if action == "reject" else None,
-        converted_to="sql" if action == "convert" else None,
+        converted_to="opportunity" if action == "convert" else None,
+        amount=Decimal("12000") if action == "convert" else None,
+        currency="EUR" if action == "convert" else None,
+    )
+
+
+def _touches_example() -> Touches:
+    paid = TouchAt(source="google", medium="cpc", campaign="spring-demo", at=EXAMPLE_TIME)
+    return Touches(first=paid, qualifying=paid, last=paid)
+
+
+def insight_example(event_type: str) -> BaseModel:
+    return SalesInsightData(
+        handoff_id="6b0d2c4e-8f0a-5d3e-9c51-2f7a4b8e1d10",
+        lead_key="email:ana@acme.example",
+        action="reject",
+        rep_id="rep-ben",
+        team="sales",
+        routing_rule="enterprise_emea",
+        tier="hot",
+        reason="no_budget",
+        tags={"objection": ["price"], "competitor": ["pipedrive"]},
+        note="Budget frozen until Q3; asked us to come back then.",
+        touches=_touches_example(),
+    )
+
+
+def goal_example(event_type: str) -> BaseModel:
+    return GoalStatusData(
+        goal_id="mqls-per-month",
+        title="MQLs per month",
+        metric="mqls",
+        owner="marketing",
+        period="month",
+        period_start=datetime(2026, 11, 1, tzinfo=UTC),
+        period_end=datetime(2026, 12, 1, tzinfo=UTC),
+        target=120,
+        actual=61,
+        expected=88.0,
+        projection=83.18,
+        status="at_risk",
+        previous_status="on_track",
     )

@@ -10,7 +10,9 @@ from shared.asyncapi.examples import (
     EXAMPLE_TIME,
     activity_example,
     feedback_example,
+    goal_example,
     handoff_example,
+    insight_example,
     lifecycle_example,
 )
 from shared.events import (
@@ -22,14 +24,24 @@ from shared.events import (
     LEAD_ACTIVITY,
     LIFECYCLE_PREFIX,
     LIFECYCLE_TRANSITIONS,
+    SALES_INSIGHT,
     CloudEvent,
     FeedbackData,
     HandoffData,
     LeadActivityData,
     LifecycleData,
+    SalesInsightData,
     derived_event_id,
 )
-from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE, SALES_FEEDBACK
+from shared.goal_events import GOAL_STATUS_CHANGED, GoalStatusData
+from shared.kafka import (
+    GOALS,
+    HANDOFFS,
+    LEAD_EVENTS,
+    LEAD_LIFECYCLE,
+    SALES_FEEDBACK,
+    SALES_INSIGHTS,
+)
 
 # The contract's version: the major is the topics' `.v1`; a breaking change needs new topics.
 CONTRACT_VERSION = "1.0.0"
@@ -51,6 +63,8 @@ class Topic:
     # Who produces the records: a reader of leadrouter's topics breaks when a field goes; a
     # writer (sales tools on sales-feedback) breaks when a field becomes required.
     leadrouter_writes: bool = True
+    # What the records are keyed by (the CloudEvents subject): a lead key, or a goal.
+    keyed_by: str = "lead"
 
 
 # One line per event type: when it is written (the message summaries in the document).
@@ -85,7 +99,12 @@ WHEN = {
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",
-    "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`).",
+    "leadrouter.feedback.convert": "A sales tool says the lead converted (`converted_to`, "
+    "with `amount` and `currency` for an opportunity or a customer).",
+    SALES_INSIGHT: "Sales gave feedback with insight tags or a note: what they heard, with "
+    "where the lead came from.",
+    GOAL_STATUS_CHANGED: "A goal's status in its period changed (on track, at risk, off "
+    "track, met, missed), with its figures.",
 }
 
 ORDERING = (
@@ -140,6 +159,31 @@ TOPICS: tuple[Topic, ...] = (
         read_by="handoff",
         leadrouter_writes=False,
     ),
+    Topic(
+        name=SALES_INSIGHTS,
+        title="Sales insights",
+        description="What sales heard from leads (objections, pain points, competitors, "
+        "personas, a short note), tagged from the playbook's vocabulary, with the lead's "
+        "touches, routing rule and tier so marketing can read it by campaign.",
+        data_model=SalesInsightData,
+        types=(SALES_INSIGHT,),
+        example=insight_example,
+        written_by="handoff (through its outbox)",
+        read_by="marketing tools",
+    ),
+    Topic(
+        name=GOALS,
+        title="Goal status",
+        description="A goal of the playbook (marketing's, sales' or both teams') changed "
+        "status in its period, once per change: alert the team it belongs to. Keyed by "
+        "`goal:<goal id>`, not by a lead.",
+        data_model=GoalStatusData,
+        types=(GOAL_STATUS_CHANGED,),
+        example=goal_example,
+        written_by="handoff (through its outbox)",
+        read_by="dashboards and chat bots of both teams",
+        keyed_by="goal",
+    ),
 )
 
 
@@ -155,7 +199,7 @@ def example_event(topic: Topic, event_type: str) -> CloudEvent:
         source=f"leadrouter/{topic.written_by.split()[0]}" if topic.leadrouter_writes else "crm",
         type=event_type,
         time=EXAMPLE_TIME,
-        subject=EXAMPLE_LEAD,
+        subject=EXAMPLE_LEAD if topic.keyed_by == "lead" else "goal:mqls-per-month",
         data=topic.example(event_type).model_dump(mode="json"),
     )
 

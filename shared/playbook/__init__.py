@@ -7,6 +7,8 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from shared.playbook.base import Section
+from shared.playbook.closed_loop import ClosedLoop
+from shared.playbook.goals import Goal, check_goals, with_reporting_currency
 from shared.playbook.handoff import Rep, Routing, Sla, Team
 from shared.playbook.scoring_rules import BehaviourRule, Scoring
 from shared.playbook.taxonomy import Taxonomy, Tier
@@ -20,7 +22,14 @@ class Playbook(Section):
     scoring: Scoring
     routing: Routing
     sla: Sla = Sla()
+    closed_loop: ClosedLoop = ClosedLoop()
     webhooks: list[WebhookSubscription] = []
+    goals: list[Goal] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _goal_currency(cls, data: Any) -> Any:
+        return with_reporting_currency(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Playbook":
@@ -39,6 +48,7 @@ class Playbook(Section):
         for hook in self.webhooks:
             if set(hook.teams or ()) - teams or set(hook.tiers or ()) - tiers:
                 raise ValueError(f"webhook {hook.name} filters on unknown teams or tiers")
+        check_goals(self.goals, teams, tiers)
         return self
 
 
@@ -128,11 +138,19 @@ def summary(playbook: Playbook) -> str:
             f"Webhook {hook.name} ({hook.format}): {', '.join(hook.events)} -> {hook.url}"
             + (f" (only {', '.join(only)})" if only else "")
         )
+    for goal in playbook.goals:
+        scope = "".join(f" {k} {v}" for k, v in (("team", goal.team), ("tier", goal.tier)) if v)
+        out.append(
+            f"Goal {goal.id} ({goal.owned_by}): {goal.metric} {goal.target:g} per {goal.period}"
+            + (f" for{scope}" if scope else "")
+        )
     return "\n".join(out)
 
 
 __all__ = [
     "BehaviourRule",
+    "ClosedLoop",
+    "Goal",
     "Playbook",
     "PlaybookError",
     "Rep",

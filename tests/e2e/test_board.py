@@ -7,6 +7,7 @@ Screenshots of each page land in tests/e2e/artifacts/ (ignored by git).
 """
 
 import asyncio
+import json
 import re
 import signal
 from collections.abc import AsyncIterator
@@ -21,9 +22,9 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from harness.browser import CHROMIUM, CHROMIUM_ARGS
 from harness.events import became_mql
 from shared.auth import key_file_line, new_key
-from shared.kafka import LEAD_LIFECYCLE
+from shared.kafka import GOALS, LEAD_LIFECYCLE
 from shared.settings import REPO_ROOT
-from tests.helpers import publish
+from tests.helpers import publish, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +272,62 @@ async def test_the_board_with_api_keys_asks_for_one_and_shows_what_its_scopes_al
     await page.keyboard.press("Enter")
     await expect(page.locator("h1")).to_have_text(f"Lead {LEAD}")
     await expect(page.locator("table.explanation")).to_contain_text("fit:large_company")
+
+
+async def test_the_goals_page_shows_both_teams_commitments_live(settings, services, browser):
+    """Marketing's and sales' goals side by side, the same figures as GET /v1/goals, live;
+    the status changes go out on the goals topic; the weekly meeting page is served too."""
+    handoff = services["handoff"]
+    handoff.env["LEADROUTER_GOALS_CHECK_INTERVAL_S"] = "1"
+    await handoff.start()
+    await publish(settings, LEAD_LIFECYCLE, [became_mql(f"g{n}@goals.example") for n in range(3)])
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(15_000)
+    async with httpx.AsyncClient() as client:
+        for _ in range(60):  # the three handoffs are routed
+            if len((await client.get(f"{handoff.url}/v1/handoffs")).json()) == 3:
+                break
+            await asyncio.sleep(0.25)
+        await page.goto(f"{handoff.url}/board")
+        await page.get_by_role("link", name="Goals", exact=True).click()
+        await expect(page).to_have_url(f"{handoff.url}/board/goals")
+        await expect(page.locator("#live-indicator")).to_have_text("Live")
+        mqls = page.locator('[data-side="marketing"] article[data-goal="mqls-per-month"]')
+        await expect(mqls.locator(".actual")).to_have_text("3")
+        await expect(
+            page.locator('[data-side="sales"] article[data-goal="accept-sla"]')
+        ).to_be_visible()
+        await expect(
+            page.locator('[data-side="both"] article[data-goal="sqls-per-month"]')
+        ).to_be_visible()
+        await expect(mqls.locator("svg.goal-bar .fill")).to_be_attached()
+        api = (await client.get(f"{handoff.url}/v1/goals")).json()
+        for goal in api["goals"]:
+            card = page.locator(f'article[data-goal="{goal["goal_id"]}"]')
+            await expect(card).to_have_attribute("data-status", goal["status"])
+            await expect(card.locator(".target")).not_to_have_text("")
+        await expect(page.locator("#gap-stage")).to_have_attribute(
+            "data-stage", api["gap_stage"] or ""
+        )
+        await page.evaluate("window.loadedOnce = true")
+        await publish(settings, LEAD_LIFECYCLE, [became_mql("g3@goals.example")])
+        await expect(mqls.locator(".actual")).to_have_text("4")  # live, without a reload
+        assert await page.evaluate("window.loadedOnce") is True
+        await shot(page, "board-goals")
+
+    changes = await read_topic(
+        settings,
+        settings.topic(GOALS),
+        1,
+        match=lambda r: json.loads(r.value)["data"]["goal_id"] == "mqls-per-month",
+    )
+    assert json.loads(changes[0].value)["type"] == "leadrouter.goal.status_changed"
+
+    await page.get_by_role("link", name="Weekly meeting").click()
+    # the first report draws its charts (matplotlib's first import): allow a loaded machine time
+    await expect(page.locator('#report-goals tr[data-goal="mqls-per-month"]')).to_be_visible(
+        timeout=30_000
+    )
+    await expect(page.locator('#report-funnel tr[data-stage="mqls"] td.this')).to_have_text("4")
+    await expect(page.locator(".report img").first).to_be_visible()
+    await shot(page, "board-report")

@@ -216,6 +216,7 @@ async def test_rate_limit_answers_429_with_retry_after(services):
     assert int(codes[2].headers["retry-after"]) >= 1
 
 
+@pytest.mark.xdist_group("pausable_kafka")
 async def test_kafka_down_gives_503_and_the_retry_is_counted_once(
     settings, services, pausable_kafka
 ):
@@ -262,7 +263,7 @@ async def wait_all_consumed(settings) -> int:
     """
     topic = settings.topic(LEAD_EVENTS)
     records = await read_topic(settings.kafka_bootstrap, topic, 10**6, timeout_s=5)
-    last = {}
+    last: dict[int, int] = {}
     for record in records:
         last[record.partition] = max(last.get(record.partition, -1), record.offset)
     engine = make_engine(settings.database_url, pool_size=1)

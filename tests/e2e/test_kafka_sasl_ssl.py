@@ -14,7 +14,9 @@ from shared.kafka import HANDOFFS, kafka_reachable
 from tests.helpers import minutes_ago, read_topic
 from tests.secure_infra import KAFKA_PORT, SASL_USER, infra, kafka_env, start
 
-pytestmark = pytest.mark.integration
+# One worker takes the module (its server is started once) and the other secure-infra module:
+# both write the certificates in .local/tls-tests.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("secure_infra")]
 
 
 @pytest.fixture(scope="module")

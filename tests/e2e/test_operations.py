@@ -6,6 +6,7 @@ import signal
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.events import CONTENT_TYPE
 from shared.kafka import LEAD_EVENTS, client_options, ensure_topics, make_producer
 from tests.helpers import activity_event, eventually
 
@@ -21,7 +22,10 @@ async def test_sigterm_finishes_work_and_leaves_the_group(settings, services):
         for i in range(50):
             event = activity_event(f"quiet{i}@acme.example", "demo_request", i)
             await producer.send_and_wait(
-                settings.topic(LEAD_EVENTS), event.to_bytes(), key=event.subject.encode()
+                settings.topic(LEAD_EVENTS),
+                event.to_bytes(),
+                key=event.subject.encode(),
+                headers=[("content-type", CONTENT_TYPE.encode())],
             )
     finally:
         await producer.stop()

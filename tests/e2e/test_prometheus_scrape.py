@@ -10,6 +10,7 @@ import yaml
 
 from harness.processes import free_port
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
+from shared.playbook import load_playbook
 from shared.settings import REPO_ROOT
 from tests.helpers import eventually, minutes_ago
 
@@ -41,6 +42,7 @@ def prometheus_config(tmp_path, services):
     return write
 
 
+@pytest.mark.poison
 async def test_prometheus_sees_the_pipeline_and_fires_the_dead_letter_alert(
     settings, services, prometheus_config, tmp_path
 ):
@@ -118,6 +120,11 @@ async def test_prometheus_sees_the_pipeline_and_fires_the_dead_letter_alert(
                 lambda: query('leadrouter_handoffs_open{tier="warm"} == 1'), 30, "open handoffs"
             )
             assert await query("count(leadrouter_sla_outcomes_total) > 0")
+            # The goals: each of the playbook's goals stands in exactly one status.
+            goals = len(load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml").goals)
+            assert await eventually(
+                lambda: query(f"count(leadrouter_goal_status == 1) == {goals}"), 30, "goal gauges"
+            )
             firing = await eventually(
                 lambda: query('ALERTS{alertname="LeadrouterDeadLetters", alertstate="firing"}'),
                 60,

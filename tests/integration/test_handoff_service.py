@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -653,3 +654,142 @@ async def test_http_feedback_answers_a_schema_without_internal_columns(client, s
     funnel = (await client.get("/v1/funnel")).json()
     assert "counts" in funnel["sla"] and funnel["rejected_by_reason"] == {}
     await engine.dispose()
+
+
+# -- issue 25: what a conversion is worth ---------------------------------------------------
+
+
+async def test_conversion_amounts_are_stored_and_summed_as_pipeline_and_revenue(sessions):
+    desk = await desk_for(sessions, playbook())  # reporting_currency: EUR
+    deals = {"a@acme.example": "EUR", "b@acme.example": None, "c@acme.example": "USD"}
+    hids = {email: await desk.qualify(email, MONDAY_NOON) for email in deals}
+    for email, currency in deals.items():
+        hid = hids[email]
+        rep = (await desk.get(hid)).rep_id
+        await desk.feedback("accept", hid, MONDAY_NOON, rep_id=rep)
+        with pytest.raises(LeadrouterError) as refused:  # sql carries no amount
+            await desk.feedback(
+                "convert", hid, MONDAY_NOON, rep_id=rep, converted_to="sql", amount=Decimal(5)
+            )
+        assert (refused.value.status, refused.value.errors[0]["pointer"]) == (422, "/amount")
+        await desk.feedback(
+            "convert",
+            hid,
+            MONDAY_NOON,
+            rep_id=rep,
+            converted_to="opportunity",
+            amount=Decimal("1000.50"),
+            currency=currency,
+        )
+    rep = (await desk.get(hids["a@acme.example"])).rep_id
+    won = await desk.feedback(
+        "convert",
+        hids["a@acme.example"],
+        MONDAY_NOON,
+        rep_id=rep,
+        converted_to="customer",
+        amount=Decimal("900"),
+    )
+    assert (won.opportunity_amount, won.opportunity_currency) == (Decimal("1000.50"), "EUR")
+    assert (won.customer_amount, won.customer_currency) == (Decimal("900.00"), "EUR")
+    assert (await desk.get(hids["b@acme.example"])).opportunity_currency == "EUR"  # the default
+    funnel = await desk.funnel(MONDAY_NOON)
+    assert funnel["pipeline"] == {"EUR": Decimal("2001.00"), "USD": Decimal("1000.50")}
+    assert funnel["revenue"] == {"EUR": Decimal("900.00")}
+    outside = await desk.funnel(MONDAY_NOON + timedelta(days=3))
+    assert (outside["pipeline"], outside["revenue"]) == ({}, {})
+
+
+async def test_an_amount_needs_a_currency_when_the_playbook_sets_none(sessions):
+    book = playbook(replace={"reporting_currency: EUR": "reporting_currency: null"})
+    assert book.closed_loop.reporting_currency is None
+    desk = await desk_for(sessions, book)
+    hid = await desk.qualify("nocur@acme.example", MONDAY_NOON)
+    rep = (await desk.get(hid)).rep_id
+    await desk.feedback("accept", hid, MONDAY_NOON, rep_id=rep)
+    with pytest.raises(LeadrouterError) as refused:
+        await desk.feedback(
+            "convert", hid, MONDAY_NOON, rep_id=rep, converted_to="customer", amount=Decimal(10)
+        )
+    assert (refused.value.status, refused.value.errors[0]["pointer"]) == (422, "/currency")
+    assert (await desk.get(hid)).status == "accepted"  # nothing changed
+
+
+async def test_http_convert_takes_an_amount_and_the_funnel_sums_it(client, settings):
+    engine = make_engine(settings.database_url, pool_size=2)
+    desk = Desk(make_sessionmaker(engine), HandoffService(playbook(), "t.h", "t.f"))
+    hid = await desk.qualify("money@acme.example", datetime.now(UTC))
+    rep = (await desk.get(hid)).rep_id
+    await client.post(f"/v1/handoffs/{hid}/accept", json={"rep_id": rep})
+    convert = f"/v1/handoffs/{hid}/convert"
+    for body, pointer in (
+        ({"amount": 0}, "/amount"),
+        ({"amount": "12.345"}, "/amount"),
+        ({"amount": 10, "currency": "eur"}, "/currency"),
+    ):
+        refused = await client.post(
+            convert, json={"rep_id": rep, "converted_to": "opportunity", **body}
+        )
+        assert refused.status_code == 422
+        assert [e["pointer"] for e in refused.json()["errors"]] == [pointer]
+    opened = await client.post(
+        convert,
+        json={"rep_id": rep, "converted_to": "opportunity", "amount": 12000, "currency": "GBP"},
+    )
+    assert opened.status_code == 200, opened.text
+    assert (opened.json()["opportunity_amount"], opened.json()["opportunity_currency"]) == (
+        "12000.00",
+        "GBP",
+    )
+    funnel = (await client.get("/v1/funnel")).json()
+    assert (funnel["pipeline"], funnel["revenue"]) == ({"GBP": "12000.00"}, {})
+    await engine.dispose()
+
+
+# -- issue 25: sales insights ----------------------------------------------------------------
+
+
+async def test_insights_are_kept_published_and_their_notes_erased_with_the_lead(sessions):
+    from services.handoff import erasure
+
+    desk = await desk_for(sessions, playbook())
+    hid = await desk.qualify("insight@acme.example", MONDAY_NOON)
+    rep = (await desk.get(hid)).rep_id
+    with pytest.raises(LeadrouterError) as refused:
+        await desk.feedback("accept", hid, MONDAY_NOON, rep_id=rep, tags={"objection": ["nope"]})
+    assert refused.value.errors == [{"pointer": "/tags/objection/0", "detail": str(refused.value)}]
+    await desk.feedback(
+        "accept",
+        hid,
+        MONDAY_NOON,
+        rep_id=rep,
+        tags={"objection": ["price"], "persona": ["founder"]},
+        note="Call back after the board meeting",
+    )
+    await desk.feedback("contact", hid, MONDAY_NOON, rep_id=rep)  # no insight: none kept
+    async with sessions() as s:
+        rows = (await s.execute(select(repository.sales_insights))).all()
+    assert [(r.action, r.tags, r.note, r.routing_rule) for r in rows] == [
+        (
+            "accept",
+            {"objection": ["price"], "persona": ["founder"]},
+            rows[0].note,
+            rows[0].routing_rule,
+        )
+    ]
+    assert rows[0].note == "Call back after the board meeting" and rows[0].routing_rule
+    async with sessions() as s:
+        kinds = [
+            json.loads(v)["type"]
+            for v in (
+                await s.execute(
+                    select(outbox.c.value).where(outbox.c.topic == desk.service.insights_topic)
+                )
+            ).scalars()
+        ]
+    assert kinds == ["leadrouter.insight.recorded"]
+    async with sessions() as s, s.begin():
+        await erasure.erase_lead(s, "email:insight@acme.example", MONDAY_NOON, "handoff", [])
+    async with sessions() as s:
+        after = (await s.execute(select(repository.sales_insights))).one()
+    assert (after.note, after.tags) == (None, {"objection": ["price"], "persona": ["founder"]})

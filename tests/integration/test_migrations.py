@@ -17,6 +17,7 @@ TABLE_MODULES = (
     "services.scoring.repository",
     "services.scoring.erasure",
     "services.handoff.repository",
+    "services.handoff.goals_repository",
     "services.handoff.webhooks.repository",
 )
 

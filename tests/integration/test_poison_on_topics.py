@@ -5,9 +5,9 @@ handled type whose data fails validation: each lands in its topic's DLQ exactly 
 every partition moves on to the good events behind it.
 """
 
-import asyncio
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from services.handoff.app import build_app as build_handoff
 from services.scoring.app import build_app as build_scoring
-from shared.db import consumer_offsets, make_engine, make_sessionmaker
+from shared.db import consumer_offsets, make_engine, make_sessionmaker, outbox
 from shared.events import FEEDBACK_PREFIX, HANDOFF_PREFIX, LEAD_ACTIVITY, CloudEvent
 from shared.kafka import (
     HANDOFFS,
@@ -41,12 +41,13 @@ def event(type_: str, subject: str, data: dict) -> CloudEvent:
 
 def poison_for(topic: str, subject: str, n: int) -> list[tuple[str, bytes]]:
     """Three kinds of poison for a topic, each tagged with what it is."""
-    handled_type, bad_data = {
+    invalid: dict[str, tuple[str, dict[str, Any]]] = {
         LEAD_EVENTS: (LEAD_ACTIVITY, {"identity": {}, "activity": {"type": "page_view"}}),
         HANDOFFS: (HANDOFF_PREFIX + "recycled", {"lead_key": 42}),
         LEAD_LIFECYCLE: ("leadrouter.lifecycle.became_mql", {"transition": "became_mql"}),
         SALES_FEEDBACK: (FEEDBACK_PREFIX + "accept", {"rep_id": "r1"}),
-    }[topic]
+    }
+    handled_type, bad_data = invalid[topic]
     return [
         ("undecodable", b"\xff\xfe{not json " + str(n).encode()),
         ("unknown type", event("com.example.unknown.v9", subject, {"n": n}).to_bytes()),
@@ -113,6 +114,13 @@ async def test_poison_on_every_consumed_topic_lands_in_its_dlq_once_and_partitio
                 )
             )
 
+    async def no_dead_letter_waits() -> bool:
+        async with sessions() as s:
+            waiting = await s.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.topic.endswith(".dlq"))
+            )
+        return waiting == 0
+
     async def all_consumed() -> bool:
         # The services publish too (lifecycle, handoffs), so "done" is: stored = end offsets.
         return all(
@@ -132,7 +140,9 @@ async def test_poison_on_every_consumed_topic_lands_in_its_dlq_once_and_partitio
                 topic: await read_topic(settings.kafka_bootstrap, dlq(topic), 36, 60)
                 for topic in total
             }
-            await asyncio.sleep(1.0)  # a second copy of any dead letter would be out by now
+            # Dead letters go out through the outbox, whose relay deletes a row once Kafka has
+            # acknowledged it: with none left, a second copy of any would be in the topic now.
+            await eventually(no_dead_letter_waits, 60, "every dead letter out of the outbox")
             again = {topic: await _end(settings.kafka_bootstrap, dlq(topic)) for topic in total}
     finally:
         await engine.dispose()

@@ -15,7 +15,9 @@ from shared.migrate import upgrade_async
 from shared.settings import REPO_ROOT
 from tests.secure_infra import POSTGRES_PORT, STATE, infra, make_certificates, postgres_env, start
 
-pytestmark = pytest.mark.integration
+# One worker takes the module (its server is started once) and the other secure-infra module:
+# both write the certificates in .local/tls-tests.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("secure_infra")]
 
 URL = f"postgresql+asyncpg://leadrouter:leadrouter@127.0.0.1:{POSTGRES_PORT}/leadrouter"
 

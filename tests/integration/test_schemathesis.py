@@ -144,11 +144,13 @@ schemathesis.openapi.format(
     ),
 )
 # Rules between parameters OpenAPI cannot state, so a schema-valid request is rightly 422:
-# GET /v1/leads needs `email` or `alias`; GET /v1/funnel needs `since` before `until`; a
+# GET /v1/leads needs `email` or `alias`; GET /v1/funnel and /v1/insights need `since` before
+# `until`; a
 # backtest's candidate must be a valid playbook, which a JSON string schema cannot say.
 NOT_EXPRESSIBLE = {
     "GET /v1/leads": [positive_data_acceptance],
     "GET /v1/funnel": [positive_data_acceptance],
+    "GET /v1/insights": [positive_data_acceptance],
     "POST /v1/playbook/backtests": [positive_data_acceptance],
 }
 

@@ -2,6 +2,7 @@
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -22,6 +23,25 @@ from shared.timers import (
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
+
+
+class ObservedRunner(TimerRunner):
+    """A runner that says when it has finished a pass and is about to sleep."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sleeping = asyncio.Event()
+
+    async def _seconds_until_next(self) -> float:
+        sleep_s = await super()._seconds_until_next()
+        self.sleeping.set()  # no await between this and the sleep: the runner sleeps next
+        return sleep_s
+
+    async def next_pass(self) -> None:
+        """Wake the runner and wait until it has read the due timers again and sleeps."""
+        self.sleeping.clear()
+        self.wake()
+        await asyncio.wait_for(self.sleeping.wait(), 10)
 
 
 @pytest.fixture
@@ -50,11 +70,12 @@ async def test_two_runners_fire_every_due_timer_exactly_once(sessions):
         fired.append(timer.key)
         await asyncio.sleep(0)  # let the other runner interleave
 
-    runners = [TimerRunner(sessions, {"test.due": handler}, batch_max=25) for _ in range(2)]
+    runners = [ObservedRunner(sessions, {"test.due": handler}, batch_max=25) for _ in range(2)]
     tasks = [asyncio.create_task(r.run()) for r in runners]
     try:
         await eventually(lambda: _true(len(fired) >= 300), 30, "300 timers fired")
-        await asyncio.sleep(0.3)  # a double firing would show up now
+        for runner in runners:  # a pass under way ends, and one more finds nothing to fire twice
+            await runner.next_pass()
     finally:
         for t in tasks:
             t.cancel()
@@ -177,10 +198,10 @@ async def test_a_nearer_timer_wakes_a_sleeping_runner(sessions):
     async def handler(session, timer, fired_at):
         fired.set()
 
-    runner = TimerRunner(sessions, {"test.wake": handler}, max_sleep_s=3600)
+    runner = ObservedRunner(sessions, {"test.wake": handler}, max_sleep_s=3600)
     task = asyncio.create_task(runner.run())
     try:
-        await asyncio.sleep(0.3)  # the runner now sleeps: nothing is due
+        await asyncio.wait_for(runner.sleeping.wait(), 10)  # nothing is due: it sleeps an hour
         async with sessions() as s, s.begin():
             await schedule(s, "test.wake", "soon", await db_now(sessions) + timedelta(seconds=0.2))
         runner.wake()

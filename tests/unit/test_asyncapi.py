@@ -123,7 +123,7 @@ def test_adding_an_optional_field_is_not_breaking_but_requiring_one_of_writers_i
     released = default_document()
     added = copy.deepcopy(released)
     _data(added, "HandoffData")["properties"]["deal_size"] = {"type": "integer"}
-    _data(added, "FeedbackData")["properties"]["note"] = {"type": "string"}
+    _data(added, "FeedbackData")["properties"]["mood"] = {"type": "string"}
     assert breaking_changes(released, added) == []
     required = copy.deepcopy(released)
     _data(required, "FeedbackData")["required"].append("rep_id")

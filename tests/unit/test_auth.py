@@ -19,6 +19,7 @@ from services.ingest.app import build_app as build_ingest
 from services.scoring.app import build_app as build_scoring
 from shared.auth import (
     ADMIN,
+    EVENTS_WRITE,
     REFUSED,
     SCOPES,
     VERIFIED_KEYS_REMEMBERED,
@@ -207,7 +208,7 @@ def test_every_operation_declares_its_security(apps):
                 if scheme == "apiKey":
                     assert scopes and set(scopes) <= set(SCOPES), (service, path, scopes)
                 else:
-                    assert scheme == "webhookSignature", (service, path, scheme)
+                    assert scheme in ("webhookSignature", "writeKey"), (service, path, scheme)
 
 
 def _cases(apps: dict[str, Any]) -> list[tuple[str, str, str, list[str]]]:
@@ -249,6 +250,36 @@ def test_each_scope_is_needed_and_enough_on_every_operation(apps):
     # Each case: two 401s (no key, unknown key) and one 403, counted for the dashboards.
     assert REFUSED.labels("401")._value.get() - refused_before["401"] == 2 * len(cases)
     assert REFUSED.labels("403")._value.get() - refused_before["403"] == len(cases)
+
+
+def test_each_tracking_call_needs_a_write_key_with_events_write(apps):
+    """The Tracking API's operations (write keys as Basic auth, as the SDKs send them)."""
+    import base64
+
+    def basic(key: str) -> dict[str, str]:
+        return {"authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+    operations = [
+        (method, path)
+        for service, method, path, operation in _operations(apps)
+        if any("writeKey" in r for r in operation.get("security", []))
+    ]
+    assert {p for _, p in operations} == {
+        f"/v1/{c}" for c in ("identify", "track", "page", "screen", "group", "alias", "batch")
+    }
+    client = TestClient(apps["ingest"], raise_server_exceptions=False)
+    lacking = [s for s in NOT_ADMIN if s != EVENTS_WRITE]
+    for method, path in operations:
+
+        def send(method: str = method, path: str = path, **h: str) -> Any:
+            return client.request(method, path, json={"batch": []}, headers=h)
+
+        assert send().status_code == 401, path
+        assert send(**basic("not-a-key")).status_code == 401, path
+        refused = send(**basic(_key_for(lacking)))
+        assert refused.status_code == 403 and EVENTS_WRITE in refused.json()["detail"], path
+        for holder in (EVENTS_WRITE, ADMIN):
+            assert send(**basic(_key_for([holder]))).status_code not in (401, 403), path
 
 
 def test_webhooks_are_refused_without_the_platform_signature(apps):

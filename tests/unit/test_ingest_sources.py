@@ -204,9 +204,10 @@ def test_segment_spec_messages():
         "properties": {"path": "/pricing", "title": "Pricing"},
         "timestamp": "2026-11-23T09:32:00Z",
     }
-    screen = {"type": "screen", "messageId": "m4", "anonymousId": "a1"}
+    screen = {"type": "screen", "messageId": "m4", "anonymousId": "a1"}  # no time
+    unknown = {"type": "teleport", "messageId": "m5"}
     out = segment.normalise(
-        {"batch": [identify, track, page, screen, {"type": "track", "event": "x"}]}
+        {"batch": [identify, track, page, screen, unknown, {"type": "track", "event": "x"}]}
     )
     (_, i), (_, t), (_, p) = out.events
     assert i.subject == "email:ana@acme.example"
@@ -217,7 +218,87 @@ def test_segment_spec_messages():
     assert t.subject == "segment_anonymous:a1"
     assert data(p).activity.type == "pricing_page_view"
     assert out.ignored == ["other"]
-    assert [reason for _, _, reason in out.unusable] == ["no messageId"]
+    assert [reason for _, _, reason in out.unusable] == [
+        "the event has no time (an ISO 8601 string)",
+        "no messageId",
+    ]
+
+
+def test_segment_screen_group_and_alias_calls_and_the_page_and_campaign_of_a_call():
+    at = "2026-11-23T09:30:00Z"
+    context = {
+        "page": {
+            "path": "/pricing",
+            "url": "https://acme.example/pricing?utm_source=google",
+            "referrer": "https://www.google.com/",
+        },
+        "campaign": {"source": "google", "medium": "cpc", "name": "spring", "term": "crm"},
+    }
+    track = {
+        "type": "track",
+        "event": "Signed Up",
+        "messageId": "t1",
+        "anonymousId": "a1",
+        "context": context,
+        "timestamp": at,
+    }
+    screen = {
+        "type": "screen",
+        "name": "Pricing",
+        "messageId": "s1",
+        "userId": "u1",
+        "timestamp": at,
+    }
+    group = {
+        "type": "group",
+        "groupId": "acc-9",
+        "userId": "u1",
+        "messageId": "g1",
+        "traits": {
+            "name": "Acme",
+            "industry": "Software",
+            "employees": "250",
+            "email": "billing@acme.example",
+        },
+        "timestamp": at,
+    }
+    alias = {
+        "type": "alias",
+        "previousId": "a1",
+        "userId": "u1",
+        "messageId": "al1",
+        "timestamp": at,
+    }
+    out = segment.normalise([track, screen, group, alias])
+    assert not out.unusable and not out.ignored
+    (_, t), (_, s), (_, g), (_, a) = out.events
+    assert data(t).activity.properties == {
+        "path": "/pricing",
+        "url": "https://acme.example/pricing?utm_source=google",
+        "host": "acme.example",
+        "query": "utm_source=google",
+        "referrer": "https://www.google.com/",
+        "utm_source": "google",
+        "utm_medium": "cpc",
+        "utm_campaign": "spring",
+        "utm_term": "crm",
+    }
+    assert (data(s).activity.type, data(s).activity.properties) == (
+        "screen_view",
+        {"name": "Pricing"},
+    )
+    # A group call describes the person's account: never the account's email as hers.
+    assert data(g).activity.type == "group" and data(g).identity.email is None
+    assert data(g).attributes == {
+        "account_id": "acc-9",
+        "company": "Acme",
+        "industry": "Software",
+        "company_size": 250,
+    }
+    # An alias binds both names to one person (scoring merges what each had done).
+    assert data(a).identity.external_ids == {"segment_user": "u1", "segment_anonymous": "a1"}
+    no_previous = segment.normalise({**alias, "previousId": None})
+    assert [r for _, _, r in no_previous.unusable] == ["an alias call needs previousId and userId"]
 
 
 def test_marketo_template_in_the_instance_time_zone():
@@ -316,7 +397,7 @@ def test_native_events_and_webhooks_with_the_same_id_stay_apart():
     assert hub.id != seg.id
 
 
-def test_item3_hubspot_events_sharing_an_event_id_stay_distinct_and_retries_still_dedup():
+def test_hubspot_events_sharing_an_event_id_stay_distinct_and_retries_still_dedup():
     # HubSpot documents eventId as not unique: two contacts' changes in one batch share it.
     first = {**HUBSPOT[0], "eventId": 42, "objectId": 1, "propertyName": "company"}
     second = {**first, "objectId": 2}
@@ -327,7 +408,7 @@ def test_item3_hubspot_events_sharing_an_event_id_stay_distinct_and_retries_stil
     assert retry.id == ids[1]
 
 
-def test_item3_a_segment_message_id_shared_by_a_page_and_an_identify_call_gives_two_events():
+def test_a_segment_message_id_shared_by_a_page_and_an_identify_call_gives_two_events():
     page = {
         "type": "page",
         "messageId": "shared-1",
@@ -340,7 +421,7 @@ def test_item3_a_segment_message_id_shared_by_a_page_and_an_identify_call_gives_
     assert len({event.id for _, event in out.events}) == 2
 
 
-def test_item6_hubspot_items_that_name_their_type_event_type_are_accepted():
+def test_hubspot_items_that_name_their_type_event_type_are_accepted():
     # The webhooks overview example names the type `eventType` instead of subscriptionType.
     item = {k: v for k, v in HUBSPOT[1].items() if k != "subscriptionType"}
     out = hubspot.normalise([{**item, "eventType": "contact.creation"}])
@@ -385,7 +466,7 @@ MAUTIC_TEST_PAYLOAD = {
 }
 
 
-def test_item7_mautic_send_test_payload_shapes_are_accepted_not_vanished():
+def test_mautic_send_test_payload_shapes_are_accepted_not_vanished():
     out = mautic.normalise(MAUTIC_TEST_PAYLOAD)
     assert len(out.events) == 3 and not out.ignored and not out.unusable
     kinds = {kind: data(event).activity for kind, event in out.events}
@@ -395,7 +476,7 @@ def test_item7_mautic_send_test_payload_shapes_are_accepted_not_vanished():
     assert kinds["mautic.page_on_hit"].occurred_at.isoformat() == "2015-08-26T01:32:39+00:00"
 
 
-def test_item8_one_pricing_visit_has_the_same_activity_and_url_fields_from_every_platform():
+def test_one_pricing_visit_has_the_same_activity_and_url_fields_from_every_platform():
     url = "https://acme.example/pricing?plan=team"
     contact = {"id": 5, "fields": {"core": {"email": {"value": "ana@acme.example"}}}}
     from_mautic = mautic.normalise(

@@ -2,7 +2,7 @@
 
 import logging
 
-from shared.logs import Outage, RepeatFilter
+from shared.logs import AdvisoryCommitLevel, Outage, RepeatFilter
 
 
 class Clock:
@@ -55,3 +55,21 @@ def test_outage_logs_start_summary_and_recovery_once_each(caplog):
     ]
     assert all(r.exc_info is None for r in caplog.records)
     assert outage.duration_s() == 0
+
+
+def test_aiokafkas_refused_advisory_commit_is_logged_at_info_and_other_errors_stay_errors():
+    lower = AdvisoryCommitLevel()
+    refused = record(
+        "aiokafka.consumer.group_coordinator",
+        "OffsetCommit failed for group %s due to group error (%s), will rejoin",
+        "scoring",
+        "UnknownMemberIdError",
+    )
+    assert lower.filter(refused)
+    assert (refused.levelno, refused.levelname) == (logging.INFO, "INFO")
+    denied = record(
+        "aiokafka.consumer.group_coordinator", "OffsetCommit failed for group %s - %s", "g", "x"
+    )
+    elsewhere = record("shared.consumer", "OffsetCommit failed for group %s due to group", "g")
+    for line in (denied, elsewhere):
+        assert lower.filter(line) and line.levelno == logging.ERROR

@@ -8,7 +8,7 @@ feed reports a committed change. Actions are the API's own endpoints, called by 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,15 +18,21 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from services.handoff import repository as handoff_repository
+from services.handoff.attribution import AttributionModel
+from services.handoff.board import campaigns as campaign_views
 from services.handoff.board import repository, views
-from services.handoff.board.access import BoardViewer
+from services.handoff.board.access import BoardViewer, LeadViewer
 from services.handoff.board.feed import ChangeFeed
 from services.handoff.board.scoring_client import ScoringUnavailable, fetch_lead
+from services.handoff.breakdown import TOUCH_GROUPS, GroupBy
 from services.handoff.endpoints import STAGE_ORDER, funnel_out
+from services.handoff.funnel import funnel_breakdown
+from services.handoff.sales_insights import insights_summary
 from shared.errors import NotFound
 from shared.http import ReadSession
 from shared.playbook import Playbook
 from shared.settings import HandoffSettings
+from shared.strict import Day
 
 HERE = Path(__file__).parent
 STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.is_file()}
@@ -36,6 +42,8 @@ STREAM_LIFETIME_S = 300.0  # pages reconnect (and reload) after this; bounds a s
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["duration"] = views.duration
 templates.env.filters["percent"] = views.percent
+templates.env.filters["figure"] = campaign_views.figure
+templates.env.filters["money"] = campaign_views.money
 router = APIRouter(prefix="/board", include_in_schema=False)
 
 
@@ -61,8 +69,13 @@ PAGES = {
     "sla": ("SLA board", "/board/fragments/sla"),
     "reps": ("Reps", "/board/fragments/reps"),
     "funnel": ("Funnel", "/board/fragments/funnel"),
+    "campaigns": ("Campaigns", "/board/fragments/campaigns"),
     "playbook": ("Playbook", "/board/fragments/playbook"),
+    # goals_page.py serves these two
+    "goals": ("Goals", "/board/fragments/goals"),
+    "report": ("Weekly meeting", "/board/fragments/report"),
 }
+FIXED_PAGES = ("sla", "reps", "funnel", "campaigns", "playbook")
 
 
 def page(request: Request, name: str, title: str, fragment: str) -> HTMLResponse:
@@ -83,8 +96,8 @@ def _page_route(name: str) -> Callable[[Request], Awaitable[HTMLResponse]]:
     return show
 
 
-# The four fixed pages: each loads its fragment, which the live feed refreshes.
-for _name in PAGES:
+# The pages without their own module: each loads its fragment, which the live feed refreshes.
+for _name in FIXED_PAGES:
     router.add_api_route(
         "" if _name == "sla" else f"/{_name}",
         _page_route(_name),
@@ -172,8 +185,8 @@ async def funnel_fragment(
     request: Request,
     session: ReadSession,
     viewer: BoardViewer,
-    since: date | None = None,
-    until: date | None = None,
+    since: Day | None = None,
+    until: Day | None = None,
 ) -> HTMLResponse:
     now = datetime.now(UTC)
     start, end = views.period(since, until, now.date())
@@ -223,6 +236,42 @@ async def funnel_fragment(
     )
 
 
+@router.get("/fragments/campaigns", response_class=HTMLResponse)
+async def campaigns_fragment(
+    request: Request,
+    session: ReadSession,
+    viewer: BoardViewer,
+    since: Day | None = None,
+    until: Day | None = None,
+    group_by: GroupBy = GroupBy.CAMPAIGN,
+    attribution: AttributionModel = AttributionModel.FIRST_TOUCH,
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    start, end = views.period(since, until, now.date())
+    # the API's own figures (GET /v1/funnel?group_by=..., GET /v1/insights)
+    groups = await funnel_breakdown(session, start, end, group_by, attribution)
+    insight_group = group_by if group_by == GroupBy.ROUTING_RULE else GroupBy.CAMPAIGN
+    insights = await insights_summary(session, start, end, insight_group, attribution)
+    return templates.TemplateResponse(
+        request,
+        "campaigns.html",
+        {
+            "since": start.date(),
+            "until": (end - timedelta(days=1)).date(),
+            "group_by": group_by.value,
+            "attribution": attribution.value,
+            "by_touch": group_by in TOUCH_GROUPS,
+            "group_choices": [g.value for g in GroupBy],
+            "models": [m.value for m in AttributionModel],
+            "groups": groups,
+            "mql_bars": campaign_views.mql_bars(groups),
+            "insight_group": insight_group.value,
+            "insights": insights,
+            "viewer": viewer,
+        },
+    )
+
+
 @router.get("/fragments/playbook", response_class=HTMLResponse)
 async def playbook_fragment(request: Request, viewer: BoardViewer) -> HTMLResponse:
     view = views.playbook_view(board_of(request).playbook)
@@ -231,7 +280,7 @@ async def playbook_fragment(request: Request, viewer: BoardViewer) -> HTMLRespon
 
 @router.get("/fragments/leads/{lead_id:path}", response_class=HTMLResponse)
 async def lead_fragment(
-    request: Request, session: ReadSession, viewer: BoardViewer, lead_id: str
+    request: Request, session: ReadSession, viewer: LeadViewer, lead_id: str
 ) -> HTMLResponse:
     board = board_of(request)
     scoring_problem = None

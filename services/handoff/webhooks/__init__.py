@@ -1,26 +1,35 @@
 """Outbound webhooks for sales tools that do not read Kafka (subscriptions in the playbook).
 
-Wiring in the handoff app: `Webhooks(runtime, playbook)` when building it, `start()` once
-the runtime started, `await stop()` before the runtime stops.
+Wiring in the handoff app: `Webhooks(runtime, playbook)` before the runtime starts; the
+runtime then starts, upkeeps and stops the consumer and the delivery workers with its own.
 """
 
-import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
+from prometheus_client import Counter
 from standardwebhooks import Webhook
 
+from services.handoff.webhooks import repository
 from services.handoff.webhooks.service import DeliveryWorker, WebhookFanOut
-from shared.consumer import TransactionalConsumer
-from shared.kafka import HANDOFFS, client_options
+from shared.kafka import HANDOFFS
 from shared.playbook import Playbook
 from shared.playbook.webhooks import WebhookSubscription
 from shared.runtime import Runtime
+from shared.settings import HandoffSettings
+
+log = logging.getLogger(__name__)
 
 CONSUMER = "handoff-webhooks"
+
+RETENTION_DELETED = Counter(
+    "leadrouter_webhook_deliveries_deleted_total",
+    "Finished webhook deliveries deleted by the retention rule "
+    "(LEADROUTER_WEBHOOK_DELIVERY_RETENTION_S)",
+)
 
 
 class WebhookSecretMissing(ValueError):
@@ -48,66 +57,56 @@ def load_secret(subscription: WebhookSubscription, environ: Mapping[str, str]) -
 
 
 class Webhooks:
-    """The webhook consumer and one delivery worker per subscription, on the service's runtime."""
+    """Outbound webhooks on the service's runtime: a subscription of their own (group
+    `handoff-webhooks`) that gets the runtime's upkeep, one delivery worker per playbook
+    subscription, and the deliveries' retention rule."""
 
     def __init__(
         self, runtime: Runtime, playbook: Playbook, environ: Mapping[str, str] = os.environ
     ) -> None:
         self.runtime = runtime
+        settings = runtime.settings
+        self.retention_s = (
+            settings.webhook_delivery_retention_s
+            if isinstance(settings, HandoffSettings)
+            else HandoffSettings.model_fields["webhook_delivery_retention_s"].default
+        )
         self.subscriptions = list(playbook.webhooks)
         self._secrets = {s.name: load_secret(s, environ) for s in self.subscriptions}
         self.workers: dict[str, DeliveryWorker] = {}
-        self.consumer: TransactionalConsumer | None = None
-        self._consuming: asyncio.Task[Any] | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
-
-    def start(self) -> None:
-        """Start consuming handoff events and delivering them (nothing without subscriptions)."""
         if not self.subscriptions:
             return
-        runtime, settings = self.runtime, self.runtime.settings
         # Redirects are not followed: a signed body must not be replayed to another host.
         self._client = httpx.AsyncClient(follow_redirects=False)
         for sub in self.subscriptions:
             worker = DeliveryWorker(sub, self._secrets[sub.name], runtime.sessions, self._client)
             self.workers[sub.name] = worker
-            self._tasks.append(runtime.spawn(f"webhook-{sub.name}", worker.run()))
-        self.consumer = TransactionalConsumer(
+            runtime.run_worker(f"webhook-{sub.name}", worker.run)
+        runtime.consume(
+            [settings.topic(HANDOFFS)],
+            settings.consumer_group(CONSUMER),
+            WebhookFanOut(self.subscriptions),
             name=CONSUMER,
-            group_id=settings.consumer_group(CONSUMER),
-            topics=[settings.topic(HANDOFFS)],
-            bootstrap=client_options(settings),
-            sessions=runtime.sessions,
-            handler=WebhookFanOut(self.subscriptions),
-            relay=runtime.service,  # dead letters go out through the service's outbox relay
-            on_commit=self._committed,
-            batch_max=settings.consumer_batch_max,
-            poll_timeout_ms=settings.consumer_poll_timeout_ms,
-            max_retries=settings.consumer_max_retries,
+            on_commit=self._wake_workers,
+            retention=[self.delete_expired],
         )
-        self._consuming = runtime.spawn(f"{CONSUMER}-consumer", self._consume(self.consumer))
+        runtime.on_stop(self._client.aclose)
 
-    @staticmethod
-    async def _consume(consumer: TransactionalConsumer) -> None:
-        await consumer.start()
-        await consumer.run()
-
-    def _committed(self) -> None:
-        self.runtime.committed()
+    def _wake_workers(self) -> None:
         for worker in self.workers.values():
             worker.wake()
 
-    async def stop(self) -> None:
-        """Finish the batch in hand and leave the group; in-flight POSTs are retried later."""
-        if self.consumer is None or self._consuming is None:
-            return
-        self.consumer.request_stop()
-        await asyncio.wait([self._consuming], timeout=self.runtime.settings.shutdown_timeout_s / 2)
-        tasks = [self._consuming, *self._tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.consumer.stop()
-        if self._client:
-            await self._client.aclose()
+    async def delete_expired(self, batch: int = 10_000) -> int:
+        """Delete deliveries finished longer ago than the retention; returns how many."""
+        retention_s = self.retention_s
+        total = 0
+        while True:
+            async with self.runtime.sessions() as session, session.begin():
+                deleted = await repository.delete_finished(session, retention_s, batch)
+            total += deleted
+            if deleted < batch:
+                break
+        if total:
+            RETENTION_DELETED.inc(total)
+            log.info("webhooks: deleted %d deliveries finished over %gs ago", total, retention_s)
+        return total

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
     select,
     text,
@@ -50,6 +51,12 @@ Index(
     deliveries.c.lead_key,
     deliveries.c.id,
     postgresql_where=deliveries.c.status == "pending",
+)
+# For the retention rule: finished rows by age, pending rows left out.
+Index(
+    "webhook_deliveries_finished",
+    deliveries.c.finished_at,
+    postgresql_where=deliveries.c.status != "pending",
 )
 
 
@@ -151,3 +158,21 @@ async def backlog(session: AsyncSession, subscription: str) -> tuple[int, float]
         )
     ).one()
     return int(row[0]), float(row[1])
+
+
+async def delete_finished(session: AsyncSession, older_than_s: float, batch: int) -> int:
+    """Delete up to `batch` deliveries finished (delivered or dead) over `older_than_s` ago."""
+    doomed = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.status != "pending",
+            deliveries.c.finished_at
+            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s),
+        )
+        .limit(batch)
+        .scalar_subquery()
+    )
+    result = await session.execute(
+        delete(deliveries).where(deliveries.c.id.in_(doomed)).returning(deliveries.c.id)
+    )
+    return len(result.all())

@@ -17,7 +17,15 @@ from functools import cache
 from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
-from services.ingest.normalise import Unusable, erasure_request, lead_event
+from services.ingest.normalise import (
+    Unusable,
+    combine_touches,
+    erasure_request,
+    lead_event,
+    make_touch,
+    url_touch,
+    utm_touch,
+)
 from shared.events import CloudEvent
 from shared.settings import IngestSettings
 
@@ -28,13 +36,17 @@ __all__ = [
     "Source",
     "Unusable",
     "collect",
+    "combine_touches",
     "epoch_ms_time",
     "erasure_request",
     "lead_event",
+    "make_touch",
     "page_view_activity",
     "parse_time",
     "registry",
     "snake_case",
+    "url_touch",
+    "utm_touch",
 ]
 
 

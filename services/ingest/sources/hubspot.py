@@ -12,8 +12,9 @@ from services.ingest.sources import (
     epoch_ms_time,
     erasure_request,
     lead_event,
+    make_touch,
 )
-from shared.events import CloudEvent
+from shared.events import CloudEvent, Touch
 from shared.settings import IngestSettings
 
 NAME = "hubspot"
@@ -46,6 +47,22 @@ PROPERTY_ATTRIBUTES = {
     "numberofemployees": "company_size",
     "lifecyclestage": "hubspot_lifecycle_stage",
     "hs_lead_status": "hubspot_lead_status",
+}
+# Contact properties that say where the contact came from -> (touch field, original source).
+# HubSpot's source (hs_analytics_source, hs_latest_source) is its channel, e.g. PAID_SEARCH,
+# taken as the medium (lower case); drill-down 1 names the campaign (or referrer, or search
+# engine), drill-down 2 the keyword or detail. A webhook event carries one property at a time.
+TOUCH_PROPERTIES = {
+    "hs_analytics_source": ("medium", True),
+    "hs_analytics_source_data_1": ("campaign", True),
+    "hs_analytics_source_data_2": ("term", True),
+    "hs_latest_source": ("medium", False),
+    "hs_latest_source_data_1": ("campaign", False),
+    "hs_latest_source_data_2": ("term", False),
+    # UTM values kept in contact properties (hidden form fields) under their own names.
+    **{
+        f"utm_{name}": (name, False) for name in ("source", "medium", "campaign", "term", "content")
+    },
 }
 ACTIVITY_BY_TYPE = {
     "contact.creation": "contact_created",
@@ -123,6 +140,7 @@ def _event(label: str, item: Any) -> CloudEvent:
     email = None
     properties: dict[str, Any] = {}
     name = None
+    touch = None
     if kind == "contact.propertyChange":
         name, value = item.get("propertyName"), item.get("propertyValue")
         if not name:
@@ -135,6 +153,7 @@ def _event(label: str, item: Any) -> CloudEvent:
             if attribute == "company_size" and isinstance(value, str) and value.isdigit():
                 value = int(value)
             attributes[attribute] = value
+        touch = property_touch(str(name), value)
     # HubSpot documents eventId as not unique: two changes in one batch may share it.
     # A retry keeps every part below (only attemptNumber changes), so it still dedups.
     distinct = [str(item["eventId"]), kind, str(item["objectId"]), str(item["occurredAt"])]
@@ -147,4 +166,13 @@ def _event(label: str, item: Any) -> CloudEvent:
         activity_type=ACTIVITY_BY_TYPE[kind],
         occurred_at=epoch_ms_time(item["occurredAt"]),
         properties=properties,
+        touch=touch,
     )
+
+
+def property_touch(name: str, value: Any) -> Touch | None:
+    """The touch a source property's new value gives, or None for other properties."""
+    if name not in TOUCH_PROPERTIES or not isinstance(value, str):
+        return None
+    field, original = TOUCH_PROPERTIES[name]
+    return make_touch({field: value.lower() if field == "medium" else value}, original=original)

@@ -10,10 +10,13 @@ from services.ingest.sources import (
     SignedRequest,
     Unusable,
     collect,
+    combine_touches,
     lead_event,
+    make_touch,
     parse_time,
+    utm_touch,
 )
-from shared.events import CloudEvent
+from shared.events import CloudEvent, Touch
 from shared.settings import IngestSettings
 
 NAME = "marketo"
@@ -24,6 +27,7 @@ EXAMPLE: Any = {
     "identity": {"email": "ana@acme.example", "external_ids": {"marketo": "42"}},
     "attributes": {"company": "Acme", "job_title": "VP Sales"},
     "activity": {"type": "form_submit", "occurred_at": "2026-11-23 09:30:00"},
+    "touch": {"program": "Spring Webinar", "smart_campaign": "Webinar signups", "source": "Web"},
 }
 
 
@@ -67,4 +71,21 @@ def _event(item: dict[str, Any], zone: ZoneInfo) -> CloudEvent:
         activity_type=str(activity.get("type") or ""),
         occurred_at=occurred_at,
         properties=activity.get("properties") or {},
+        touch=template_touch(item.get("touch")),
     )
+
+
+def template_touch(given: Any) -> Touch | None:
+    """The template's `touch`: the Marketo program is the campaign, the smart campaign that
+    called the webhook its content; source, medium, term and content as filled in, and UTM
+    values (utm_source, ...) from the person's fields fill what is left."""
+    if not isinstance(given, dict):
+        return None
+    marketo = make_touch(
+        {
+            **given,
+            "campaign": given.get("campaign") or given.get("program"),
+            "content": given.get("content") or given.get("smart_campaign"),
+        }
+    )
+    return combine_touches(marketo, utm_touch(given))

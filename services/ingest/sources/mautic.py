@@ -14,11 +14,14 @@ from services.ingest.sources import (
     SignedRequest,
     Unusable,
     collect,
+    combine_touches,
     lead_event,
+    make_touch,
     page_view_activity,
     parse_time,
+    utm_touch,
 )
-from shared.events import CloudEvent
+from shared.events import CloudEvent, Touch
 from shared.settings import IngestSettings
 
 NAME = "mautic"
@@ -136,7 +139,29 @@ def _event(trigger: str, item: Any, delivered_at: Any) -> CloudEvent:
         activity_type=activity_type,
         occurred_at=parse_time(timestamp),
         properties={k: v for k, v in properties.items() if v is not None},
+        touch=combine_touches(
+            hit_touch(holder) if trigger == "mautic.page_on_hit" else None, utm_tags(contact)
+        ),
     )
+
+
+def hit_touch(hit: dict[str, Any]) -> Touch | None:
+    """A page hit's UTM parameters (its `query`; lead_event also reads its `url`) and, with no
+    utm_medium, what Mautic says generated the link (`source`, e.g. email or sms)."""
+    query = hit.get("query")
+    given = utm_touch(query) if isinstance(query, dict) else None
+    return combine_touches(given, make_touch({"medium": hit.get("source")}))
+
+
+def utm_tags(contact: dict[str, Any]) -> Touch | None:
+    """The latest of the contact's UTM tags (Mautic keeps them per contact), in either the
+    utm_source or the utmSource spelling."""
+    tags = contact.get("utmtags")
+    if not isinstance(tags, list) or not tags or not isinstance(tags[-1], dict):
+        return None
+    tag = tags[-1]
+    names = ("source", "medium", "campaign", "term", "content")
+    return make_touch({n: tag.get(f"utm_{n}") or tag.get(f"utm{n.capitalize()}") for n in names})
 
 
 def _fields(contact: dict[str, Any]) -> dict[str, Any]:

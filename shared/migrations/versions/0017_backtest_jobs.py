@@ -1,7 +1,7 @@
 """Backtest jobs: a queue table, so jobs are not held in one handoff instance's memory.
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0016
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0017"
-down_revision = "0012"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

@@ -59,19 +59,19 @@ def pointers(body):
     return [e["pointer"] for e in body.get("errors", [])]
 
 
-def test_item1_an_event_too_large_for_its_derived_records_is_413_naming_the_limit(client):
+def test_an_event_too_large_for_its_derived_records_is_413_naming_the_limit(client):
     body = problem(post(client, native(attributes={"notes": "x" * 200_000})), 413)
     assert "65536" in body["detail"]
 
 
-def test_item1_per_field_limits_string_length_and_attribute_count(client):
+def test_a_string_too_long_or_too_many_attributes_is_422_naming_the_field(client):
     long = problem(post(client, native(attributes={"notes": "x" * 9000})), 422)
     assert pointers(long) == ["/attributes/notes"] and "8192" in long["detail"]
     many = {f"a{i}": i for i in range(101)}
     assert pointers(problem(post(client, native(attributes=many)), 422)) == ["/attributes"]
 
 
-def test_item4_nul_characters_are_refused_with_their_pointer_on_every_endpoint(client):
+def test_nul_characters_are_refused_with_their_pointer_on_every_endpoint(client):
     body = problem(post(client, native(attributes={"company": "Ac\u0000me"})), 422)
     assert pointers(body) == ["/attributes/company"]
     external = native(identity={"email": None, "external_ids": {"crm": "1\u00002"}})
@@ -82,7 +82,7 @@ def test_item4_nul_characters_are_refused_with_their_pointer_on_every_endpoint(c
 
 
 @pytest.mark.parametrize("depth", [200, 990])
-def test_item4_deep_nesting_is_refused_before_scoring_could_choke_on_it(client, depth):
+def test_deep_nesting_is_refused_before_scoring_could_choke_on_it(client, depth):
     nested = "[" * depth + "]" * depth
     raw = json.dumps(native(attributes={"deep": "NESTED"})).replace('"NESTED"', nested)
     body = problem(post(client, raw.encode()), 422)
@@ -91,14 +91,14 @@ def test_item4_deep_nesting_is_refused_before_scoring_could_choke_on_it(client, 
         assert body["errors"][0]["pointer"].startswith("/attributes/deep/0")
 
 
-def test_item5_an_event_beyond_the_clock_skew_tolerance_is_422(client):
+def test_an_event_beyond_the_clock_skew_tolerance_is_422(client):
     future = (NOW + timedelta(days=5 * 365)).isoformat()
     body = problem(post(client, native(activity={"occurred_at": future})), 422)
     assert pointers(body) == ["/activity/occurred_at"]
     assert "300 s" in body["detail"]
 
 
-def test_item9_a_500_is_counted_as_an_error_not_as_accepted(client):
+def test_a_500_is_counted_as_an_error_not_as_accepted(client):
     def count(outcome):
         value = REGISTRY.get_sample_value(
             "leadrouter_ingest_requests_total", {"source": "api", "outcome": outcome}
@@ -120,19 +120,19 @@ def test_item9_a_500_is_counted_as_an_error_not_as_accepted(client):
         (b'{"company_size": -Infinity}', "/attributes/company_size"),
     ],
 )
-def test_item10_numbers_that_are_not_finite_are_422_naming_the_field(client, raw, where):
+def test_numbers_that_are_not_finite_are_422_naming_the_field(client, raw, where):
     body = json.dumps(native()).replace('{"company": "Acme"}', raw.decode()).encode()
     assert pointers(problem(post(client, body), 422)) == [where]
 
 
 @pytest.mark.parametrize("when", [0, 1795424400, "2026-11-23T09:30:00", "2026-11-23"])
-def test_item10_occurred_at_must_be_an_rfc3339_string_with_a_zone(client, when):
+def test_occurred_at_must_be_an_rfc3339_string_with_a_zone(client, when):
     body = problem(post(client, native(activity={"occurred_at": when})), 422)
     assert pointers(body) == ["/activity/occurred_at"]
 
 
 @pytest.mark.parametrize("path", ["/v1/events", "/v1/webhooks/mautic", "/v1/webhooks/segment"])
-def test_item11_json_nested_thousands_deep_is_problem_json_not_a_500(client, path):
+def test_json_nested_thousands_deep_is_problem_json_not_a_500(client, path):
     raw = b"[" * 100_000 + b"]" * 100_000
     response = post(client, raw, path, {"webhook-signature": "x", "x-signature": "x"})
     assert response.status_code in (401, 422), response.text
@@ -142,18 +142,18 @@ def test_item11_json_nested_thousands_deep_is_problem_json_not_a_500(client, pat
 
 
 @pytest.mark.parametrize("url", ["/v1/leads/%00", "/v1/leads?email=%00@x.example"])
-def test_item11_nul_in_a_path_or_query_is_400_problem_json_on_scoring(url):
+def test_nul_in_a_path_or_query_is_400_problem_json_on_scoring(url):
     scoring = TestClient(build_scoring(Settings()), raise_server_exceptions=False)
     assert problem(scoring.get(url), 400)["detail"].startswith("the URL holds a NUL")
 
 
-def test_item11_nul_in_a_path_or_query_is_400_problem_json_on_ingest(client):
+def test_nul_in_a_path_or_query_is_400_problem_json_on_ingest(client):
     assert problem(client.get("/v1/events%00"), 400)
     assert problem(client.get("/healthz?x=%00"), 400)
 
 
 @pytest.mark.parametrize("size", [1_048_200, 1_048_400, 1_048_560])
-def test_item12_bodies_just_under_the_body_limit_are_413_not_503(client, size):
+def test_bodies_just_under_the_body_limit_are_413_not_503(client, size):
     event = native(attributes={"notes": ""})
     padding = size - len(json.dumps(event).encode())
     event["attributes"]["notes"] = "x" * padding
@@ -163,7 +163,7 @@ def test_item12_bodies_just_under_the_body_limit_are_413_not_503(client, size):
     assert "Retry-After" not in body and "retry-after" not in post(client, raw).headers
 
 
-def test_item13_marketo_bodies_that_are_not_the_templates_shape_are_422(client):
+def test_marketo_bodies_that_are_not_the_templates_shape_are_422(client):
     for raw in (b"null", b"1", b'"x"', b"[]", b"[1]"):
         response = post(
             client, raw, "/v1/webhooks/marketo", {"x-leadrouter-token": "marketo-token"}
@@ -171,7 +171,7 @@ def test_item13_marketo_bodies_that_are_not_the_templates_shape_are_422(client):
         problem(response, 422)
 
 
-def test_item13_an_empty_hubspot_array_is_422(client):
+def test_an_empty_hubspot_array_is_422(client):
     url = "http://testserver/v1/webhooks/hubspot"
     ts = str(int(datetime.now(UTC).timestamp() * 1000))
     digest = hmac.new(b"hs-secret", b"POST" + url.encode() + b"[]" + ts.encode(), hashlib.sha256)
@@ -182,7 +182,7 @@ def test_item13_an_empty_hubspot_array_is_422(client):
     problem(post(client, b"[]", "/v1/webhooks/hubspot", headers), 422)
 
 
-def test_item13_a_mautic_body_without_any_trigger_is_422(client):
+def test_a_mautic_body_without_any_trigger_is_422(client):
     raw = b'{"timestamp": "2026-11-23T09:30:00+00:00"}'
     signature = base64.b64encode(hmac.new(b"mautic-secret", raw, hashlib.sha256).digest())
     problem(
@@ -190,7 +190,7 @@ def test_item13_a_mautic_body_without_any_trigger_is_422(client):
     )
 
 
-def test_item14_a_single_native_object_gets_pointers_without_an_index(client):
+def test_a_single_native_object_gets_pointers_without_an_index(client):
     single = problem(post(client, native(activity={"type": "Bad Type"})), 422)
     assert pointers(single) == ["/activity/type"]
     array = problem(post(client, [native(), native(activity={"type": "Bad Type"})]), 422)

@@ -3,9 +3,10 @@
 import asyncio
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.handoff.board.feed import ChangeFeed
+from services.handoff.board.feed import CHANNEL, ChangeFeed
 from services.handoff.repository import reps
 from shared.db import make_engine, make_sessionmaker
 
@@ -23,7 +24,18 @@ REP = {
 }
 
 
-async def test_a_change_reaches_subscribers_when_its_transaction_commits(database_url):
+async def announce_sentinel(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Commit a notification of our own: PostgreSQL delivers notifications in commit order, so
+    anything announced before it reaches a subscriber first."""
+    async with sessions() as session, session.begin():
+        await session.execute(text("SELECT pg_notify(:channel, 'sentinel')"), {"channel": CHANNEL})
+
+
+async def next_change(changes: asyncio.Queue[str]) -> str:
+    return await asyncio.wait_for(changes.get(), 5)
+
+
+async def test_a_change_reaches_subscribers_when_its_transaction_commits(database_url: str) -> None:
     feed = ChangeFeed(database_url)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
@@ -32,22 +44,25 @@ async def test_a_change_reaches_subscribers_when_its_transaction_commits(databas
             await asyncio.wait_for(feed.listening.wait(), 10)
             async with sessions() as session, session.begin():
                 await session.execute(insert(reps).values(**REP))
-                await asyncio.sleep(0.3)
-                assert changes.empty(), "an uncommitted change was announced"
-            assert await asyncio.wait_for(changes.get(), 5) == "reps"
-            assert await asyncio.wait_for(other_page.get(), 5) == "reps"
+                await announce_sentinel(sessions)
+                assert await next_change(changes) == "sentinel", (
+                    "an uncommitted change was announced"
+                )
+                assert await next_change(other_page) == "sentinel"
+            assert await next_change(changes) == "reps"
+            assert await next_change(other_page) == "reps"
 
             async with sessions() as session, session.begin():
                 await session.execute(update(reps).values(available=False))
                 await session.rollback()
-            await asyncio.sleep(0.3)
-            assert changes.empty(), "a rolled-back change was announced"
+            await announce_sentinel(sessions)
+            assert await next_change(changes) == "sentinel", "a rolled-back change was announced"
     finally:
         await feed.close()
         await engine.dispose()
 
 
-async def test_a_slow_page_gets_one_catch_all_instead_of_a_backlog(database_url):
+async def test_a_slow_page_gets_one_catch_all_instead_of_a_backlog(database_url: str) -> None:
     feed = ChangeFeed(database_url)
     try:
         async with feed.subscribe() as changes:
