@@ -51,12 +51,19 @@ def python_pid(process: "subprocess.Popen[bytes]", timeout_s: float = 10) -> int
     raise AssertionError(f"py-spy started no process in {timeout_s}s")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port nothing listens on right now, never one this process handed out before (the
+    kernel may offer a closed port again before the service it went to has bound it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 async def eventually(

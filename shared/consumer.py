@@ -27,14 +27,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
 from shared.consumer_upkeep import ConsumerUpkeep, _options, partitions_of, stored_offsets
-from shared.db import consumer_offsets
+from shared.db import consumer_offsets, driver_connection
 from shared.errors import is_retryable
 from shared.events import CloudEvent
 from shared.kafka import dlq
@@ -46,16 +46,17 @@ log = logging.getLogger(__name__)
 FETCH_MAX_WAIT_MS = 20
 
 # One fixed statement per batch: arrays instead of one parameter set per id, so it is prepared
-# once and costs no per-row statement building.
-CLAIM_IDS_AND_STORE_OFFSET = text(
+# once and costs no per-row statement building; sent straight to asyncpg on the session's
+# connection (the handler's statements follow in the same transaction).
+CLAIM_IDS_AND_STORE_OFFSET = (
     "with stored as ("
     " insert into consumer_offsets (consumer_group, topic, partition, next_offset)"
-    " values (:group, :topic, :partition, :next_offset)"
+    " values ($1, $2, $3, $4)"
     " on conflict (consumer_group, topic, partition) do update"
     " set next_offset = excluded.next_offset, updated_at = excluded.updated_at)"
     " insert into processed_events (consumer_group, event_id, topic, partition, kafka_offset)"
-    " select :group, id, :topic, :partition, o"
-    " from unnest(cast(:ids as text[]), cast(:offsets as bigint[])) as t(id, o)"
+    " select $1, id, $2, $3, o"
+    " from unnest($5::text[], $6::bigint[]) as t(id, o)"
     " on conflict do nothing returning event_id"
 )
 
@@ -378,18 +379,17 @@ class TransactionalConsumer(ConsumerUpkeep):
         unique: dict[str, Delivered] = {}
         for d in decoded:
             unique.setdefault(d.event.id, d)
-        inserted = await session.scalars(
+        driver = await driver_connection(session)
+        inserted = await driver.fetch(
             CLAIM_IDS_AND_STORE_OFFSET,
-            {
-                "group": self.group_id,
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "next_offset": next_offset,
-                "ids": list(unique),
-                "offsets": [d.offset for d in unique.values()],
-            },
+            self.group_id,
+            tp.topic,
+            tp.partition,
+            next_offset,
+            list(unique),
+            [d.offset for d in unique.values()],
         )
-        new_ids = set(inserted)
+        new_ids = {row[0] for row in inserted}
         return [d for i, d in unique.items() if i in new_ids]
 
     async def _store_offset(

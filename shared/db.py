@@ -131,3 +131,22 @@ async def db_now(session: AsyncSession) -> datetime:
     if not isinstance(now, datetime):
         raise RuntimeError("the database did not tell the time")
     return now
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, that transaction begun.
+
+    For hot paths that send set-based statements straight to asyncpg (no SQLAlchemy statement
+    or row processing) inside the same transaction as the session's other statements. JSON
+    and JSONB values come back decoded (the engine's codecs) and go in as JSON text.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: a statement
+    sent to asyncpg before any through the session would run outside the transaction (and
+    commit on its own), so the adapter's transaction is begun here first if it was not.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapter: Any = raw.dbapi_connection  # the asyncpg adapter (its private transaction hooks)
+    if adapter._transaction is None and adapter.isolation_level != "autocommit":
+        await adapter._start_transaction()
+    return raw.driver_connection

@@ -136,8 +136,11 @@ def _checked_email(value: str) -> str:
 
 # Money on the wire: an amount above zero with at most two decimals (a JSON number or a
 # decimal string; written as a string so no reader rounds it) and its ISO 4217 currency code.
-# NUMERIC(18,2): the bound puts max_digits into the JSON Schema, which cannot say it itself.
-Amount = Annotated[Decimal, Field(gt=0, lt=Decimal(10) ** 16, max_digits=18, decimal_places=2)]
+# NUMERIC(18,2): the bound and the step put max_digits and decimal_places into the JSON Schema.
+Amount = Annotated[
+    Decimal,
+    Field(gt=0, lt=Decimal(10) ** 16, multiple_of=Decimal("0.01"), max_digits=18, decimal_places=2),
+]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 # The same validation and schema as pydantic's EmailStr.

@@ -1,7 +1,7 @@
 """SQL for the leads projection and the identity aliases that point at leads."""
 
 import zlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -13,20 +13,19 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
-    bindparam,
     delete,
     func,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.codec import decode_behaviour, encode_behaviour
 from services.scoring.core import LeadState, Score
 from services.scoring.touches import LeadTouches
 from shared import jsoncodec
-from shared.db import consumer_offsets, metadata, outbox, processed_events
+from shared.db import consumer_offsets, driver_connection, metadata, outbox, processed_events
 from shared.timers import timers
 from shared.vocabulary import Stage
 
@@ -78,99 +77,92 @@ Index("lead_aliases_lead_key", lead_aliases.c.lead_key)
 
 
 def _state(row: Any) -> LeadState:
+    """A lead from its row by column name (an asyncpg Record or a SQLAlchemy row's mapping)."""
     return LeadState(
-        lead_key=row.lead_key,
-        email=row.email,
-        attributes=row.attributes,
-        behaviour=decode_behaviour(row.behaviour),
-        stage=Stage(row.stage),
-        tier=row.tier,
-        events_count=row.events_count,
-        last_activity_at=row.last_activity_at,
-        evaluated_at=row.evaluated_at,
+        lead_key=row["lead_key"],
+        email=row["email"],
+        attributes=row["attributes"],
+        behaviour=decode_behaviour(row["behaviour"]),
+        stage=Stage(row["stage"]),
+        tier=row["tier"],
+        events_count=row["events_count"],
+        last_activity_at=row["last_activity_at"],
+        evaluated_at=row["evaluated_at"],
         score=Score(
-            row.fit_score,
-            row.behaviour_score,
-            row.score,
-            tuple((c["rule"], c["points"]) for c in row.explanation),
+            row["fit_score"],
+            row["behaviour_score"],
+            row["score"],
+            tuple((c["rule"], c["points"]) for c in row["explanation"]),
         ),
-        recycled_at=row.recycled_at,
+        recycled_at=row["recycled_at"],
     )
 
 
-# A lead's row in column order, JSON columns already encoded: the live upsert (SAVE_LEADS, one
-# array per column) and the replay's COPY write the same tuples.
-LEAD_COLUMNS = (
-    "lead_key",
-    "email",
-    "attributes",
-    "score",
-    "fit_score",
-    "behaviour_score",
-    "tier",
-    "stage",
-    "events_count",
-    "explanation",
-    "behaviour",
-    "last_activity_at",
-    "evaluated_at",
-    "recycled_at",
+# A lead's row, column by column: its name, its PostgreSQL type, and its value from a lead's
+# state (JSON columns as JSON text). The live upsert (SAVE_LEADS: one array per column, one
+# statement per batch) and the replay's COPY are both built from this list, so a new column
+# of the projection is one line here (and one in `_state` to read it back).
+LEAD_ROW: tuple[tuple[str, str, Callable[[LeadState], Any]], ...] = (
+    ("lead_key", "text", lambda s: s.lead_key),
+    ("email", "text", lambda s: s.email),
+    ("attributes", "jsonb", lambda s: jsoncodec.dumps(s.attributes)),
+    ("score", "int", lambda s: s.score.total),
+    ("fit_score", "float8", lambda s: s.score.fit),
+    ("behaviour_score", "float8", lambda s: s.score.behaviour),
+    ("tier", "text", lambda s: s.tier),
+    ("stage", "text", lambda s: s.stage),
+    ("events_count", "int", lambda s: s.events_count),
+    ("explanation", "jsonb", lambda s: jsoncodec.dumps(s.explanation())),
+    ("behaviour", "jsonb", lambda s: jsoncodec.dumps(encode_behaviour(s.behaviour))),
+    ("last_activity_at", "timestamptz", lambda s: s.last_activity_at),
+    ("evaluated_at", "timestamptz", lambda s: s.evaluated_at),
+    ("recycled_at", "timestamptz", lambda s: s.recycled_at),
 )
+LEAD_COLUMNS = tuple(name for name, _, _ in LEAD_ROW)
+_LEAD_VALUES = tuple(value for _, _, value in LEAD_ROW)
 
 
 def _row(s: LeadState) -> tuple[Any, ...]:
-    dumps = jsoncodec.dumps
+    return tuple(value(s) for value in _LEAD_VALUES)
+
+
+def _upsert_leads_sql() -> str:
+    """One insert of every row of a batch, fed one array per column ($1 ... $n), updating
+    the rows that exist; returns each row's version. JSON goes as text arrays, cast per row
+    (asyncpg encodes a text array in one pass; a jsonb array would be encoded value by value)."""
+    names = ", ".join(LEAD_COLUMNS)
+    arrays = ", ".join(
+        f"${i}::{'text' if kind == 'jsonb' else kind}[]"
+        for i, (_, kind, _) in enumerate(LEAD_ROW, start=1)
+    )
+    values = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind, _ in LEAD_ROW)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in LEAD_COLUMNS[1:])
     return (
-        s.lead_key,
-        s.email,
-        dumps(s.attributes),
-        s.score.total,
-        s.score.fit,
-        s.score.behaviour,
-        s.tier,
-        s.stage,
-        s.events_count,
-        dumps(s.explanation()),
-        dumps(encode_behaviour(s.behaviour)),
-        s.last_activity_at,
-        s.evaluated_at,
-        s.recycled_at,
+        f"insert into leads ({names}) select {values} from unnest({arrays}) as t({names})"
+        f" on conflict (lead_key) do update set {updates}, updated_at = now()"
+        " returning lead_key, xmin::text::bigint as xid, updated_at"
     )
 
 
-# The hot statements of a batch are fixed SQL texts with one array per column (unnest), so
-# each compiles and is prepared once whatever the batch size, and its rows cost no per-row
-# statement building (SQLAlchemy's executemany and IN-lists took ~1 ms per statement).
-RESOLVE_ALIASES = text(
-    "select alias, lead_key from lead_aliases where alias = any(cast(:aliases as text[]))"
+# The hot statements of a batch go straight to asyncpg on the session's own connection (in its
+# transaction): fixed texts with one array per column, so each is prepared once whatever the
+# batch size and its rows cost no per-row statement building, and neither SQLAlchemy's
+# statement and row processing nor asyncpg's per-parameter encoding is paid per event.
+SAVE_LEADS = _upsert_leads_sql()
+RESOLVE_ALIASES = "select alias, lead_key from lead_aliases where alias = any($1::text[])"
+CLAIM_ALIASES = (
+    "select pg_advisory_xact_lock($1, h) from unnest($2::int[]) with ordinality as t(h, n)"
+    " order by n"
 )
-LOCK_LEADS = text(
-    "select * from leads where lead_key = any(cast(:keys as text[])) order by lead_key for update"
-)
-BIND_ALIASES = text(
-    "insert into lead_aliases (alias, lead_key)"
-    " select * from unnest(cast(:aliases as text[]), cast(:keys as text[]))"
+LOCK_LEADS = "select * from leads where lead_key = any($1::text[]) order by lead_key for update"
+BIND_ALIASES = (
+    "insert into lead_aliases (alias, lead_key) select * from unnest($1::text[], $2::text[])"
     " on conflict (alias) do update set lead_key = excluded.lead_key"
 )
-SAVE_LEADS = text(
-    "insert into leads (lead_key, email, attributes, score, fit_score, behaviour_score, tier,"
-    " stage, events_count, explanation, behaviour, last_activity_at, evaluated_at, recycled_at)"
-    " select k, e, a::jsonb, s, f, b, t, st, n, x::jsonb, bh::jsonb, la, ev, rc from unnest("
-    "cast(:lead_key as text[]), cast(:email as text[]), cast(:attributes as text[]),"
-    " cast(:score as int[]), cast(:fit_score as float8[]), cast(:behaviour_score as float8[]),"
-    " cast(:tier as text[]), cast(:stage as text[]), cast(:events_count as int[]),"
-    " cast(:explanation as text[]), cast(:behaviour as text[]),"
-    " cast(:last_activity_at as timestamptz[]), cast(:evaluated_at as timestamptz[]),"
-    " cast(:recycled_at as timestamptz[]))"
-    " as t(k, e, a, s, f, b, t, st, n, x, bh, la, ev, rc)"
-    " on conflict (lead_key) do update set email = excluded.email,"
-    " attributes = excluded.attributes, score = excluded.score,"
-    " fit_score = excluded.fit_score, behaviour_score = excluded.behaviour_score,"
-    " tier = excluded.tier, stage = excluded.stage, events_count = excluded.events_count,"
-    " explanation = excluded.explanation, behaviour = excluded.behaviour,"
-    " last_activity_at = excluded.last_activity_at, evaluated_at = excluded.evaluated_at,"
-    " recycled_at = excluded.recycled_at, updated_at = now()"
-    " returning lead_key, xmin::text::bigint as xid, updated_at"
+# The lead and its touches (services/scoring/touches.py) in one statement.
+DELETE_LEADS = (
+    "with gone as (delete from lead_touches where lead_key = any($1::text[]))"
+    " delete from leads where lead_key = any($1::text[])"
 )
 
 # A lead row's version: the id of the transaction that wrote it (xmin) and that transaction's
@@ -181,25 +173,26 @@ LeadVersion = tuple[int, datetime]
 # LOCK_LEADS for a caller that holds some of these leads already (services/scoring/known_leads):
 # every row is locked and its version returned, the JSON columns only when the caller's
 # version is not the row's (most returning leads: their decoding was most of reading them).
-LOCK_LEADS_UNLESS_KNOWN = text(
+LOCK_LEADS_UNLESS_KNOWN = (
     "select l.lead_key, l.email, l.score, l.fit_score, l.behaviour_score, l.tier, l.stage,"
     " l.events_count, l.last_activity_at, l.evaluated_at, l.recycled_at,"
     " l.xmin::text::bigint as xid, l.updated_at,"
     " case when v.known then null else l.attributes end as attributes,"
     " case when v.known then null else l.explanation end as explanation,"
     " case when v.known then null else l.behaviour end as behaviour"
-    " from leads l left join unnest(cast(:known_keys as text[]), cast(:known_xids as bigint[]),"
-    " cast(:known_at as timestamptz[])) as k(key, xid, at) on k.key = l.lead_key"
+    " from leads l left join unnest($2::text[], $3::bigint[], $4::timestamptz[])"
+    " as k(key, xid, at) on k.key = l.lead_key"
     " cross join lateral (select coalesce(k.xid = l.xmin::text::bigint"
     " and k.at = l.updated_at, false) as known) as v"
-    " where l.lead_key = any(cast(:keys as text[])) order by l.lead_key for update of l"
+    " where l.lead_key = any($1::text[]) order by l.lead_key for update of l"
 )
 
 
 async def resolve_aliases(session: AsyncSession, aliases: Iterable[str]) -> dict[str, str]:
     """The lead each known alias (email:..., hubspot:..., segment_anonymous:...) points at."""
-    rows = await session.execute(RESOLVE_ALIASES, {"aliases": sorted(set(aliases))})
-    return {r.alias: r.lead_key for r in rows}
+    driver = await driver_connection(session)
+    rows = await driver.fetch(RESOLVE_ALIASES, sorted(set(aliases)))
+    return {alias: key for alias, key in rows}
 
 
 async def claim_aliases(session: AsyncSession, aliases: Iterable[str]) -> dict[str, str]:
@@ -212,13 +205,8 @@ async def claim_aliases(session: AsyncSession, aliases: Iterable[str]) -> dict[s
     names = sorted(set(aliases))
     hashes = sorted({_alias_lock_id(a) for a in names})
     if hashes:
-        await session.execute(
-            text(
-                "select pg_advisory_xact_lock(:space, h) from unnest(:hashes) with ordinality"
-                " as t(h, n) order by n"
-            ).bindparams(bindparam("hashes", type_=ARRAY(Integer))),
-            {"space": IDENTITY_LOCK_SPACE, "hashes": hashes},
-        )
+        driver = await driver_connection(session)
+        await driver.execute(CLAIM_ALIASES, IDENTITY_LOCK_SPACE, hashes)
     return await resolve_aliases(session, names)
 
 
@@ -233,9 +221,8 @@ async def bind_aliases(session: AsyncSession, bindings: dict[str, str]) -> None:
     if not bindings:
         return
     ordered = sorted(bindings.items())
-    await session.execute(
-        BIND_ALIASES, {"aliases": [a for a, _ in ordered], "keys": [k for _, k in ordered]}
-    )
+    driver = await driver_connection(session)
+    await driver.execute(BIND_ALIASES, [a for a, _ in ordered], [k for _, k in ordered])
 
 
 async def aliases_of(session: AsyncSession, lead_keys: Iterable[str]) -> dict[str, str]:
@@ -251,8 +238,9 @@ async def lock_leads(session: AsyncSession, keys: Iterable[str]) -> dict[str, Le
     keys = sorted(set(keys))
     if not keys:
         return {}
-    rows = await session.execute(LOCK_LEADS, {"keys": keys})
-    return {row.lead_key: _state(row) for row in rows}
+    driver = await driver_connection(session)
+    rows = await driver.fetch(LOCK_LEADS, keys)
+    return {row["lead_key"]: _state(row) for row in rows}
 
 
 async def lock_leads_unless_known(
@@ -264,19 +252,18 @@ async def lock_leads_unless_known(
     if not keys:
         return {}
     known_keys = sorted(k for k in keys if k in known)
-    rows = await session.execute(
+    driver = await driver_connection(session)
+    rows = await driver.fetch(
         LOCK_LEADS_UNLESS_KNOWN,
-        {
-            "keys": keys,
-            "known_keys": known_keys,
-            "known_xids": [known[k][0] for k in known_keys],
-            "known_at": [known[k][1] for k in known_keys],
-        },
+        keys,
+        known_keys,
+        [known[k][0] for k in known_keys],
+        [known[k][1] for k in known_keys],
     )
     return {
-        row.lead_key: (
-            (row.xid, row.updated_at),
-            None if row.behaviour is None else _state(row),
+        row["lead_key"]: (
+            (row["xid"], row["updated_at"]),
+            None if row["behaviour"] is None else _state(row),
         )
         for row in rows
     }
@@ -287,24 +274,24 @@ async def save_leads(session: AsyncSession, states: Iterable[LeadState]) -> dict
     rows = [_row(s) for s in states]
     if not rows:
         return {}
-    columns = zip(LEAD_COLUMNS, zip(*rows, strict=True), strict=True)
-    saved = await session.execute(SAVE_LEADS, {name: list(values) for name, values in columns})
-    return {row.lead_key: (row.xid, row.updated_at) for row in saved}
+    driver = await driver_connection(session)
+    saved = await driver.fetch(SAVE_LEADS, *map(list, zip(*rows, strict=True)))
+    return {lead_key: (xid, updated_at) for lead_key, xid, updated_at in saved}
 
 
 async def delete_leads(session: AsyncSession, keys: Iterable[str]) -> None:
     """Remove leads merged into others (their aliases were repointed first)."""
     keys = sorted(set(keys))
     if keys:
-        await session.execute(delete(leads).where(leads.c.lead_key.in_(keys)))
-        await session.execute(delete(lead_touches).where(lead_touches.c.lead_key.in_(keys)))
+        driver = await driver_connection(session)
+        await driver.execute(DELETE_LEADS, keys)
 
 
 async def get_lead(session: AsyncSession, key_or_alias: str) -> LeadState | None:
     """One lead by its key or any of its aliases, or None."""
     key = (await resolve_aliases(session, [key_or_alias])).get(key_or_alias, key_or_alias)
     row = (await session.execute(select(leads).where(leads.c.lead_key == key))).first()
-    return _state(row) if row else None
+    return _state(row._mapping) if row else None
 
 
 async def find_by_email(session: AsyncSession, email: str) -> LeadState | None:
@@ -315,7 +302,7 @@ async def find_by_email(session: AsyncSession, email: str) -> LeadState | None:
 async def all_leads(session: AsyncSession) -> list[LeadState]:
     """Every lead (for replay checks and small exports)."""
     rows = await session.execute(select(leads).order_by(leads.c.lead_key))
-    return [_state(r) for r in rows]
+    return [_state(r._mapping) for r in rows]
 
 
 async def count_leads(session: AsyncSession) -> int:
@@ -361,13 +348,6 @@ async def drop_outbox(session: AsyncSession, relay: str) -> None:
 # asyncpg connection, so inside its transaction) instead of batched upserts.
 
 
-async def _driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's transaction (for COPY)."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
-
-
 async def truncate_projection(
     session: AsyncSession, group: str, timer_kind: str, relays: Iterable[str]
 ) -> None:
@@ -384,14 +364,14 @@ async def copy_leads(session: AsyncSession, states: Collection[LeadState]) -> in
     Python encodes the next.
     """
     records = (_row(s) for s in states)
-    driver = await _driver_connection(session)
+    driver = await driver_connection(session)
     await driver.copy_records_to_table("leads", records=records, columns=LEAD_COLUMNS)
     return len(states)
 
 
 async def copy_aliases(session: AsyncSession, bindings: dict[str, str]) -> None:
     """Write every alias (the table is empty) with one COPY."""
-    driver = await _driver_connection(session)
+    driver = await driver_connection(session)
     await driver.copy_records_to_table(
         "lead_aliases", records=list(bindings.items()), columns=("alias", "lead_key")
     )
@@ -401,7 +381,7 @@ async def copy_processed_ids(
     session: AsyncSession, group: str, processed: dict[str, tuple[str, int, int]]
 ) -> None:
     """Record these event ids as processed by the group, with where each was read."""
-    driver = await _driver_connection(session)
+    driver = await driver_connection(session)
     await driver.copy_records_to_table(
         "processed_events",
         records=[(group, i, t, p, o) for i, (t, p, o) in processed.items()],
@@ -413,7 +393,7 @@ async def copy_offsets(
     session: AsyncSession, group: str, next_offsets: dict[tuple[str, int], int]
 ) -> None:
     """Store the group's next offset of each partition (its rows were deleted)."""
-    driver = await _driver_connection(session)
+    driver = await driver_connection(session)
     await driver.copy_records_to_table(
         "consumer_offsets",
         records=[(group, t, p, o) for (t, p), o in sorted(next_offsets.items())],
@@ -423,7 +403,7 @@ async def copy_offsets(
 
 async def copy_timers(session: AsyncSession, kind: str, due: dict[str, Any]) -> None:
     """Set one timer of `kind` per key (none of that kind is set) with one COPY."""
-    driver = await _driver_connection(session)
+    driver = await driver_connection(session)
     await driver.copy_records_to_table(
         "timers",
         records=[(kind, k, at, "{}") for k, at in sorted(due.items())],
