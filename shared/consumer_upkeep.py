@@ -1,8 +1,11 @@
-"""The consumer's upkeep beside its loop: advisory offset commits to Kafka, the lag gauge,
-moving stored offsets past trailing transaction markers, and pruning processed event ids.
+"""The consumer's upkeep beside its loop: lag, offsets past transaction markers, pruning.
 
-`TransactionalConsumer` (shared/consumer.py) runs `maintain()` off the processing path; the
-state it reads (the Kafka consumer, the offsets stored and fetched) is the loop's own.
+`maintain()` measures lag (end offsets minus the offsets stored in Postgres, for every
+partition of the group's topics, so it grows while processing is stuck), prunes processed
+event ids older than the dedup window, runs the subscription's retention jobs and sends the
+advisory commits. A transaction's commit marker takes an offset after its last record: the
+member that owns a partition moves the stored offset past markers it has read beyond its last
+record, so an idle group that is caught up reads a lag of 0.
 """
 
 import asyncio
@@ -12,7 +15,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, KafkaError
 from sqlalchemy import ColumnElement, and_, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,7 +33,7 @@ STORE_PAST_MARKERS = text(
 
 
 class ConsumerUpkeep:
-    """Advisory commits, lag, offsets past markers and pruning for a transactional consumer."""
+    """What TransactionalConsumer does beside processing (the attributes are its own)."""
 
     name: str
     group_id: str
@@ -43,51 +45,9 @@ class ConsumerUpkeep:
     _started: asyncio.Event
     _stored: dict[TopicPartition, int]
     _fetched_to: dict[TopicPartition, int]
-    _advisory: dict[TopicPartition, int]
-    _advisory_in_flight: "asyncio.Task[None] | None"
 
     async def commit_advisory(self, wait_s: float = 5.0) -> None:
-        """Tell Kafka the offsets stored with the projection, so its tooling shows the lag.
-
-        Advisory only (the truth is in consumer_offsets), so it is sent from maintain(), off
-        the processing path: awaited after each batch it was one more broker round trip
-        before the next batch and before the outbox relay was woken. A commit that outlasts
-        `wait_s` (Kafka away) is left to finish rather than cancelled: aiokafka shields its
-        request, and a cancelled commit left that request's error ("Task exception was never
-        retrieved ... UnknownMemberIdError") to asyncio's error log when Kafka came back. Its
-        outcome is logged by `_advisory_done`; the offsets are sent again with the next one.
-        """
-        if self._advisory_in_flight is not None:
-            if not self._advisory_in_flight.done():
-                return  # the previous commit still waits for Kafka: these go with the next
-            self._advisory_in_flight = None
-        pending = {tp: o for tp, o in self._advisory.items() if tp in self.consumer.assignment()}
-        self._advisory.clear()
-        if not pending:
-            return
-        task = asyncio.create_task(
-            self.consumer.commit(pending), name=f"{self.name}-advisory-commit"
-        )
-        task.add_done_callback(self._advisory_done)
-        self._advisory_in_flight = task
-        await asyncio.wait([task], timeout=wait_s)
-
-    def _advisory_done(self, task: "asyncio.Task[None]") -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None:
-            return
-        if isinstance(exc, CommitFailedError | KafkaError):
-            # Expected after a rebalance or while Kafka was away; the stored offsets hold.
-            log.info(
-                "%s: advisory offset commit not taken (%s); the offsets stored with the "
-                "projection are the truth, the next commit sends them again",
-                self.name,
-                exc.__class__.__name__,
-            )
-        else:
-            log.warning("%s: advisory offset commit failed: %r", self.name, exc)
+        raise NotImplementedError
 
     async def maintain(
         self,

@@ -12,7 +12,7 @@ from typing import TextIO
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from shared.consumer_upkeep import partitions_of
+from shared.consumer import partitions_of
 from shared.events import LEAD_ACTIVITY, CloudEvent, LeadActivityData
 from shared.kafka import HANDOFFS, LEAD_EVENTS, client_options
 from shared.settings import CommonSettings

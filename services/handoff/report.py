@@ -1,7 +1,9 @@
-"""The smarketing meeting's page: goals, the funnel against last week, SLAs both ways, reasons.
+"""The smarketing meeting's page: goals, the funnel against last week, SLAs both ways, reject
+reasons, campaigns and what sales heard.
 
 `leadrouter report weekly` writes it as HTML and Markdown with PNG charts; the board serves
-the same page. Every figure comes from the queries behind GET /v1/goals and GET /v1/funnel,
+the same page. Every figure comes from the queries behind GET /v1/goals, GET /v1/funnel (with
+`group_by=campaign`, first-touch credit) and GET /v1/insights,
 so the page, the API and the board never disagree. The week is Monday to Sunday (UTC) and
 runs up to `now` when it is the current one; last week is the whole week before.
 """
@@ -18,10 +20,14 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import funnel_repository
+from services.handoff.attribution import AttributionModel
+from services.handoff.breakdown import GroupBy
 from services.handoff.endpoints import STAGE_ORDER, funnel_out
+from services.handoff.funnel import funnel_breakdown
 from services.handoff.goals import GoalProgress, gap_stage, period_of
 from services.handoff.goals_repository import tally
 from services.handoff.goals_service import evaluate_period
+from services.handoff.sales_insights import insights_summary
 from shared.playbook import Playbook
 from shared.playbook.goals import COUNT_METRICS, MONEY_METRICS, Goal, GoalMetric
 
@@ -41,6 +47,9 @@ class WeeklyReport:
     last_funnel: dict[str, Any]
     contact_sla: tuple[int, int]  # met, decided
     acceptance: tuple[int, int]  # accepted, decided
+    # the week's funnel and sales insights per campaign, first-touch credit
+    campaigns: list[dict[str, Any]] = field(default_factory=list)
+    insights: list[dict[str, Any]] = field(default_factory=list)
     charts: dict[str, bytes] = field(default_factory=dict)
 
     # -- figures -------------------------------------------------------------------------
@@ -54,6 +63,34 @@ class WeeklyReport:
         """The most frequent reject reasons this week."""
         items = self.funnel["rejected_by_reason"].items()
         return sorted(((k or "none", v) for k, v in items), key=lambda kv: (-kv[1], kv[0]))[:top]
+
+    def campaign_rows(self) -> list[list[str]]:
+        """Per campaign: leads, MQLs, accept rate, SQLs, customers, pipeline, revenue."""
+        return [
+            [
+                g["key"] or "(none)",
+                f"{g['leads']:g}",
+                f"{g['mqls']:g}",
+                _pct(g["accept_rate"]),
+                f"{g['sqls']:g}",
+                f"{g['customers']:g}",
+                _money(g["pipeline"]),
+                _money(g["revenue"]),
+            ]
+            for g in self.campaigns
+        ]
+
+    def insight_lines(self, top: int = 3) -> list[str]:
+        """Per campaign: how many insights, the most heard tags of each kind, the latest note."""
+        lines = []
+        for g in self.insights:
+            heard = "; ".join(
+                f"{kind}: " + ", ".join(f"{v} ({n:g})" for v, n in list(counts.items())[:top])
+                for kind, counts in g["tags"].items()
+            )
+            note = f'; latest note: "{g["latest_notes"][0]}"' if g["latest_notes"] else ""
+            lines.append(f"{g['key'] or '(none)'}: {g['insights']:g} insights; {heard}{note}")
+        return lines
 
     def sla_rows(self) -> list[tuple[str, str, str, str]]:
         """(side, commitment, this week, detail): sales' speed, marketing's volume and quality."""
@@ -119,6 +156,14 @@ class WeeklyReport:
         out += ["", "## Top reject reasons", ""]
         reasons = self.reasons()
         out += [f"- {r}: {n}" for r, n in reasons] or ["No rejections this week."]
+        out += ["", "## Campaigns (first touch)", ""]
+        out += [
+            "| Campaign | Leads | MQLs | Accept rate | SQLs | Customers | Pipeline | Revenue |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        out += ["| " + " | ".join(row) + " |" for row in self.campaign_rows()]
+        out += ["", "## What sales heard, by campaign", ""]
+        out += [f"- {line}" for line in self.insight_lines()] or ["No insights this week."]
         return "\n".join(out) + "\n"
 
     def money_lines(self) -> list[str]:
@@ -197,6 +242,22 @@ class WeeklyReport:
             parts.append("</ul>")
         else:
             parts.append('<p class="empty">No rejections this week.</p>')
+        parts += [
+            "<h2>Campaigns (first touch)</h2>",
+            '<table id="report-campaigns"><thead><tr><th>Campaign</th><th>Leads</th>'
+            "<th>MQLs</th><th>Accept rate</th><th>SQLs</th><th>Customers</th><th>Pipeline</th>"
+            "<th>Revenue</th></tr></thead><tbody>",
+        ]
+        for cells in self.campaign_rows():
+            parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+        parts += ["</tbody></table>", "<h2>What sales heard, by campaign</h2>"]
+        heard = self.insight_lines()
+        if heard:
+            parts.append('<ul id="report-insights">')
+            parts += [f"<li>{e(line)}</li>" for line in heard]
+            parts.append("</ul>")
+        else:
+            parts.append('<p class="empty">No insights this week.</p>')
         parts.append("</div>")
         return "\n".join(parts)
 
@@ -283,6 +344,12 @@ async def weekly_report(
         last_funnel=last.model_dump(),
         contact_sla=(int(contact.value), int(contact.out_of or 0)),
         acceptance=(int(acceptance.value), int(acceptance.out_of or 0)),
+        campaigns=await funnel_breakdown(
+            session, start, end, GroupBy.CAMPAIGN, AttributionModel.FIRST_TOUCH
+        ),
+        insights=await insights_summary(
+            session, start, end, GroupBy.CAMPAIGN, AttributionModel.FIRST_TOUCH
+        ),
     )
     report.charts = await asyncio.to_thread(charts, report)  # CPU-bound: off the event loop
     return report

@@ -91,6 +91,14 @@ async def test_the_weekly_report_from_the_demo_seed_matches_the_api(services, tm
                 params={"since": (week - timedelta(days=7)).isoformat(), "until": week.isoformat()},
             )
         ).json()
+        window = {"since": week.isoformat(), "until": at.isoformat()}
+        by_campaign = (
+            await client.get(
+                "/v1/funnel",
+                params={**window, "group_by": "campaign", "attribution": "first_touch"},
+            )
+        ).json()["breakdown"]["groups"]
+        heard = (await client.get("/v1/insights", params=window)).json()["groups"]
 
     assert funnel["mqls"] + last["mqls"] > 0 and funnel["handoffs"] > 0, "the seed reached handoff"
     rows = table(markdown, "Goals")
@@ -118,4 +126,13 @@ async def test_the_weekly_report_from_the_demo_seed_matches_the_api(services, tm
     listed = markdown.split("## Top reject reasons\n", 1)[1]
     for reason, count in reasons:
         assert f"- {reason}: {count}" in listed
+    campaigns = table(markdown, "Campaigns (first touch)")
+    assert by_campaign, "the demo seed's leads carry campaigns"
+    assert [r[0] for r in campaigns] == [g["key"] or "(none)" for g in by_campaign]
+    for row, group in zip(campaigns, by_campaign, strict=True):
+        assert row[1:3] == [f"{group['leads']:g}", f"{group['mqls']:g}"], group["key"]
+        assert row[4:6] == [f"{group['sqls']:g}", f"{group['customers']:g}"], group["key"]
+    said_heard = markdown.split("## What sales heard, by campaign\n", 1)[1]
+    for group in heard:
+        assert f"- {group['key'] or '(none)'}: {group['insights']:g} insights;" in said_heard
     assert len(html) > 1000
