@@ -88,9 +88,7 @@ def test_a_signal_that_disqualifies_the_lead_does_not_reach_sales():
 
 
 def test_a_playbook_without_signals_fires_none():
-    text = EXAMPLE.read_text().replace(
-        "signals: [demo_request, pricing_page_view]", "signals: []"
-    )
+    text = EXAMPLE.read_text().replace("signals: [demo_request, pricing_page_view]", "signals: []")
     playbook = parse_playbook(text)
     state = an_mql()
     _, fired = signals_of([("demo_request", 10), ("pricing_page_view", 11)], state, playbook)
