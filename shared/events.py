@@ -231,6 +231,13 @@ class ExplanationLine(BaseModel):
     points: float
 
 
+class SalesSignal(BaseModel):
+    """An activity the playbook marks as a sales signal (`taxonomy.signals`), and when."""
+
+    type: str = Field(description="The activity type, e.g. demo_request")
+    at: datetime = Field(description="When the activity happened")
+
+
 class LifecycleData(BaseModel):
     """The `data` of a lifecycle transition: the lead in full (handoff needs no lookup)."""
 
@@ -261,6 +268,9 @@ class LifecycleData(BaseModel):
     )
     touches: Touches | None = Field(
         None, description="Where the lead came from: first, qualifying and last touch"
+    )
+    signal: SalesSignal | None = Field(
+        None, description="signal: the activity the playbook marks as a sales signal"
     )
 
 
@@ -317,6 +327,9 @@ class HandoffData(BaseModel):
     )
     touches: Touches | None = Field(
         None, description="Where the lead came from: first, qualifying and last touch"
+    )
+    signal: SalesSignal | None = Field(
+        None, description="signal: the sales signal the lead just did (the rep's cue)"
     )
 
 

@@ -50,6 +50,7 @@ class LifecycleTransition(StrEnum):
     BECAME_CUSTOMER = "became_customer"
     MERGED = "merged"
     ERASED = "erased"
+    SIGNAL = "signal"  # an mql (or later) lead did an activity the playbook marks as a signal
 
 
 # The transition sales' conversion to each stage publishes.
@@ -77,6 +78,7 @@ class HandoffKind(StrEnum):
     MANAGER_QUEUE_WARNING = "manager_queue_warning"
     MANAGER_QUEUE_BREACHED = "manager_queue_breached"
     STALE_REMINDER = "stale_reminder"  # accepted or contacted, no feedback for N days
+    SIGNAL = "signal"  # the lead of an open handoff did a sales signal (a demo request, ...)
 
 
 class HandoffStatus(StrEnum):

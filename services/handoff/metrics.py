@@ -97,3 +97,9 @@ STALE_HANDOFFS = Counter(
     "(sla.stale)",
     ["team", "tier", "event"],
 )
+SALES_SIGNALS = Counter(
+    "leadrouter_sales_signals_total",
+    "Sales signals (playbook taxonomy.signals) of mql or later leads, by activity type and "
+    "outcome: sent (to the rep of the lead's open handoff) or no_open_handoff",
+    ["signal", "outcome"],
+)

@@ -1,5 +1,5 @@
-"""SQL the post-handoff policies need (issue 24): the lead's open handoff for a rise in tier,
-suppressions, revisits and the existing owner's recent handoffs."""
+"""SQL the post-handoff policies need (issue 24): the lead's open handoff for a rise in tier
+or a sales signal, suppressions, revisits and the existing owner's recent handoffs."""
 
 from datetime import datetime
 
@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff.policies import RecentHandoff, Suppression
 from services.handoff.repository import handoffs
-from services.handoff.status import RAISABLE_STATUSES, Handoff
+from services.handoff.status import OPEN_STATUSES, RAISABLE_STATUSES, Handoff
 
 
 async def lock_raisable_handoff(session: AsyncSession, lead_key: str) -> Handoff | None:
@@ -81,3 +81,16 @@ async def has_newer_handoff(session: AsyncSession, lead_key: str, since: datetim
         .limit(1)
     )
     return found is not None
+
+
+async def open_handoff(session: AsyncSession, lead_key: str) -> Handoff | None:
+    """The lead's newest handoff a rep has (assigned, accepted or contacted), or None."""
+    row = (
+        await session.execute(
+            select(handoffs)
+            .where(handoffs.c.lead_key == lead_key, handoffs.c.status.in_(sorted(OPEN_STATUSES)))
+            .order_by(handoffs.c.created_at.desc(), handoffs.c.handoff_id)
+            .limit(1)
+        )
+    ).first()
+    return Handoff.from_row(row._mapping) if row else None

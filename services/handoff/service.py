@@ -31,10 +31,11 @@ from services.handoff.flows.base import (
 )
 from services.handoff.flows.feedback import CLOSING_FEEDBACK, FeedbackFlow
 from services.handoff.flows.gauges import GaugeFlow
+from services.handoff.flows.signals import SignalFlow
 from services.handoff.flows.tiers import TierFlow
 from services.handoff.flows.timers import TimerFlow
 from services.handoff.funnel import touches_json
-from services.handoff.metrics import REJECTIONS, SLA_OUTCOMES
+from services.handoff.metrics import REJECTIONS, SALES_SIGNALS, SLA_OUTCOMES
 from shared.consumer import Delivered
 from shared.db import db_now
 from shared.errors import Invalid
@@ -62,6 +63,7 @@ __all__ = [
 
 ROUTED_TRANSITIONS = {"became_mql"}
 TIER_CHANGED = LIFECYCLE_PREFIX + "tier_changed"
+SIGNAL = LIFECYCLE_PREFIX + "signal"
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Batch:
 EventHandler = Callable[[AsyncSession, CloudEvent, Batch], Awaitable[None]]
 
 
-class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, GaugeFlow):
+class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, SignalFlow, GaugeFlow):
     """Everything handoff does to its tables, each call inside the caller's transaction."""
 
     def __init__(
@@ -107,13 +109,17 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, GaugeF
                     SLA_OUTCOMES.labels(team, tier, outcome)
             for reason in playbook.sla.reject_reasons:
                 REJECTIONS.labels(team, reason)
+        for signal in playbook.taxonomy.signals:
+            for outcome in ("sent", "no_open_handoff"):
+                SALES_SIGNALS.labels(signal, outcome)
         self.handlers: dict[str, EventHandler] = {
             LIFECYCLE_ERASED: self._on_erased,
             TIER_CHANGED: self._on_tier_changed,
+            SIGNAL: self._on_signal,
             **{
                 LIFECYCLE_PREFIX + t: self._on_transition
                 for t in LIFECYCLE_TRANSITIONS
-                if LIFECYCLE_PREFIX + t not in {LIFECYCLE_ERASED, TIER_CHANGED}
+                if LIFECYCLE_PREFIX + t not in {LIFECYCLE_ERASED, TIER_CHANGED, SIGNAL}
             },
             **{FEEDBACK_PREFIX + a: self._on_feedback for a in FEEDBACK_ACTIONS},
         }
@@ -167,6 +173,15 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, GaugeF
         )
         if await self.raise_handoff_tier(session, event, lead, await batch.clock(session)):
             batch.changed_handoffs = True
+
+    async def _on_signal(self, session: AsyncSession, event: CloudEvent, batch: Batch) -> None:
+        """Counted in the funnel; the rep of the lead's open handoff hears of the signal."""
+        lead = LifecycleData.model_validate(event.data)
+        await repository.record_merges(session, lead.lead_key, lead.merged_keys)
+        batch.funnel.append(
+            (event.id, lead.lead_key, lead.transition, event.time, touches_json(event))
+        )
+        await self.pass_signal(session, event, lead, await batch.clock(session))
 
     async def _on_erased(self, session: AsyncSession, event: CloudEvent, batch: Batch) -> None:
         """A lead was erased: its handoffs closed and anonymised."""

@@ -34,6 +34,7 @@ from shared.events import (
     HandoffData,
     LeadActivityData,
     LifecycleData,
+    SalesSignal,
     Touch,
     derived_event_id,
 )
@@ -299,6 +300,9 @@ class ScoringHandler:
                 qualifying_activity_at=transition.at,
                 merged_keys=list(merged),
                 touches=None,  # filled in by the batch's TouchJournal
+                signal=SalesSignal(type=transition.signal, at=transition.at)
+                if transition.signal
+                else None,
             ).model_dump(mode="json")
             events.append(
                 CloudEvent.model_construct(

@@ -18,6 +18,7 @@ from shared.events import (
     LeadActivityData,
     LifecycleData,
     SalesInsightData,
+    SalesSignal,
     Touch,
     TouchAt,
     Touches,
@@ -70,7 +71,12 @@ def lifecycle_example(event_type: str) -> BaseModel:
         explanation=_explanation(),
         qualifying_activity_at=EXAMPLE_TIME,
         touches=_touches_example(),
+        signal=_signal_example() if transition == "signal" else None,
     )
+
+
+def _signal_example() -> SalesSignal:
+    return SalesSignal(type="demo_request", at=EXAMPLE_TIME)
 
 
 def handoff_example(event_type: str) -> BaseModel:
@@ -85,6 +91,7 @@ def handoff_example(event_type: str) -> BaseModel:
         "manager_queue_warning": "escalated",
         "manager_queue_breached": "escalated",
         "stale_reminder": "accepted",
+        "signal": "accepted",
     }.get(kind, "assigned")
     queued = kind == "queued"
     escalated = kind.startswith("manager_queue")
@@ -114,6 +121,7 @@ def handoff_example(event_type: str) -> BaseModel:
         accept_by=None if queued else EXAMPLE_TIME + timedelta(minutes=5),
         contact_by=None if queued else EXAMPLE_TIME + timedelta(minutes=15),
         qualifying_activity_at=EXAMPLE_TIME,
+        signal=_signal_example() if kind == "signal" else None,
     )
 
 

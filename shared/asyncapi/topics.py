@@ -83,6 +83,8 @@ WHEN = {
     "live under `lead_key` (count them once).",
     "leadrouter.lifecycle.erased": "The lead's personal data was erased: erase `lead_key` too "
     "(no email, attributes or explanation; stage erased, score 0).",
+    "leadrouter.lifecycle.signal": "An mql (or later) lead did an activity the playbook marks "
+    "as a sales signal (taxonomy.signals): `signal` names its type and time.",
     "leadrouter.lead.erasure_requested": "A platform asked to erase a person (Segment delete, "
     "HubSpot privacy deletion): `identity` names them.",
     "leadrouter.handoff.assigned": "A rep got the lead; the accept and contact clocks run.",
@@ -106,6 +108,10 @@ WHEN = {
     "leadrouter.handoff.stale_reminder": "An accepted or contacted lead has had no feedback "
     "for the playbook's reminder days (sla.stale); it is recycled (reason stale) if none "
     "follows.",
+    "leadrouter.handoff.signal": "The lead of an open handoff (assigned, accepted or "
+    "contacted) did a sales signal (a demo request, a pricing visit: the playbook's "
+    "taxonomy.signals): `signal` names its type and time, `rep_id` the rep to act; no clock "
+    "changes.",
     "leadrouter.feedback.accept": "A sales tool says the rep accepted the handoff.",
     "leadrouter.feedback.contact": "A sales tool says the rep contacted the lead.",
     "leadrouter.feedback.reject": "A sales tool says the rep rejected the lead (`reason`).",

@@ -49,6 +49,14 @@ class Playbook(Section):
             if set(hook.teams or ()) - teams or set(hook.tiers or ()) - tiers:
                 raise ValueError(f"webhook {hook.name} filters on unknown teams or tiers")
         check_goals(self.goals, teams, tiers)
+        scored = {rule.activity for rule in self.scoring.behaviour}
+        unscored = sorted(set(self.taxonomy.signals) - scored)
+        if unscored:
+            # A misspelt signal would never fire: name the activity types the playbook knows.
+            raise ValueError(
+                f"taxonomy.signals names activity types no behaviour rule scores {unscored}; "
+                f"the scored types are {sorted(scored)}"
+            )
         return self
 
 
@@ -109,6 +117,7 @@ def summary(playbook: Playbook) -> str:
     out = [f"MQL threshold: {t.mql_threshold}"]
     out.append("Tiers: " + ", ".join(f"{x.name} >= {x.min_score}" for x in t.tiers))
     out.append("Stages defined: " + (", ".join(t.stages) or "none"))
+    out.append("Sales signals: " + (", ".join(t.signals) or "none"))
     half_life = sc.decay.half_life_days
     out.append(f"Decay: behaviour halves every {half_life:g} days" if half_life else "Decay: none")
     out.append(f"Fit rules: {len(sc.fit)}")

@@ -1,5 +1,7 @@
 """The shared words: lifecycle stages, the MQL threshold, hot/warm/cold tiers."""
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from shared.playbook.base import Section
@@ -31,6 +33,11 @@ class Taxonomy(Section):
         default_factory=Qualification,
         description="Fit and engagement floors an MQL needs besides the threshold",
     )
+    signals: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = Field(
+        default_factory=list,
+        description="Activity types that are sales signals: one by an mql (or later) lead "
+        "reaches the rep of its open handoff as a `signal` event",
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> "Taxonomy":
@@ -40,6 +47,8 @@ class Taxonomy(Section):
         unknown = sorted(set(self.stages) - set(STAGES))
         if unknown:
             raise ValueError(f"unknown stages {unknown}; the stages are {list(STAGES)}")
+        if len(set(self.signals)) != len(self.signals):
+            raise ValueError(f"signals must be distinct; got {self.signals}")
         return self
 
     def tier_for(self, score: float) -> str:

@@ -70,14 +70,67 @@ async def test_a_lead_that_turns_hot_after_its_handoff_gets_the_hot_clock(settin
     records = await read_topic(
         settings.kafka_bootstrap,
         settings.topic(HANDOFFS),
-        2,
+        3,
         match=lambda r: r.key == key.encode(),
     )
-    assert types_of(records) == ["assigned", "tier_raised"]
+    # The demo request is also a sales signal (the example playbook's taxonomy.signals).
+    assert types_of(records) == ["assigned", "tier_raised", "signal"]
     event = json.loads(records[1].value)["data"]
     assert (event["tier"], event["previous_tier"], event["score"]) == ("hot", "warm", 100)
     assert event["rep_id"] == warm["rep_id"]
     assert datetime.fromisoformat(event["accept_by"]) == hot_by
+
+
+async def test_a_demo_request_after_the_accept_reaches_the_rep_as_a_signal(settings, services):
+    """Item 1's signal: qualified, handed off, accepted; then a demo request tells her rep."""
+    for service in services.values():
+        await service.start()
+    ingest, handoff = services["ingest"].url, services["handoff"].url
+    key = "email:sofia@midsize.example"
+    forms = [
+        {
+            "id": f"sofia-form-{i}",
+            "identity": {"email": "sofia@midsize.example"},
+            "attributes": {"company": "Midsize", "company_size": 300},
+            "activity": {"type": "form_submit", "occurred_at": minutes_ago(30 - i)},
+        }
+        for i in range(2)
+    ]
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(f"{ingest}/v1/events", json=forms)).status_code == 202
+
+        async def the_handoff():
+            rows = (await client.get(f"{handoff}/v1/handoffs")).json()
+            return next((h for h in rows if h["lead_key"] == key), None)
+
+        assigned = await eventually(the_handoff, 30, "sofia's handoff")
+        accepted = await client.post(
+            f"{handoff}/v1/handoffs/{assigned['handoff_id']}/accept",
+            json={"rep_id": assigned["rep_id"]},
+        )
+        assert accepted.status_code == 200, accepted.text
+        demo_at = minutes_ago(1)
+        demo = {
+            "id": "sofia-demo",
+            "identity": {"email": "sofia@midsize.example"},
+            "activity": {"type": "demo_request", "occurred_at": demo_at},
+        }
+        assert (await client.post(f"{ingest}/v1/events", json=[demo])).status_code == 202
+
+    records = await read_topic(
+        settings.kafka_bootstrap,
+        settings.topic(HANDOFFS),
+        4,
+        match=lambda r: r.key == key.encode(),
+    )
+    assert types_of(records) == ["assigned", "accepted", "tier_raised", "signal"]
+    raised, signal = (json.loads(r.value)["data"] for r in records[2:])
+    assert signal["handoff_id"] == assigned["handoff_id"]
+    assert (signal["rep_id"], signal["status"]) == (assigned["rep_id"], "accepted")
+    assert signal["signal"]["type"] == "demo_request"
+    assert datetime.fromisoformat(signal["signal"]["at"]) == datetime.fromisoformat(demo_at)
+    # The signal moves no clock: the deadlines are those the rise in tier set.
+    assert signal["contact_by"] == raised["contact_by"]
 
 
 async def test_a_lead_nobody_works_in_the_manager_queue_goes_back_to_marketing(

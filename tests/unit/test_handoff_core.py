@@ -307,6 +307,7 @@ def test_the_api_and_the_event_show_every_field_they_share_with_the_handoff():
         "previous_rep_id",
         "clock",
         "previous_tier",  # tier_raised: given by the event, not stored
+        "signal",  # signal: the lead's activity, given by the event, not stored
     }
     full = handoff(
         "converted",

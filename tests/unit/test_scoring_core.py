@@ -38,6 +38,7 @@ BECAME_MQL = LifecycleTransition.BECAME_MQL
 BELOW_THRESHOLD = LifecycleTransition.SCORE_BELOW_THRESHOLD
 DISQUALIFIED = LifecycleTransition.DISQUALIFIED
 TIER_CHANGED = LifecycleTransition.TIER_CHANGED
+SIGNAL = LifecycleTransition.SIGNAL
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 KINDS = [
@@ -75,7 +76,8 @@ def test_demo_request_and_form_make_a_hot_mql_once():
     state, transitions = fold([("demo_request", 0), ("form_submit", 1), ("demo_request", 2)])
     assert state.score.total == 100
     assert (state.stage, state.tier) == ("mql", "hot")
-    assert transitions == [BECAME_LEAD, BECAME_MQL, TIER_CHANGED, TIER_CHANGED]  # cold->warm->hot
+    # cold->warm->hot; the second demo request comes from an MQL: a sales signal
+    assert transitions == [BECAME_LEAD, BECAME_MQL, TIER_CHANGED, TIER_CHANGED, SIGNAL]
     assert state.explanation()[0] == {"rule": "behaviour:demo_request", "points": 80.0}
 
 

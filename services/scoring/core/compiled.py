@@ -77,6 +77,7 @@ class CompiledRules:
         self.fits: dict[tuple[Any, ...], tuple[float, list[tuple[str, float]], bool]] = {}
         self.threshold = taxonomy.mql_threshold
         self.qualification = taxonomy.qualification
+        self.signals = frozenset(taxonomy.signals)
         self.tiers = tuple((t.min_score, t.name) for t in taxonomy.tiers)
         self.tier_of: dict[float, str] = {}  # tier_for by total: totals repeat
 

@@ -99,6 +99,7 @@ class Transition:
     stage: Stage
     at: datetime
     previous_tier: str | None = None
+    signal: str | None = None  # signal: the activity type the playbook marks as a signal
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -34,6 +34,8 @@ from shared.vocabulary import LifecycleTransition as T
 
 # The stages an activity can make an MQL from.
 QUALIFIABLE = frozenset({Stage.SUBSCRIBER, Stage.LEAD, Stage.RECYCLED})
+# The stages at which a sales signal reaches sales: the lead is theirs (mql) or in their hands.
+SIGNALLING = frozenset({Stage.MQL, Stage.SQL, Stage.OPPORTUNITY})
 
 # An activity dated further ahead of the moment ingest accepted it is taken as of that moment
 # plus this, so one bad clock cannot push the lead's event-time clock years ahead.
@@ -117,6 +119,8 @@ def apply_activity_at(
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, may_qualify)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(T.BECAME_LEAD, state.stage, stage, at))
+    if activity.type in compiled.signals and is_signal(state.stage, stage):
+        transitions.append(Transition(T.SIGNAL, stage, stage, occurred_at, signal=activity.type))
     updated = LeadState(  # positional: keywords cost a fifth of the event here
         state.lead_key,
         email,
@@ -131,6 +135,12 @@ def apply_activity_at(
         state.recycled_at,
     )
     return updated, transitions
+
+
+def is_signal(before: Stage, after: Stage) -> bool:
+    """Whether a signal activity reaches sales: the lead was already an MQL (or later) when it
+    came and it did not disqualify the lead (the activity that qualifies a lead is its MQL)."""
+    return before in SIGNALLING and after != Stage.DISQUALIFIED
 
 
 # Types whose equal values are the same value (floats only when not zero: 0.0 == -0.0).
