@@ -3,7 +3,6 @@ only after the commit that holds its records, and a failed transaction fails eve
 in it with nothing of any of them visible to read-committed consumers."""
 
 import asyncio
-import logging
 import os
 import signal
 from datetime import UTC, datetime
@@ -166,12 +165,14 @@ async def test_a_request_larger_than_the_group_limit_is_a_transaction_of_its_own
 PAUSE_S = 20.0
 
 
-# Ingest's transactional producer replaced while Kafka is paused, then used when it returns.
-# The pausing test runs on its own broker (the `pausable_kafka` fixture, port
+# Requests that arrive while Kafka is paused wait for it and are acknowledged when it returns
+# (the producer may be replaced meanwhile, when an abort cannot reach the broker: whether that
+# happens depends on timing; the injected test below forces the replacement). The pausing
+# test runs on its own broker (the `pausable_kafka` fixture, port
 # LEADROUTER_TEST_PAUSABLE_KAFKA_PORT): the Kafka every other test uses is never paused.
 @pytest.mark.xdist_group("pausable_kafka")
-async def test_requests_waiting_when_kafka_returns_are_acknowledged_by_the_replacement_producer(
-    settings: Settings, pausable_kafka: tuple[str, int], caplog: pytest.LogCaptureFixture
+async def test_requests_waiting_when_kafka_returns_are_all_acknowledged(
+    settings: Settings, pausable_kafka: tuple[str, int]
 ) -> None:
     bootstrap, pid = pausable_kafka
     settings = settings.model_copy(
@@ -185,7 +186,6 @@ async def test_requests_waiting_when_kafka_returns_are_acknowledged_by_the_repla
     await ensure_topics(settings)
     publisher = RequestPublisher(settings, lambda: None)  # type: ignore[arg-type,return-value]
     await publisher.start()
-    caplog.set_level(logging.WARNING, logger="services.ingest.publisher")
     try:
         await publisher.publish(request_records(topic, "before", 5))
         os.kill(pid, signal.SIGSTOP)  # the broker stops answering, as in a network partition
@@ -206,8 +206,6 @@ async def test_requests_waiting_when_kafka_returns_are_acknowledged_by_the_repla
         outcomes = await asyncio.gather(*waiting, return_exceptions=True)
         failed = [repr(o) for o in outcomes if isinstance(o, BaseException)]
         assert failed == [], f"{len(failed)} of 60 refused, e.g. {failed[:2]}"
-        # The path under test was taken (the abort's timeout may end after `lost` failed).
-        assert "replacing producer" in caplog.text
     finally:
         await publisher.stop()
     records = await read_topic(
