@@ -1,9 +1,10 @@
 """Handoff's HTTP API: handoffs, sales feedback, reps and the funnel."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
 from services.handoff import funnel_repository, repository
 from services.handoff.attribution import AttributionModel
@@ -185,6 +186,39 @@ async def set_availability(
     )
 
 
+def zoned(name: str, value: datetime | None) -> datetime | None:
+    """A query's time, refused without a zone (a zoneless time means nothing to compare)."""
+    if value is not None and value.tzinfo is None:
+        raise Invalid(f"{name} needs a time zone (e.g. Z)", pointer=f"/query/{name}")
+    return value
+
+
+@dataclass(frozen=True)
+class PeriodQuery:
+    """The `since` and `until` of a figure's period, as the query gave them."""
+
+    since: datetime | None
+    until: datetime | None
+
+    def resolve(self, now: datetime) -> tuple[datetime, datetime]:
+        """The period: as given, or the 30 days before `until` (default now)."""
+        until = zoned("until", self.until) or now
+        since = zoned("since", self.since) or until - timedelta(days=30)
+        if since >= until:
+            raise Invalid("since must be before until", pointer="/query/since")
+        return since, until
+
+
+def period_query(
+    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
+    until: Annotated[Instant | None, Query(description="Default: now")] = None,
+) -> PeriodQuery:
+    return PeriodQuery(since, until)
+
+
+Period = Annotated[PeriodQuery, Depends(period_query)]
+
+
 @router.get(
     "/v1/funnel",
     tags=["funnel"],
@@ -195,8 +229,7 @@ async def set_availability(
 async def get_funnel(
     principal: HandoffsReader,
     session: ReadSession,
-    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
-    until: Annotated[Instant | None, Query(description="Default: now")] = None,
+    period: Period,
     group_by: Annotated[
         GroupBy | None,
         Query(description="Break the numbers down by source, medium, campaign, rule or tier"),
@@ -207,7 +240,7 @@ async def get_funnel(
     ] = AttributionModel.FIRST_TOUCH,
 ) -> FunnelOut:
     now = await db_now(session)
-    since, until = _window(since, until, now)
+    since, until = period.resolve(now)
     raw = await funnel_repository.funnel(session, since, until, now)
     out = funnel_out(raw, since, until)
     if group_by is not None:
@@ -228,12 +261,11 @@ async def get_funnel(
 async def get_insights(
     principal: HandoffsReader,
     session: ReadSession,
-    since: Annotated[Instant | None, Query(description="Default: 30 days before until")] = None,
-    until: Annotated[Instant | None, Query(description="Default: now")] = None,
+    period: Period,
     group_by: GroupBy = GroupBy.CAMPAIGN,
     attribution: AttributionModel = AttributionModel.FIRST_TOUCH,
 ) -> InsightsOut:
-    since, until = _window(since, until, await db_now(session))
+    since, until = period.resolve(await db_now(session))
     groups = await insights_summary(session, since, until, group_by, attribution)
     return InsightsOut.model_validate(
         {
@@ -244,20 +276,6 @@ async def get_insights(
             "groups": groups,
         }
     )
-
-
-def _window(
-    since: datetime | None, until: datetime | None, now: datetime
-) -> tuple[datetime, datetime]:
-    """The period a figure covers: given, or the 30 days before `until` (default now)."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise Invalid(f"{name} needs a time zone (e.g. Z)", pointer=f"/query/{name}")
-    until = until or now
-    since = since or until - timedelta(days=30)
-    if since >= until:
-        raise Invalid("since must be before until", pointer="/query/since")
-    return since, until
 
 
 def handoff_out(handoff: Handoff, now: datetime) -> HandoffOut:

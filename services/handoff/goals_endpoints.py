@@ -4,13 +4,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from services.handoff.endpoints import zoned
 from services.handoff.goals import gap_stage
 from services.handoff.goals_schemas import GoalOut, GoalsOut
 from services.handoff.goals_service import evaluate
 from services.handoff.schemas import problems
 from shared.auth import HandoffsReader
 from shared.db import db_now
-from shared.errors import Invalid
 from shared.http import ReadSession
 from shared.playbook import Playbook
 from shared.strict import Instant
@@ -38,10 +38,8 @@ async def get_goals(
     ] = None,
 ) -> GoalsOut:
     playbook: Playbook = request.app.state.playbook
-    if at is not None and at.tzinfo is None:
-        raise Invalid("at needs a time zone (e.g. Z)", pointer="/query/at")
     now = await db_now(session)
-    at = min(at or now, now)
+    at = min(zoned("at", at) or now, now)
     goals = [g for g in playbook.goals if owner is None or g.owned_by == owner]
     progresses = await evaluate(session, goals, at)
     return GoalsOut(
