@@ -4,9 +4,8 @@ import json
 import random
 from pathlib import Path
 
-import yaml
-
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from services.scoring.core import LeadState, apply_activity
