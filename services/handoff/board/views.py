@@ -107,11 +107,13 @@ def stale_clock(
 @dataclass(frozen=True)
 class PolicyWait:
     """A rejected lead held by its reject reason's policy: back to routing at a date
-    (revisit) or not routed before a date unless its fit changes (suppress)."""
+    (revisit) or not routed before a date unless its fit changes (suppress). The board
+    writes `before`, the date, then `after`."""
 
     policy: str
     until: datetime
-    says: str
+    before: str
+    after: str = ""
 
 
 def policy_wait(handoff: dict[str, Any], revisit_due: datetime | None) -> PolicyWait | None:
@@ -121,7 +123,7 @@ def policy_wait(handoff: dict[str, Any], revisit_due: datetime | None) -> Policy
         return PolicyWait("revisit", at, "back to routing on") if at else None
     if handoff.get("recycle_policy") == "suppress" and handoff.get("suppressed_until"):
         until = handoff["suppressed_until"]
-        return PolicyWait("suppress", until, "not routed until (unless its fit changes)")
+        return PolicyWait("suppress", until, "not routed until", "unless its fit changes")
     return None
 
 
