@@ -61,12 +61,14 @@ def suggest_min_fit(
     fits: dict[str, float],
     bands: list[dict[str, Any]],
     accept_goal: float,
+    band_width: int = 10,
 ) -> dict[str, Any]:
     """The fit floor that drops only the lowest fit bands sales clearly turns down.
 
     Going up from the lowest band, a band is dropped while even its 95% interval's upper
-    bound of the share accepted is below `accept_goal`; the floor is the first band kept.
-    Thin evidence therefore never drops a band, and a poor band above a good one is not cut.
+    bound of the share accepted is below `accept_goal`; the floor is the top of the last band
+    dropped. Thin evidence therefore never drops a band (nor an empty one above the last
+    dropped), and a poor band above a good one is not cut.
     """
     dropped_bands = 0
     while dropped_bands < len(bands) and bands[dropped_bands]["acceptance_95"][1] < accept_goal:
@@ -84,7 +86,7 @@ def suggest_min_fit(
             "min_fit": None,
             "why": "every fit band is clearly below the goal: a fit floor alone cannot reach it",
         }
-    floor = bands[dropped_bands]["low"]
+    floor = bands[dropped_bands - 1]["low"] + band_width
     keys = [k for k in judged if k in fits]
     kept = [judged[k] for k in keys if fits[k] >= floor]
     dropped = [judged[k] for k in keys if fits[k] < floor]
@@ -116,5 +118,5 @@ def calibrate_fit(
         "bands": bands,
         "current_min_fit": current_min_fit,
         "judged_handoffs_with_fit": sum(1 for k in judged if k in fits),
-        "suggestion": suggest_min_fit(judged, fits, bands, accept_goal),
+        "suggestion": suggest_min_fit(judged, fits, bands, accept_goal, band_width),
     }
