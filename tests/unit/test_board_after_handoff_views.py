@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from services.handoff.board.access import EVERY_SCOPE, Viewer
 from services.handoff.board.endpoints import templates
 from services.handoff.board.views import (
+    closing,
     manager_queue_clock,
     policy_wait,
     running_clock,
@@ -146,3 +147,21 @@ def test_the_sla_board_shows_each_clock_with_its_date():
     assert 'data-clock="pick up"' in html and "breach" in html and "2026-11-23 09:30 UTC" in html
     assert "back to routing on" in html and "2027-02-21 09:00 UTC" in html
     assert "not routed until" in html and "2027-05-22 09:00 UTC</time> unless its fit" in html
+
+
+def test_the_lead_timeline_says_how_each_handoff_closed_and_what_its_policy_set():
+    revisit = NOW + timedelta(days=90)
+    assert (
+        closing(row("rejected", reason="bad_timing", recycle_policy="revisit", revisit_at=revisit))
+        == "rejected: bad_timing; back to routing on 2027-02-21 09:00 UTC"
+    )
+    assert closing(
+        row("rejected", reason="not_a_fit", recycle_policy="suppress", suppressed_until=revisit)
+    ).endswith("not routed until 2027-02-21 09:00 UTC unless its fit changes")
+    assert closing(row("rejected", reason="duplicate", recycle_policy="merge")) == (
+        "rejected: duplicate (merge)"
+    )
+    assert closing(row("recycled", reason="stale", recycle_policy="recycle")) == (
+        "recycled to marketing: stale"
+    )
+    assert closing(row("converted", converted_to="sql")) == "converted to sql"

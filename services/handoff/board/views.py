@@ -345,10 +345,22 @@ def timeline(
             if h[column]:
                 items.append((h[column], text))
         if h["closed_at"]:
-            outcome = (
-                f"rejected: {h['reason']}"
-                if h["status"] == "rejected"
-                else f"converted to {h['converted_to']}"
-            )
-            items.append((h["closed_at"], outcome))
+            items.append((h["closed_at"], closing(h)))
     return sorted(items, key=lambda item: item[0])
+
+
+def closing(handoff: dict[str, Any]) -> str:
+    """How a handoff closed, in words, with the date its reject policy set if any."""
+    status, reason = handoff["status"], handoff.get("reason")
+    if status == "recycled":
+        return f"recycled to marketing: {reason}"
+    if status == "erased":
+        return "erased"
+    if status != "rejected":
+        return f"converted to {handoff['converted_to']}"
+    wait = policy_wait(handoff, None)
+    if wait is not None:
+        after = f" {wait.after}" if wait.after else ""
+        return f"rejected: {reason}; {wait.before} {when(wait.until)}{after}"
+    policy = handoff.get("recycle_policy")
+    return f"rejected: {reason}" + (f" ({policy})" if policy and policy != "recycle" else "")
