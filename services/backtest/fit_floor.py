@@ -78,13 +78,13 @@ def suggest_min_fit(
     if dropped_bands == 0:
         return {
             "min_fit": None,
-            "why": "the lowest fit band is not clearly below the goal: a floor would drop "
+            "why": "the lowest fit band is not clearly below the goal, so a floor would drop "
             "leads sales accepts",
         }
     if dropped_bands == len(bands):
         return {
             "min_fit": None,
-            "why": "every fit band is clearly below the goal: a fit floor alone cannot reach it",
+            "why": "every fit band is clearly below the goal, so a fit floor alone cannot reach it",
         }
     floor = bands[dropped_bands - 1]["low"] + band_width
     keys = [k for k in judged if k in fits]
