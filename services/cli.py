@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--once", action="store_true", help="stop when no job is waiting")
     calibrate = playbook_commands.add_parser(
         "calibrate",
-        help="acceptance by score band from sales feedback, and a suggested MQL threshold",
+        help="acceptance by score band and by fit band from sales feedback, and a suggested "
+        "MQL threshold and fit floor (min_fit)",
     )
     calibrate.add_argument("--since", type=_moment, help="only handoffs from this date")
     calibrate.add_argument(

@@ -170,9 +170,47 @@ def write_calibration(result: dict[str, Any], folder: Path) -> Path:
     else:
         lines.append("No threshold meets the goal with the evidence at hand.")
     lines += ["", result["note"]]
+    if "fit" in result:
+        lines += ["", *_fit_floor_lines(result["fit"], goal["accept_share_at_least"])]
     path = folder / "calibration.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _fit_floor_lines(fit: dict[str, Any], accept_goal: float) -> list[str]:
+    """The fit floor's section: sales' verdicts by fit band, then the suggested `min_fit`."""
+    current = fit["current_min_fit"]
+    lines = [
+        "## Fit floor (`taxonomy.qualification.min_fit`)",
+        "",
+        f"{fit['judged_handoffs_with_fit']} handoffs by their fit score at the handoff (the "
+        "explanation's `fit:` lines); the current playbook's min_fit is "
+        + (f"{current:g}" if current is not None else "not set")
+        + ".",
+        "",
+        "| fit band | handoffs | accepted | acceptance (95% interval) | converted | conversion |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
+        *[
+            f"| {r['band']} | {r['handoffs']} | {r['accepted']} | {r['acceptance_rate']:.0%} "
+            f"({r['acceptance_95'][0]:.0%}-{r['acceptance_95'][1]:.0%}) | {r['converted']} | "
+            f"{r['conversion_rate']:.0%} |"
+            for r in fit["bands"]
+        ],
+        "",
+    ]
+    s = fit["suggestion"]
+    if s["min_fit"] is None:
+        lines.append(f"No min_fit suggested: {s['why']} (goal: {accept_goal:.0%} accepted).")
+        return lines
+    lines.append(
+        f"min_fit **{s['min_fit']}**: {s['why']} ({accept_goal:.0%}). "
+        f"The {s['handoffs_dropped']} handoffs below it were {s['acceptance_dropped']:.0%} "
+        f"accepted and {s['converted_dropped']} of them converted (what the floor would lose); "
+        f"the {s['handoffs_kept']} at or above it were {s['acceptance_kept']:.0%} accepted (95% "
+        f"interval {s['acceptance_kept_95'][0]:.0%}-{s['acceptance_kept_95'][1]:.0%}); "
+        f"confidence {s['confidence']}."
+    )
+    return lines
 
 
 def _acceptance_chart(plt: Any, rows: list[dict[str, Any]], path: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.backtest.campaigns import campaign_breakdown
 from services.backtest.compare import calibrate, compare
+from services.backtest.fit_floor import calibrate_fit, fit_at_handoff
 from services.backtest.goals import goal_attainment
 from services.backtest.history import read_history
 from services.backtest.report import write_backtest, write_calibration
@@ -89,11 +90,14 @@ def calibrate_main(
     result = calibrate(
         judged, accept_goal=accept_goal, weeks=weeks, weekly_capacity=weekly_capacity
     )
+    current = load_playbook(settings.playbook).taxonomy.qualification.min_fit
+    result["fit"] = calibrate_fit(judged, fit_at_handoff(history), accept_goal, current)
     path = write_calibration(result, Path(out_dir))
-    s = result["suggestion"]
+    s, fit = result["suggestion"], result["fit"]["suggestion"]
     print(
         f"{result['judged_handoffs']} judged handoffs; suggested MQL threshold: "
-        f"{s['mql_threshold'] if s else 'none meets the goal'}; report: {path}",
+        f"{s['mql_threshold'] if s else 'none meets the goal'}; suggested min_fit: "
+        f"{fit['min_fit'] if fit['min_fit'] is not None else 'none'}; report: {path}",
         file=sys.stderr,
     )
     return 0

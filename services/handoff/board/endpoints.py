@@ -27,6 +27,7 @@ from services.handoff.board.feed import ChangeFeed
 from services.handoff.board.scoring_client import ScoringUnavailable, fetch_lead
 from services.handoff.breakdown import TOUCH_GROUPS, GroupBy
 from services.handoff.endpoints import STAGE_ORDER, funnel_out
+from services.handoff.flows.base import MANAGER_WARNING, REVISIT, STALE_RECYCLE, STALE_REMINDER
 from services.handoff.funnel import funnel_breakdown
 from services.handoff.sales_insights import insights_summary
 from shared.errors import NotFound
@@ -43,6 +44,7 @@ STREAM_LIFETIME_S = 300.0  # pages reconnect (and reload) after this; bounds a s
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["duration"] = views.duration
 templates.env.filters["percent"] = views.percent
+templates.env.filters["when"] = views.when
 templates.env.filters["figure"] = campaign_views.figure
 templates.env.filters["money"] = campaign_views.money
 router = APIRouter(prefix="/board", include_in_schema=False)
@@ -127,14 +129,28 @@ async def sla_fragment(
     rep_id: str | None = None,
 ) -> HTMLResponse:
     board = board_of(request)
-    rows = await repository.board_handoffs(session, team or None, tier or None, rep_id or None)
+    team, tier, rep_id = team or None, tier or None, rep_id or None
+    rows = await repository.board_handoffs(session, team, tier, rep_id)
     reps = await handoff_repository.list_reps(session)
     now = datetime.now(UTC)
+    held = await repository.waiting_on_reject_policy(session, now, team, tier, rep_id)
+    # the durable timers hold when each after-handoff clock fires
+    due = await repository.pending_timers(
+        session,
+        (STALE_REMINDER, STALE_RECYCLE, MANAGER_WARNING, REVISIT),
+        [h["handoff_id"] for h in (*rows, *held)],
+    )
     warning_at = board.playbook.sla.warning_at
     open_rows = [
         {
             **h,
             "clock": views.running_clock(h, now, warning_at),
+            "stale": views.stale_clock(
+                h,
+                due.get((STALE_REMINDER, h["handoff_id"])),
+                due.get((STALE_RECYCLE, h["handoff_id"])),
+                board.playbook,
+            ),
             "actions": views.actions_for(h["status"]),
         }
         for h in rows
@@ -148,11 +164,16 @@ async def sla_fragment(
                     **h,
                     "waited_s": (now - h["created_at"]).total_seconds(),
                     # escalated: the manager queue's own clock (sla.manager_queue)
-                    "queue_left_s": (h["queue_due_at"] - now).total_seconds()
-                    if h.get("queue_due_at")
-                    else None,
+                    "queue_clock": views.manager_queue_clock(
+                        h, due.get((MANAGER_WARNING, h["handoff_id"])), board.playbook, now
+                    ),
                 }
             )
+    policy_waits = [
+        {**h, "wait": wait}
+        for h in held
+        if (wait := views.policy_wait(h, due.get((REVISIT, h["handoff_id"])))) is not None
+    ]
     return templates.TemplateResponse(
         request,
         "sla.html",
@@ -160,6 +181,8 @@ async def sla_fragment(
             "now": now,
             "open": open_rows,
             "queues": queues,
+            "policy_waits": policy_waits,
+            "policy_waits_capped": len(held) >= repository.POLICY_WAITS_SHOWN,
             "filters": {"team": team or "", "tier": tier or "", "rep_id": rep_id or ""},
             "teams": [t.name for t in board.playbook.routing.teams],
             "tiers": [t.name for t in board.playbook.taxonomy.tiers],

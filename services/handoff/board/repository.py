@@ -1,13 +1,16 @@
 """Read-only SQL the board needs beyond the handoff API's own queries."""
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.handoff.flows.base import REVISIT
 from services.handoff.repository import funnel_events, handoffs, reps
 from services.handoff.status import OPEN_STATUSES, WAITING_STATUSES, HandoffStatus
+from shared.db import timers
 
 BREACHED = ((handoffs.c.accept_breaches > 0) | handoffs.c.contact_breached).label("breached")
 SHOWN = sorted(OPEN_STATUSES | WAITING_STATUSES)
@@ -31,6 +34,61 @@ async def board_handoffs(
         if value:
             query = query.where(column == value)
     return [dict(r._mapping) for r in await session.execute(query)]
+
+
+# A revisit or suppression lasts months: the board lists the soonest ones.
+POLICY_WAITS_SHOWN = 200
+
+
+async def waiting_on_reject_policy(
+    session: AsyncSession, now: datetime, team: str | None, tier: str | None, rep_id: str | None
+) -> list[dict[str, Any]]:
+    """Rejected leads a reject policy holds, soonest first: a revisit not yet routed (its
+    timer pending) or a suppression not yet over; none that qualified and was routed since."""
+    later = handoffs.alias("later")
+    revisit_pending = exists().where(
+        timers.c.kind == REVISIT, timers.c.key == handoffs.c.handoff_id
+    )
+    routed_since = exists().where(
+        later.c.lead_key == handoffs.c.lead_key, later.c.created_at > handoffs.c.created_at
+    )
+    query = (
+        select(handoffs, reps.c.name.label("rep_name"))
+        .select_from(handoffs.outerjoin(reps, handoffs.c.rep_id == reps.c.rep_id))
+        .where(
+            handoffs.c.status == HandoffStatus.REJECTED,
+            ((handoffs.c.recycle_policy == "revisit") & revisit_pending)
+            | ((handoffs.c.recycle_policy == "suppress") & (handoffs.c.suppressed_until > now)),
+            ~routed_since,
+        )
+        .order_by(
+            func.coalesce(handoffs.c.revisit_at, handoffs.c.suppressed_until),
+            handoffs.c.handoff_id,
+        )
+        .limit(POLICY_WAITS_SHOWN)
+    )
+    for column, value in (
+        (handoffs.c.team, team),
+        (handoffs.c.tier, tier),
+        (handoffs.c.rep_id, rep_id),
+    ):
+        if value:
+            query = query.where(column == value)
+    return [dict(r._mapping) for r in await session.execute(query)]
+
+
+async def pending_timers(
+    session: AsyncSession, kinds: Collection[str], keys: Collection[str]
+) -> dict[tuple[str, str], datetime]:
+    """When the pending timers of these kinds and keys fire, by (kind, key)."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(timers.c.kind, timers.c.key, timers.c.due_at).where(
+            timers.c.kind.in_(sorted(kinds)), timers.c.key.in_(sorted(keys))
+        )
+    )
+    return {(r.kind, r.key): r.due_at for r in rows}
 
 
 async def lead_handoffs(session: AsyncSession, lead_key: str) -> list[dict[str, Any]]:

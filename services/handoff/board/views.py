@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from services.handoff.policies import last_feedback_at, stale_deadlines
 from services.handoff.routing import RepLoad, in_working_hours
-from services.handoff.status import CONVERSION_ORDER, FEEDBACK_MOVES, WAITING_STATUSES
+from services.handoff.status import CONVERSION_ORDER, FEEDBACK_MOVES, WAITING_STATUSES, Handoff
 from shared.errors import Invalid
 from shared.playbook import Playbook
 from shared.playbook.handoff import WorkingHours
@@ -42,6 +43,93 @@ def running_clock(handoff: dict[str, Any], now: datetime, warning_at: float) -> 
     left = (due - now).total_seconds()
     state = "breached" if left <= 0 else "warning" if now >= warn else "ok"
     return Clock(name, warn, due, int(left), state)
+
+
+# The name a manager-queue countdown reads with: "12:30 to pick up", "overdue to pick up".
+MANAGER_CLOCK = "pick up"
+
+
+def manager_queue_clock(
+    handoff: dict[str, Any], warning_due: datetime | None, playbook: Playbook, now: datetime
+) -> Clock | None:
+    """The manager queue's clock on an escalated handoff, shown as the SLA clocks are.
+
+    The breach is the handoff's `queue_due_at`; the warning is its pending timer, or (once
+    that fired) the point `sla.manager_queue.warning_at` of the tier's wait before the breach.
+    """
+    due = handoff.get("queue_due_at")
+    if handoff["status"] != "escalated" or due is None:
+        return None
+    warn = warning_due
+    if warn is None:
+        policy = playbook.sla.manager_queue
+        minutes = policy.tiers.get(handoff.get("tier") or "")
+        warn = due - timedelta(minutes=minutes or 0) * (1 - policy.warning_at)
+    left = (due - now).total_seconds()
+    state = "breached" if left <= 0 else "warning" if now >= warn else "ok"
+    return Clock(MANAGER_CLOCK, warn, due, int(left), state)
+
+
+@dataclass(frozen=True)
+class StaleClock:
+    """An accepted or contacted handoff without feedback: since when, its reminder (due, or
+    already sent) and when it goes back to marketing as stale."""
+
+    since: datetime | None
+    remind_at: datetime | None
+    reminder_sent: bool
+    recycle_at: datetime
+
+
+def stale_clock(
+    handoff: dict[str, Any],
+    reminder_due: datetime | None,
+    recycle_due: datetime | None,
+    playbook: Playbook,
+) -> StaleClock | None:
+    """The stale clock of an open handoff from its pending timers (None: no clock runs).
+
+    The recycle timer runs until the lead is recycled, so without it there is no clock; a
+    reminder whose timer is gone was sent, due when the playbook's `sla.stale` put it.
+    """
+    if recycle_due is None:
+        return None
+    row = Handoff.from_row(handoff)
+    computed = stale_deadlines(row, playbook)
+    return StaleClock(
+        since=last_feedback_at(row),
+        remind_at=reminder_due or (computed[0] if computed else None),
+        reminder_sent=reminder_due is None,
+        recycle_at=recycle_due,
+    )
+
+
+@dataclass(frozen=True)
+class PolicyWait:
+    """A rejected lead held by its reject reason's policy: back to routing at a date
+    (revisit) or not routed before a date unless its fit changes (suppress). The board
+    writes `before`, the date, then `after`."""
+
+    policy: str
+    until: datetime
+    before: str
+    after: str = ""
+
+
+def policy_wait(handoff: dict[str, Any], revisit_due: datetime | None) -> PolicyWait | None:
+    """What a rejected lead waits for: its pending revisit timer, or its suppression date."""
+    if handoff.get("recycle_policy") == "revisit":
+        at = revisit_due or handoff.get("revisit_at")
+        return PolicyWait("revisit", at, "back to routing on") if at else None
+    if handoff.get("recycle_policy") == "suppress" and handoff.get("suppressed_until"):
+        until = handoff["suppressed_until"]
+        return PolicyWait("suppress", until, "not routed until", "unless its fit changes")
+    return None
+
+
+def when(at: datetime) -> str:
+    """A moment as the board writes dates: 2026-12-07 06:20 UTC."""
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def duration(seconds: float) -> str:
@@ -257,10 +345,22 @@ def timeline(
             if h[column]:
                 items.append((h[column], text))
         if h["closed_at"]:
-            outcome = (
-                f"rejected: {h['reason']}"
-                if h["status"] == "rejected"
-                else f"converted to {h['converted_to']}"
-            )
-            items.append((h["closed_at"], outcome))
+            items.append((h["closed_at"], closing(h)))
     return sorted(items, key=lambda item: item[0])
+
+
+def closing(handoff: dict[str, Any]) -> str:
+    """How a handoff closed, in words, with the date its reject policy set if any."""
+    status, reason = handoff["status"], handoff.get("reason")
+    if status == "recycled":
+        return f"recycled to marketing: {reason}"
+    if status == "erased":
+        return "erased"
+    if status != "rejected":
+        return f"converted to {handoff['converted_to']}"
+    wait = policy_wait(handoff, None)
+    if wait is not None:
+        after = f" {wait.after}" if wait.after else ""
+        return f"rejected: {reason}; {wait.before} {when(wait.until)}{after}"
+    policy = handoff.get("recycle_policy")
+    return f"rejected: {reason}" + (f" ({policy})" if policy and policy != "recycle" else "")
