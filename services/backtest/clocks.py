@@ -85,6 +85,7 @@ class SimulatedHandoff:
     reason: str | None = None
     recycle_policy: str | None = None
     closed_at: datetime | None = None
+    raised_to: str | None = None  # the tier a rise took the open handoff to
 
 
 @dataclass(frozen=True)
@@ -483,6 +484,7 @@ class Desk:
                 reason=h.reason,
                 recycle_policy=h.recycle_policy,
                 closed_at=h.closed_at,
+                raised_to=h.tier if h.tier != first.tier else None,
             )
             for first, h in zip(self.routed, self.handoffs, strict=True)
         ]
