@@ -29,7 +29,13 @@ from services.handoff.policies import (
     routing_suppressed,
     stale_deadlines,
 )
-from services.handoff.routing import RepLoad, RoutingDecision, next_queue_check, route_lead
+from services.handoff.routing import (
+    RepLoad,
+    RoutingDecision,
+    next_queue_check,
+    route_lead,
+    why_not,
+)
 from services.handoff.status import (
     FEEDBACK_MOVES,
     OPEN_STATUSES,
@@ -251,6 +257,11 @@ class Desk:
         """Give the team's queued leads, oldest first, to reps who can take them now."""
         waiting = self.queued.get(team)
         if not waiting:
+            return
+        if all(why_not(rep, now) for rep in self.loads.values()):
+            # Nobody can take a lead now (full, away or off shift): routing each queued lead
+            # again would queue every one of them again.
+            self._schedule_queue_check(team, now)
             return
         left = []
         for index in waiting:
