@@ -7,11 +7,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from services.backtest.clocks import Desk, Routed
+from services.backtest.clocks import (
+    ACCEPT_BREACH,
+    MANAGER_BREACH,
+    STALE_RECYCLE,
+    Desk,
+    Routed,
+)
 from services.backtest.compare import after_handoff, compare
 from services.backtest.report import write_backtest
 from services.backtest.run import backtest
 from services.backtest.simulate import HistoryEvent, decode, simulate
+from services.handoff.policies import last_feedback_at, stale_deadlines
 from services.handoff.status import OPEN_STATUSES, HandoffStatus
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
 from shared.events import HandoffData
@@ -236,7 +243,6 @@ ACTIONS = st.sampled_from(["route", "accept", "contact", "reject", "convert", "r
 def test_the_desk_keeps_its_books_whatever_sales_and_the_clocks_do(steps, final):
     desk = Desk(playbook(final))
     now = T0
-    deadlines: dict[int, datetime] = {}
     for action, who, reason, minutes in steps:
         key = f"email:p{who}@acme.example"
         if action == "wait":
@@ -258,9 +264,6 @@ def test_the_desk_keeps_its_books_whatever_sales_and_the_clocks_do(steps, final)
                 "convert": FeedbackAction.CONVERT,
             }[action]
             desk.feedback((key,), action_, now, reason, "sql")
-        for i, h in enumerate(desk.handoffs):
-            if h.status == HandoffStatus.ASSIGNED and h.accept_by:
-                deadlines[i] = h.accept_by
         # A rep's load is the handoffs that hold one of their slots, never above capacity.
         for rep in desk.loads.values():
             holding = [
@@ -273,10 +276,18 @@ def test_the_desk_keeps_its_books_whatever_sales_and_the_clocks_do(steps, final)
         closed = [h for h in desk.handoffs if h.recycle_policy]
         recycled = [e for e in desk.events if e.kind == "recycled"]
         assert len(recycled) == len(closed)
-        # A handoff still assigned past its deadline has a breach pending, never a lost clock.
-        for h in desk.handoffs:
-            if h.status == HandoffStatus.ASSIGNED and h.accept_by and h.accept_by <= now:
-                assert any(t[0] <= int(now.timestamp() * 1e6) for t in desk.due)
+        # Every clock still running has its timer pending, as every live clock has its
+        # durable timer: the accept deadline, the manager queue's, the stale recycle.
+        pending = {(kind, i, token) for _, _, kind, i, token in desk.due}
+        for i, h in enumerate(desk.handoffs):
+            if h.status == HandoffStatus.ASSIGNED and h.accept_by:
+                assert (ACCEPT_BREACH, i, h.accept_by) in pending
+            if h.status == HandoffStatus.ESCALATED and h.queue_due_at and final == "recycle":
+                assert (MANAGER_BREACH, i, h.queue_due_at) in pending
+            # (Routed cold, the handoff had no stale clock when sales said something; a rise
+            # in tier moves no stale clock, live or here.)
+            if stale_deadlines(h, desk.playbook) and desk.routed[i].tier != "cold":
+                assert (STALE_RECYCLE, i, last_feedback_at(h)) in pending
 
 
 # -- through simulate ------------------------------------------------------------------------
