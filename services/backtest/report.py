@@ -130,6 +130,8 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
 
 def _recycled_lines(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Handoffs closed by a policy (reject reasons, unworked, stale), by reason and policy."""
+    if not (a["recycled_by_reason"] or b["recycled_by_reason"]):
+        return ["", "## Recycled by reason and policy", "", "None under either playbook."]
     lines = [
         "",
         "## Recycled by reason and policy",
