@@ -78,6 +78,34 @@ def summarise(outcome: Outcome, playbook: Playbook, judged: dict[str, Judgement]
         "never_assigned": sum(1 for h in queued if h.assigned_at is None),
         "queue_wait_minutes": _quantiles(waits),
         "sales": _sales(first, judged, outcome),
+        "after_handoff": after_handoff(outcome),
+    }
+
+
+def after_handoff(outcome: Outcome) -> dict[str, Any]:
+    """What the clocks and the after-handoff policies did: tier raises, breaches, the manager
+    queue, stale handoffs, and the handoffs closed by a policy by reason and by policy (as the
+    live funnel counts them: every rejection, and each recycle by the manager queue or stale)."""
+    kinds: Counter[str] = Counter(e.kind for e in outcome.clock_events)
+    by_reason: Counter[str] = Counter()
+    by_policy: Counter[str] = Counter()
+    for e in outcome.clock_events:
+        if e.kind == "recycled":
+            reason, policy = e.detail.rsplit("/", 1)
+            by_reason[reason] += 1
+            by_policy[policy] += 1
+    return {
+        "tier_raises": kinds["tier_raised"],
+        "accept_breaches": kinds["sla_breached"],
+        "reassigned": kinds["reassigned"],
+        "escalated": kinds["escalated"],
+        "manager_queue_warnings": kinds["manager_queue_warning"],
+        "manager_queue_breaches": kinds["manager_queue_breached"],
+        "stale_reminders": kinds["stale_reminder"],
+        "revisited": kinds["revisited"],
+        "suppressed": kinds["suppressed"],
+        "recycled_by_reason": dict(sorted(by_reason.items())),
+        "recycled_by_policy": dict(sorted(by_policy.items())),
     }
 
 

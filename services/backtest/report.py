@@ -43,7 +43,21 @@ def _compared(tiers: list[str]) -> list[tuple[str, ReadFigure]]:
         ("share of MQLs that converted", lambda r: r["sales"]["converted_share"]),
         ("converted leads missed", lambda r: len(r["sales"]["converted_missed"])),
         ("converted leads delayed", lambda r: len(r["sales"]["converted_delayed"])),
+        ("open handoffs whose lead rose in tier", lambda r: r["after_handoff"]["tier_raises"]),
+        ("accept SLA breaches", lambda r: r["after_handoff"]["accept_breaches"]),
+        ("reassigned / escalated", lambda r: _after(r, "reassigned", "escalated")),
+        (
+            "manager-queue warnings / breaches",
+            lambda r: _after(r, "manager_queue_warnings", "manager_queue_breaches"),
+        ),
+        ("stale reminders", lambda r: r["after_handoff"]["stale_reminders"]),
+        ("routed again at a revisit date", lambda r: r["after_handoff"]["revisited"]),
+        ("held back by a reject policy", lambda r: r["after_handoff"]["suppressed"]),
     ]
+
+
+def _after(r: dict[str, Any], a: str, b: str) -> str:
+    return f"{r['after_handoff'][a]} / {r['after_handoff'][b]}"
 
 
 def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[int]]) -> Path:
@@ -89,6 +103,7 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
         ra, rb = a["handoffs_per_rep"].get(rep, {}), b["handoffs_per_rep"].get(rep, {})
         cap = ra.get("capacity") or rb.get("capacity") or ""
         lines.append(f"| {rep} | {ra.get('handoffs', 0)} | {rb.get('handoffs', 0)} | {cap} |")
+    lines += _recycled_lines(a["after_handoff"], b["after_handoff"])
     lines += _campaign_lines(result.get("by_campaign"))
     for side in ("only_baseline", "only_candidate"):
         lines += [
@@ -104,12 +119,30 @@ def write_backtest(result: dict[str, Any], folder: Path, scores: dict[str, list[
     lines += _goal_lines(result.get("goals"))
     lines += [
         "",
-        "Modelled, not recorded: a simulated handoff stays open until sales closed the lead's "
-        "real handoff, or for its tier's contact SLA; reps are available in their working hours.",
+        "Modelled, not recorded: sales' feedback (accept, contact, reject, convert) applies to "
+        "the lead's simulated handoff; the SLA, manager-queue, stale and revisit clocks run at "
+        "event time up to the history's last event; reps are available in their working hours.",
     ]
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _recycled_lines(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Handoffs closed by a policy (reject reasons, unworked, stale), by reason and policy."""
+    if not (a["recycled_by_reason"] or b["recycled_by_reason"]):
+        return ["", "## Recycled by reason and policy", "", "None under either playbook."]
+    lines = [
+        "",
+        "## Recycled by reason and policy",
+        "",
+        "| | baseline | candidate |",
+        "| --- | ---: | ---: |",
+    ]
+    for key, label in (("recycled_by_reason", "reason"), ("recycled_by_policy", "policy")):
+        for name in sorted(set(a[key]) | set(b[key])):
+            lines.append(_row(f"{label} {name}", a[key].get(name, 0), b[key].get(name, 0)))
+    return lines
 
 
 def _goal_lines(goals: dict[str, Any] | None) -> list[str]:

@@ -1,28 +1,29 @@
 """Pure backtest: run a playbook over recorded history at event time through the live cores.
 
 The same functions live processing uses (identity resolution, `apply_activity`,
-`apply_sales_outcome`, `merge`, `route_lead`) run over the events in event-time order, so
-the current playbook reproduces the stages live processing reached. Sales' own actions
-(recycles, conversions, and when they closed a handoff) are facts of the history and are
-replayed as they happened; what the playbook decides (who qualifies, when, for which team
-and rep) is recomputed. No I/O and no clock.
+`apply_sales_outcome`, `merge`, `route_lead`, and the handoff core's clocks and policies in
+`clocks.py`) run over the events in event-time order, so the current playbook reproduces the
+stages and handoffs live processing reached. Sales' own feedback (accept, contact, reject,
+convert) is a fact of the history and is replayed as it happened; what the playbook decides
+(who qualifies, when, for which team and rep; what a rise in tier, a breach, a stale handoff
+or a reject reason does) is recomputed. No I/O and no clock: the clocks run on event time and
+fire up to the last event of the history.
 
-Two things are modelled rather than recorded, and the report says so: a simulated handoff
-stays open until sales closed that lead's real handoff (rejected, converted, recycled), or
-else for its tier's contact SLA; and reps are taken as always available inside their
-working hours (out-of-office periods are not in the event history).
+Modelled rather than recorded, and the report says so: reps are taken as always available
+inside their working hours (out-of-office periods are not in the event history), and the
+live clocks ran on processing time, which is event time only for history that arrived live.
 """
 
 import gc
-import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from services.handoff.policies import RecentHandoff, email_domain, existing_owner
-from services.handoff.routing import RepLoad, RoutingDecision, route_lead
+from services.backtest.clocks import ClockEvent, Desk, Routed, SimulatedHandoff
+from services.handoff.policies import reject_outcome
 from services.scoring.core import (
     LeadState,
+    Transition,
     apply_activity,
     apply_activity_at,
     apply_sales_outcome,
@@ -32,15 +33,14 @@ from services.scoring.identity import LeadsInMemory, identity_aliases
 from shared.events import (
     HANDOFF_PREFIX,
     LEAD_ACTIVITY,
-    SALES_OUTCOMES,
     CloudEvent,
     HandoffData,
     LeadActivityData,
 )
 from shared.playbook import Playbook
-from shared.vocabulary import LifecycleTransition
+from shared.vocabulary import ConversionStage, FeedbackAction, LifecycleTransition
 
-CLOSING = {"rejected", "recycled", "converted"}
+__all__ = ["ClockEvent", "SimulatedHandoff", "decode", "simulate", "judgements"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +109,6 @@ class Qualification:
 
 
 @dataclass(frozen=True)
-class SimulatedHandoff:
-    """Where a qualified lead would have gone (rep None: it waited in the team's queue)."""
-
-    lead_key: str
-    at: datetime
-    team: str
-    rep_id: str | None
-    tier: str
-    assigned_at: datetime | None
-    rule: str = ""  # the routing rule (or "account owner", "existing owner")
-
-
-@dataclass(frozen=True)
 class Judgement:
     """What sales did with a lead that was really handed off."""
 
@@ -143,15 +130,18 @@ class Outcome:
     mqls: list[Qualification] = field(default_factory=list)
     handoffs: list[SimulatedHandoff] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
+    # What the clocks and the after-handoff policies did (tier raises, breaches, recycles ...).
+    clock_events: list[ClockEvent] = field(default_factory=list)
 
     def since(self, start: datetime | None) -> "Outcome":
-        """The outcome with only the qualifications and handoffs at or after `start`."""
+        """The outcome with only what happened at or after `start`."""
         if start is None:
             return self
         return replace(
             self,
             mqls=[m for m in self.mqls if m.at >= start],
             handoffs=[h for h in self.handoffs if h.at >= start],
+            clock_events=[e for e in self.clock_events if e.at >= start],
         )
 
     def lead_of(self, name: str) -> str:
@@ -173,7 +163,8 @@ def judgements(history: list[HistoryEvent]) -> dict[str, Judgement]:
             first.setdefault(h.lead_key, event)
         elif event.handoff_kind in ("accepted", "contacted"):
             accepted.add(h.lead_key)
-        elif event.handoff_kind in ("rejected", "recycled"):
+        elif event.handoff_kind == "rejected":
+            # Sales' verdict; a `recycled` is its consequence or a policy's (unworked, stale).
             rejected.setdefault(h.lead_key, h.reason)
         elif event.handoff_kind == "converted":
             accepted.add(h.lead_key)
@@ -211,48 +202,8 @@ class _Leads(LeadsInMemory):
         self.keep(state, names, absorbed)
 
 
-@dataclass
-class _Reps:
-    """Reps as the routing core sees them, with the handoffs each holds open until when."""
-
-    loads: dict[str, RepLoad]
-    closes: list[tuple[int, str]] = field(default_factory=list)  # heap of (when in µs, rep)
-    # team -> leads waiting in its queue, oldest first: (qualification, lead, handoff index)
-    queued: dict[str, list[tuple[Qualification, LeadState, int]]] = field(default_factory=dict)
-    # The existing-owner policy's memory: handoffs with a rep, by lead and by email domain.
-    by_lead: dict[str, list[RecentHandoff]] = field(default_factory=dict)
-    by_domain: dict[str, list[RecentHandoff]] = field(default_factory=dict)
-
-    def release_until(self, now_us: int) -> list[str]:
-        """Close the handoffs due by `now_us`; the teams that got a free slot."""
-        freed = []
-        while self.closes and self.closes[0][0] <= now_us:
-            _, rep_id = heapq.heappop(self.closes)
-            rep = self.loads[rep_id]
-            self.loads[rep_id] = replace(rep, open_handoffs=max(rep.open_handoffs - 1, 0))
-            freed.append(rep.team)
-        return freed
-
-
-def _roster(playbook: Playbook) -> _Reps:
-    loads = {
-        rep.id: RepLoad(
-            rep_id=rep.id,
-            name=rep.name,
-            team=team.name,
-            weight=rep.weight,
-            assigned_total=0,
-            capacity=rep.capacity,
-            working_hours=rep.working_hours,
-        )
-        for team in playbook.routing.teams
-        for rep in team.reps
-    }
-    return _Reps(loads)
-
-
 def simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
-    """Score and route the history under `playbook`, at event time."""
+    """Score and route the history under `playbook`, and run its clocks, at event time."""
     # The run makes small objects by the million and no reference cycles, and every cyclic
     # collection would walk the whole decoded history again: a third of the run's time.
     collecting = gc.isenabled()
@@ -264,16 +215,28 @@ def simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
             gc.enable()
 
 
+# Sales' recorded feedback by handoff event kind. `recycled` is not among them: whether a
+# rejection recycles the lead is the playbook's reject policy, and the manager queue's and the
+# stale policy's recycles are the simulated clocks' to decide.
+FEEDBACK_OF = {
+    "accepted": FeedbackAction.ACCEPT,
+    "contacted": FeedbackAction.CONTACT,
+    "rejected": FeedbackAction.REJECT,
+    "converted": FeedbackAction.CONVERT,
+}
+
+
 def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
     leads = _Leads()
     outcome = Outcome(events=len(history))
-    closed_at = _closing_times(history)
-    reps = _roster(playbook)
-    states, bound_to, closes = leads.states, leads.bindings.get, reps.closes
+    desk = Desk(playbook)
+    states, bound_to, due = leads.states, leads.bindings.get, desk.due
     for event in history:
-        if closes and closes[0][0] <= event.at_us:
-            for team in reps.release_until(event.at_us):
-                _drain(team, reps, playbook, outcome, closed_at, event.at)
+        # The durable timers due by now fire first, in due order (heapq keeps `due` in place).
+        while due and due[0][0] <= event.at_us:
+            recycled = desk.fire_next()
+            if recycled is not None:
+                _sales_outcome(recycled[0], "recycled", None, recycled[1], leads, desk, outcome)
         activity = event.activity
         if activity is not None:
             names = event.names
@@ -297,137 +260,75 @@ def _simulate(history: list[HistoryEvent], playbook: Playbook) -> Outcome:
                 states[key] = state
             else:
                 leads.keep_touched(state, names, absorbed, event.at)
-        elif event.handoff is not None and HANDOFF_PREFIX + (event.handoff_kind or "") in (
-            SALES_OUTCOMES
-        ):
-            h = event.handoff
-            names = event.names
-            state, absorbed = leads.resolve(names, playbook)
-            kind = SALES_OUTCOMES[HANDOFF_PREFIX + (event.handoff_kind or "")]
-            state, transitions = apply_sales_outcome(
-                state, kind, h.converted_to, event.at, playbook
-            )
-            leads.keep_touched(state, names, absorbed, event.at)
-        else:
+            if transitions:
+                _follow(state, transitions, leads, desk, outcome)
             continue
-        for transition in transitions:
-            if transition.name != LifecycleTransition.BECAME_MQL:
-                continue
+        h = event.handoff
+        action = FEEDBACK_OF.get(event.handoff_kind or "")
+        if h is None or action is None:
+            continue
+        keys = (h.lead_key, bound_to(h.lead_key, h.lead_key))
+        desk.feedback(keys, action, event.at, h.reason, h.converted_to)
+        if action == FeedbackAction.CONVERT:
+            _sales_outcome(h.lead_key, "converted", h.converted_to, event.at, leads, desk, outcome)
+        elif action == FeedbackAction.REJECT:
+            if reject_outcome(h.reason or "", playbook, event.at).recycle:
+                _sales_outcome(h.lead_key, "recycled", None, event.at, leads, desk, outcome)
+    outcome.stages = {k: s.stage for k, s in leads.states.items()}
+    outcome.scores = {k: s.score.total for k, s in leads.states.items()}
+    outcome.aliases = dict(leads.bindings)
+    outcome.handoffs = desk.finished()
+    outcome.clock_events = desk.events
+    return outcome
+
+
+def _sales_outcome(
+    lead_key: str,
+    kind: str,
+    converted_to: ConversionStage | None,
+    at: datetime,
+    leads: _Leads,
+    desk: Desk,
+    outcome: Outcome,
+) -> None:
+    """A lead recycled (by sales' rejection or a policy) or converted, as scoring applies it."""
+    names = (lead_key,)
+    state, absorbed = leads.resolve(names, desk.playbook)
+    state, transitions = apply_sales_outcome(state, kind, converted_to, at, desk.playbook)
+    leads.keep_touched(state, names, absorbed, at)
+    if transitions:
+        _follow(state, transitions, leads, desk, outcome)
+
+
+def _follow(
+    state: LeadState,
+    transitions: list[Transition],
+    leads: _Leads,
+    desk: Desk,
+    outcome: Outcome,
+) -> None:
+    """What the handoff service does with a lead's transitions: route a new MQL, tighten the
+    clock of an open handoff whose lead rose in tier."""
+    for transition in transitions:
+        if transition.name == LifecycleTransition.BECAME_MQL:
+            tier = state.tier or desk.playbook.taxonomy.tier_for(state.score.total)
             mql = Qualification(
                 state.lead_key,
                 transition.at,
                 state.score.total,
-                state.tier or playbook.taxonomy.tier_for(state.score.total),
+                tier,
                 leads.first_touch.get(state.lead_key, transition.at),
                 state.score.contributions,
             )
             outcome.mqls.append(mql)
-            _route(mql, state, reps, playbook, outcome, closed_at)
-    outcome.stages = {k: s.stage for k, s in leads.states.items()}
-    outcome.scores = {k: s.score.total for k, s in leads.states.items()}
-    outcome.aliases = dict(leads.bindings)
-    return outcome
-
-
-def _closing_times(history: list[HistoryEvent]) -> dict[str, datetime]:
-    """When sales closed each lead's real handoff (first reject, recycle or conversion)."""
-    closed: dict[str, datetime] = {}
-    for event in history:
-        if event.handoff is not None and event.handoff_kind in CLOSING:
-            closed.setdefault(event.handoff.lead_key, event.at)
-    return closed
-
-
-def _route(
-    mql: Qualification,
-    state: LeadState,
-    reps: _Reps,
-    playbook: Playbook,
-    outcome: Outcome,
-    closed_at: dict[str, datetime],
-) -> None:
-    decision = _decide(mql, state, reps, playbook, mql.at)
-    if decision.rep_id is None:
-        reps.queued.setdefault(decision.team, []).append((mql, state, len(outcome.handoffs)))
-        outcome.handoffs.append(
-            SimulatedHandoff(
-                mql.lead_key, mql.at, decision.team, None, mql.tier, None, decision.rule
+            lead = Routed(
+                state.lead_key,
+                state.email,
+                state.attributes,
+                tier,
+                state.score.total,
+                state.score.fit,
             )
-        )
-        return
-    _assign(decision.rep_id, mql, state, reps, playbook, closed_at, mql.at)
-    outcome.handoffs.append(
-        SimulatedHandoff(
-            mql.lead_key, mql.at, decision.team, decision.rep_id, mql.tier, mql.at, decision.rule
-        )
-    )
-
-
-def _decide(
-    mql: Qualification, state: LeadState, reps: _Reps, playbook: Playbook, now: datetime
-) -> RoutingDecision:
-    """The routing core's decision for a qualified lead, with the reps as they are `now`."""
-    previous = None
-    if playbook.routing.existing_owner.days is not None:
-        domain = email_domain(state.email)
-        recent = reps.by_lead.get(state.lead_key, []) + reps.by_domain.get(domain or "", [])
-        owner = existing_owner(state.lead_key, domain, recent, playbook, now)
-        previous = (owner.rep_id, owner.why) if owner else None
-    return route_lead(
-        state.lead_key,
-        state.email,
-        state.attributes,
-        mql.tier,
-        list(reps.loads.values()),
-        playbook,
-        now,
-        previous=previous,
-    )
-
-
-def _assign(
-    rep_id: str,
-    mql: Qualification,
-    state: LeadState,
-    reps: _Reps,
-    playbook: Playbook,
-    closed_at: dict[str, datetime],
-    now: datetime,
-) -> None:
-    rep = reps.loads[rep_id]
-    reps.loads[rep_id] = replace(
-        rep, assigned_total=rep.assigned_total + 1, open_handoffs=rep.open_handoffs + 1
-    )
-    policy = playbook.sla.tiers.get(mql.tier)
-    held = timedelta(minutes=policy.contact_minutes if policy else 24 * 60)
-    closes = closed_at.get(mql.lead_key)
-    until = closes if closes and closes > now else now + held
-    heapq.heappush(reps.closes, (to_us(until), rep_id))
-    if playbook.routing.existing_owner.days is not None:
-        domain = email_domain(state.email)
-        had = RecentHandoff(mql.lead_key, domain, rep_id, now, until)
-        reps.by_lead.setdefault(mql.lead_key, []).append(had)
-        if domain:
-            reps.by_domain.setdefault(domain, []).append(had)
-
-
-def _drain(
-    team: str,
-    reps: _Reps,
-    playbook: Playbook,
-    outcome: Outcome,
-    closed_at: dict[str, datetime],
-    now: datetime,
-) -> None:
-    """A slot freed in `team`: hand the oldest queued leads to reps who can take them."""
-    waiting = reps.queued.get(team, [])
-    while waiting:
-        mql, state, index = waiting[0]
-        decision = _decide(mql, state, reps, playbook, now)
-        if decision.rep_id is None:
-            return
-        waiting.pop(0)
-        _assign(decision.rep_id, mql, state, reps, playbook, closed_at, now)
-        outcome.handoffs[index] = replace(
-            outcome.handoffs[index], rep_id=decision.rep_id, assigned_at=now, rule=decision.rule
-        )
+            desk.route(lead, transition.at)
+        elif transition.name == LifecycleTransition.TIER_CHANGED and state.tier:
+            desk.raise_tier(state.lead_key, state.tier, state.score.total, transition.at)

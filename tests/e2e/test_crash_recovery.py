@@ -64,7 +64,9 @@ async def test_sigkill_between_and_during_batches_loses_and_duplicates_nothing(
 
     async def counted() -> int:
         async with sessions() as s:
-            return int(await s.scalar(select(func.coalesce(func.sum(leads.c.events_count), 0))))
+            return int(
+                await s.scalar(select(func.coalesce(func.sum(leads.c.events_count), 0))) or 0
+            )
 
     scoring = services["scoring"]
     scoring.env["LEADROUTER_PLAYBOOK"] = str(path)

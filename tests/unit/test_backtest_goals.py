@@ -2,10 +2,17 @@
 
 from datetime import UTC, datetime, timedelta
 
+from services.backtest.compare import week_of
 from services.backtest.goals import goal_attainment
 from services.backtest.report import write_backtest
 from services.backtest.run import backtest
-from services.backtest.simulate import Judgement, Outcome, Qualification, SimulatedHandoff
+from services.backtest.simulate import (
+    Judgement,
+    Outcome,
+    Qualification,
+    SimulatedHandoff,
+    simulate,
+)
 from shared.playbook import parse_playbook
 from shared.settings import REPO_ROOT
 from tests.unit.test_backtest_simulate import generated, with_threshold
@@ -61,10 +68,12 @@ def test_the_backtest_report_shows_the_candidates_goal_attainment(tmp_path):
     events = generated(120, 14)
     result, scores = backtest(events, with_threshold(50), candidate())
     weeks = result["goals"]["goals"][0]["periods"]
-    assert (
-        len(weeks) >= 2
-        and sum(p["actual"] for p in weeks) == result["candidate"]["leads_qualified"]
-    )
+    # A lead counts once a week; the example's manager-queue clock recycles unworked leads
+    # (nobody gives feedback in this history), and some qualify again in a later week.
+    outcome = simulate(events, candidate())
+    lead_weeks = {(outcome.lead_of(m.lead_key), week_of(m.at)) for m in outcome.mqls}
+    assert len(weeks) >= 2 and sum(p["actual"] for p in weeks) == len(lead_weeks)
+    assert len(lead_weeks) >= result["candidate"]["leads_qualified"]
     result["window"] = {"since": None, "until": None}
     report = write_backtest(result, tmp_path, scores).read_text()
     assert "## Goal attainment under the candidate" in report
