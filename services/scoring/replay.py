@@ -68,19 +68,19 @@ async def _replay(settings: ScoringSettings, out: TextIO) -> tuple[int, Rebuild]
     await ensure_topics(settings)
     engine = make_engine(settings.database_url, pool_size=1)
     sessions = make_sessionmaker(engine)
+    # The fold and the rows make millions of small objects and no cycles: the cyclic
+    # collector would walk the whole projection again and again (the command keeps it off).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         async with sessions() as session:
             tombstones = await repository.erased_hashes(session)
-        # The fold and the rows make millions of small objects and no cycles: the cyclic
-        # collector would walk the whole projection again and again.
-        gc.disable()
-        try:
-            rebuild = Rebuild(playbook, tombstones=set(tombstones))
-            total, count = await _rebuild_and_write(settings, rebuild, sessions, out)
-        finally:
-            gc.enable()
+        rebuild = Rebuild(playbook, tombstones=set(tombstones))
+        total, count = await _rebuild_and_write(settings, rebuild, sessions, out)
     finally:
         await engine.dispose()
+        if collecting:
+            gc.enable()
     print(f"[replay] done: {total} records, {count} leads", file=out, flush=True)
     return total, rebuild
 
@@ -296,6 +296,7 @@ def main(settings: ScoringSettings, publish: bool) -> int:
     if publish:
         asyncio.run(replay(settings, publish))
         return 0
+    gc.disable()  # for good: a collection would walk the fold, which lives to the end
     _total, _fold = asyncio.run(_replay(settings, sys.stderr))
     # The fold's millions of objects are still alive: freeing them one by one, and the
     # interpreter's final collection, took ~8% of the command's CPU. The projection is
