@@ -64,8 +64,13 @@ class LeadsInMemory:
     def resolve(self, names: Iterable[str], playbook: Playbook) -> tuple[LeadState, set[str]]:
         """The lead these names belong to (merged, not kept yet) and the keys it absorbs."""
         names = list(names)
-        if len(names) == 1 and self.bindings.get(names[0]) == names[0]:
-            return self.states[names[0]], {names[0]}  # a returning lead under its own key
+        if len(names) == 1:  # most events: what merged_lead gives, without its sets
+            (name,) = names
+            key = self.bindings.get(name)
+            if key == name:
+                return self.states[name], {name}  # a returning lead under its own key
+            if key is None:
+                return LeadState(lead_key=name), set()  # a new lead
         keys = {self.bindings[n] for n in names if n in self.bindings}
         return merged_lead(self.states, keys, names, playbook), keys
 

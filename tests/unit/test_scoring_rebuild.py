@@ -1,5 +1,6 @@
 """The replay's in-memory fold and its record decoder, without Kafka or PostgreSQL."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 from harness.events import lead_activity, sales_outcome
 from services.scoring.core import LeadState, apply_activity, to_us
 from services.scoring.erasure import lead_hash
-from services.scoring.identity import identity_aliases
+from services.scoring.identity import LeadsInMemory, identity_aliases, merged_lead
 from services.scoring.rebuild import Rebuild, ReplayRecord, received_us
 from shared.events import ERASURE_REQUESTED, LEAD_ACTIVITY, LeadActivityData
 from shared.history import decode_record
@@ -157,3 +158,17 @@ def test_the_names_of_an_event_are_its_email_its_ids_and_its_subject_once_each(s
         lead_activity(subject, "page_view", T0, email, external_ids=ids).data
     )
     assert identity_aliases(subject, data) == _aliases_as_written_first(subject, data)
+
+
+NAMES = ["email:a@acme.example", "email:b@acme.example", "hubspot:7", "segment_anonymous:x"]
+
+
+@given(st.lists(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True), max_size=25))
+def test_the_fold_resolves_names_to_the_lead_merged_lead_gives(events):
+    leads = LeadsInMemory()
+    for names in events:
+        keys = {leads.bindings[n] for n in names if n in leads.bindings}
+        expected = merged_lead(leads.states, keys, names, PLAYBOOK)
+        state, absorbed = leads.resolve(names, PLAYBOOK)
+        assert (state, absorbed) == (expected, keys)
+        leads.keep(replace(state, events_count=state.events_count + 1), names, absorbed)
