@@ -8,7 +8,7 @@ standard input instead, so a chosen key never appears in the process list or she
 import argparse
 import sys
 
-from shared.auth import SCOPES, key_file_line, new_key
+from shared.scopes import SCOPES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the key-file line (and the new key, unless it came from stdin)."""
+    # Here, not above: every command builds the parser, and shared.auth brings FastAPI.
+    from shared.auth import key_file_line, new_key
+
     scopes = args.scope
     if not scopes:
         print("give at least one --scope", file=sys.stderr)

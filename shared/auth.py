@@ -29,23 +29,16 @@ from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import Counter
 
 from shared.errors import Forbidden, Unauthorized
+from shared.scopes import ADMIN as ADMIN
+from shared.scopes import EVENTS_WRITE as EVENTS_WRITE
+from shared.scopes import FEEDBACK_WRITE as FEEDBACK_WRITE
+from shared.scopes import HANDOFFS_READ as HANDOFFS_READ
+from shared.scopes import LEADS_READ as LEADS_READ
+from shared.scopes import REPS_WRITE as REPS_WRITE
+from shared.scopes import SCOPES as SCOPES
 
 log = logging.getLogger(__name__)
 
-EVENTS_WRITE = "events:write"
-LEADS_READ = "leads:read"
-HANDOFFS_READ = "handoffs:read"
-FEEDBACK_WRITE = "feedback:write"
-REPS_WRITE = "reps:write"
-ADMIN = "admin"
-SCOPES = {
-    EVENTS_WRITE: "send lead events to ingest (POST /v1/events)",
-    LEADS_READ: "read leads, their scores and explanations (scoring)",
-    HANDOFFS_READ: "read handoffs, reps, the funnel and the board (handoff)",
-    FEEDBACK_WRITE: "accept, contact, reject or convert a handoff",
-    REPS_WRITE: "mark reps in or out of office",
-    ADMIN: "everything above, plus erasure and the audit trail",
-}
 REFUSED = Counter(
     "leadrouter_http_auth_refused_total",
     "API requests refused by the credential check: 401 (no or unknown credential) or 403 "

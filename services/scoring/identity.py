@@ -18,8 +18,14 @@ from shared.playbook import Playbook
 
 def identity_aliases(subject: str, data: LeadActivityData) -> list[str]:
     """Every name the event knows the person by; the first is the key for a new lead."""
-    names = [f"email:{data.identity.email}"] if data.identity.email else []
-    names += [f"{system}:{value}" for system, value in sorted(data.identity.external_ids.items())]
+    identity = data.identity
+    if not identity.external_ids:  # most events: the email, the subject, or both
+        if not identity.email:
+            return [subject]
+        email = f"email:{identity.email}"
+        return [email] if email == subject else [email, subject]
+    names = [f"email:{identity.email}"] if identity.email else []
+    names += [f"{system}:{value}" for system, value in sorted(identity.external_ids.items())]
     return list(dict.fromkeys([*names, subject]))
 
 
@@ -58,6 +64,13 @@ class LeadsInMemory:
     def resolve(self, names: Iterable[str], playbook: Playbook) -> tuple[LeadState, set[str]]:
         """The lead these names belong to (merged, not kept yet) and the keys it absorbs."""
         names = list(names)
+        if len(names) == 1:  # most events: what merged_lead gives, without its sets
+            (name,) = names
+            key = self.bindings.get(name)
+            if key == name:
+                return self.states[name], {name}  # a returning lead under its own key
+            if key is None:
+                return LeadState(lead_key=name), set()  # a new lead
         keys = {self.bindings[n] for n in names if n in self.bindings}
         return merged_lead(self.states, keys, names, playbook), keys
 

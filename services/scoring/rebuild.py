@@ -10,12 +10,19 @@ without its id (live dead-letters it, in a transaction that claims no id). No I/
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from services.scoring.core import LeadState, apply_activity, apply_sales_outcome
+from services.scoring.core import (
+    CLOCK_SKEW_TOLERANCE,
+    LeadState,
+    apply_activity_at,
+    apply_sales_outcome,
+    from_us,
+    to_us,
+)
 from services.scoring.erasure import lead_hash
 from services.scoring.identity import LeadsInMemory, identity_aliases
-from services.scoring.service import UnprocessableEvent
+from services.scoring.names import UnprocessableEvent
 from shared.events import (
     ERASURE_REQUESTED,
     HANDOFF_PREFIX,
@@ -28,6 +35,20 @@ from shared.events import (
 )
 from shared.playbook import Playbook
 
+_SKEW_US = CLOCK_SKEW_TOLERANCE // timedelta(microseconds=1)
+# Live takes a record's time as datetime.fromtimestamp(ms / 1000): a double holds whole
+# milliseconds to the microsecond below 2**33 seconds (the year 2242), so there it is ms * 1000.
+_EXACT_MS = 2**33 * 1000
+
+
+def received_us(timestamp_ms: int | None) -> int | None:
+    """A record's Kafka time as live's received_at, in microseconds (None: it has none)."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return None
+    if timestamp_ms < _EXACT_MS:
+        return timestamp_ms * 1000
+    return to_us(datetime.fromtimestamp(timestamp_ms / 1000, UTC))
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayRecord:
@@ -37,7 +58,9 @@ class ReplayRecord:
     partition: int
     offset: int
     timestamp_ms: int  # the record's Kafka time (ingest's send time for lead events)
-    received_at: datetime | None
+    # The same time in microseconds since the epoch, as live's received_at: None when the
+    # record has no time. A datetime is made only for the rare activity dated ahead of it.
+    received_us: int | None
     event: CloudEvent | None
     activity: LeadActivityData | None = None  # a lead activity's data, validated at decoding
 
@@ -52,7 +75,9 @@ class Erasure:
     lead_keys: tuple[str, ...]
 
 
-@dataclass
+# No generated repr: asyncio formats the replay task's result (a Rebuild) on its way out,
+# and spelling out millions of objects took ~0.4 s.
+@dataclass(repr=False)
 class Rebuild:
     """The leads projection, the processed ids and the erasures of a replay, in memory."""
 
@@ -74,7 +99,7 @@ class Rebuild:
         if event.id in self.processed:
             return  # a duplicate: live claims each id once and skips the rest
         try:
-            self._apply(event, record.activity, record.received_at)
+            self._apply(event, record.activity, record.received_us)
         except Exception:
             # Live retries the record alone, then dead-letters it; its transaction rolls back,
             # so it leaves no id and no change. Every step below validates before it mutates.
@@ -83,12 +108,18 @@ class Rebuild:
         self.processed[event.id] = (record.topic, record.partition, record.offset)
 
     def _apply(
-        self, event: CloudEvent, activity: LeadActivityData | None, received_at: datetime | None
+        self,
+        event: CloudEvent,
+        activity: LeadActivityData | None,
+        received_us: int | None,
     ) -> None:
         if event.type == LEAD_ACTIVITY:
             activity = activity or LeadActivityData.model_validate(event.data)
             self._activity(
-                event.id, identity_aliases(event.subject, activity), activity, received_at
+                event.id,
+                identity_aliases(event.subject, activity),
+                activity,
+                received_us,
             )
         elif event.type in SALES_OUTCOMES:
             handoff = HandoffData.model_validate(event.data)
@@ -104,10 +135,17 @@ class Rebuild:
         event_id: str,
         names: list[str],
         data: LeadActivityData,
-        received_at: datetime | None,
+        received_us: int | None,
     ) -> None:
         state, absorbed = self.leads.resolve(names, self.playbook)
-        state, _ = apply_activity(state, data, event_id, self.playbook, received_at)
+        # `apply_activity` (its clock-skew rule, effective_time) in microseconds, which the
+        # record's time already is: no datetime arithmetic per record.
+        at = data.activity.occurred_at
+        at_us = to_us(at)
+        if received_us is not None and at_us > received_us + _SKEW_US:
+            at_us = received_us + _SKEW_US
+            at = from_us(at_us)
+        state, _ = apply_activity_at(state, data, event_id, self.playbook, at, at_us)
         self.leads.keep(state, names, absorbed)
 
     def _sales_outcome(self, outcome: str, data: HandoffData, at: datetime) -> None:

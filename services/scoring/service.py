@@ -19,11 +19,13 @@ from services.scoring.core import (
 from services.scoring.identity import identity_aliases, merged_lead
 from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
 from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS
+from services.scoring.names import RELAY as RELAY
+from services.scoring.names import RETIER as RETIER
+from services.scoring.names import UnprocessableEvent
 from services.scoring.touches import LeadTouches, add_touch, merge_touches, qualify
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
 from shared.db import db_now
-from shared.errors import Invalid
 from shared.events import (
     ERASURE_REQUESTED,
     HANDOFF_PREFIX,
@@ -43,13 +45,6 @@ from shared.timers import Timer
 from shared.vocabulary import LifecycleTransition
 
 log = logging.getLogger(__name__)
-
-RELAY = "scoring"  # the outbox relay is named after its service
-RETIER = "scoring.retier"
-
-
-class UnprocessableEvent(Invalid):
-    """An event that decodes as CloudEvents but that scoring cannot use (dead-lettered at once)."""
 
 
 class ScoringHandler:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from harness.events import lead_activity, sales_outcome
 from services.scoring import repository
 from services.scoring.app import scoring_handler
-from services.scoring.core import LeadState, next_score_change
+from services.scoring.core import LeadState, next_score_change, to_us
 from services.scoring.rebuild import Rebuild, ReplayRecord
 from services.scoring.service import RETIER
 from shared import jsoncodec
@@ -89,7 +89,7 @@ async def sessions(settings):
 def fold(playbook, events):
     rebuild = Rebuild(playbook)
     for offset, event in enumerate(events):
-        rebuild.apply(ReplayRecord("t", 0, offset, offset, RECEIVED, event, None))
+        rebuild.apply(ReplayRecord("t", 0, offset, offset, to_us(RECEIVED), event, None))
     return rebuild
 
 

@@ -1,10 +1,16 @@
 """The replay's in-memory fold and its record decoder, without Kafka or PostgreSQL."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from harness.events import lead_activity, sales_outcome
+from services.scoring.core import LeadState, apply_activity, to_us
 from services.scoring.erasure import lead_hash
-from services.scoring.rebuild import Rebuild, ReplayRecord
+from services.scoring.identity import LeadsInMemory, identity_aliases, merged_lead
+from services.scoring.rebuild import Rebuild, ReplayRecord, received_us
 from shared.events import ERASURE_REQUESTED, LEAD_ACTIVITY, LeadActivityData
 from shared.history import decode_record
 from shared.playbook import load_playbook
@@ -29,7 +35,7 @@ def fold(*items, tombstones=()):
         raw = item if isinstance(item, bytes) else item.to_bytes()
         decoded = decode_record(raw)
         event, activity = decoded if decoded else (None, None)
-        rebuild.apply(ReplayRecord("t", 0, offset, offset, T0, event, activity))
+        rebuild.apply(ReplayRecord("t", 0, offset, offset, to_us(T0), event, activity))
     return rebuild
 
 
@@ -100,3 +106,69 @@ def test_the_decoder_validates_activities_in_one_pass_as_the_two_steps_would():
     handoff = outcome("email:ed@acme.example")
     assert decode_record(handoff.to_bytes()) == (handoff, None)
     assert decode_record(b"\x00garbage") is None
+
+
+def test_an_activity_dated_ahead_of_its_arrival_counts_as_live_counts_it():
+    # Received at T0 (the record's Kafka time): 3 minutes ahead is believed, 2 hours is not.
+    rebuild = fold(
+        event("email:sk@acme.example", "page_view", 3, email="sk@acme.example"),
+        event("email:fa@acme.example", "demo_request", 120, email="fa@acme.example"),
+    )
+    for key, minutes in (("email:sk@acme.example", 3), ("email:fa@acme.example", 120)):
+        live = event(key, "demo_request" if minutes == 120 else "page_view", minutes)
+        data = LeadActivityData.model_validate(live.data)
+        expected, _ = apply_activity(LeadState(lead_key=key), data, live.id, PLAYBOOK, T0)
+        state = rebuild.leads.states[key]
+        assert state.last_activity_at == expected.last_activity_at
+        assert (state.score.total, state.stage) == (expected.score.total, expected.stage)
+    assert rebuild.leads.states["email:fa@acme.example"].last_activity_at == T0 + timedelta(
+        minutes=5
+    )
+
+
+# Up to the last millisecond of the year 9999, the last a datetime holds.
+@given(st.one_of(st.none(), st.integers(min_value=-5, max_value=253_402_300_799_999)))
+def test_a_records_time_in_microseconds_is_the_instant_live_receives_it_at(timestamp_ms):
+    # As live decodes a record's time (shared/consumer.py).
+    live = (
+        datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+        if timestamp_ms is not None and timestamp_ms >= 0
+        else None
+    )
+    assert received_us(timestamp_ms) == (to_us(live) if live is not None else None)
+
+
+def _aliases_as_written_first(subject, data):
+    names = [f"email:{data.identity.email}"] if data.identity.email else []
+    names += [f"{system}:{value}" for system, value in sorted(data.identity.external_ids.items())]
+    return list(dict.fromkeys([*names, subject]))
+
+
+@given(
+    st.sampled_from(["email:a@acme.example", "hubspot:7", "segment_anonymous:x", "email:b@x.io"]),
+    st.sampled_from([None, "a@acme.example", "b@x.io"]),
+    st.dictionaries(
+        st.sampled_from(["hubspot", "segment_anonymous", "salesforce"]),
+        st.sampled_from(["7", "x", "9"]),
+        max_size=2,
+    ),
+)
+def test_the_names_of_an_event_are_its_email_its_ids_and_its_subject_once_each(subject, email, ids):
+    data = LeadActivityData.model_validate(
+        lead_activity(subject, "page_view", T0, email, external_ids=ids).data
+    )
+    assert identity_aliases(subject, data) == _aliases_as_written_first(subject, data)
+
+
+NAMES = ["email:a@acme.example", "email:b@acme.example", "hubspot:7", "segment_anonymous:x"]
+
+
+@given(st.lists(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True), max_size=25))
+def test_the_fold_resolves_names_to_the_lead_merged_lead_gives(events):
+    leads = LeadsInMemory()
+    for names in events:
+        keys = {leads.bindings[n] for n in names if n in leads.bindings}
+        expected = merged_lead(leads.states, keys, names, PLAYBOOK)
+        state, absorbed = leads.resolve(names, PLAYBOOK)
+        assert (state, absorbed) == (expected, keys)
+        leads.keep(replace(state, events_count=state.events_count + 1), names, absorbed)
