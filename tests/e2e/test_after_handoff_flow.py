@@ -10,7 +10,7 @@ import pytest
 from harness.events import became_mql
 from shared.kafka import HANDOFFS, LEAD_LIFECYCLE
 from shared.settings import REPO_ROOT
-from tests.helpers import eventually, minutes_ago, publish, read_topic
+from tests.helpers import eventually, minutes_ago, publish, read_topic, start_all
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,7 @@ def types_of(records):
 
 async def test_a_lead_that_turns_hot_after_its_handoff_gets_the_hot_clock(settings, services):
     """The reproduction of issue 24, item 1: warm at handoff, then a demo request."""
-    for service in services.values():
-        await service.start()
+    await start_all(services.values())
     ingest, scoring, handoff = (services[s].url for s in ("ingest", "scoring", "handoff"))
     key = "email:eva@midsize.example"
     forms = [
@@ -83,8 +82,7 @@ async def test_a_lead_that_turns_hot_after_its_handoff_gets_the_hot_clock(settin
 
 async def test_a_demo_request_after_the_accept_reaches_the_rep_as_a_signal(settings, services):
     """Item 1's signal: qualified, handed off, accepted; then a demo request tells her rep."""
-    for service in services.values():
-        await service.start()
+    await start_all(services.values())
     ingest, handoff = services["ingest"].url, services["handoff"].url
     key = "email:sofia@midsize.example"
     forms = [
@@ -341,7 +339,7 @@ async def test_an_mql_needs_fit_as_well_as_engagement_when_the_playbook_says_so(
     path.write_text(playbook)
     for service in services.values():
         service.env["LEADROUTER_PLAYBOOK"] = str(path)
-        await service.start()
+    await start_all(services.values())
     ingest, scoring, handoff = (services[s].url for s in ("ingest", "scoring", "handoff"))
     events = [
         {

@@ -10,7 +10,7 @@ import pytest
 
 from shared.kafka import SALES_INSIGHTS
 from tests.e2e.test_ingest_webhooks import SECRETS, signed
-from tests.helpers import eventually, minutes_ago, read_topic
+from tests.helpers import eventually, minutes_ago, read_topic, start_all
 
 pytestmark = pytest.mark.integration
 
@@ -106,8 +106,7 @@ NATIVE = [
 
 async def test_each_platforms_campaign_reaches_the_funnel_breakdown(settings, services):
     services["ingest"].env.update(SECRETS)
-    for service in services.values():
-        await service.start()
+    await start_all(services.values())
     ingest, handoff = services["ingest"].url, services["handoff"].url
     async with httpx.AsyncClient() as client:
         for source, payload in (

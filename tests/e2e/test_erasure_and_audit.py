@@ -20,7 +20,7 @@ from shared.auth import key_file_line
 from shared.db import make_engine
 from shared.events import LIFECYCLE_ERASED, CloudEvent
 from shared.kafka import LEAD_LIFECYCLE, SALES_FEEDBACK
-from tests.helpers import eventually, minutes_ago, publish, read_topic
+from tests.helpers import eventually, minutes_ago, publish, read_topic, start_all
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ async def running(services, tmp_path):
         service.env.update(
             LEADROUTER_API_KEYS_FILE=str(keys), LEADROUTER_SEGMENT_SHARED_SECRET="seg-secret"
         )
-        await service.start()
+    await start_all(services.values())
     return {name: service.url for name, service in services.items()}
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shared.kafka import HANDOFFS, kafka_reachable
-from tests.helpers import minutes_ago, read_topic
+from tests.helpers import minutes_ago, read_topic, start_all
 from tests.secure_infra import KAFKA_PORT, SASL_USER, infra, kafka_env, start
 
 # One worker takes the module (its server is started once) and the other secure-infra module:
@@ -45,7 +45,7 @@ def secured(settings, sasl_kafka):
 async def test_the_whole_pipeline_runs_over_sasl_ssl(secured, services, sasl_kafka):
     for service in services.values():
         service.env.update(sasl_kafka)
-        await service.start()
+    await start_all(services.values())
     events = [
         {
             "id": "tls-1",

@@ -6,14 +6,13 @@ import httpx
 import pytest
 
 from shared.kafka import HANDOFFS
-from tests.helpers import minutes_ago, read_topic
+from tests.helpers import minutes_ago, read_topic, start_all
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_demo_request_reaches_a_rep_on_the_handoff_topic(settings, services):
-    for service in services.values():
-        await service.start()
+    await start_all(services.values())
     ingest = services["ingest"].url
     events = [
         {

@@ -12,7 +12,7 @@ from harness.processes import free_port
 from shared.kafka import LEAD_EVENTS, ensure_topics, make_producer
 from shared.playbook import load_playbook
 from shared.settings import REPO_ROOT
-from tests.helpers import eventually, minutes_ago
+from tests.helpers import eventually, minutes_ago, start_all
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,7 @@ async def test_prometheus_sees_the_pipeline_and_fires_the_dead_letter_alert(
     settings, services, prometheus_config, tmp_path
 ):
     assert shutil.which("prometheus"), "prometheus missing: make infra-up installs it"
-    for service in services.values():
-        await service.start()
+    await start_all(services.values())
     port = free_port()
     prometheus = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
         [
