@@ -13,12 +13,13 @@ from services.scoring.core import (
     Transition,
     apply_activity,
     apply_sales_outcome,
+    earns_points,
     next_score_change,
     retier,
 )
 from services.scoring.identity import identity_aliases, merged_lead
 from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
-from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS
+from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS, labelled
 from services.scoring.touches import LeadTouches, add_touch, merge_touches, qualify
 from shared import audit, outbox, timers
 from shared.consumer import Delivered
@@ -36,7 +37,7 @@ from shared.events import (
     Touch,
     derived_event_id,
 )
-from shared.playbook import BehaviourRule, Playbook
+from shared.playbook import Playbook
 from shared.timers import Timer
 from shared.vocabulary import LifecycleTransition, Stage
 
@@ -64,12 +65,8 @@ class ScoringHandler:
         self.playbook = playbook
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
-        # The behaviour rules of each activity type (a rule matches one type only), so counting
-        # an event as scored or not asks only its type's rules.
-        self.rules_by_activity: dict[str, list[BehaviourRule]] = {}
-        for rule in playbook.scoring.behaviour:
-            self.rules_by_activity.setdefault(rule.activity, []).append(rule)
-        self.known_activities = set(self.rules_by_activity)
+        # Activity types a rule names, counted by name in the metrics (the rest as other).
+        self.known_activities = {rule.activity for rule in playbook.scoring.behaviour}
         self.relay = relay  # a replay names an outbox nobody publishes
         # The leads this handler saved, so a returning lead is not read back (known_leads).
         self.known = KnownLeads(known_leads_max)
@@ -152,11 +149,15 @@ class ScoringHandler:
                 state, transitions = apply_sales_outcome(
                     state, outcome, data.converted_to, event.time, self.playbook
                 )
-                ACTIVITIES.labels(
-                    f"sales_{outcome}", "applied" if transitions else "unchanged"
+                labelled(
+                    ACTIVITIES, f"sales_{outcome}", "applied" if transitions else "unchanged"
                 ).inc()
             else:
-                state = await self._resolve(session, keys, names, states, bindings, absorbed)
+                state = merged_lead(states, keys, names, self.playbook)
+                if len(keys) > 1 or state.lead_key not in keys:  # a merge, or a new key
+                    await self._absorb(session, keys, state.lead_key, bindings, absorbed)
+                for key in keys:
+                    del states[key]
                 for gone in absorbed:
                     changed.pop(gone, None)
                 merged_keys = sorted(keys - {state.lead_key})
@@ -171,13 +172,12 @@ class ScoringHandler:
                         0, Transition(LifecycleTransition.MERGED, state.stage, state.stage, at)
                     )
                 kind = data.activity.type
-                earns = any(
-                    rule.matches(kind, data.activity.properties)
-                    for rule in self.rules_by_activity.get(kind, ())
-                )
-                ACTIVITIES.labels(
+                labelled(
+                    ACTIVITIES,
                     kind if kind in self.known_activities else "other",
-                    "merged" if len(keys) > 1 else ("scored" if earns else "no_points"),
+                    "merged"
+                    if len(keys) > 1
+                    else ("scored" if earns_points(data, self.playbook) else "no_points"),
                 ).inc()
             for name in names:
                 bindings[name] = state.lead_key
@@ -240,29 +240,23 @@ class ScoringHandler:
             or any(n in bindings for n in item[1])
         ]
 
-    async def _resolve(
+    async def _absorb(
         self,
         session: AsyncSession,
         keys: set[str],
-        names: list[str],
-        states: dict[str, LeadState],
+        canonical: str,
         bindings: dict[str, str],
         absorbed: set[str],
-    ) -> LeadState:
-        """The one lead these names belong to, merging leads that turn out to be one person
-        (`identity.merged_lead`); the merged-away leads leave `states`, their aliases follow."""
-        state = merged_lead(states, keys, names, self.playbook)
-        canonical = state.lead_key
+    ) -> None:
+        """Leads `keys` turned out to be lead `canonical` (`identity.merged_lead`): the others
+        are absorbed, their aliases follow it."""
         for old in keys - {canonical}:
             absorbed.add(old)
             stored = await repository.aliases_of(session, [old])
             for alias in [*stored, *(a for a, k in bindings.items() if k == old)]:
                 bindings[alias] = canonical
-        for key in keys:
-            del states[key]
         if len(keys) > 1:
             log.debug("merged leads", extra={"lead_id": canonical})
-        return state
 
     def _lifecycle(
         self,
@@ -287,7 +281,7 @@ class ScoringHandler:
                     data=data,
                 )
             )
-            TRANSITIONS.labels(transition.name).inc()
+            labelled(TRANSITIONS, transition.name).inc()
         return events
 
     async def _schedule(

@@ -19,6 +19,7 @@ from services.scoring.core import (
     apply_activity,
     apply_sales_outcome,
     behaviour_score,
+    earns_points,
     effective_time,
     evaluate,
     fit_score,
@@ -564,3 +565,10 @@ def test_the_decay_timer_from_the_activity_score_is_the_one_worked_out_from_the_
         assert next_score_change(state, PLAYBOOK) == next_score_change(
             through_the_row(state), PLAYBOOK
         )
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "webinar_attended", "no_rule_names_this"])
+@pytest.mark.parametrize("path", [None, "/pricing", "/blog"])
+def test_an_activity_earns_points_exactly_when_a_rule_awards_it(kind, path):
+    data = activity(kind, properties={"path": path} if path else None)
+    assert earns_points(data, PLAYBOOK) == bool(activity_hits(data, "e1", PLAYBOOK, T0))

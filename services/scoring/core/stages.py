@@ -62,6 +62,16 @@ def activity_hits(
     )
 
 
+def earns_points(data: LeadActivityData, playbook: Playbook) -> bool:
+    """Whether an activity matches any behaviour rule (`activity_hits` would give one)."""
+    activity = data.activity
+    properties = activity.properties
+    return any(
+        not rule.conditions or rule.matches(properties)
+        for rule in compiled_rules(playbook).by_activity.get(activity.type, ())
+    )
+
+
 def apply_activity(
     state: LeadState,
     data: LeadActivityData,
