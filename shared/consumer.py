@@ -33,6 +33,7 @@ from shared.consumer_upkeep import ConsumerUpkeep, _options, partitions_of, stor
 from shared.db import consumer_offsets, driver_connection
 from shared.errors import is_retryable
 from shared.events import CloudEvent
+from shared.heap import collector_paused
 from shared.kafka import dlq
 from shared.logs import Outage
 from shared.outbox import add_raw
@@ -370,6 +371,12 @@ class TransactionalConsumer(ConsumerUpkeep):
                 delay_s = min(delay_s * 2, 5.0)
 
     async def _commit_batch(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        with collector_paused():  # shared/heap.py: the batch's objects die with it
+            await self._commit_batch_in_hand(tp, records)
+
+    async def _commit_batch_in_hand(
+        self, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
         decoded: list[Delivered] = []
         undecodable: list[tuple[ConsumerRecord, str]] = []
         for record in records:

@@ -23,6 +23,7 @@ nothing a handler publishes may derive its identity from `Timer.due_at`.
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ async def schedule_each(
     assignment's three SLA clocks cost one round trip on the speed-to-lead path)."""
     if not settings:
         return
-    _wake_runners_after_commit(session)
+    _wake_runners_after_commit(session, min(at for _, _, at, _ in settings))
     for kind, key, _, _ in settings:
         _forget_unfired(session, kind, (key,))
     ordered = sorted(settings, key=lambda s: (s[0], s[1]))
@@ -175,20 +176,22 @@ async def cancel(session: AsyncSession, kind: str, *keys: str) -> None:
 CANCEL = "delete from timers where kind = $1 and key = any($2::text[])"
 
 
-def _wake_runners_after_commit(session: AsyncSession) -> None:
-    """Once this session's transaction commits, wake this process's runners: it set a timer
-    that may be due sooner than they sleep. Only such commits wake them: woken by every
-    commit, a runner read the next due time (three queries) after each consumer batch, on the
-    speed-to-lead path."""
-    if session.info.get(_WAKES_RUNNERS):
+def _wake_runners_after_commit(session: AsyncSession, due_at: datetime) -> None:
+    """Once this session's transaction commits, wake this process's runners that sleep past
+    the earliest timer it set (`due_at`). Only such commits wake them: woken by every commit,
+    a runner read the next due time (three queries) after each consumer batch, on the
+    speed-to-lead path; and a scoring batch sets decay timers days ahead, which need none."""
+    earliest = session.info.get(_WAKES_RUNNERS)
+    if earliest is not None:
+        session.info[_WAKES_RUNNERS] = min(earliest, due_at)
         return
-    session.info[_WAKES_RUNNERS] = True
+    session.info[_WAKES_RUNNERS] = due_at
 
     def wake(_: Any) -> None:
-        session.info.pop(_WAKES_RUNNERS, None)
+        due_at = session.info.pop(_WAKES_RUNNERS, None)
         for runner in list(_RUNNERS):
             try:
-                runner.wake()
+                runner.wake_for(due_at)
             except RuntimeError:  # a runner left on an event loop that has closed (tests)
                 _RUNNERS.discard(runner)
 
@@ -242,7 +245,7 @@ async def parked_timers(
 
 async def unpark(session: AsyncSession, kind: str, key: str, due_at: datetime) -> bool:
     """Give a parked timer a fresh start at `due_at` (after its cause is fixed)."""
-    _wake_runners_after_commit(session)
+    _wake_runners_after_commit(session, due_at)
     result = await session.execute(
         update(timers)
         .where(timers.c.kind == kind, timers.c.key == key, timers.c.parked_at.is_not(None))
@@ -282,6 +285,8 @@ class TimerRunner:
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._wake = asyncio.Event()
+        # When the runner, asleep, reads the due timers again (epoch seconds); None while awake.
+        self._sleeps_until: float | None = None
         _RUNNERS.add(self)
         self.outage = Outage(log, "timer runner")
         for kind in handlers:  # exported at 0 from the start, so increase() sees the first
@@ -291,6 +296,13 @@ class TimerRunner:
     def wake(self) -> None:
         """Re-read the next due time now (a nearer timer may have been scheduled)."""
         self._wake.set()
+
+    def wake_for(self, due_at: datetime | None) -> None:
+        """Wake unless asleep until before `due_at` (it reads the due timers then anyway)."""
+        # A second's margin for the host clock against the database's, which due times use.
+        sleeps_until = self._sleeps_until
+        if due_at is None or sleeps_until is None or due_at.timestamp() < sleeps_until + 1.0:
+            self._wake.set()
 
     def _owned(self) -> Any:
         mine = timers.c.kind.in_(list(self._handlers))
@@ -316,7 +328,11 @@ class TimerRunner:
             except Exception as exc:
                 self.outage.failed(exc)
                 sleep_s = 1.0
-            await sleep_until_woken(self._wake, sleep_s)
+            self._sleeps_until = time.time() + sleep_s
+            try:
+                await sleep_until_woken(self._wake, sleep_s)
+            finally:
+                self._sleeps_until = None
 
     async def fire_due(self) -> int:
         """Fire one batch of due timers; returns how many fired (failures are recorded)."""

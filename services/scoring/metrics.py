@@ -1,5 +1,7 @@
 """The scoring service's Prometheus metrics (bounded labels: no lead keys or emails)."""
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 TRANSITIONS = Counter(
@@ -17,3 +19,16 @@ SCORES = Histogram(
     "Lead totals after each update",
     buckets=(-50, 0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 125, 150, 200),
 )
+
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Counter, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once: the lookup cost more than the count (per event
+    and per transition). Label values are bounded (no lead keys), so the cache is too."""
+    key = (id(metric), values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child

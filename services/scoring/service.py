@@ -13,12 +13,13 @@ from services.scoring.core import (
     Transition,
     apply_activity,
     apply_sales_outcome,
+    earns_points,
     next_score_change,
     retier,
 )
 from services.scoring.identity import identity_aliases, merged_lead
 from services.scoring.known_leads import DEFAULT_MAX_LEADS, KnownLeads
-from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS
+from services.scoring.metrics import ACTIVITIES, SCORES, TRANSITIONS, labelled
 from services.scoring.names import RELAY as RELAY
 from services.scoring.names import RETIER as RETIER
 from services.scoring.names import UnprocessableEvent
@@ -35,14 +36,12 @@ from shared.events import (
     CloudEvent,
     HandoffData,
     LeadActivityData,
-    LifecycleData,
-    SalesSignal,
     Touch,
     derived_event_id,
 )
-from shared.playbook import BehaviourRule, Playbook
+from shared.playbook import Playbook
 from shared.timers import Timer
-from shared.vocabulary import LifecycleTransition
+from shared.vocabulary import LifecycleTransition, Stage
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +60,8 @@ class ScoringHandler:
         self.playbook = playbook
         self.lead_events_topic = lead_events_topic
         self.lifecycle_topic = lifecycle_topic
-        # The behaviour rules of each activity type (a rule matches one type only), so counting
-        # an event as scored or not asks only its type's rules.
-        self.rules_by_activity: dict[str, list[BehaviourRule]] = {}
-        for rule in playbook.scoring.behaviour:
-            self.rules_by_activity.setdefault(rule.activity, []).append(rule)
-        self.known_activities = set(self.rules_by_activity)
+        # Activity types a rule names, counted by name in the metrics (the rest as other).
+        self.known_activities = {rule.activity for rule in playbook.scoring.behaviour}
         self.relay = relay  # a replay names an outbox nobody publishes
         # The leads this handler saved, so a returning lead is not read back (known_leads).
         self.known = KnownLeads(known_leads_max)
@@ -149,11 +144,15 @@ class ScoringHandler:
                 state, transitions = apply_sales_outcome(
                     state, outcome, data.converted_to, event.time, self.playbook
                 )
-                ACTIVITIES.labels(
-                    f"sales_{outcome}", "applied" if transitions else "unchanged"
+                labelled(
+                    ACTIVITIES, f"sales_{outcome}", "applied" if transitions else "unchanged"
                 ).inc()
             else:
-                state = await self._resolve(session, keys, names, states, bindings, absorbed)
+                state = merged_lead(states, keys, names, self.playbook)
+                if len(keys) > 1 or state.lead_key not in keys:  # a merge, or a new key
+                    await self._absorb(session, keys, state.lead_key, bindings, absorbed)
+                for key in keys:
+                    del states[key]
                 for gone in absorbed:
                     changed.pop(gone, None)
                 merged_keys = sorted(keys - {state.lead_key})
@@ -168,13 +167,12 @@ class ScoringHandler:
                         0, Transition(LifecycleTransition.MERGED, state.stage, state.stage, at)
                     )
                 kind = data.activity.type
-                earns = any(
-                    rule.matches(kind, data.activity.properties)
-                    for rule in self.rules_by_activity.get(kind, ())
-                )
-                ACTIVITIES.labels(
+                labelled(
+                    ACTIVITIES,
                     kind if kind in self.known_activities else "other",
-                    "merged" if len(keys) > 1 else ("scored" if earns else "no_points"),
+                    "merged"
+                    if len(keys) > 1
+                    else ("scored" if earns_points(data, self.playbook) else "no_points"),
                 ).inc()
             for name in names:
                 bindings[name] = state.lead_key
@@ -237,29 +235,23 @@ class ScoringHandler:
             or any(n in bindings for n in item[1])
         ]
 
-    async def _resolve(
+    async def _absorb(
         self,
         session: AsyncSession,
         keys: set[str],
-        names: list[str],
-        states: dict[str, LeadState],
+        canonical: str,
         bindings: dict[str, str],
         absorbed: set[str],
-    ) -> LeadState:
-        """The one lead these names belong to, merging leads that turn out to be one person
-        (`identity.merged_lead`); the merged-away leads leave `states`, their aliases follow."""
-        state = merged_lead(states, keys, names, self.playbook)
-        canonical = state.lead_key
+    ) -> None:
+        """Leads `keys` turned out to be lead `canonical` (`identity.merged_lead`): the others
+        are absorbed, their aliases follow it."""
         for old in keys - {canonical}:
             absorbed.add(old)
             stored = await repository.aliases_of(session, [old])
             for alias in [*stored, *(a for a, k in bindings.items() if k == old)]:
                 bindings[alias] = canonical
-        for key in keys:
-            del states[key]
         if len(keys) > 1:
             log.debug("merged leads", extra={"lead_id": canonical})
-        return state
 
     def _lifecycle(
         self,
@@ -272,33 +264,8 @@ class ScoringHandler:
         if not transitions:  # most events: no explanation to build
             return []
         events = []
-        # The lead's typed state through its contract model, so a misspelt field or a word
-        # outside the vocabulary fails here (and mypy), not in a consumer.
-        explanation = [
-            {"rule": rule, "points": points} for rule, points in state.score.contributions
-        ]
-        score = state.score
         for transition in transitions:
-            data = LifecycleData(
-                transition=transition.name,
-                lead_key=state.lead_key,
-                email=state.email,
-                attributes=state.attributes,
-                stage=transition.stage,
-                score=score.total,
-                fit_score=score.fit,
-                behaviour_score=score.behaviour,
-                tier=state.tier,
-                previous_tier=transition.previous_tier,
-                previous_stage=transition.previous_stage,
-                explanation=explanation,
-                qualifying_activity_at=transition.at,
-                merged_keys=list(merged),
-                touches=None,  # filled in by the batch's TouchJournal
-                signal=SalesSignal(type=transition.signal, at=transition.at)
-                if transition.signal
-                else None,
-            ).model_dump(mode="json")
+            data = lifecycle_data(state, transition, merged)
             events.append(
                 CloudEvent.model_construct(
                     id=derived_event_id("lifecycle", transition.name, state.lead_key, cause),
@@ -309,7 +276,7 @@ class ScoringHandler:
                     data=data,
                 )
             )
-            TRANSITIONS.labels(transition.name).inc()
+            labelled(TRANSITIONS, transition.name).inc()
         return events
 
     async def _schedule(
@@ -337,6 +304,46 @@ class ScoringHandler:
         await repository.save_leads(session, [state])
         SCORES.observe(state.score.total)
         await self._schedule(session, [state], [state.lead_key])
+
+
+def lifecycle_data(
+    state: LeadState,
+    transition: Transition,
+    merged: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A transition's LifecycleData in its JSON form, built as LifecycleData.model_dump(
+    mode="json") would give it (same keys, order and values: tests/unit/test_scoring_events.py
+    checks it against the contract model), without validating a state the core built: that
+    was a tenth of scoring's CPU on a batch of new leads."""
+    score = state.score
+    return {
+        "transition": LifecycleTransition(transition.name).value,
+        "lead_key": state.lead_key,
+        "email": state.email,
+        "attributes": dict(state.attributes),
+        "stage": Stage(transition.stage).value,
+        "score": int(score.total),
+        "fit_score": float(score.fit),
+        "behaviour_score": float(score.behaviour),
+        "tier": state.tier,
+        "previous_tier": transition.previous_tier,
+        "previous_stage": Stage(transition.previous_stage).value,
+        "explanation": [
+            {"rule": rule, "points": float(points)} for rule, points in score.contributions
+        ],
+        "qualifying_activity_at": json_time(transition.at),
+        "merged_keys": list(merged),
+        "touches": None,  # filled in by the batch's TouchJournal
+        "signal": {"type": transition.signal, "at": json_time(transition.at)}
+        if transition.signal
+        else None,
+    }
+
+
+def json_time(at: datetime) -> str:
+    """A time as pydantic's JSON mode writes it (ISO 8601, UTC as Z)."""
+    text = at.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class TouchJournal:

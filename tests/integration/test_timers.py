@@ -31,6 +31,11 @@ class ObservedRunner(TimerRunner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sleeping = asyncio.Event()
+        self.woken_by_commits: list[bool] = []  # per commit that set timers: did it wake us
+
+    def wake_for(self, due_at: Any) -> None:
+        super().wake_for(due_at)
+        self.woken_by_commits.append(self._wake.is_set())
 
     async def _seconds_until_next(self) -> float:
         sleep_s = await super()._seconds_until_next()
@@ -205,6 +210,29 @@ async def test_a_nearer_timer_wakes_a_sleeping_runner(sessions):
         async with sessions() as s, s.begin():
             await schedule(s, "test.wake", "soon", await db_now(sessions) + timedelta(seconds=0.2))
         runner.wake()
+        await asyncio.wait_for(fired.wait(), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_commit_wakes_only_runners_that_sleep_past_its_timers(sessions):
+    fired = asyncio.Event()
+
+    async def handler(session, timer, fired_at):
+        fired.set()
+
+    runner = ObservedRunner(sessions, {"test.lazy": handler}, max_sleep_s=3600)
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(runner.sleeping.wait(), 10)  # nothing is due: it sleeps an hour
+        now = await db_now(sessions)
+        async with sessions() as s, s.begin():  # a decay timer days ahead: no need to look
+            await schedule(s, "test.lazy", "later", now + timedelta(days=2))
+        assert runner.woken_by_commits == [False]
+        async with sessions() as s, s.begin():  # due before the runner would look: it wakes
+            await schedule(s, "test.lazy", "soon", now + timedelta(seconds=0.2))
+        assert runner.woken_by_commits == [False, True]
         await asyncio.wait_for(fired.wait(), 10)
     finally:
         task.cancel()

@@ -19,6 +19,7 @@ from services.scoring.core import (
     apply_activity,
     apply_sales_outcome,
     behaviour_score,
+    earns_points,
     effective_time,
     evaluate,
     fit_score,
@@ -26,6 +27,7 @@ from services.scoring.core import (
     next_score_change,
     retier,
 )
+from services.scoring.core.compiled import compiled_rules
 from shared import jsoncodec
 from shared.events import Activity, Identity, LeadActivityData
 from shared.playbook import load_playbook
@@ -548,3 +550,25 @@ def test_attributes_sent_again_end_up_exactly_as_merging_them_would(first, secon
     assert list(state.attributes) == list(expected)
     assert repr(state.attributes) == repr(expected)
     assert [type(v) for v in state.attributes.values()] == [type(v) for v in expected.values()]
+
+
+@given(steps, st.randoms())
+def test_the_decay_timer_from_the_activity_score_is_the_one_worked_out_from_the_row(items, rng):
+    """The next band crossing taken from the points an activity's score summed is the one the
+    tallies give for the lead as read back from its row (which holds no such points)."""
+    shuffled = list(enumerate(items))
+    rng.shuffle(shuffled)
+    state = LeadState(lead_key="email:ana@acme.example")
+    for i, (kind, minutes) in shuffled:
+        state, _ = apply_activity(state, activity(kind, minutes), f"e{i}", PLAYBOOK)
+        assert state.score.worked_out(compiled_rules(PLAYBOOK), state) is not None
+        assert next_score_change(state, PLAYBOOK) == next_score_change(
+            through_the_row(state), PLAYBOOK
+        )
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "webinar_attended", "no_rule_names_this"])
+@pytest.mark.parametrize("path", [None, "/pricing", "/blog"])
+def test_an_activity_earns_points_exactly_when_a_rule_awards_it(kind, path):
+    data = activity(kind, properties={"path": path} if path else None)
+    assert earns_points(data, PLAYBOOK) == bool(activity_hits(data, "e1", PLAYBOOK, T0))

@@ -5,11 +5,19 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from pydantic_core import to_json
 
-from services.scoring.core import LeadState, apply_activity
-from services.scoring.service import ScoringHandler
-from shared.events import Activity, CloudEvent, Identity, LeadActivityData, LifecycleData
+from services.scoring.core import LeadState, Score, Transition, apply_activity
+from services.scoring.service import ScoringHandler, lifecycle_data
+from shared.events import (
+    Activity,
+    CloudEvent,
+    Identity,
+    LeadActivityData,
+    LifecycleData,
+    SalesSignal,
+)
 from shared.playbook import load_playbook
 from shared.settings import REPO_ROOT
+from shared.vocabulary import LifecycleTransition, Stage
 
 PLAYBOOK = load_playbook(REPO_ROOT / "deploy" / "playbook.example.yaml")
 T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -66,3 +74,38 @@ def test_lifecycle_data_is_the_models_json_dump_byte_for_byte():
             assert to_json(event.data) == to_json(expected.model_dump(mode="json"))
             assert list(event.data) == list(LifecycleData.model_fields)
     assert seen >= 3
+
+
+def test_a_signal_of_a_lead_read_from_its_row_is_the_models_json_dump():
+    """A score as a row gives it back (whole-number points) and a signal transition."""
+    at = T0 + timedelta(microseconds=120)
+    state = LeadState(
+        lead_key="email:ana@acme.example",
+        email="ana@acme.example",
+        attributes={"company_size": 500},
+        stage=Stage.MQL,
+        tier="hot",
+        score=Score(30, 50, 80, (("fit:size", 30), ("behaviour:demo", 50))),
+    )
+    transition = Transition(
+        LifecycleTransition.SIGNAL, Stage.MQL, Stage.MQL, at, signal="demo_request"
+    )
+    explanation = [{"rule": r, "points": p} for r, p in state.score.contributions]
+    expected = LifecycleData(
+        transition=transition.name,
+        lead_key=state.lead_key,
+        email=state.email,
+        attributes=state.attributes,
+        stage=transition.stage,
+        score=state.score.total,
+        fit_score=state.score.fit,
+        behaviour_score=state.score.behaviour,
+        tier=state.tier,
+        previous_stage=transition.previous_stage,
+        explanation=explanation,
+        qualifying_activity_at=at,
+        merged_keys=["x:1"],
+        signal=SalesSignal(type="demo_request", at=at),
+    ).model_dump(mode="json")
+    built = lifecycle_data(state, transition, ["x:1"])
+    assert to_json(built) == to_json(expected)

@@ -35,6 +35,8 @@ class Score:
         "_at",
         "_at_us",
         "_fit",
+        "_points",
+        "_of",
     )
 
     fit: float
@@ -51,6 +53,10 @@ class Score:
     _at: datetime | None  # when an activity's score was worked out, if it says (at _at_us)
     _at_us: int
     _fit: float
+    # Behaviour points unrounded, and the record they are of (kept when `_behaviour` is
+    # dropped): the next decay timer is worked out from them (`worked_out`).
+    _points: float
+    _of: Behaviour | None
 
     def __init__(
         self,
@@ -72,6 +78,8 @@ class Score:
         self._at = None
         self._at_us = 0
         self._fit = fit
+        self._points = behaviour
+        self._of = None
 
     @property
     def contributions(self) -> tuple[tuple[str, float], ...]:
@@ -86,6 +94,22 @@ class Score:
             contributions = self._contributions = tuple(rounded)
             self._behaviour = None
         return contributions
+
+    def worked_out(
+        self, compiled: "CompiledRules", state: "LeadState"
+    ) -> tuple[float, float] | None:
+        """Fit and behaviour points unrounded, if this score was worked out by `compiled` for
+        this state at its evaluated_at (as `score_at` left them), else None."""
+        if (
+            self._compiled is compiled
+            and self._of is state.behaviour
+            and self._attributes is state.attributes
+            and self._email == state.email
+            and self._at is not None
+            and self._at is state.evaluated_at
+        ):
+            return self._fit, self._points
+        return None
 
     def us_of(self, at: datetime) -> int:
         """`at` in microseconds: no arithmetic when this score was worked out at `at`."""
@@ -172,6 +196,8 @@ def score_at(
     score._at = at
     score._at_us = at_us
     score._fit = fit
+    score._points = points
+    score._of = behaviour
     return score
 
 

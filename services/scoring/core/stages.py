@@ -62,6 +62,16 @@ def activity_hits(
     )
 
 
+def earns_points(data: LeadActivityData, playbook: Playbook) -> bool:
+    """Whether an activity matches any behaviour rule (`activity_hits` would give one)."""
+    activity = data.activity
+    properties = activity.properties
+    return any(
+        not rule.conditions or rule.matches(properties)
+        for rule in compiled_rules(playbook).by_activity.get(activity.type, ())
+    )
+
+
 def apply_activity(
     state: LeadState,
     data: LeadActivityData,
@@ -292,9 +302,14 @@ def next_score_change(state: LeadState, playbook: Playbook) -> datetime | None:
     half_life_days = playbook.scoring.decay.half_life_days
     if not half_life_days or state.evaluated_at is None or state.tier is None:
         return None
-    # Unrounded values: a rounding error of 0.005 points moves the crossing by minutes.
-    fit, _, _ = fit_score(state.email, state.attributes, playbook)
-    behaviour, _ = tallied_score(state.behaviour, playbook, state.evaluated_at)
+    # Unrounded values: a rounding error of 0.005 points moves the crossing by minutes. Those
+    # of the activity's score when it was worked out for this state (the same sums).
+    points = state.score.worked_out(compiled_rules(playbook), state)
+    if points is not None:
+        fit, behaviour = points
+    else:
+        fit, _, _ = fit_score(state.email, state.attributes, playbook)
+        behaviour, _ = tallied_score(state.behaviour, playbook, state.evaluated_at)
     low, high = playbook.taxonomy.band(state.tier)
     lines = [low - 0.5, high - 0.5]
     if state.stage == Stage.MQL:
