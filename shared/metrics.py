@@ -87,3 +87,9 @@ GC_PAUSE_SECONDS = Histogram(
     ["generation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+GC_CPU_SECONDS = Counter(
+    "leadrouter_gc_cpu_seconds_total",
+    "CPU the garbage collections took, by generation (their pause less the time the process "
+    "waited for a core)",
+    ["generation"],
+)

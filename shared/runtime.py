@@ -21,7 +21,7 @@ from sqlalchemy import text
 from shared.consumer import BatchHandler, TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import client_options, ensure_topics, kafka_reachable, make_producer
-from shared.metrics import GC_PAUSE_SECONDS
+from shared.metrics import GC_CPU_SECONDS, GC_PAUSE_SECONDS
 from shared.migrate import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings
@@ -346,13 +346,15 @@ def settled_heap() -> Iterator[None]:
 
 
 _PAUSES = [GC_PAUSE_SECONDS.labels(str(generation)) for generation in range(3)]
-_collecting_since = [0.0]
+_CPU = [GC_CPU_SECONDS.labels(str(generation)) for generation in range(3)]
+_collecting_since = [0.0, 0.0]  # wall clock, this thread's CPU clock
 
 
 def _time_collections(phase: str, info: dict[str, int]) -> None:
-    """A gc callback: each collection's pause, by generation (a stall every request and batch
-    in flight waits through, and the tail's usual suspect)."""
+    """A gc callback: each collection's pause and CPU, by generation (a stall every request
+    and batch in flight waits through, and the tail's usual suspect)."""
     if phase == "start":
-        _collecting_since[0] = time.perf_counter()
+        _collecting_since[:] = time.perf_counter(), time.thread_time()
     else:
         _PAUSES[info["generation"]].observe(time.perf_counter() - _collecting_since[0])
+        _CPU[info["generation"]].inc(time.thread_time() - _collecting_since[1])

@@ -126,7 +126,7 @@ async def run(quick: bool) -> Result:
 
 async def gc_pauses(url: str) -> str:
     """A service's garbage collections so far, per generation: how many, their total pause and
-    the bucket of the longest (a collection stalls everything in flight in that process)."""
+    its CPU and the bucket of the longest (a collection stalls everything in flight there)."""
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(f"{url}/metrics")).text
     said = []
@@ -136,6 +136,7 @@ async def gc_pauses(url: str) -> str:
         if not count:
             continue
         total_s = _sample(text, "leadrouter_gc_pause_seconds_sum", label)
+        cpu_s = _sample(text, "leadrouter_gc_cpu_seconds_total", label)
         longest = next(
             le
             for le, n in re.findall(
@@ -144,7 +145,8 @@ async def gc_pauses(url: str) -> str:
             if float(n) >= count
         )
         said.append(
-            f"gen {generation}: {count:.0f}, {total_s * 1000:.0f} ms in all, longest <= {longest} s"
+            f"gen {generation}: {count:.0f}, {total_s * 1000:.0f} ms in all ({cpu_s * 1000:.0f} ms "
+            f"CPU), longest <= {longest} s"
         )
     return "; ".join(said) or "none"
 
