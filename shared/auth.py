@@ -18,6 +18,7 @@ import logging
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -256,22 +257,32 @@ class ApiKeyBearer(HTTPBearer):
         self, request: Request, security_scopes: SecurityScopes
     ) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
-        scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
-        bearer = credentials if credentials and scheme.lower() == "bearer" else None
-        try:
-            if bearer and authenticator.jwt and looks_like_jwt(bearer):
-                # The JWKS may be fetched over the network: not on the event loop.
-                principal = await asyncio.to_thread(authenticator.principal, bearer)
-            else:
-                principal = authenticator.principal(bearer)
-        except Unauthorized:
-            REFUSED.labels("401").inc()
-            raise
-        missing = [s for s in security_scopes.scopes if not principal.allows(s)]
-        if missing:
-            REFUSED.labels("403").inc()
-            raise Forbidden(f"the key {principal.name!r} lacks the scope {', '.join(missing)}")
-        return principal
+        bearer = bearer_of(request.headers.get("authorization"))
+        if bearer and authenticator.jwt and looks_like_jwt(bearer):
+            # The JWKS may be fetched over the network: not on the event loop.
+            return await asyncio.to_thread(admit, authenticator, bearer, security_scopes.scopes)
+        return admit(authenticator, bearer, security_scopes.scopes)
+
+
+def bearer_of(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header, else None."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    return credentials if credentials and scheme.lower() == "bearer" else None
+
+
+def admit(authenticator: Authenticator, bearer: str | None, scopes: Sequence[str]) -> Principal:
+    """The principal of `bearer` if it holds every scope; else Unauthorized (401) or Forbidden
+    (403), each counted. Blocks while a JWT's key set is fetched: call JWTs off the loop."""
+    try:
+        principal = authenticator.principal(bearer)
+    except Unauthorized:
+        REFUSED.labels("401").inc()
+        raise
+    missing = [s for s in scopes if not principal.allows(s)]
+    if missing:
+        REFUSED.labels("403").inc()
+        raise Forbidden(f"the key {principal.name!r} lacks the scope {', '.join(missing)}")
+    return principal
 
 
 authorize = ApiKeyBearer(

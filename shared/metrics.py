@@ -81,3 +81,15 @@ PROCESSED_IDS_PRUNED = Counter(
     "Processed event ids deleted after the dedup window",
     ["consumer"],
 )
+GC_PAUSE_SECONDS = Histogram(
+    "leadrouter_gc_pause_seconds",
+    "How long one garbage collection held the event loop, by generation (2: a full collection)",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+GC_CPU_SECONDS = Counter(
+    "leadrouter_gc_cpu_seconds_total",
+    "CPU the garbage collections took, by generation (their pause less the time the process "
+    "waited for a core)",
+    ["generation"],
+)

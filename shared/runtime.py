@@ -9,6 +9,7 @@ subscription's own retention jobs, such as deleting old webhook deliveries).
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from sqlalchemy import text
 from shared.consumer import BatchHandler, TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import client_options, ensure_topics, kafka_reachable, make_producer
+from shared.metrics import GC_CPU_SECONDS, GC_PAUSE_SECONDS
 from shared.migrate import upgrade_async
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings
@@ -334,8 +336,25 @@ def settled_heap() -> Iterator[None]:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000)  # young collections every 10,000 allocations instead of 700
+    gc.callbacks.append(_time_collections)
     try:
         yield
     finally:
+        gc.callbacks.remove(_time_collections)
         gc.set_threshold(*threshold)
         gc.unfreeze()
+
+
+_PAUSES = [GC_PAUSE_SECONDS.labels(str(generation)) for generation in range(3)]
+_CPU = [GC_CPU_SECONDS.labels(str(generation)) for generation in range(3)]
+_collecting_since = [0.0, 0.0]  # wall clock, this thread's CPU clock
+
+
+def _time_collections(phase: str, info: dict[str, int]) -> None:
+    """A gc callback: each collection's pause and CPU, by generation (a stall every request
+    and batch in flight waits through, and the tail's usual suspect)."""
+    if phase == "start":
+        _collecting_since[:] = time.perf_counter(), time.thread_time()
+    else:
+        _PAUSES[info["generation"]].observe(time.perf_counter() - _collecting_since[0])
+        _CPU[info["generation"]].inc(time.thread_time() - _collecting_since[1])

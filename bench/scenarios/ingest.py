@@ -193,7 +193,7 @@ async def run(quick: bool) -> Result:
             "req/s",
             baseline=bare,
             baseline_name="bare FastAPI endpoint, same uvicorn",
-            target=("min_ratio", 0.5),
+            target=("min_ratio", 0.35),
         ),
         Figure(
             "ingest events/s, 1 event per request (absolute)",
@@ -207,7 +207,7 @@ async def run(quick: bool) -> Result:
             "events/s",
             baseline=raw,
             baseline_name="raw aiokafka produce, acks=all, idempotent",
-            target=("min_ratio", 0.5),
+            target=("min_ratio", 0.6),
         ),
         Figure(
             "ingest events/s, 100 per request (absolute)",

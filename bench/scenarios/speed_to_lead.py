@@ -11,10 +11,13 @@ import asyncio
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+
+import httpx
 
 from bench.env import LOG_DIR, REPORT_DIR, ProcessSample, fresh_settings, plain_dsn
 from bench.probe import hops
@@ -93,6 +96,8 @@ async def run(quick: bool) -> Result:
                     f"{name}: {n:.0f} transactions, {records / n:.1f} records and"
                     f" {seconds / n * 1000:.1f} ms each on average"
                 )
+        for name, service in services.items():
+            result.notes.append(f"{name}: garbage collections {await gc_pauses(service.url)}")
     finally:
         load.terminate()
         load.wait(10)
@@ -117,6 +122,38 @@ async def run(quick: bool) -> Result:
         (m["handoffs_readable"] - m["posted"]) * 1000 for m in marks if "handoffs_readable" in m
     ]
     return result
+
+
+async def gc_pauses(url: str) -> str:
+    """A service's garbage collections so far, per generation: how many, their total pause and
+    its CPU and the bucket of the longest (a collection stalls everything in flight there)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{url}/metrics")).text
+    said = []
+    for generation in range(3):
+        label = f'generation="{generation}"'
+        count = _sample(text, "leadrouter_gc_pause_seconds_count", label)
+        if not count:
+            continue
+        total_s = _sample(text, "leadrouter_gc_pause_seconds_sum", label)
+        cpu_s = _sample(text, "leadrouter_gc_cpu_seconds_total", label)
+        longest = next(
+            le
+            for le, n in re.findall(
+                rf'^leadrouter_gc_pause_seconds_bucket\{{{label},le="([^"]+)"\}} (\S+)', text, re.M
+            )
+            if float(n) >= count
+        )
+        said.append(
+            f"gen {generation}: {count:.0f}, {total_s * 1000:.0f} ms in all ({cpu_s * 1000:.0f} ms "
+            f"CPU), longest <= {longest} s"
+        )
+    return "; ".join(said) or "none"
+
+
+def _sample(text: str, name: str, label: str) -> float:
+    found = re.search(rf"^{name}\{{{label}\}} (\S+)", text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def figures(marks: list[dict[str, float]]) -> list[Figure]:

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.ingest import endpoints, tracking_endpoints
+from services.ingest.hot_path import NativeEventsHotPath
 from services.ingest.service import IngestService
 from shared.http import create_app
 from shared.runtime import Runtime
@@ -38,5 +39,7 @@ def build_app(settings: IngestSettings | None = None) -> FastAPI:
         tracking_endpoints.TrackingCors,
         origins=tracking_endpoints.allowed_origins(settings.tracking_cors_origins),
     )
+    # Outermost of ours: the busiest route skips the framework (hot_path.py says what it keeps).
+    app.add_middleware(NativeEventsHotPath, ingest=ingest, authenticator=app.state.authenticator)
     app.state.ingest = ingest
     return app

@@ -32,7 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -46,9 +46,11 @@ from shared.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Record:
-    """One Kafka record of a request (an event or a DLQ copy)."""
+class Record(NamedTuple):
+    """One Kafka record of a request (an event or a DLQ copy).
+
+    A named tuple: built once per event, where a frozen dataclass's __init__ cost a
+    microsecond of ingest's CPU per event."""
 
     topic: str
     value: bytes
