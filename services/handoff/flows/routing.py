@@ -24,7 +24,14 @@ from services.handoff.metrics import (
     SPEED_TO_LEAD,
 )
 from services.handoff.policies import email_domain, existing_owner, routing_suppressed
-from services.handoff.routing import RepLoad, RoutingDecision, next_queue_check, route_lead
+from services.handoff.routing import (
+    RepLoad,
+    RepScope,
+    RoutingDecision,
+    next_queue_check,
+    route_lead,
+    routing_scope,
+)
 from services.handoff.status import Handoff, HandoffStatus, deadlines
 from shared import timers
 from shared.events import CloudEvent, LifecycleData, derived_event_id
@@ -51,12 +58,17 @@ class RoutingFlow(FlowBase):
         lead: LifecycleData,
         now: datetime | None = None,
         why: str | None = None,
+        scope: RepScope | None = None,
     ) -> datetime:
         """Route a newly qualified lead, once per lifecycle event; returns the `now` it used
         (given, or the database's clock read with the reps: one round trip fewer). `why`
-        opens the routing reason (a revisit says so)."""
-        tier = lead.tier or self.playbook.taxonomy.tier_for(lead.score)
-        reps, db_time = await repository.lock_reps_and_clock(session)
+        opens the routing reason (a revisit says so). The reps locked are the lead's
+        `routing_scope`, or `scope` (a batch that routes several leads locks their union at
+        its first, so that it takes the reps in one rep_id order)."""
+        tier = self.routing_tier(lead)
+        reps, db_time = await repository.lock_reps_and_clock(
+            session, scope or self.routing_scope(lead)
+        )
         now = now or db_time
         if self._suppressing and routing_suppressed(
             await policy_repository.latest_suppression(session, lead.lead_key), lead.fit_score, now
@@ -124,6 +136,14 @@ class RoutingFlow(FlowBase):
             await self._publish(session, handoff, "queued", cause=event.id, now=now)
             await self._schedule_queue_check(session, decision.team, reps, now)
         return now
+
+    def routing_tier(self, lead: LifecycleData) -> str:
+        """The tier a lead is routed with: its own, else the one its score falls in."""
+        return lead.tier or self.playbook.taxonomy.tier_for(lead.score)
+
+    def routing_scope(self, lead: LifecycleData) -> RepScope:
+        """The reps routing this lead locks (`routing.routing_scope`)."""
+        return routing_scope(lead.email, lead.attributes, self.routing_tier(lead), self.playbook)
 
     async def _existing_owner(
         self, session: AsyncSession, lead: LifecycleData, now: datetime
