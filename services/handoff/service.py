@@ -12,7 +12,9 @@ Routing locks only the reps its decision can read (`routing.routing_scope`: the 
 its account's owner), so two instances route leads of different teams side by side; the other
 flows lock every rep. A transaction takes its reps once, in one rep_id order: a batch locks
 the union of what its events need at its first routing (or at its start, when a handoff row
-comes first), never a second, smaller set and then a larger one.
+comes first), never a second, smaller set and then a larger one. And it routes as late as it
+can (`routing_last`): a lead with nothing else in the batch is routed after the batch's other
+events, so the reps are held for the routing and the commit, not for the whole batch.
 """
 
 import asyncio
@@ -152,7 +154,7 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, Signal
         if _reps_needed_after_a_handoff(batch):
             # the lock order: reps before handoff rows
             await repository.lock_reps(session, state.reps or EVERY_REP)
-        for delivered in batch:
+        for delivered in routing_last(batch):
             event = delivered.event
             await self.handler_for(event.type)(session, event, state)
         await state.flush_funnel(session)
@@ -239,6 +241,48 @@ def _reps_needed_after_a_handoff(batch: Sequence[Delivered]) -> bool:
         elif handoff_locked and _routes(event):
             return True
     return False
+
+
+def routing_last(batch: Sequence[Delivered]) -> list[Delivered]:
+    """The batch in the order its handlers run: routed leads that no later event of the batch
+    concerns (same lead key, subject or merged key) move to its end, in their order.
+
+    Routed leads keep their order among themselves (the ledger decides by it, and the backtest
+    replays it), so one that must stay where it came keeps the earlier ones there too. Only in
+    a batch that locks no handoff row (no feedback, erasure or tier change): there, reps are
+    locked before handoff rows, so routing stays where it came.
+    """
+    if any(_locks_a_handoff(d.event) for d in batch):
+        return list(batch)
+    later: set[str] = set()
+    last: list[Delivered] = []
+    kept: list[Delivered] = []
+    stays = False  # a later routed lead stays where it came: so do the earlier ones
+    for delivered in reversed(batch):
+        keys = _lead_keys(delivered.event)
+        routes = _routes(delivered.event)
+        if routes and not stays and not keys & later:
+            last.append(delivered)
+        else:
+            kept.append(delivered)
+            stays = stays or routes
+        later |= keys
+    return kept[::-1] + last[::-1]
+
+
+def _locks_a_handoff(event: CloudEvent) -> bool:
+    return event.type.startswith(FEEDBACK_PREFIX) or event.type in {LIFECYCLE_ERASED, TIER_CHANGED}
+
+
+def _lead_keys(event: CloudEvent) -> set[str]:
+    """Every lead key an event names: its subject, its lead and the leads merged into it."""
+    keys = {event.subject} if event.subject else set()
+    if isinstance(lead_key := event.data.get("lead_key"), str):
+        keys.add(lead_key)
+    merged = event.data.get("merged_keys")
+    if isinstance(merged, list):
+        keys.update(k for k in merged if isinstance(k, str))
+    return keys
 
 
 def _routes(event: CloudEvent) -> bool:
