@@ -41,6 +41,14 @@ PARTITIONS = 6
 RATE_PER_S = int(os.environ.get("LEADROUTER_BENCH_SCALE_RATE", "600"))
 QUALIFYING_EVERY = 20  # one event in 20 asks for a demo: handoff has work proportional too
 ASSIGNED = re.compile(r"assigned \[")
+# The backends holding what a waiting backend waits for, and what each is doing then ("idle in
+# transaction": its process is between statements, running Python or waiting for the CPU).
+HOLDERS = (
+    "select distinct h.pid, h.state, left(h.query, 60) as query from pg_stat_activity w"
+    " cross join lateral unnest(pg_blocking_pids(w.pid)) as b(pid)"
+    " join pg_stat_activity h on h.pid = b.pid"
+    " where w.datname = $1 and w.wait_event_type = 'Lock'"
+)
 COUNTRIES = ("DE", "FR", "GB", "US", "ES", "IT")
 REPS_PER_TEAM = 3
 
@@ -118,6 +126,7 @@ async def run(quick: bool) -> Result:
         load_start = os.getloadavg()
         started = time.monotonic()
         waits: Counter[str] = Counter()
+        holders: Counter[str] = Counter()  # what the transactions waited for were doing
         polls = waiting_polls = 0
         progress(f"  scale: {RATE_PER_S} events/s for {window_s}s over {PARTITIONS} partitions")
         while time.monotonic() - started < window_s:
@@ -131,6 +140,8 @@ async def run(quick: bool) -> Result:
                 waiting_polls += 1
             for row in rows:
                 waits[f"{row['wait_event']}: {row['query']}"] += 1
+            for row in await conn.fetch(HOLDERS, database):
+                holders[f"{row['state']}: {row['query']}"] += 1
             for sample in samples:
                 sample.sample()
             backends_after = await postgres_cpu(conn, database)
@@ -217,6 +228,10 @@ async def run(quick: bool) -> Result:
     result.notes.append(
         f"lock waits: {waiting_polls} of {polls} polls; "
         + (", ".join(f"{k} x{v}" for k, v in waits.most_common(5)) or "none")
+    )
+    result.notes.append(
+        "their lock holders were: "
+        + (", ".join(f"{k} x{v}" for k, v in holders.most_common(4)) or "none")
     )
     hot = sorted(
         (
