@@ -39,6 +39,7 @@ from services.handoff.flows.base import (
 )
 from services.handoff.flows.feedback import CLOSING_FEEDBACK, FeedbackFlow
 from services.handoff.flows.gauges import GaugeFlow
+from services.handoff.flows.routing import HeldReps
 from services.handoff.flows.signals import SignalFlow
 from services.handoff.flows.tiers import TierFlow
 from services.handoff.flows.timers import TimerFlow
@@ -88,6 +89,8 @@ class Batch:
     changed_handoffs: bool = False
     # The reps its events may lock (None: none of them locks reps), taken at once.
     reps: RepScope | None = None
+    # Those reps as the last routing left them, while routings follow one another.
+    held: HeldReps = field(default_factory=HeldReps)
 
     async def clock(self, session: AsyncSession) -> datetime:
         """The transaction's now(), read once when first needed."""
@@ -156,6 +159,8 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, Signal
             await repository.lock_reps(session, state.reps or EVERY_REP)
         for delivered in routing_last(batch):
             event = delivered.event
+            if not _routes(event):  # it may change what the held reps' loads count
+                state.held.loads = None
             await self.handler_for(event.type)(session, event, state)
         await state.flush_funnel(session)
         if state.changed_handoffs:
@@ -185,7 +190,9 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, Signal
         if lead.transition in ROUTED_TRANSITIONS:
             # Read when first needed (now() is the transaction's start whenever it is read): a
             # batch of lifecycle events that are only counted needs no clock.
-            batch.now = await self.route(session, event, lead, batch.now, scope=batch.reps)
+            batch.now = await self.route(
+                session, event, lead, batch.now, scope=batch.reps, held=batch.held
+            )
             batch.changed_handoffs = True
 
     async def _on_tier_changed(

@@ -392,3 +392,20 @@ async def test_batches_routing_two_teams_in_opposite_orders_do_not_deadlock(engi
         for size, team in (("small", "sales"), ("big", "enterprise"))
     }
     assert await deadlocks(engine) == before
+
+
+async def test_a_batch_routing_a_team_several_leads_rotates_them_as_one_at_a_time(engine):
+    # The batch reads its team's reps once and keeps their ledgers itself (`HeldReps`): the
+    # six leads go round the three reps as six transactions would, two each, in turn.
+    desk = await desk_for(make_sessionmaker(engine), playbook())
+    await consume(desk, [mql(f"lead-{i}@acme.example") for i in range(6)])
+    async with desk.sessions() as s:
+        rows = await repository.list_handoffs(s, None, None, None, None, 100)
+        ledgers = {r.rep_id: r.assigned_total for r in await repository.list_reps(s)}
+    by_rep: dict[str, int] = {}
+    for handoff in rows:
+        by_rep[handoff.rep_id or ""] = by_rep.get(handoff.rep_id or "", 0) + 1
+    assert by_rep == {"rep-ana": 2, "rep-ben": 2, "rep-chen": 2}
+    assert {k: v for k, v in ledgers.items() if k in by_rep} == by_rep
+    first_round = sorted(rows, key=lambda h: h.email or "")[:3]
+    assert len({h.rep_id for h in first_round}) == 3  # nobody twice in a round
