@@ -1,9 +1,10 @@
 """Background traffic for the speed-to-lead and scale scenarios, in its own process: `rate`
 events/s posted in batches of 50, until killed. Non-qualifying page views by default; with a
 third argument N, one event in N is a demo request by a new lead (a handoff follows), so the
-handoff service has work proportional to the load too.
+handoff service has work proportional to the load too; a fourth, comma-separated countries,
+gives those leads each country in turn (a playbook routing by country spreads them over teams).
 
-    python -m bench.load URL RATE [QUALIFYING_EVERY]
+    python -m bench.load URL RATE [QUALIFYING_EVERY [COUNTRIES]]
 """
 
 import asyncio
@@ -16,7 +17,9 @@ from typing import Any
 import httpx
 
 
-async def main(url: str, rate: int, qualifying_every: int = 0) -> None:
+async def main(
+    url: str, rate: int, qualifying_every: int = 0, countries: tuple[str, ...] = ("DE",)
+) -> None:
     per_request = 50
     interval_s = per_request / rate
     async with httpx.AsyncClient(timeout=30) as client:
@@ -33,7 +36,11 @@ async def main(url: str, rate: int, qualifying_every: int = 0) -> None:
                         {
                             "id": f"bq-{uuid.uuid4()}",
                             "identity": {"email": f"buyer-{uuid.uuid4().hex[:12]}@load.example"},
-                            "attributes": {"company": "Load", "company_size": 500, "country": "DE"},
+                            "attributes": {
+                                "company": "Load",
+                                "company_size": 500,
+                                "country": countries[n // qualifying_every % len(countries)],
+                            },
                             "activity": {"type": "demo_request", "occurred_at": occurred},
                         }
                     )
@@ -54,4 +61,11 @@ async def main(url: str, rate: int, qualifying_every: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0))
+    asyncio.run(
+        main(
+            sys.argv[1],
+            int(sys.argv[2]),
+            int(sys.argv[3]) if len(sys.argv) > 3 else 0,
+            tuple(sys.argv[4].split(",")) if len(sys.argv) > 4 else ("DE",),
+        )
+    )

@@ -11,6 +11,10 @@ Measured over the load window (after the group has settled):
   database waiting on a lock (what two instances updating one row, or one advisory lock, show),
   the rebalances (partition assignments logged after the group settled), and the tables whose
   rows are updated most often per live row (hot rows).
+The demo requests are spread over six countries, and the run's playbook (the example's, with
+its routing replaced: `scale_playbook`) routes each country to its own team of three reps with
+room for the whole window, as a sales organisation split by region does; with one team every
+routing decision would wait for the one before, whatever the design.
 The figures feed the capacity table in docs/operations.md."""
 
 import asyncio
@@ -20,10 +24,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import asyncpg
 import httpx
 import psutil
+import yaml
 
 from bench.env import LOG_DIR, ProcessSample, fresh_settings, plain_dsn, progress
 from bench.result import Figure, Result
@@ -35,6 +41,41 @@ PARTITIONS = 6
 RATE_PER_S = int(os.environ.get("LEADROUTER_BENCH_SCALE_RATE", "600"))
 QUALIFYING_EVERY = 20  # one event in 20 asks for a demo: handoff has work proportional too
 ASSIGNED = re.compile(r"assigned \[")
+# The backends holding what a waiting backend waits for, and what each is doing then ("idle in
+# transaction": its process is between statements, running Python or waiting for the CPU).
+HOLDERS = (
+    "select distinct h.pid, h.state, left(h.query, 60) as query from pg_stat_activity w"
+    " cross join lateral unnest(pg_blocking_pids(w.pid)) as b(pid)"
+    " join pg_stat_activity h on h.pid = b.pid"
+    " where w.datname = $1 and w.wait_event_type = 'Lock'"
+)
+COUNTRIES = ("DE", "FR", "GB", "US", "ES", "IT")
+REPS_PER_TEAM = 3
+
+
+def scale_playbook(path: Path) -> Path:
+    """The example playbook with one team of reps per country of the load; written to `path`."""
+    book = yaml.safe_load((REPO_ROOT / "deploy" / "playbook.example.yaml").read_text())
+    book["routing"] = {
+        "accounts": {},
+        "existing_owner": {"days": None},
+        "rules": [
+            {"name": f"country-{c}", "team": f"team-{c}", "when": {"country": {"equals": c}}}
+            for c in COUNTRIES
+        ],
+        "teams": [
+            {
+                "name": f"team-{c}",
+                "reps": [
+                    {"id": f"rep-{c}-{i}", "name": f"Rep {c} {i}", "capacity": 100_000}
+                    for i in range(REPS_PER_TEAM)
+                ],
+            }
+            for c in COUNTRIES
+        ],
+    }
+    path.write_text(yaml.safe_dump(book, sort_keys=False))
+    return path
 
 
 async def run(quick: bool) -> Result:
@@ -51,7 +92,10 @@ async def run(quick: bool) -> Result:
     services[0].env.update(
         LEADROUTER_RATE_LIMIT_PER_S="1000000", LEADROUTER_RATE_LIMIT_BURST="1000000"
     )
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    playbook = scale_playbook(LOG_DIR / "scale-playbook.yaml")
     for service in services:
+        service.env["LEADROUTER_PLAYBOOK"] = str(playbook)
         service.env.pop("LEADROUTER_CONSUMER_POLL_TIMEOUT_MS", None)
         service.env.pop("LEADROUTER_OUTBOX_IDLE_POLL_S", None)
     await asyncio.gather(*(s.start() for s in services))
@@ -63,6 +107,7 @@ async def run(quick: bool) -> Result:
             services[0].url,
             str(RATE_PER_S),
             str(QUALIFYING_EVERY),
+            ",".join(COUNTRIES),
         ],
         cwd=REPO_ROOT,
     )
@@ -81,6 +126,7 @@ async def run(quick: bool) -> Result:
         load_start = os.getloadavg()
         started = time.monotonic()
         waits: Counter[str] = Counter()
+        holders: Counter[str] = Counter()  # what the transactions waited for were doing
         polls = waiting_polls = 0
         progress(f"  scale: {RATE_PER_S} events/s for {window_s}s over {PARTITIONS} partitions")
         while time.monotonic() - started < window_s:
@@ -94,6 +140,8 @@ async def run(quick: bool) -> Result:
                 waiting_polls += 1
             for row in rows:
                 waits[f"{row['wait_event']}: {row['query']}"] += 1
+            for row in await conn.fetch(HOLDERS, database):
+                holders[f"{row['state']}: {row['query']}"] += 1
             for sample in samples:
                 sample.sample()
             backends_after = await postgres_cpu(conn, database)
@@ -180,6 +228,10 @@ async def run(quick: bool) -> Result:
     result.notes.append(
         f"lock waits: {waiting_polls} of {polls} polls; "
         + (", ".join(f"{k} x{v}" for k, v in waits.most_common(5)) or "none")
+    )
+    result.notes.append(
+        "their lock holders were: "
+        + (", ".join(f"{k} x{v}" for k, v in holders.most_common(4)) or "none")
     )
     hot = sorted(
         (

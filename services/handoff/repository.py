@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    or_,
     select,
     text,
     update,
@@ -28,7 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.handoff.routing import RepLoad, levelled_ledger
+from services.handoff.routing import EVERY_REP, RepLoad, RepScope, levelled_ledger
 from services.handoff.status import (
     OPEN_STATUSES,
     WAITING_STATUSES,
@@ -230,21 +231,23 @@ def _rep_loads(rows: Iterable[Any]) -> list[RepLoad]:
     ]
 
 
-async def lock_reps(session: AsyncSession) -> list[RepLoad]:
-    """Every rep with their open load, locked so concurrent routing reads one ledger."""
-    reps_locked, _ = await lock_reps_and_clock(session)
+async def lock_reps(session: AsyncSession, scope: RepScope = EVERY_REP) -> list[RepLoad]:
+    """The reps in `scope` (every rep unless told) with their open load, locked in rep_id
+    order, so concurrent transactions read one ledger and never deadlock on it."""
+    reps_locked, _ = await lock_reps_and_clock(session, scope)
     return reps_locked
 
 
-async def lock_reps_and_clock(session: AsyncSession) -> tuple[list[RepLoad], datetime]:
+async def lock_reps_and_clock(
+    session: AsyncSession, scope: RepScope = EVERY_REP
+) -> tuple[list[RepLoad], datetime]:
     """`lock_reps` and the transaction's clock (Postgres' now()) in one round trip."""
-    rows = (
-        await session.execute(
-            select(reps, _open_count().label("open_handoffs"), func.now().label("db_now"))
-            .order_by(reps.c.rep_id)
-            .with_for_update(of=reps)
+    query = select(reps, _open_count().label("open_handoffs"), func.now().label("db_now"))
+    if not scope.everyone:
+        query = query.where(
+            or_(reps.c.team.in_(sorted(scope.teams)), reps.c.rep_id.in_(sorted(scope.rep_ids)))
         )
-    ).all()
+    rows = (await session.execute(query.order_by(reps.c.rep_id).with_for_update(of=reps))).all()
     if not rows:  # no reps: the clock alone
         return [], (await session.execute(select(func.now()))).scalar_one()
     return _rep_loads(rows), rows[0].db_now

@@ -41,6 +41,44 @@ class RoutingDecision:
     rotation_level: float | None = None
 
 
+@dataclass(frozen=True)
+class RepScope:
+    """The reps a transaction locks: every rep of some teams and a few more by id, or all."""
+
+    teams: frozenset[str] = frozenset()
+    rep_ids: frozenset[str] = frozenset()
+    everyone: bool = False
+
+    def __or__(self, other: "RepScope") -> "RepScope":
+        if self.everyone or other.everyone:
+            return EVERY_REP
+        return RepScope(self.teams | other.teams, self.rep_ids | other.rep_ids)
+
+
+EVERY_REP = RepScope(everyone=True)
+
+
+def routing_scope(
+    email: str | None, attributes: dict[str, Any], tier: str, playbook: Playbook
+) -> RepScope:
+    """The reps `route_lead` can read or choose for a lead: its rule's team and its account's
+    owner; every rep while the existing-owner policy is on (who had the lead or its account
+    is read from the handoffs, so not known before the lock).
+
+    Routing locks only these, so leads of different teams are routed side by side; the
+    decision is the same as over every rep, since `route_lead` looks at no other.
+    """
+    if playbook.routing.existing_owner.days is not None:
+        return EVERY_REP
+    team, _ = pick_team(attributes, tier, playbook)
+    owner = playbook.routing.accounts.get(_domain(email) or "")
+    return RepScope(frozenset({team}), frozenset({owner} if owner else ()))
+
+
+def _domain(email: str | None) -> str | None:
+    return email.rsplit("@", 1)[1].lower() if email and "@" in email else None
+
+
 def in_working_hours(hours: WorkingHours | None, now: datetime) -> bool:
     """Whether `now` falls in the rep's working hours (in their time zone)."""
     if hours is None:
@@ -91,7 +129,7 @@ def route_lead(
     favoured by name or seniority. `exclude` holds reps who already had (and lost) the lead.
     """
     by_id = {r.rep_id: r for r in reps}
-    domain = email.rsplit("@", 1)[1].lower() if email and "@" in email else None
+    domain = _domain(email)
     owner = by_id.get(playbook.routing.accounts.get(domain or "", ""))
     skipped: dict[str, str] = {}
     if owner and owner.rep_id not in exclude:

@@ -1,12 +1,20 @@
 """The handoff service: its flows put together, and the consumer's handlers keyed by event type.
 
-Lock order, for every transaction: the reps (all of them, `lock_reps`), then handoff rows, then
-timer rows; a team's queued handoffs are taken with SKIP LOCKED, never waited for. A flow that
-may need the reps after a handoff (a breach reassigns, a rejection frees a slot and drains the
-queue) takes them first; the timer runner locks through `lock_for_timers` before it claims.
+Lock order, for every transaction: the reps (in rep_id order, `lock_reps`), then handoff rows,
+then timer rows; a team's queued handoffs are taken with SKIP LOCKED, never waited for. A flow
+that may need the reps after a handoff (a breach reassigns, a rejection frees a slot and drains
+the queue) takes them first; the timer runner locks through `lock_for_timers` before it claims.
 Two orders (a warning's timer row then its handoff, a feedback's handoff then that timer; a
 breach's reps then the next handoff of its batch, a feedback's handoff then the reps)
 deadlocked under load.
+
+Routing locks only the reps its decision can read (`routing.routing_scope`: the lead's team and
+its account's owner), so two instances route leads of different teams side by side; the other
+flows lock every rep. A transaction takes its reps once, in one rep_id order: a batch locks
+the union of what its events need at its first routing (or at its start, when a handoff row
+comes first), never a second, smaller set and then a larger one. And it routes as late as it
+can (`routing_last`): a lead with nothing else in the batch is routed after the batch's other
+events, so the reps are held for the routing and the commit, not for the whole batch.
 """
 
 import asyncio
@@ -31,11 +39,13 @@ from services.handoff.flows.base import (
 )
 from services.handoff.flows.feedback import CLOSING_FEEDBACK, FeedbackFlow
 from services.handoff.flows.gauges import GaugeFlow
+from services.handoff.flows.routing import HeldReps
 from services.handoff.flows.signals import SignalFlow
 from services.handoff.flows.tiers import TierFlow
 from services.handoff.flows.timers import TimerFlow
 from services.handoff.funnel import touches_json
 from services.handoff.metrics import REJECTIONS, SALES_SIGNALS, SLA_OUTCOMES
+from services.handoff.routing import EVERY_REP, RepScope
 from shared.consumer import Delivered
 from shared.db import db_now
 from shared.errors import Invalid
@@ -77,6 +87,10 @@ class Batch:
     # Most lifecycle events only add funnel rows: the handoff gauges are counted again
     # (two queries) only when the batch may have changed a handoff.
     changed_handoffs: bool = False
+    # The reps its events may lock (None: none of them locks reps), taken at once.
+    reps: RepScope | None = None
+    # Those reps as the last routing left them, while routings follow one another.
+    held: HeldReps = field(default_factory=HeldReps)
 
     async def clock(self, session: AsyncSession) -> datetime:
         """The transaction's now(), read once when first needed."""
@@ -139,15 +153,32 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, Signal
         return handler
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Delivered]) -> None:
-        state = Batch()
+        state = Batch(reps=self._batch_rep_scope(batch))
         if _reps_needed_after_a_handoff(batch):
-            await repository.lock_reps(session)  # the lock order: reps before handoff rows
-        for delivered in batch:
+            # the lock order: reps before handoff rows
+            await repository.lock_reps(session, state.reps or EVERY_REP)
+        for delivered in routing_last(batch):
             event = delivered.event
+            if not _routes(event):  # it may change what the held reps' loads count
+                state.held.loads = None
             await self.handler_for(event.type)(session, event, state)
         await state.flush_funnel(session)
         if state.changed_handoffs:
             self._gauges_stale = True
+
+    def _batch_rep_scope(self, batch: Sequence[Delivered]) -> RepScope | None:
+        """The reps a batch's events may lock: its routed leads' scopes, or every rep when
+        closing feedback (which drains a queue with every rep) is among them."""
+        scope: RepScope | None = None
+        for delivered in batch:
+            event = delivered.event
+            if event.type.startswith(FEEDBACK_PREFIX):
+                if event.type.removeprefix(FEEDBACK_PREFIX) in CLOSING_FEEDBACK:
+                    return EVERY_REP
+            elif _routes(event):
+                lead = LifecycleData.model_validate(event.data)
+                scope = self.routing_scope(lead) | (scope or RepScope())
+        return scope
 
     async def _on_transition(self, session: AsyncSession, event: CloudEvent, batch: Batch) -> None:
         """A lifecycle transition: counted in the funnel; a lead that became an MQL is routed."""
@@ -159,7 +190,9 @@ class HandoffService(TimerFlow, FeedbackFlow, AvailabilityFlow, TierFlow, Signal
         if lead.transition in ROUTED_TRANSITIONS:
             # Read when first needed (now() is the transaction's start whenever it is read): a
             # batch of lifecycle events that are only counted needs no clock.
-            batch.now = await self.route(session, event, lead, batch.now)
+            batch.now = await self.route(
+                session, event, lead, batch.now, scope=batch.reps, held=batch.held
+            )
             batch.changed_handoffs = True
 
     async def _on_tier_changed(
@@ -212,7 +245,56 @@ def _reps_needed_after_a_handoff(batch: Sequence[Delivered]) -> bool:
             handoff_locked = True
         elif event.type in {LIFECYCLE_ERASED, TIER_CHANGED}:
             handoff_locked = True
-        elif handoff_locked and event.type.startswith(LIFECYCLE_PREFIX):
-            if event.data.get("transition") in ROUTED_TRANSITIONS:
-                return True
+        elif handoff_locked and _routes(event):
+            return True
     return False
+
+
+def routing_last(batch: Sequence[Delivered]) -> list[Delivered]:
+    """The batch in the order its handlers run: routed leads that no later event of the batch
+    concerns (same lead key, subject or merged key) move to its end, in their order.
+
+    Routed leads keep their order among themselves (the ledger decides by it, and the backtest
+    replays it), so one that must stay where it came keeps the earlier ones there too. Only in
+    a batch that locks no handoff row (no feedback, erasure or tier change): there, reps are
+    locked before handoff rows, so routing stays where it came.
+    """
+    if any(_locks_a_handoff(d.event) for d in batch):
+        return list(batch)
+    later: set[str] = set()
+    last: list[Delivered] = []
+    kept: list[Delivered] = []
+    stays = False  # a later routed lead stays where it came: so do the earlier ones
+    for delivered in reversed(batch):
+        keys = _lead_keys(delivered.event)
+        routes = _routes(delivered.event)
+        if routes and not stays and not keys & later:
+            last.append(delivered)
+        else:
+            kept.append(delivered)
+            stays = stays or routes
+        later |= keys
+    return kept[::-1] + last[::-1]
+
+
+def _locks_a_handoff(event: CloudEvent) -> bool:
+    return event.type.startswith(FEEDBACK_PREFIX) or event.type in {LIFECYCLE_ERASED, TIER_CHANGED}
+
+
+def _lead_keys(event: CloudEvent) -> set[str]:
+    """Every lead key an event names: its subject, its lead and the leads merged into it."""
+    keys = {event.subject} if event.subject else set()
+    if isinstance(lead_key := event.data.get("lead_key"), str):
+        keys.add(lead_key)
+    merged = event.data.get("merged_keys")
+    if isinstance(merged, list):
+        keys.update(k for k in merged if isinstance(k, str))
+    return keys
+
+
+def _routes(event: CloudEvent) -> bool:
+    """Whether the handler of a consumed event routes a lead."""
+    return event.type.startswith(LIFECYCLE_PREFIX) and (
+        event.type not in {LIFECYCLE_ERASED, TIER_CHANGED, SIGNAL}
+        and event.data.get("transition") in ROUTED_TRANSITIONS
+    )

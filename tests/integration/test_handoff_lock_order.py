@@ -1,4 +1,6 @@
-"""SLA timers and sales feedback take their locks in one order, so they never deadlock.
+"""SLA timers, sales feedback and routing take their locks in one order, so they never
+deadlock; routing locks only its team's reps, so leads of different teams do not wait for
+each other.
 
 Each test forces the interleaving that deadlocked under load: one transaction gets a row first
 and pauses there until the other is waiting on a lock (or is done), then goes on. PostgreSQL's
@@ -7,6 +9,7 @@ own count (pg_stat_database.deadlocks for the test's database) says whether it d
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -18,8 +21,9 @@ from services.handoff import repository
 from services.handoff.service import ACCEPT_BREACH, WARNING, HandoffService
 from services.handoff.status import HandoffStatus
 from shared import timers
+from shared.consumer import Delivered
 from shared.db import make_engine, make_sessionmaker, outbox
-from shared.events import FeedbackData
+from shared.events import CloudEvent, FeedbackData, LifecycleData
 from shared.timers import TimerRunner
 from tests.integration.test_handoff_service import (
     MONDAY_NOON,
@@ -32,6 +36,7 @@ from tests.integration.test_handoff_service import (
 pytestmark = pytest.mark.integration
 
 FEEDBACK = "tests.feedback"  # session.info flag: this session is the feedback's transaction
+FIRST = "tests.first"  # session.info flag: this consumer batch pauses once it holds its reps
 
 
 @pytest.fixture
@@ -276,3 +281,131 @@ async def test_an_instance_starting_while_another_routes_does_not_deadlock(engin
         await engine_routing.dispose()
     assert (routed, started) == (True, True)
     assert await deadlocks(engine) == before
+
+
+def mql(email: str, **attributes: Any) -> Delivered:
+    """A became_mql lifecycle event as the handoff consumer receives it."""
+    lead = LifecycleData(
+        transition="became_mql",
+        lead_key=f"email:{email}",
+        email=email,
+        attributes=attributes,
+        stage="mql",
+        score=90,
+        tier="hot",
+        qualifying_activity_at=MONDAY_NOON,
+    )
+    event = CloudEvent(
+        id=str(uuid.uuid4()),
+        source="tests",
+        type="leadrouter.lifecycle.became_mql",
+        time=MONDAY_NOON,
+        subject=lead.lead_key,
+        data=lead.model_dump(mode="json"),
+    )
+    return Delivered(event, "tests.lifecycle", 0, 0)
+
+
+async def consume(desk: Desk, batch: list[Delivered], first: bool = False) -> None:
+    """One consumer batch in one transaction, as the handoff consumer runs it."""
+    async with desk.sessions() as s, s.begin():
+        s.info[FIRST] = first
+        await desk.service(s, batch)
+
+
+def pausing_lock_reps(
+    monkeypatch: pytest.MonkeyPatch, locked: asyncio.Event, go_on: Callable[[], Any]
+) -> None:
+    """The first batch's transaction, once it holds its reps, waits for `go_on()`."""
+    real = repository.lock_reps_and_clock
+
+    async def lock_reps_and_clock(session: Any, *scope: Any) -> Any:
+        loads = await real(session, *scope)
+        if session.info.get(FIRST) and not locked.is_set():
+            locked.set()
+            await go_on()
+        return loads
+
+    monkeypatch.setattr(repository, "lock_reps_and_clock", lock_reps_and_clock)
+
+
+async def teams_by_email(desk: Desk) -> dict[str, tuple[str | None, str | None]]:
+    """Each handoff's team and its rep's team, by the lead's email."""
+    async with desk.sessions() as s:
+        rep_teams = {r.rep_id: r.team for r in await repository.list_reps(s)}
+        rows = await repository.list_handoffs(s, None, None, None, None, 100)
+    return {h.email or "": (h.team, rep_teams.get(h.rep_id or "")) for h in rows}
+
+
+async def test_leads_of_two_teams_are_routed_side_by_side(engine, monkeypatch):
+    # Two instances route at once: one a sales lead, the other an enterprise lead. While the
+    # first holds the sales reps (its transaction still open), the second routes and commits;
+    # with every rep locked by every routing, it waited for the first to commit.
+    desk = await desk_for(make_sessionmaker(engine), playbook())
+    locked = asyncio.Event()
+    enterprise: list[asyncio.Task[None]] = []
+    done_while_sales_held: list[bool] = []
+
+    async def route_enterprise_while_sales_is_held() -> None:
+        enterprise.append(
+            asyncio.create_task(consume(desk, [mql("big@acme.example", company_size=5000)]))
+        )
+        await until_blocked_or_done(desk.sessions, enterprise[0])
+        done_while_sales_held.append(enterprise[0].done())
+
+    pausing_lock_reps(monkeypatch, locked, route_enterprise_while_sales_is_held)
+    outcomes = await asyncio.gather(
+        consume(desk, [mql("small@acme.example")], first=True), return_exceptions=True
+    )
+    outcomes += await asyncio.gather(*enterprise, return_exceptions=True)
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    assert done_while_sales_held == [True]
+    assert await teams_by_email(desk) == {
+        "small@acme.example": ("sales", "sales"),
+        "big@acme.example": ("enterprise", "enterprise"),
+    }
+
+
+async def test_batches_routing_two_teams_in_opposite_orders_do_not_deadlock(engine, monkeypatch):
+    # One batch routes a sales lead then an enterprise lead, another the reverse. Each takes
+    # the reps of both teams at its first routing, in one rep_id order: locking each lead's
+    # team as it came, the first held sales and waited for enterprise, the second the reverse.
+    desk = await desk_for(make_sessionmaker(engine), playbook())
+    before = await deadlocks(engine)
+    locked = asyncio.Event()
+    second: list[asyncio.Task[None]] = []
+
+    async def route_the_reverse_batch() -> None:
+        reverse = [mql("big-2@acme.example", company_size=5000), mql("small-2@acme.example")]
+        second.append(asyncio.create_task(consume(desk, reverse)))
+        await until_blocked_or_done(desk.sessions, second[0])
+
+    pausing_lock_reps(monkeypatch, locked, route_the_reverse_batch)
+    first = [mql("small-1@acme.example"), mql("big-1@acme.example", company_size=5000)]
+    outcomes = await asyncio.gather(consume(desk, first, first=True), return_exceptions=True)
+    outcomes += await asyncio.gather(*second, return_exceptions=True)
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    routed = await teams_by_email(desk)
+    assert routed == {
+        f"{size}-{n}@acme.example": (team, team)
+        for n in (1, 2)
+        for size, team in (("small", "sales"), ("big", "enterprise"))
+    }
+    assert await deadlocks(engine) == before
+
+
+async def test_a_batch_routing_a_team_several_leads_rotates_them_as_one_at_a_time(engine):
+    # The batch reads its team's reps once and keeps their ledgers itself (`HeldReps`): the
+    # six leads go round the three reps as six transactions would, two each, in turn.
+    desk = await desk_for(make_sessionmaker(engine), playbook())
+    await consume(desk, [mql(f"lead-{i}@acme.example") for i in range(6)])
+    async with desk.sessions() as s:
+        rows = await repository.list_handoffs(s, None, None, None, None, 100)
+        ledgers = {r.rep_id: r.assigned_total for r in await repository.list_reps(s)}
+    by_rep: dict[str, int] = {}
+    for handoff in rows:
+        by_rep[handoff.rep_id or ""] = by_rep.get(handoff.rep_id or "", 0) + 1
+    assert by_rep == {"rep-ana": 2, "rep-ben": 2, "rep-chen": 2}
+    assert {k: v for k, v in ledgers.items() if k in by_rep} == by_rep
+    first_round = sorted(rows, key=lambda h: h.email or "")[:3]
+    assert len({h.rep_id for h in first_round}) == 3  # nobody twice in a round

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.handoff.routing import RepLoad, levelled_ledger, route_lead
+from services.handoff.routing import (
+    EVERY_REP,
+    RepLoad,
+    levelled_ledger,
+    route_lead,
+    routing_scope,
+)
 from services.handoff.status import (
     FeedbackConflict,
     Handoff,
@@ -99,6 +105,58 @@ def test_nobody_at_capacity_or_out_of_office_gets_a_lead(loads):
     eligible = {r.rep_id for r in reps if r.open_handoffs < r.capacity and r.available}
     assert decision.rep_id in eligible if eligible else decision.rep_id is None
     assert set(decision.skipped) == {r.rep_id for r in reps} - eligible
+
+
+ROSTER = [
+    RepLoad(r.id, r.name, t.name, r.weight, 0, capacity=r.capacity, working_hours=r.working_hours)
+    for t in PLAYBOOK.routing.teams
+    for r in t.reps
+]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 12), st.booleans()), min_size=5, max_size=5
+    ),
+    st.sampled_from(["a@bigco.example", "b@acme.example", None]),
+    st.sampled_from([None, 10, 5000]),
+    st.sampled_from(["hot", "warm", "cold"]),
+    st.integers(0, 24 * 7),
+)
+def test_routing_over_its_scope_decides_as_over_every_rep(loads, email, size, tier, hour):
+    # Routing locks only its scope's reps: the decision must be the one over the whole roster.
+    reps = [
+        replace(r, assigned_total=total, open_handoffs=open_, available=available)
+        for r, (total, open_, available) in zip(ROSTER, loads, strict=True)
+    ]
+    attributes = {} if size is None else {"company_size": size}
+    scope = routing_scope(email, attributes, tier, PLAYBOOK)
+    scoped = [r for r in reps if r.team in scope.teams or r.rep_id in scope.rep_ids]
+    now = MONDAY_NOON + timedelta(hours=hour)
+    assert len(scoped) < len(reps)  # a scope, not the roster
+    assert route(scoped, email=email, attributes=attributes, tier=tier, now=now) == route(
+        reps, email=email, attributes=attributes, tier=tier, now=now
+    )
+
+
+def test_the_scope_is_the_rules_team_and_the_account_owner():
+    assert routing_scope("x@bigco.example", {}, "hot", PLAYBOOK).rep_ids == {"rep-dora"}
+    assert routing_scope("x@acme.example", {"company_size": 5000}, "hot", PLAYBOOK).teams == {
+        "enterprise"
+    }
+    assert routing_scope("x@acme.example", {}, "hot", PLAYBOOK).teams == {"sales"}
+    remembering = PLAYBOOK.model_copy(
+        update={
+            "routing": PLAYBOOK.routing.model_copy(
+                update={
+                    "existing_owner": PLAYBOOK.routing.existing_owner.model_copy(
+                        update={"days": 30}
+                    )
+                }
+            )
+        }
+    )
+    assert routing_scope("x@acme.example", {}, "hot", remembering) == EVERY_REP
 
 
 def test_account_owner_comes_first_unless_unavailable():

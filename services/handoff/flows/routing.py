@@ -2,7 +2,7 @@
 clocks, and draining a team's queue when a rep has room."""
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,13 +24,40 @@ from services.handoff.metrics import (
     SPEED_TO_LEAD,
 )
 from services.handoff.policies import email_domain, existing_owner, routing_suppressed
-from services.handoff.routing import RepLoad, RoutingDecision, next_queue_check, route_lead
+from services.handoff.routing import (
+    RepLoad,
+    RepScope,
+    RoutingDecision,
+    next_queue_check,
+    route_lead,
+    routing_scope,
+)
 from services.handoff.status import Handoff, HandoffStatus, deadlines
 from shared import timers
 from shared.events import CloudEvent, LifecycleData, derived_event_id
 from shared.timers import Timer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class HeldReps:
+    """The reps a transaction locked for a run of routings, kept current by its own
+    assignments (None: lock and read them). Nothing else changes their ledgers meanwhile
+    (the rows are locked); a handoff another transaction closes meanwhile counts as open
+    until the next read, as in `drain_queue`."""
+
+    loads: list[RepLoad] | None = None
+
+    def assigned(self, rep_id: str) -> None:
+        """One more handoff, open, for the rep."""
+        if self.loads is not None:
+            self.loads = [
+                replace(r, assigned_total=r.assigned_total + 1, open_handoffs=r.open_handoffs + 1)
+                if r.rep_id == rep_id
+                else r
+                for r in self.loads
+            ]
 
 
 class RoutingFlow(FlowBase):
@@ -51,13 +78,25 @@ class RoutingFlow(FlowBase):
         lead: LifecycleData,
         now: datetime | None = None,
         why: str | None = None,
+        scope: RepScope | None = None,
+        held: HeldReps | None = None,
     ) -> datetime:
         """Route a newly qualified lead, once per lifecycle event; returns the `now` it used
         (given, or the database's clock read with the reps: one round trip fewer). `why`
-        opens the routing reason (a revisit says so)."""
-        tier = lead.tier or self.playbook.taxonomy.tier_for(lead.score)
-        reps, db_time = await repository.lock_reps_and_clock(session)
-        now = now or db_time
+        opens the routing reason (a revisit says so). The reps locked are the lead's
+        `routing_scope`, or `scope` (a batch that routes several leads locks their union at
+        its first, so that it takes the reps in one rep_id order); `held`, the reps a run of
+        routings in this transaction locked already, read no more."""
+        tier = self.routing_tier(lead)
+        if held is not None and held.loads is not None and now is not None:
+            reps = held.loads
+        else:
+            reps, db_time = await repository.lock_reps_and_clock(
+                session, scope or self.routing_scope(lead)
+            )
+            now = now or db_time
+            if held is not None:
+                held.loads = reps
         if self._suppressing and routing_suppressed(
             await policy_repository.latest_suppression(session, lead.lead_key), lead.fit_score, now
         ):
@@ -119,11 +158,21 @@ class RoutingFlow(FlowBase):
         )
         if decision.rep_id:
             await self._assigned(session, None, handoff, decision, now, cause=event.id)
+            if held is not None:
+                held.assigned(decision.rep_id)
         else:
             ROUTING_DECISIONS.labels(decision.rule).inc()
             await self._publish(session, handoff, "queued", cause=event.id, now=now)
             await self._schedule_queue_check(session, decision.team, reps, now)
         return now
+
+    def routing_tier(self, lead: LifecycleData) -> str:
+        """The tier a lead is routed with: its own, else the one its score falls in."""
+        return lead.tier or self.playbook.taxonomy.tier_for(lead.score)
+
+    def routing_scope(self, lead: LifecycleData) -> RepScope:
+        """The reps routing this lead locks (`routing.routing_scope`)."""
+        return routing_scope(lead.email, lead.attributes, self.routing_tier(lead), self.playbook)
 
     async def _existing_owner(
         self, session: AsyncSession, lead: LifecycleData, now: datetime
