@@ -328,6 +328,8 @@ async def test_a_replay_that_fails_while_writing_leaves_the_old_projection(setti
         )
         for n in range(5)
     ]
+    for event in events:
+        event.data["touch"] = {"source": "google", "campaign": "autumn"}
     await publish(settings, on_topic(events))
     await live.start()
     try:
@@ -339,10 +341,10 @@ async def test_a_replay_that_fails_while_writing_leaves_the_old_projection(setti
     async def crash(*args: object) -> None:
         raise RuntimeError("the disk filled up")
 
-    # The leads and aliases are written by then: they must roll back with the reset.
+    # The leads, aliases and touches are written by then: they must roll back with the reset.
     monkeypatch.setattr("services.scoring.repository.copy_timers", crash)
     with pytest.raises(RuntimeError, match="disk filled up"):
         await replay(settings, out=io.StringIO())
     assert await snapshot(sessions) == stored
-    assert len(stored["leads"]) == 5
+    assert len(stored["leads"]) == len(stored["touches"]) == 5
     await engine.dispose()
