@@ -3,9 +3,9 @@
 It reads both topics (lead events and handoffs) from their beginning to the end offsets they
 have when it starts, folds every record in memory through the same cores and identity rules
 as the live handler (services/scoring/rebuild.py), and then writes the result once: in ONE
-transaction it empties scoring's state (leads, aliases, processed ids, stored offsets, decay
-timers, unpublished outbox rows), COPYs the new leads, aliases, processed ids and timers, and
-stores the end offsets, so a crash leaves either the old projection or the new one.
+transaction it empties scoring's state (leads, aliases, touches, processed ids, stored offsets,
+decay timers, unpublished outbox rows), COPYs the new leads, aliases, touches, processed ids
+and timers, and stores the end offsets, so a crash leaves either the old projection or the new one.
 Stop the scoring service first: the replay writes the offsets it will resume from.
 
 With --publish the lifecycle events it re-derives are published (with the same ids as the
@@ -106,6 +106,7 @@ async def _rebuild_and_write(
         await repository.truncate_projection(session, group, RETIER, [RELAY, REPLAY_RELAY])
         count = await repository.copy_leads(session, rebuild.leads.states.values())
         await repository.copy_aliases(session, rebuild.leads.bindings)
+        await repository.copy_touches(session, rebuild.touches)
         await repository.copy_processed_ids(session, group, rebuild.processed)
         await repository.copy_timers(session, RETIER, due)
         await repository.copy_offsets(session, group, next_offsets)

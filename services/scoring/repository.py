@@ -326,10 +326,12 @@ async def delete_legacy_hits(session: AsyncSession, keys: Iterable[str]) -> None
 async def reset_projection(
     session: AsyncSession, group: str, timer_kind: str, relays: Iterable[str]
 ) -> None:
-    """Empty scoring's state for a replay: leads, aliases, processed ids, offsets, timers."""
+    """Empty scoring's state for a replay: leads, aliases, touches, processed ids, offsets,
+    timers."""
     for statement in (
         delete(leads),
         delete(lead_aliases),
+        delete(lead_touches),
         delete(legacy_hits),  # the replay counts every award from the topics again
         delete(processed_events).where(processed_events.c.consumer_group == group),
         delete(consumer_offsets).where(consumer_offsets.c.consumer_group == group),
@@ -351,9 +353,9 @@ async def drop_outbox(session: AsyncSession, relay: str) -> None:
 async def truncate_projection(
     session: AsyncSession, group: str, timer_kind: str, relays: Iterable[str]
 ) -> None:
-    """Empty scoring's state for a replay, the leads and aliases by TRUNCATE (in one transaction
-    with the new projection, so readers see the old one until it commits)."""
-    await session.execute(text("truncate leads, lead_aliases"))
+    """Empty scoring's state for a replay, the leads, aliases and touches by TRUNCATE (in one
+    transaction with the new projection, so readers see the old one until it commits)."""
+    await session.execute(text("truncate leads, lead_aliases, lead_touches"))
     await reset_projection(session, group, timer_kind, relays)
 
 
@@ -486,4 +488,22 @@ async def save_touches(session: AsyncSession, touches: Mapping[str, LeadTouches]
             "qualifyings": column("qualifying"),
             "lasts": column("last"),
         },
+    )
+
+
+async def copy_touches(session: AsyncSession, touches: Mapping[str, LeadTouches]) -> None:
+    """Write these leads' touches (the table is empty) with one COPY."""
+
+    def doc(touch: dict[str, Any] | None) -> str | None:
+        return None if touch is None else jsoncodec.dumps(touch)
+
+    driver = await driver_connection(session)
+    await driver.copy_records_to_table(
+        "lead_touches",
+        records=[
+            (k, doc(t.first), doc(t.qualifying), doc(t.last))
+            for k, t in sorted(touches.items())
+            if not t.empty
+        ],
+        columns=("lead_key", "first_touch", "qualifying_touch", "last_touch"),
     )

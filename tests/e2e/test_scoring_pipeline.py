@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from harness.events import lead_activity, sales_outcome
 from services.scoring.core import evaluate
-from services.scoring.repository import all_leads, lead_aliases
+from services.scoring.repository import all_leads, lead_aliases, lead_touches
 from shared.db import consumer_offsets, make_engine, make_sessionmaker
+from shared.events import CloudEvent
 from shared.kafka import HANDOFFS, LEAD_EVENTS, LEAD_LIFECYCLE
 from shared.playbook import load_playbook
 from tests.conftest import _admin, _sqlalchemy_url
@@ -24,14 +25,23 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+def touched(event: CloudEvent, campaign: str) -> CloudEvent:
+    """The activity with the marketing touch (utm parameters) it came with."""
+    event.data["touch"] = {"source": "google", "medium": "cpc", "campaign": campaign}
+    return event
+
+
 STREAM = [
     # Ana asks for a demo and fills a form an hour ago: a warm MQL.
-    lead_activity(
-        "email:ana@acme.example",
-        "demo_request",
-        NOW - timedelta(hours=1),
-        "ana@acme.example",
-        attributes={"company_size": 40},
+    touched(
+        lead_activity(
+            "email:ana@acme.example",
+            "demo_request",
+            NOW - timedelta(hours=1),
+            "ana@acme.example",
+            attributes={"company_size": 40},
+        ),
+        "webinar",
     ),
     lead_activity(
         "email:ana@acme.example", "form_submit", NOW - timedelta(minutes=59), "ana@acme.example"
@@ -66,14 +76,23 @@ STREAM = [
     ),
     # Carl browses anonymously and, separately, requests a demo by email: two leads, until an
     # identify names both, and they merge into one with the whole history.
-    lead_activity(
-        "segment_anonymous:a-2",
-        "pricing_page_view",
-        NOW - timedelta(hours=3),
-        external_ids={"segment_anonymous": "a-2"},
+    touched(
+        lead_activity(
+            "segment_anonymous:a-2",
+            "pricing_page_view",
+            NOW - timedelta(hours=3),
+            external_ids={"segment_anonymous": "a-2"},
+        ),
+        "spring-ad",
     ),
-    lead_activity(
-        "email:carl@gamma.example", "demo_request", NOW - timedelta(hours=2), "carl@gamma.example"
+    touched(
+        lead_activity(
+            "email:carl@gamma.example",
+            "demo_request",
+            NOW - timedelta(hours=2),
+            "carl@gamma.example",
+        ),
+        "retarget",
     ),
     lead_activity(
         "email:carl@gamma.example",
@@ -196,6 +215,7 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
         async with sessions() as s:
             live = await all_leads(s)
             live_aliases = set((await s.execute(select(lead_aliases))).all())
+            live_touches = await _touches(s)
     finally:
         await engine.dispose()
 
@@ -220,6 +240,7 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
             async with make_sessionmaker(engine)() as s:
                 replayed = await all_leads(s)
                 replayed_aliases = set((await s.execute(select(lead_aliases))).all())
+                replayed_touches = await _touches(s)
         finally:
             await engine.dispose()
     finally:
@@ -245,6 +266,17 @@ async def test_a_stream_gives_expected_leads_lifecycle_and_an_identical_replay(s
 
     assert summary(replayed) == summary(live)
     assert replayed_aliases == live_aliases
+    # Carl's first touch came under his anonymous name, before the merge; his demo qualified him.
+    carl_touches = {row.lead_key: row for row in live_touches}["email:carl@gamma.example"]
+    assert carl_touches.first_touch["campaign"] == "spring-ad"
+    assert carl_touches.qualifying_touch["campaign"] == "retarget"
+    assert replayed_touches == live_touches
+
+
+async def _touches(session) -> list:
+    return list(
+        (await session.execute(select(lead_touches).order_by(lead_touches.c.lead_key))).all()
+    )
 
 
 async def _eq(value, expected) -> bool:

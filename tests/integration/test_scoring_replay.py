@@ -1,7 +1,8 @@
 """`leadrouter scoring replay` rebuilds exactly what live processing stored.
 
 A generated history (merges across partitions, decay over weeks, capped activities, late and
-clock-skewed events, sales outcomes, an erasure, duplicates and poison records) goes through
+clock-skewed events, marketing touches, sales outcomes, an erasure, duplicates and poison
+records) goes through
 the live consumer loop and handler in waves; the replay then rebuilds the projection from the
 topics, and every column of every table scoring owns must come out the same.
 """
@@ -51,6 +52,8 @@ SNAPSHOT = {
     "offsets": "select consumer_group, topic, partition, next_offset"
     " from consumer_offsets order by consumer_group, topic, partition",
     "tombstones": "select lead_hash from erased_leads order by lead_hash",
+    "touches": "select lead_key, first_touch, qualifying_touch, last_touch"
+    " from lead_touches order by lead_key",
     "audit": "select distinct actor, action, target, detail::text from audit_log order by 3",
 }
 
@@ -65,7 +68,9 @@ def outcome(
 
 def person_events(rng: random.Random, n: int, start: datetime) -> list[list[CloudEvent]]:
     """One person's activities under up to three names: anonymous, HubSpot, then identified
-    (with both ids, which merges the three), grouped by name."""
+    (with both ids, which merges the three), grouped by name; about half carry a marketing
+    touch whose `content` names the name it came under, some HubSpot ones an original source."""
+    touches = random.Random(n)  # its own stream: the activities are those of the seed
     anon, hubspot, email = f"anon-{n}", str(1000 + n), f"p{n}@corp{n % 7}.example"
     domain_of = {0: "gmail.com", 1: "rival.example"}
     if n % 11 in domain_of:
@@ -84,17 +89,24 @@ def person_events(rng: random.Random, n: int, start: datetime) -> list[list[Clou
         kind = rng.choice(KINDS if i else ("pricing_page_view",))
         late = at - timedelta(days=rng.uniform(1, 6)) if rng.random() < 0.15 else at
         attributes = {"company_size": rng.choice([10, 250, 5000]), "job_title": "Head of IT"}
-        events[name].append(
-            lead_activity(
-                subject,
-                kind,
-                min(late, NOW - timedelta(minutes=1)),
-                email=mail,
-                external_ids=ids,
-                attributes=attributes if rng.random() < 0.3 else None,
-                properties={"path": rng.choice(["/pricing", "/blog"])},
-            )
+        event = lead_activity(
+            subject,
+            kind,
+            min(late, NOW - timedelta(minutes=1)),
+            email=mail,
+            external_ids=ids,
+            attributes=attributes if rng.random() < 0.3 else None,
+            properties={"path": rng.choice(["/pricing", "/blog"])},
         )
+        if touches.random() < 0.5:
+            event.data["touch"] = {
+                "source": touches.choice(["google", "linkedin", "newsletter"]),
+                "medium": touches.choice(["cpc", "email", None]),
+                "campaign": f"campaign-{touches.randint(1, 4)}",
+                "content": ("anonymous", "hubspot", "identified")[name if n % 3 else 2],
+                "original": name == 1 and n % 5 == 0 and touches.random() < 0.5,
+            }
+        events[name].append(event)
     return events
 
 
@@ -267,6 +279,14 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
     finally:
         await live.stop()
     stored = await snapshot(sessions)
+    # The replay refolds the touches from the topics: it neither keeps nor reads what the table
+    # holds (a restored database may hold none, or stale ones).
+    async with sessions() as session, session.begin():
+        await session.execute(text("delete from lead_touches"))
+        await session.execute(
+            text("insert into lead_touches (lead_key, first_touch) values (:key, :touch)"),
+            {"key": "email:stale@corp.example", "touch": '{"source": "stale"}'},
+        )
     out = io.StringIO()
     total = await replay(settings, out=out)
     rebuilt = await snapshot(sessions)
@@ -280,6 +300,17 @@ async def test_the_replay_rebuilds_exactly_what_live_processing_stored(settings)
     stages = {row[7] for row in stored["leads"]}
     assert {"recycled", "sql", "disqualified", "mql"} <= stages
     assert stored["tombstones"] and stored["audit"]
+    # Touches folded through merges (an identified lead's first touch came under another
+    # name), qualifying touches, original sources.
+    touches = stored["touches"]
+    assert len(touches) > 20
+    assert any(
+        key.startswith("email:") and first["content"] != "identified"
+        for key, first, _, _ in touches
+        if first
+    )
+    assert sum(1 for row in touches if row[2]) > 5
+    assert any(first and first.get("original") for _, first, _, _ in touches)
     assert len(stored["processed"]) == total - len(poison) - 2  # poison and two duplicates
     for table in SNAPSHOT:
         assert rebuilt[table] == stored[table], table
@@ -297,6 +328,8 @@ async def test_a_replay_that_fails_while_writing_leaves_the_old_projection(setti
         )
         for n in range(5)
     ]
+    for event in events:
+        event.data["touch"] = {"source": "google", "campaign": "autumn"}
     await publish(settings, on_topic(events))
     await live.start()
     try:
@@ -308,10 +341,10 @@ async def test_a_replay_that_fails_while_writing_leaves_the_old_projection(setti
     async def crash(*args: object) -> None:
         raise RuntimeError("the disk filled up")
 
-    # The leads and aliases are written by then: they must roll back with the reset.
+    # The leads, aliases and touches are written by then: they must roll back with the reset.
     monkeypatch.setattr("services.scoring.repository.copy_timers", crash)
     with pytest.raises(RuntimeError, match="disk filled up"):
         await replay(settings, out=io.StringIO())
     assert await snapshot(sessions) == stored
-    assert len(stored["leads"]) == 5
+    assert len(stored["leads"]) == len(stored["touches"]) == 5
     await engine.dispose()

@@ -172,3 +172,30 @@ def test_the_fold_resolves_names_to_the_lead_merged_lead_gives(events):
         state, absorbed = leads.resolve(names, PLAYBOOK)
         assert (state, absorbed) == (expected, keys)
         leads.keep(replace(state, events_count=state.events_count + 1), names, absorbed)
+
+
+def touched(subject, kind, minutes, campaign, email=None, ids=None):
+    """An activity that carries a marketing touch."""
+    activity = event(subject, kind, minutes, email, ids)
+    activity.data["touch"] = {"source": "google", "campaign": campaign}
+    return activity
+
+
+def test_touches_follow_a_merge_qualify_at_the_mql_and_go_with_an_erasure():
+    # The story of tests/integration/test_scoring_touches.py, which live stores the same way.
+    ana = "email:ana@acme.example"
+    story = [
+        touched("hubspot:7", "pricing_page_view", 0, "spring-ad", ids={"hubspot": "7"}),
+        event(ana, "page_view", 5, email="ana@acme.example", ids={"hubspot": "7"}),
+        touched(ana, "demo_request", 10, "retarget", email="ana@acme.example"),
+        touched(ana, "email_click", 20, "nurture", email="ana@acme.example"),
+    ]
+    rebuild = fold(*story)
+    assert set(rebuild.touches) == {ana}  # the merged-away lead's touches moved to ana
+    touches = rebuild.touches[ana]
+    assert touches.first and touches.first["campaign"] == "spring-ad"
+    assert touches.qualifying and touches.qualifying["campaign"] == "retarget"
+    assert touches.last and touches.last["campaign"] == "nurture"
+    erase = event(ana, "erasure_requested", 30, email="ana@acme.example", type=ERASURE_REQUESTED)
+    assert fold(*story, erase).touches == {}
+
