@@ -25,6 +25,7 @@ from services.handoff.policies import (
     last_feedback_at,
     manager_queue_deadlines,
     manager_queue_outcome,
+    raised_stale_deadlines,
     reject_outcome,
     routing_suppressed,
     stale_deadlines,
@@ -162,6 +163,9 @@ class Desk:
         self.due: list[tuple[int, int, str, Any, Any]] = []
         self._sequence = 0
         self._queue_check: dict[str, int] = {}  # team -> its one pending queue check (µs)
+        # (handoff index, kind) -> when its pending stale timer is due (µs): a tier raise
+        # moves a stale timer, as live sets the (kind, key) timer anew.
+        self._stale_at: dict[tuple[int, str], int] = {}
         self.queued: dict[str, list[int]] = {}  # team -> its queued handoffs, oldest first
         self.by_lead: dict[str, list[int]] = {}
         self.by_domain: dict[str, list[int]] = {}
@@ -347,6 +351,9 @@ class Desk:
             if handoff.status == HandoffStatus.ESCALATED and handoff.queue_due_at == token:
                 recycled = self._manager_queue(key, kind, now)
         elif kind in (STALE_REMINDER, STALE_RECYCLE):
+            if self._stale_at.get((key, kind)) != due_us:
+                return None  # moved by a tier raise, or restarted by feedback
+            del self._stale_at[key, kind]
             if stale_deadlines(handoff, self.playbook) and last_feedback_at(handoff) == token:
                 recycled = self._stale(key, kind, now)
         elif kind == REVISIT:
@@ -441,9 +448,13 @@ class Desk:
         handoff = self.handoffs[index]
         clock = stale_deadlines(handoff, self.playbook)
         if clock is not None:
-            since = last_feedback_at(handoff)
-            self._schedule(clock[0], STALE_REMINDER, index, since)
-            self._schedule(clock[1], STALE_RECYCLE, index, since)
+            self._stale_timer(index, STALE_REMINDER, clock[0])
+            self._stale_timer(index, STALE_RECYCLE, clock[1])
+
+    def _stale_timer(self, index: int, kind: str, due: datetime) -> None:
+        """Set the handoff's stale timer of this kind (one at a time, as live's timers)."""
+        self._stale_at[index, kind] = to_us(due)
+        self._schedule(due, kind, index, last_feedback_at(self.handoffs[index]))
 
     # -- what the lead and sales do ---------------------------------------------------------
 
@@ -459,7 +470,7 @@ class Desk:
         raised = raise_tier(handoff, tier, score, self.playbook, now, hours)
         if raised is None:
             return
-        self.handoffs[index] = changed(
+        updated = self.handoffs[index] = changed(
             handoff,
             tier=raised.tier,
             score=raised.score,
@@ -470,6 +481,14 @@ class Desk:
         if handoff.status == HandoffStatus.ASSIGNED and raised.accept_by != handoff.accept_by:
             assert raised.accept_by is not None
             self._schedule(raised.accept_by, ACCEPT_BREACH, index, raised.accept_by)
+        stale = raised_stale_deadlines(handoff, updated, self.playbook)
+        if stale is not None:  # tightened (or started); a reminder already sent is not resent
+            if (
+                stale_deadlines(handoff, self.playbook) is None
+                or (index, STALE_REMINDER) in self._stale_at
+            ):
+                self._stale_timer(index, STALE_REMINDER, stale[0])
+            self._stale_timer(index, STALE_RECYCLE, stale[1])
         detail = f"{raised.previous_tier}->{raised.tier}"
         self.events.append(ClockEvent(now, lead_key, "tier_raised", detail))
 
