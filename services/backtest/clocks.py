@@ -83,11 +83,13 @@ def _times(clock: Deadlines | None) -> tuple[datetime | None, datetime | None, d
 
 def changed(record: R, **changes: Any) -> R:
     """`dataclasses.replace` for the desk's frozen records without slots (Handoff, RepLoad,
-    SimulatedHandoff),
-    without re-running `__init__`: the desk replaces them a few times per handoff, and
-    `replace` of a 45-field Handoff was a quarter of a backtest's time."""
+    SimulatedHandoff), without re-running `__init__`: the desk replaces them a few times per
+    handoff, and `replace` of a 45-field Handoff was a quarter of a backtest's time."""
     new = object.__new__(type(record))
-    new.__dict__.update(record.__dict__, **changes)
+    # A copied dict given to the record (a third faster than filling its empty one).
+    values = record.__dict__.copy()
+    values.update(changes)
+    object.__setattr__(new, "__dict__", values)
     return new
 
 
