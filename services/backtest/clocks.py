@@ -12,8 +12,8 @@ possible. No I/O and no clock.
 """
 
 import heapq
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from services.handoff.policies import (
@@ -25,6 +25,7 @@ from services.handoff.policies import (
     last_feedback_at,
     manager_queue_deadlines,
     manager_queue_outcome,
+    raised_stale_deadlines,
     reject_outcome,
     routing_suppressed,
     stale_deadlines,
@@ -40,6 +41,7 @@ from services.handoff.status import (
     FEEDBACK_MOVES,
     OPEN_STATUSES,
     RAISABLE_STATUSES,
+    Deadlines,
     Escalate,
     Handoff,
     HandoffStatus,
@@ -61,12 +63,33 @@ R = TypeVar("R")
 RECENT = 20
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Every routed handoff starts from this one (its required fields replaced): a 45-field frozen
+# dataclass's `__init__` sets each field through `object.__setattr__`.
+NEW_HANDOFF = Handoff("", "", HandoffStatus.QUEUED, "", None, 0, "")
+
+
+def _durations(clock: Deadlines) -> tuple[timedelta, timedelta, timedelta]:
+    """An SLA clock started at the epoch as durations from its start."""
+    return (clock.warn_at - EPOCH, clock.accept_by - EPOCH, clock.contact_by - EPOCH)
+
+
+def _times(clock: Deadlines | None) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """An SLA clock's warning, accept and contact times (None: no SLA)."""
+    if clock is None:
+        return None, None, None
+    return clock.warn_at, clock.accept_by, clock.contact_by
+
+
 def changed(record: R, **changes: Any) -> R:
-    """`dataclasses.replace` for the desk's frozen records without slots (Handoff, RepLoad),
-    without re-running `__init__`: the desk replaces them a few times per handoff, and
-    `replace` of a 45-field Handoff was a quarter of a backtest's time."""
+    """`dataclasses.replace` for the desk's frozen records without slots (Handoff, RepLoad,
+    SimulatedHandoff), without re-running `__init__`: the desk replaces them a few times per
+    handoff, and `replace` of a 45-field Handoff was a quarter of a backtest's time."""
     new = object.__new__(type(record))
-    new.__dict__.update(record.__dict__, **changes)
+    # A copied dict given to the record (a third faster than filling its empty one).
+    values = record.__dict__.copy()
+    values.update(changes)
+    object.__setattr__(new, "__dict__", values)
     return new
 
 
@@ -142,10 +165,21 @@ class Desk:
         self.due: list[tuple[int, int, str, Any, Any]] = []
         self._sequence = 0
         self._queue_check: dict[str, int] = {}  # team -> its one pending queue check (µs)
+        # (handoff index, kind) -> when its pending stale timer is due (µs): a tier raise
+        # moves a stale timer, as live sets the (kind, key) timer anew.
+        self._stale_at: dict[tuple[int, str], int] = {}
         self.queued: dict[str, list[int]] = {}  # team -> its queued handoffs, oldest first
         self.by_lead: dict[str, list[int]] = {}
         self.by_domain: dict[str, list[int]] = {}
         self.suppressions: dict[str, Suppression] = {}
+        # Without working hours to count, a tier's SLA clock is the assignment time plus the
+        # same durations: `deadlines` works them out once per tier.
+        self._counting_all_time = not playbook.sla.working_hours_only
+        self._sla_after = {
+            tier: _durations(clock)
+            for tier in playbook.sla.tiers
+            if (clock := deadlines(tier, EPOCH, playbook)) is not None
+        }
         policies = playbook.sla.reject_policies.values()
         self._suppressing = any(p.policy in {"suppress", "disqualify"} for p in policies)
 
@@ -169,7 +203,8 @@ class Desk:
             previous=self._existing_owner(lead.lead_key, lead.email, now),
         )
         index = len(self.handoffs)
-        handoff = Handoff(
+        handoff = changed(
+            NEW_HANDOFF,
             handoff_id=str(index),
             lead_key=lead.lead_key,
             status=HandoffStatus.QUEUED,
@@ -224,26 +259,31 @@ class Desk:
             rep, assigned_total=rep.assigned_total + 1, open_handoffs=rep.open_handoffs + 1
         )
         handoff = self.handoffs[index]
-        hours = rep.working_hours
-        clock = deadlines(handoff.tier or "", now, self.playbook, hours)
-        handoff = self.handoffs[index] = changed(
+        tier = handoff.tier or ""
+        durations = self._sla_after.get(tier) if self._counting_all_time else None
+        if durations is not None:
+            times: tuple[datetime | None, ...] = tuple(now + after for after in durations)
+        else:  # working time to count, or no SLA for the tier
+            times = _times(deadlines(tier, now, self.playbook, rep.working_hours))
+        warn_at, accept_by, contact_by = times
+        self.handoffs[index] = changed(
             handoff,
             rep_id=rep.rep_id,
             team=decision.team,
             queue=None,
             status=HandoffStatus.ASSIGNED,
             assigned_at=now,
-            warn_at=clock.warn_at if clock else None,
-            accept_by=clock.accept_by if clock else None,
-            contact_by=clock.contact_by if clock else None,
+            warn_at=warn_at,
+            accept_by=accept_by,
+            contact_by=contact_by,
             routing_rule=decision.rule,
             **changes,
         )
-        if handoff.accept_by is not None:
-            self._schedule(handoff.accept_by, ACCEPT_BREACH, index, handoff.accept_by)
+        if accept_by is not None:
+            self._schedule(accept_by, ACCEPT_BREACH, index, accept_by)
         first = self.routed[index]
         if first.rep_id is None:  # the routing record keeps the first rep who had the lead
-            self.routed[index] = replace(
+            self.routed[index] = changed(
                 first, rep_id=rep.rep_id, assigned_at=now, rule=decision.rule, team=decision.team
             )
 
@@ -313,6 +353,9 @@ class Desk:
             if handoff.status == HandoffStatus.ESCALATED and handoff.queue_due_at == token:
                 recycled = self._manager_queue(key, kind, now)
         elif kind in (STALE_REMINDER, STALE_RECYCLE):
+            if self._stale_at.get((key, kind)) != due_us:
+                return None  # moved by a tier raise, or restarted by feedback
+            del self._stale_at[key, kind]
             if stale_deadlines(handoff, self.playbook) and last_feedback_at(handoff) == token:
                 recycled = self._stale(key, kind, now)
         elif kind == REVISIT:
@@ -322,34 +365,36 @@ class Desk:
     def _accept_breach(self, index: int, now: datetime) -> None:
         """Not accepted in time: reassign to a rep who never had the lead, or escalate."""
         handoff = self.handoffs[index]
-        handoff = changed(handoff, accept_breaches=handoff.accept_breaches + 1)
+        breaches = handoff.accept_breaches + 1
         self.events.append(ClockEvent(now, handoff.lead_key, "sla_breached", handoff.tier or ""))
+        # The policy reads neither the breach count nor anything the rest changes: the
+        # handoff is copied once, with everything the breach does to it.
         action = after_accept_breach(handoff, list(self.loads.values()), self.playbook, now)
         self._release(handoff)
         if isinstance(action, Escalate):
             team = self.teams[handoff.team]
-            handoff = changed(
+            clock = manager_queue_deadlines(handoff.tier, now, self.playbook)
+            handoff = self.handoffs[index] = changed(
                 handoff,
+                accept_breaches=breaches,
                 rep_id=None,
                 status=HandoffStatus.ESCALATED,
                 queue=team.manager_queue or f"{team.name}-manager",
                 reassignments=handoff.reassignments + 1,
                 previous_reps=action.previous_reps,
+                **({"queue_due_at": clock[1]} if clock is not None else {}),
             )
-            clock = manager_queue_deadlines(handoff.tier, now, self.playbook)
             if clock is not None:
                 warn_at, due_at = clock
-                handoff = changed(handoff, queue_due_at=due_at)
                 self._schedule(warn_at, MANAGER_WARNING, index, due_at)
                 self._schedule(due_at, MANAGER_BREACH, index, due_at)
-            self.handoffs[index] = handoff
             self.events.append(ClockEvent(now, handoff.lead_key, "escalated"))
         else:
-            self.handoffs[index] = handoff
             self._assign(
                 index,
                 action.decision,
                 now,
+                accept_breaches=breaches,
                 reassignments=handoff.reassignments + 1,
                 previous_reps=action.previous_reps,
             )
@@ -405,9 +450,13 @@ class Desk:
         handoff = self.handoffs[index]
         clock = stale_deadlines(handoff, self.playbook)
         if clock is not None:
-            since = last_feedback_at(handoff)
-            self._schedule(clock[0], STALE_REMINDER, index, since)
-            self._schedule(clock[1], STALE_RECYCLE, index, since)
+            self._stale_timer(index, STALE_REMINDER, clock[0])
+            self._stale_timer(index, STALE_RECYCLE, clock[1])
+
+    def _stale_timer(self, index: int, kind: str, due: datetime) -> None:
+        """Set the handoff's stale timer of this kind (one at a time, as live's timers)."""
+        self._stale_at[index, kind] = to_us(due)
+        self._schedule(due, kind, index, last_feedback_at(self.handoffs[index]))
 
     # -- what the lead and sales do ---------------------------------------------------------
 
@@ -423,7 +472,7 @@ class Desk:
         raised = raise_tier(handoff, tier, score, self.playbook, now, hours)
         if raised is None:
             return
-        self.handoffs[index] = changed(
+        updated = self.handoffs[index] = changed(
             handoff,
             tier=raised.tier,
             score=raised.score,
@@ -434,6 +483,14 @@ class Desk:
         if handoff.status == HandoffStatus.ASSIGNED and raised.accept_by != handoff.accept_by:
             assert raised.accept_by is not None
             self._schedule(raised.accept_by, ACCEPT_BREACH, index, raised.accept_by)
+        stale = raised_stale_deadlines(handoff, updated, self.playbook)
+        if stale is not None:  # tightened (or started); a reminder already sent is not resent
+            if (
+                stale_deadlines(handoff, self.playbook) is None
+                or (index, STALE_REMINDER) in self._stale_at
+            ):
+                self._stale_timer(index, STALE_REMINDER, stale[0])
+            self._stale_timer(index, STALE_RECYCLE, stale[1])
         detail = f"{raised.previous_tier}->{raised.tier}"
         self.events.append(ClockEvent(now, lead_key, "tier_raised", detail))
 
@@ -499,7 +556,7 @@ class Desk:
     def finished(self) -> list[SimulatedHandoff]:
         """Each handoff's routing record with where the handoff stands now."""
         return [
-            replace(
+            changed(
                 first,
                 status=str(h.status),
                 reason=h.reason,

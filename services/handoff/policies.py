@@ -114,6 +114,22 @@ def stale_deadlines(handoff: Handoff, playbook: Playbook) -> tuple[datetime, dat
     )
 
 
+def raised_stale_deadlines(
+    before: Handoff, after: Handoff, playbook: Playbook
+) -> tuple[datetime, datetime] | None:
+    """The stale clock of a handoff whose tier rose from `before` to `after`: the new tier's
+    reminder and recycle where sooner than the running ones, never later (a clock starts if
+    none ran); None when the clock does not change."""
+    new = stale_deadlines(after, playbook)
+    if new is None:
+        return None
+    old = stale_deadlines(before, playbook)
+    if old is None:
+        return new
+    tightened = (min(old[0], new[0]), min(old[1], new[1]))
+    return None if tightened == old else tightened
+
+
 @dataclass(frozen=True)
 class RecentHandoff:
     """A handoff of the lead or its account that routing may give the lead back by."""

@@ -4,6 +4,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -183,6 +184,9 @@ def route_lead(
     )
 
 
+# A lead meets the same reps again at each reassignment and drain (and a backtest routes
+# thousands): the hash is kept for the most recent pairs.
+@lru_cache(maxsize=16384)
 def tie_break(lead_key: str, rep_id: str) -> str:
     """A per-lead pseudo-random order of reps, so no rep wins ties by name or seniority."""
     return hashlib.sha256(f"{lead_key}\x1f{rep_id}".encode()).hexdigest()

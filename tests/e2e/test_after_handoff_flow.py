@@ -325,6 +325,63 @@ async def test_an_accepted_lead_nobody_works_is_reminded_then_recycled_as_stale(
     assert funnel["recycled_by_reason"] == {"stale": 1}
 
 
+async def test_a_tier_raise_on_an_accepted_lead_tightens_its_stale_clock(
+    settings, services, tmp_path
+):
+    """Accepted warm (stale after a week), then hot: the hot stale clock runs from the accept."""
+    playbook = (
+        (REPO_ROOT / "deploy" / "playbook.example.yaml")
+        .read_text()
+        .replace(
+            "hot: { remind_days: 3, recycle_days: 7 }",
+            "hot: { remind_days: 0.0001, recycle_days: 0.0002 }",  # about 9 and 17 seconds
+        )
+    )
+    assert "remind_days: 0.0001" in playbook
+    path = tmp_path / "playbook.yaml"
+    path.write_text(playbook)
+    service = services["handoff"]
+    service.env["LEADROUTER_PLAYBOOK"] = str(path)
+    await service.start()
+    key = "email:slow@acme.example"
+    await publish(settings, LEAD_LIFECYCLE, [became_mql("slow@acme.example", tier="warm")])
+    async with httpx.AsyncClient() as client:
+
+        async def the_handoff():
+            rows = (await client.get(f"{service.url}/v1/handoffs")).json()
+            return next((h for h in rows if h["lead_key"] == key), None)
+
+        handoff = await eventually(the_handoff, 30, "slow's handoff")
+        assert handoff["tier"] == "warm"
+        accepted = await client.post(
+            f"{service.url}/v1/handoffs/{handoff['handoff_id']}/accept",
+            json={"rep_id": handoff["rep_id"]},
+        )
+        assert accepted.status_code == 200, accepted.text
+        mql = became_mql("slow@acme.example", tier="hot")
+        raised = {"transition": "tier_changed", "score": 100, "previous_tier": "warm"}
+        hot = mql.model_copy(
+            update={"type": "leadrouter.lifecycle.tier_changed", "data": {**mql.data, **raised}}
+        )
+        await publish(settings, LEAD_LIFECYCLE, [hot])
+        expected = ["assigned", "accepted", "tier_raised", "stale_reminder", "recycled"]
+        records = await read_topic(
+            settings.kafka_bootstrap, settings.topic(HANDOFFS), len(expected), 60
+        )
+        assert types_of(records) == expected
+        recycled = json.loads(records[-1].value)["data"]
+        assert (recycled["tier"], recycled["status"], recycled["reason"]) == (
+            "hot",
+            "recycled",
+            "stale",
+        )
+        accepted_at, recycled_at = (
+            datetime.fromisoformat(json.loads(records[i].value)["time"]) for i in (1, -1)
+        )
+    # The hot clock from the accept (17 s), not the warm one (21 days) nor one from the rise.
+    assert timedelta(seconds=17) <= recycled_at - accepted_at < timedelta(minutes=1)
+
+
 async def test_an_mql_needs_fit_as_well_as_engagement_when_the_playbook_says_so(
     settings, services, tmp_path
 ):

@@ -21,6 +21,7 @@ from services.backtest.simulate import HistoryEvent, decode, simulate
 from services.handoff.policies import last_feedback_at, stale_deadlines
 from services.handoff.status import OPEN_STATUSES, HandoffStatus
 from services.ingest.normalise import NativeLeadEvent, native_to_cloud_event
+from services.scoring.core import to_us
 from shared.events import HandoffData
 from shared.playbook import Playbook, parse_playbook
 from shared.settings import REPO_ROOT
@@ -167,6 +168,29 @@ def test_a_rise_in_tier_tightens_the_running_clock_and_the_old_deadline_is_dropp
     assert kinds(desk).count("sla_breached") == 2  # the reassigned rep's own hot clock
 
 
+def test_a_rise_in_tier_tightens_an_accepted_handoffs_stale_clock_or_starts_one():
+    desk = Desk(playbook())
+    ana, bob = lead("ana", "warm"), lead("bob", "cold")  # cold: no stale policy
+    desk.route(ana, T0)
+    desk.route(bob, T0)
+    accepted = T0 + timedelta(minutes=5)
+    desk.feedback((ana.lead_key,), FeedbackAction.ACCEPT, accepted)
+    desk.feedback((bob.lead_key,), FeedbackAction.ACCEPT, accepted)
+    desk.raise_tier(ana.lead_key, "hot", 100, accepted + timedelta(hours=2))
+    # Ana: the hot clock from the accept (reminder 1 day, recycle 3), not the warm (2, 5).
+    assert run_until(desk, accepted + timedelta(days=1, minutes=-1)) == []
+    assert kinds(desk) == ["tier_raised"]
+    assert run_until(desk, accepted + timedelta(days=1)) == []
+    assert kinds(desk) == ["tier_raised", "stale_reminder"]
+    # Bob, hot two days after the accept: the hot clock starts, its reminder due already.
+    desk.raise_tier(bob.lead_key, "hot", 100, accepted + timedelta(days=2))
+    assert run_until(desk, accepted + timedelta(days=2)) == []
+    assert kinds(desk) == ["tier_raised", "stale_reminder", "tier_raised", "stale_reminder"]
+    assert run_until(desk, accepted + timedelta(days=3)) == [ana.lead_key, bob.lead_key]
+    run_until(desk, accepted + timedelta(days=6))  # the warm clock's timers fire nothing
+    assert kinds(desk)[4:] == ["recycled stale/recycle", "recycled stale/recycle"]
+
+
 def test_bad_timing_comes_back_at_its_date_unless_the_lead_was_routed_again_before():
     desk = Desk(playbook())
     later, sooner = lead("later"), lead("sooner")
@@ -279,15 +303,17 @@ def test_the_desk_keeps_its_books_whatever_sales_and_the_clocks_do(steps, final)
         # Every clock still running has its timer pending, as every live clock has its
         # durable timer: the accept deadline, the manager queue's, the stale recycle.
         pending = {(kind, i, token) for _, _, kind, i, token in desk.due}
+        timers = {(kind, i, token, due_us) for due_us, _, kind, i, token in desk.due}
         for i, h in enumerate(desk.handoffs):
             if h.status == HandoffStatus.ASSIGNED and h.accept_by:
                 assert (ACCEPT_BREACH, i, h.accept_by) in pending
             if h.status == HandoffStatus.ESCALATED and h.queue_due_at and final == "recycle":
                 assert (MANAGER_BREACH, i, h.queue_due_at) in pending
-            # (Routed cold, the handoff had no stale clock when sales said something; a rise
-            # in tier moves no stale clock, live or here.)
-            if stale_deadlines(h, desk.playbook) and desk.routed[i].tier != "cold":
-                assert (STALE_RECYCLE, i, last_feedback_at(h)) in pending
+            # The stale recycle at the handoff's tier's clock: a rise in tier tightens it, or
+            # starts it when the tier it was accepted at had none.
+            stale = stale_deadlines(h, desk.playbook)
+            if stale:
+                assert (STALE_RECYCLE, i, last_feedback_at(h), to_us(stale[1])) in timers
 
 
 # -- through simulate ------------------------------------------------------------------------

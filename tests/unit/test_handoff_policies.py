@@ -16,6 +16,7 @@ from services.handoff.policies import (
     existing_owner,
     manager_queue_deadlines,
     manager_queue_outcome,
+    raised_stale_deadlines,
     reject_outcome,
     routing_suppressed,
     stale_deadlines,
@@ -267,6 +268,35 @@ def test_a_stale_handoff_is_reminded_then_recycled_counted_from_its_last_feedbac
     assert remind_at == last + timedelta(days=remind) < recycle_at
     assert recycle_at == last + timedelta(days=remind + extra)
     assert all(stale_deadlines(handoff, with_stale(t, 1, 2)) is None for t in TIERS if t != tier)
+
+
+@given(
+    before=st.tuples(st.floats(0.01, 30), st.floats(0.01, 30)),
+    after=st.tuples(st.floats(0.01, 30), st.floats(0.01, 30)),
+    old_has_policy=st.booleans(),
+    status=statuses,
+)
+def test_a_rise_in_tier_tightens_the_stale_clock_and_never_loosens_it(
+    before, after, old_has_policy, status
+):
+    tiers = {"hot": StalePolicy(remind_days=after[0], recycle_days=after[0] + after[1])}
+    if old_has_policy:
+        tiers["warm"] = StalePolicy(remind_days=before[0], recycle_days=before[0] + before[1])
+    stale = Stale(tiers=tiers)
+    book = PLAYBOOK.model_copy(update={"sla": PLAYBOOK.sla.model_copy(update={"stale": stale})})
+    warm = assigned("warm", status, accepted_at=MONDAY_NOON)
+    hot = assigned("hot", status, accepted_at=MONDAY_NOON)
+    old, new = stale_deadlines(warm, book), stale_deadlines(hot, book)
+    clock = raised_stale_deadlines(warm, hot, book)
+    if new is None:  # not accepted or contacted (or closed): no stale clock to move
+        assert clock is None
+    elif old is None:  # the old tier had none: the new tier's starts
+        assert clock == new
+    elif new[0] >= old[0] and new[1] >= old[1]:  # nothing sooner: the clock stays
+        assert clock is None
+    else:
+        assert clock == (min(old[0], new[0]), min(old[1], new[1]))
+        assert clock[0] <= old[0] and clock[1] <= old[1] and clock != old
 
 
 def test_a_stale_policy_reminds_before_it_recycles():

@@ -1,5 +1,6 @@
 """A lead's tier rises after its handoff: the handoff takes the new tier, score and explanation,
-its running SLA clock tightens (never loosens), and sales tools hear of it (`tier_raised`)."""
+its running SLA clock and stale clock tighten (never loosen), and sales tools hear of it
+(`tier_raised`)."""
 
 import logging
 from datetime import datetime
@@ -7,8 +8,15 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff import policy_repository, repository
-from services.handoff.flows.base import ACCEPT_BREACH, CONTACT_BREACH, WARNING
+from services.handoff.flows.base import (
+    ACCEPT_BREACH,
+    CONTACT_BREACH,
+    STALE_RECYCLE,
+    STALE_REMINDER,
+    WARNING,
+)
 from services.handoff.flows.routing import RoutingFlow
+from services.handoff.policies import last_feedback_at, raised_stale_deadlines, stale_deadlines
 from services.handoff.status import HandoffStatus, raise_tier
 from shared import timers
 from shared.events import CloudEvent, LifecycleData
@@ -60,6 +68,19 @@ class TierFlow(RoutingFlow):
         if updated.status in {HandoffStatus.ASSIGNED, HandoffStatus.ACCEPTED}:
             if updated.contact_by and not updated.contact_breached:
                 due.append((CONTACT_BREACH, updated.handoff_id, updated.contact_by, payload))
+        # An accepted or contacted handoff's stale clock tightens the same way (or starts, when
+        # the old tier had none); a reminder already sent is not sent again.
+        stale = raised_stale_deadlines(handoff, updated, self.playbook)
+        if stale is not None:
+            since = last_feedback_at(updated)
+            assert since is not None
+            stale_payload = {"since": since.isoformat()}
+            if (
+                stale_deadlines(handoff, self.playbook) is None
+                or await timers.find(session, STALE_REMINDER, handoff.handoff_id) is not None
+            ):
+                due.append((STALE_REMINDER, updated.handoff_id, stale[0], stale_payload))
+            due.append((STALE_RECYCLE, updated.handoff_id, stale[1], stale_payload))
         if due:
             await timers.schedule_each(session, due)
         log.info(

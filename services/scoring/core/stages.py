@@ -124,8 +124,10 @@ def apply_activity_at(
     behaviour = counted(behaviour, awards, compiled, at_us, origins)
     email = data.identity.email or state.email
     attributes = _merged_attributes(state.attributes, data.attributes)
-    may_qualify = state.stage != Stage.RECYCLED or _may_requalify(state, occurred_at, at, playbook)
     score = score_at(compiled, email, attributes, behaviour, at_us, state.score, at)
+    may_qualify = state.stage != Stage.RECYCLED or _may_requalify(
+        compiled, state, occurred_at, at_us
+    )
     stage, tier, transitions = _judged(compiled, state, state.stage, score, at, may_qualify)
     if state.events_count == 0:  # the funnel counts leads from this
         transitions.insert(0, Transition(T.BECAME_LEAD, state.stage, stage, at))
@@ -179,19 +181,20 @@ _MISSING = object()
 
 
 def _may_requalify(
-    state: LeadState, occurred_at: datetime, at: datetime, playbook: Playbook
+    compiled: CompiledRules, state: LeadState, occurred_at: datetime, at_us: int
 ) -> bool:
-    """Whether an activity may make the lead an MQL (again).
+    """Whether an activity at `at_us` (at or after the lead's clock) may make a recycled lead
+    an MQL again.
 
     A recycled lead qualifies again only through activity after sales sent it back that
     lifts its total from below the threshold, so the next email open does not bounce a
-    lead straight back to the rep who just rejected it.
+    lead straight back to the rep who just rejected it. Its total before the activity takes
+    the fit from its score (a recycled lead's every activity asks this).
     """
-    if state.stage != Stage.RECYCLED:
-        return True
     if state.recycled_at is not None and occurred_at < state.recycled_at:
         return False
-    return evaluate(state, playbook, at).total < playbook.taxonomy.mql_threshold
+    before = score_at(compiled, state.email, state.attributes, state.behaviour, at_us, state.score)
+    return before.total < compiled.threshold
 
 
 def _judged(
