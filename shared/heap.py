@@ -10,11 +10,17 @@ outage) collects as usual.
 """
 
 import gc
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _paused = 0  # batches in hand (partitions run side by side)
 _was_enabled = False
+
+# How often everything is walked again in full, so that a cycle that became garbage after it
+# was frozen is freed: one deliberate full collection each time.
+REWALK_EVERY_S = 600.0
+_rewalk_at = time.monotonic() + REWALK_EVERY_S
 
 
 @contextmanager
@@ -30,4 +36,25 @@ def collector_paused() -> Iterator[None]:
     finally:
         _paused -= 1
         if _paused == 0 and _was_enabled:
+            settle_survivors()
             gc.enable()
+
+
+def settle_survivors() -> None:
+    """At the end of a batch, freeze what it kept: the collector never walks it again.
+
+    With the collector paused for the batch, what the batch kept (scoring's new lead states in
+    its cache, ~30 objects each) stayed young, and the first collection after the batch walked
+    all of it: at 1,000 events/s, scoring's young collections took 536 ms in 33 (up to 0.25 s
+    each), a pause every lead in flight waited through. Frozen, the survivors are still freed
+    by reference counting (the lead states hold no cycles); only a cycle that becomes garbage
+    while frozen waits for the next rewalk: every REWALK_EVERY_S the whole heap is unfrozen
+    and collected once, then frozen again. Called between batches.
+    """
+    global _rewalk_at
+    now = time.monotonic()
+    if now >= _rewalk_at:
+        _rewalk_at = now + REWALK_EVERY_S
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()

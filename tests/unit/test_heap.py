@@ -34,3 +34,31 @@ def test_a_failing_batch_resumes_the_collector():
     except ValueError:
         pass
     assert gc.isenabled()
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+def test_what_a_batch_kept_is_frozen_and_a_rewalk_frees_a_cycle_dropped_since(monkeypatch):
+    import weakref
+
+    import shared.heap as heap
+
+    gc.unfreeze()
+    try:
+        with collector_paused():
+            kept = _Node()
+        assert gc.get_freeze_count() > 0  # the batch's survivors are out of the collector's walks
+        gone = weakref.ref(kept)
+        del kept
+        gc.collect()
+        assert gone() is not None  # frozen: a full collection does not walk it
+
+        monkeypatch.setattr(heap, "_rewalk_at", 0.0)  # the rewalk is due
+        with collector_paused():
+            pass
+        assert gone() is None
+    finally:
+        gc.unfreeze()
