@@ -21,6 +21,7 @@ _was_enabled = False
 # was frozen is freed: one deliberate full collection each time.
 REWALK_EVERY_S = 600.0
 _rewalk_at = time.monotonic() + REWALK_EVERY_S
+_settling = False  # while a service serves (survivors_settled): batches freeze what they kept
 
 
 @contextmanager
@@ -36,8 +37,26 @@ def collector_paused() -> Iterator[None]:
     finally:
         _paused -= 1
         if _paused == 0 and _was_enabled:
-            settle_survivors()
+            if _settling:
+                settle_survivors()
             gc.enable()
+
+
+@contextmanager
+def survivors_settled() -> Iterator[None]:
+    """While it runs, the end of each batch freezes what the batch kept (settle_survivors).
+
+    Part of the serving process's collector regime (shared/runtime.py, settled_heap, which
+    unfreezes everything at shutdown); a consumer run anywhere else (a command, a test) leaves
+    the collector's generations as they are.
+    """
+    global _settling, _rewalk_at
+    _settling = True
+    _rewalk_at = time.monotonic() + REWALK_EVERY_S
+    try:
+        yield
+    finally:
+        _settling = False
 
 
 def settle_survivors() -> None:

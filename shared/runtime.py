@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from shared.consumer import BatchHandler, TransactionalConsumer
 from shared.db import make_engine, make_sessionmaker
+from shared.heap import survivors_settled
 from shared.kafka import client_options, ensure_topics, kafka_reachable, make_producer
 from shared.metrics import GC_CPU_SECONDS, GC_PAUSE_SECONDS
 from shared.migrate import upgrade_async
@@ -338,7 +339,8 @@ def settled_heap() -> Iterator[None]:
     gc.set_threshold(10_000)  # young collections every 10,000 allocations instead of 700
     gc.callbacks.append(_time_collections)
     try:
-        yield
+        with survivors_settled():  # and each consumer batch's survivors (shared/heap.py)
+            yield
     finally:
         gc.callbacks.remove(_time_collections)
         gc.set_threshold(*threshold)

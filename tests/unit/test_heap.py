@@ -2,7 +2,7 @@
 
 import gc
 
-from shared.heap import collector_paused
+from shared.heap import collector_paused, survivors_settled
 
 
 def test_the_collector_resumes_when_the_last_batch_in_hand_ends():
@@ -48,17 +48,26 @@ def test_what_a_batch_kept_is_frozen_and_a_rewalk_frees_a_cycle_dropped_since(mo
 
     gc.unfreeze()
     try:
-        with collector_paused():
-            kept = _Node()
-        assert gc.get_freeze_count() > 0  # the batch's survivors are out of the collector's walks
-        gone = weakref.ref(kept)
-        del kept
-        gc.collect()
-        assert gone() is not None  # frozen: a full collection does not walk it
+        with survivors_settled():
+            with collector_paused():
+                kept = _Node()
+            # the batch's survivors are out of the collector's walks
+            assert gc.get_freeze_count() > 0
+            gone = weakref.ref(kept)
+            del kept
+            gc.collect()
+            assert gone() is not None  # frozen: a full collection does not walk it
 
-        monkeypatch.setattr(heap, "_rewalk_at", 0.0)  # the rewalk is due
-        with collector_paused():
-            pass
-        assert gone() is None
+            monkeypatch.setattr(heap, "_rewalk_at", 0.0)  # the rewalk is due
+            with collector_paused():
+                pass
+            assert gone() is None
     finally:
         gc.unfreeze()
+
+
+def test_outside_a_serving_process_a_batch_freezes_nothing():
+    gc.unfreeze()
+    with collector_paused():  # a consumer in a command or a test
+        _Node()
+    assert gc.get_freeze_count() == 0
