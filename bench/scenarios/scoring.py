@@ -232,7 +232,10 @@ def measure_replay(settings: Settings, *options: str) -> tuple[float, dict]:
         raise RuntimeError(f"replay {options} failed ({child.returncode}): {stderr[-2000:]}")
     last = [line for line in stderr.splitlines() if "[replay] done" in line][-1]
     total = int(last.split("done: ")[1].split(" records")[0])
-    cpu_s = usage.ru_utime + usage.ru_stime
+    # Under --profile the child is py-spy and the replay its child, whose rusage wait4 does not
+    # return: then the replay's CPU as last sampled (up to 50 ms before it ended).
+    profiling = sample.pid != child.pid
+    cpu_s = sample.cpu_s if profiling else usage.ru_utime + usage.ru_stime
     return total / elapsed, {
         "process": "scoring replay" + "".join(f" {o}" for o in options),
         "cpu_s": cpu_s,

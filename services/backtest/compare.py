@@ -207,6 +207,22 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
 
 
+def band_row(band: str, low: int, judged: list[Judgement]) -> dict[str, Any]:
+    """Acceptance and conversion of one band's judged handoffs (a calibration table's row)."""
+    accepted = sum(j.accepted for j in judged)
+    converted = sum(1 for j in judged if j.converted_to)
+    return {
+        "band": band,
+        "low": low,
+        "handoffs": len(judged),
+        "accepted": accepted,
+        "acceptance_rate": round(accepted / len(judged), 4),
+        "acceptance_95": wilson(accepted, len(judged)),
+        "converted": converted,
+        "conversion_rate": round(converted / len(judged), 4),
+    }
+
+
 def calibrate(
     judged: dict[str, Judgement],
     *,
@@ -224,23 +240,7 @@ def calibrate(
     bands: dict[int, list[Judgement]] = defaultdict(list)
     for j in judged.values():
         bands[(j.score // band_width) * band_width].append(j)
-    rows: list[dict[str, Any]] = []
-    for low in sorted(bands):
-        js = bands[low]
-        acc = sum(j.accepted for j in js)
-        conv = sum(1 for j in js if j.converted_to)
-        rows.append(
-            {
-                "band": f"{low}-{low + band_width - 1}",
-                "low": low,
-                "handoffs": len(js),
-                "accepted": acc,
-                "acceptance_rate": round(acc / len(js), 4),
-                "acceptance_95": wilson(acc, len(js)),
-                "converted": conv,
-                "conversion_rate": round(conv / len(js), 4),
-            }
-        )
+    rows = [band_row(f"{low}-{low + band_width - 1}", low, bands[low]) for low in sorted(bands)]
     suggestion: dict[str, Any] | None = None
     for row in rows:
         low = int(row["low"])

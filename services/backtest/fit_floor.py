@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from services.backtest.compare import wilson
+from services.backtest.compare import band_row, wilson
 from services.backtest.simulate import HistoryEvent, Judgement
 
 FIT_RULE_PREFIX = "fit:"
@@ -36,23 +36,7 @@ def fit_bands(
     for key, j in judged.items():
         if key in fits:
             bands[int(fits[key] // band_width) * band_width].append(j)
-    rows = []
-    for low in sorted(bands):
-        js = bands[low]
-        accepted = sum(j.accepted for j in js)
-        converted = sum(1 for j in js if j.converted_to)
-        rows.append(
-            {
-                "band": f"{low} to {low + band_width - 1}",
-                "low": low,
-                "handoffs": len(js),
-                "accepted": accepted,
-                "acceptance_rate": round(accepted / len(js), 4),
-                "acceptance_95": wilson(accepted, len(js)),
-                "converted": converted,
-                "conversion_rate": round(converted / len(js), 4),
-            }
-        )
+    rows = [band_row(f"{low} to {low + band_width - 1}", low, bands[low]) for low in sorted(bands)]
     return rows
 
 

@@ -15,6 +15,17 @@ from tests.helpers import eventually, minutes_ago, publish, read_topic, start_al
 pytestmark = pytest.mark.integration
 
 
+def example_playbook(tmp_path, *changes: tuple[str, str]):
+    """The example playbook with each (old, new) text replaced, written to the test's folder."""
+    text = (REPO_ROOT / "deploy" / "playbook.example.yaml").read_text()
+    for old, new in changes:
+        assert old in text, old  # the example still says what the test changes
+        text = text.replace(old, new)
+    path = tmp_path / "playbook.yaml"
+    path.write_text(text)
+    return path
+
+
 def types_of(records):
     return [json.loads(r.value)["type"].removeprefix("leadrouter.handoff.") for r in records]
 
@@ -135,19 +146,15 @@ async def test_a_lead_nobody_works_in_the_manager_queue_goes_back_to_marketing(
     settings, services, tmp_path
 ):
     """Item 2: the manager queue's clock warns, breaches and recycles with reason unworked."""
-    playbook = (
-        (REPO_ROOT / "deploy" / "playbook.example.yaml")
-        .read_text()
-        .replace(
+    path = example_playbook(
+        tmp_path,
+        (
             "hot: { accept_minutes: 5, contact_minutes: 15 }",
-            "hot: { accept_minutes: 0.05, contact_minutes: 10 }",  # accept within 3 seconds
-        )
-        .replace("max_reassignments: 2", "max_reassignments: 0")  # escalate at the breach
-        .replace("tiers: { hot: 60, warm: 480, cold: 2880 }", "tiers: { hot: 0.05 }")
+            "hot: { accept_minutes: 0.05, contact_minutes: 10 }",
+        ),  # accept within 3 seconds
+        ("max_reassignments: 2", "max_reassignments: 0"),  # escalate at the breach
+        ("tiers: { hot: 60, warm: 480, cold: 2880 }", "tiers: { hot: 0.05 }"),
     )
-    assert "tiers: { hot: 0.05 }" in playbook
-    path = tmp_path / "playbook.yaml"
-    path.write_text(playbook)
     service = services["handoff"]
     service.env["LEADROUTER_PLAYBOOK"] = str(path)
     await service.start()
@@ -210,17 +217,13 @@ async def test_reject_reasons_revisit_suppress_and_merge_as_the_playbook_says(
 ):
     """Item 4: bad_timing comes back at its date, not_a_fit stays unrouted while its fit holds,
     a duplicate is closed without going back to marketing; the funnel counts each policy."""
-    playbook = (
-        (REPO_ROOT / "deploy" / "playbook.example.yaml")
-        .read_text()
-        .replace(
+    path = example_playbook(
+        tmp_path,
+        (
             "bad_timing: { policy: revisit, days: 90 }",
             "bad_timing: { policy: revisit, days: 0.00005 }",
-        )
+        ),  # about four seconds
     )
-    assert "days: 0.00005" in playbook  # about four seconds
-    path = tmp_path / "playbook.yaml"
-    path.write_text(playbook)
     service = services["handoff"]
     service.env["LEADROUTER_PLAYBOOK"] = str(path)
     await service.start()
@@ -285,17 +288,13 @@ async def test_an_accepted_lead_nobody_works_is_reminded_then_recycled_as_stale(
     settings, services, tmp_path
 ):
     """Item 3: no feedback after the accept: a reminder, then back to marketing (stale)."""
-    playbook = (
-        (REPO_ROOT / "deploy" / "playbook.example.yaml")
-        .read_text()
-        .replace(
+    path = example_playbook(
+        tmp_path,
+        (
             "hot: { remind_days: 3, recycle_days: 7 }",
-            "hot: { remind_days: 0.00003, recycle_days: 0.00007 }",  # about 3 and 6 seconds
-        )
+            "hot: { remind_days: 0.00003, recycle_days: 0.00007 }",
+        ),  # about 3 and 6 seconds
     )
-    assert "remind_days: 0.00003" in playbook
-    path = tmp_path / "playbook.yaml"
-    path.write_text(playbook)
     service = services["handoff"]
     service.env["LEADROUTER_PLAYBOOK"] = str(path)
     await service.start()
@@ -329,17 +328,13 @@ async def test_a_tier_raise_on_an_accepted_lead_tightens_its_stale_clock(
     settings, services, tmp_path
 ):
     """Accepted warm (stale after a week), then hot: the hot stale clock runs from the accept."""
-    playbook = (
-        (REPO_ROOT / "deploy" / "playbook.example.yaml")
-        .read_text()
-        .replace(
+    path = example_playbook(
+        tmp_path,
+        (
             "hot: { remind_days: 3, recycle_days: 7 }",
-            "hot: { remind_days: 0.0001, recycle_days: 0.0002 }",  # about 9 and 17 seconds
-        )
+            "hot: { remind_days: 0.0001, recycle_days: 0.0002 }",
+        ),  # about 9 and 17 seconds
     )
-    assert "remind_days: 0.0001" in playbook
-    path = tmp_path / "playbook.yaml"
-    path.write_text(playbook)
     service = services["handoff"]
     service.env["LEADROUTER_PLAYBOOK"] = str(path)
     await service.start()
@@ -386,14 +381,10 @@ async def test_an_mql_needs_fit_as_well_as_engagement_when_the_playbook_says_so(
     settings, services, tmp_path
 ):
     """Item 5: no fit at all does not qualify on behaviour alone with `min_fit`."""
-    playbook = (
-        (REPO_ROOT / "deploy" / "playbook.example.yaml")
-        .read_text()
-        .replace("qualification: { min_fit: null,", "qualification: { min_fit: 10,")
+    path = example_playbook(
+        tmp_path,
+        ("qualification: { min_fit: null,", "qualification: { min_fit: 10,"),
     )
-    assert "min_fit: 10" in playbook
-    path = tmp_path / "playbook.yaml"
-    path.write_text(playbook)
     for service in services.values():
         service.env["LEADROUTER_PLAYBOOK"] = str(path)
     await start_all(services.values())
@@ -437,14 +428,10 @@ async def test_a_returning_lead_and_its_account_go_to_the_rep_who_had_them(
 ):
     """Item 6: back after a recycle, or a colleague from the same account: the same rep,
     unless that rep is out; the routing reason says so."""
-    playbook = (
-        (REPO_ROOT / "deploy" / "playbook.example.yaml")
-        .read_text()
-        .replace("existing_owner: { days: null }", "existing_owner: { days: 30 }")
+    path = example_playbook(
+        tmp_path,
+        ("existing_owner: { days: null }", "existing_owner: { days: 30 }"),
     )
-    assert "existing_owner: { days: 30 }" in playbook
-    path = tmp_path / "playbook.yaml"
-    path.write_text(playbook)
     service = services["handoff"]
     service.env["LEADROUTER_PLAYBOOK"] = str(path)
     await service.start()

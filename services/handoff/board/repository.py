@@ -4,7 +4,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.handoff.flows.base import REVISIT
@@ -26,14 +26,7 @@ async def board_handoffs(
         .where(handoffs.c.status.in_(SHOWN))
         .order_by(handoffs.c.created_at, handoffs.c.handoff_id)
     )
-    for column, value in (
-        (handoffs.c.team, team),
-        (handoffs.c.tier, tier),
-        (handoffs.c.rep_id, rep_id),
-    ):
-        if value:
-            query = query.where(column == value)
-    return [dict(r._mapping) for r in await session.execute(query)]
+    return [dict(r._mapping) for r in await session.execute(_filtered(query, team, tier, rep_id))]
 
 
 # A revisit or suppression lasts months: the board lists the soonest ones.
@@ -67,14 +60,7 @@ async def waiting_on_reject_policy(
         )
         .limit(POLICY_WAITS_SHOWN)
     )
-    for column, value in (
-        (handoffs.c.team, team),
-        (handoffs.c.tier, tier),
-        (handoffs.c.rep_id, rep_id),
-    ):
-        if value:
-            query = query.where(column == value)
-    return [dict(r._mapping) for r in await session.execute(query)]
+    return [dict(r._mapping) for r in await session.execute(_filtered(query, team, tier, rep_id))]
 
 
 async def pending_timers(
@@ -138,3 +124,17 @@ async def sla_by_tier(
         .group_by(handoffs.c.tier)
     )
     return [dict(r._mapping) for r in rows]
+
+
+def _filtered(
+    query: Select[Any], team: str | None, tier: str | None, rep_id: str | None
+) -> Select[Any]:
+    """The board's filters on handoff rows: a team, a tier, a rep (each when given)."""
+    for column, value in (
+        (handoffs.c.team, team),
+        (handoffs.c.tier, tier),
+        (handoffs.c.rep_id, rep_id),
+    ):
+        if value:
+            query = query.where(column == value)
+    return query
