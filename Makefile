@@ -9,7 +9,7 @@ LOCK := requirements.lock
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 export PYTHON_FOR_INFRA := $(abspath $(BIN)/python)
 
-.PHONY: help venv lock audit infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-profile bench-setup chaos sdk-clients
+.PHONY: help venv lock audit infra-up infra-down infra-status run test test-unit lint clean bench bench-quick bench-profile bench-setup chaos sdk-clients contract-validator
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ infra-status: ## say whether Kafka and PostgreSQL run
 run: infra-up ## start the three services with the example playbook; Ctrl-C stops them
 	deploy/run.sh
 
-test: infra-up sdk-clients ## start the infrastructure and run the whole test suite
+test: infra-up sdk-clients contract-validator ## start the infrastructure and run the whole test suite
 	$(BIN)/pytest
 
 # The official JavaScript tracking SDKs the Tracking API tests drive, pinned by their lock file.
@@ -62,6 +62,12 @@ sdk-clients: tests/sdk/node_modules/.package-lock.json
 tests/sdk/node_modules/.package-lock.json: tests/sdk/package.json tests/sdk/package-lock.json
 	@command -v npm >/dev/null || { echo "[sdk] npm is needed: apt-get install -y nodejs npm"; exit 1; }
 	cd tests/sdk && npm ci --no-audit --no-fund
+
+# The official AsyncAPI parser the contract tests validate the document with, pinned by its lock file.
+contract-validator: contracts/validator/node_modules/.package-lock.json
+contracts/validator/node_modules/.package-lock.json: contracts/validator/package.json contracts/validator/package-lock.json
+	@command -v npm >/dev/null || { echo "[contracts] npm is needed: apt-get install -y nodejs npm"; exit 1; }
+	cd contracts/validator && npm ci --no-audit --no-fund
 
 test-unit: venv ## only the pure unit tests (no Kafka or PostgreSQL needed)
 	$(BIN)/pytest tests/unit
