@@ -161,6 +161,24 @@ async def test_relay_publishes_in_order_and_empties_the_outbox(settings, session
     assert {r.key for r in records} == {b"email:ordered@acme.example"}
 
 
+async def test_the_backlog_is_counted_once_per_interval_while_rows_flow(
+    settings, sessions, producer
+):
+    topic = settings.topic("lead-events")
+    async with sessions() as s, s.begin():
+        events = [activity_event("counted@acme.example", "page_view", i) for i in range(5)]
+        await outbox.add_events(s, "counted", topic, events)
+    relay = OutboxRelay("counted", sessions, producer, batch_max=2, observe_every_s=3600)
+    backlog = metrics.OUTBOX_BACKLOG.labels("counted")
+    assert await relay.publish_once() == 2
+    assert backlog._value.get() == 3  # the first pass counts
+    assert await relay.publish_once() == 2
+    assert backlog._value.get() == 3  # within the interval: deleted, not counted again
+    relay._observed_at -= 3600  # the interval has passed
+    assert await relay.publish_once() == 1
+    assert backlog._value.get() == 0
+
+
 async def _eq(value, expected) -> bool:
     return (await value) == expected
 
@@ -177,7 +195,7 @@ async def test_a_record_the_broker_refuses_is_parked_and_the_rows_behind_it_go_o
     same_key = activity_event("huge@acme.example", "page_view", 11)
     async with sessions() as s, s.begin():
         await outbox.add_events(s, "scoring", topic, [*before, huge, *after, same_key])
-    relay = OutboxRelay("scoring", sessions, producer, max_attempts=3)
+    relay = OutboxRelay("scoring", sessions, producer, max_attempts=3, observe_every_s=0)
     published = [await relay.publish_once() for _ in range(4)]
     assert published == [7, 0, 0, 1]  # 7 at once; the third refusal parks it; then its DLQ copy
 

@@ -16,6 +16,9 @@ class GaugeFlow(FlowBase):
     """Keep the gauges in step with the handoffs table."""
 
     _gauges_wake: asyncio.Event
+    # The count walks every open handoff (~1.3 ms at 600 events/s, after every batch that
+    # changed one): commits within this interval share one refresh.
+    gauges_every_s: float = 0.5
 
     def committed(self) -> None:
         """After a commit: refresh the gauges if a transaction may have changed handoffs."""
@@ -23,7 +26,8 @@ class GaugeFlow(FlowBase):
             self._gauges_wake.set()
 
     async def keep_gauges(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        """Refresh the open-handoff and queue gauges after commits that changed handoffs.
+        """Refresh the open-handoff and queue gauges after commits that changed handoffs, at
+        most once per gauges_every_s (a commit meanwhile is counted by the next refresh).
 
         Off the transactions: the count over the handoffs was one more round trip in each,
         on the speed-to-lead path among them.
@@ -37,6 +41,7 @@ class GaugeFlow(FlowBase):
                     await self.observe(session)
             except Exception as exc:  # the database away: the next commit tries again
                 log.warning("handoff gauges not refreshed: %s", exc)
+            await asyncio.sleep(self.gauges_every_s)
 
     async def observe(self, session: AsyncSession) -> None:
         """Refresh the open-handoff and queue gauges from the table."""
