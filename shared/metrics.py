@@ -38,10 +38,14 @@ OUTBOX_PUBLISHED = Counter(
     "Outbox rows published to Kafka",
     ["relay", "topic"],
 )
-OUTBOX_BACKLOG = Gauge("leadrouter_outbox_backlog_rows", "Outbox rows not yet published", ["relay"])
+OUTBOX_BACKLOG = Gauge(
+    "leadrouter_outbox_backlog_rows",
+    "Outbox rows not yet published (counted by the relay at most once a second)",
+    ["relay"],
+)
 OUTBOX_OLDEST_AGE = Gauge(
     "leadrouter_outbox_oldest_age_seconds",
-    "Age of the oldest unpublished outbox row (0 when empty)",
+    "Age of the oldest unpublished outbox row (0 when empty; read with the backlog's count)",
     ["relay"],
 )
 OUTBOX_PUBLISH_FAILURES = Counter(

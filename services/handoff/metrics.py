@@ -45,10 +45,12 @@ QUEUED_TIME = Histogram(
     ["tier"],
     buckets=WAIT_BUCKETS,
 )
-OPEN_HANDOFFS = Gauge("leadrouter_handoffs_open", "Open handoffs, by tier", ["tier"])
+OPEN_HANDOFFS = Gauge(
+    "leadrouter_handoffs_open", "Open handoffs, by tier (counted at most every 0.5 s)", ["tier"]
+)
 QUEUE_SIZE = Gauge(
     "leadrouter_handoff_queue_size",
-    "Leads waiting in a queue, by queue and tier",
+    "Leads waiting in a queue, by queue and tier (counted at most every 0.5 s)",
     ["queue", "tier"],
 )
 REJECTIONS = Counter(
