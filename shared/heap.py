@@ -20,7 +20,7 @@ _was_enabled = False
 # How often everything is walked again in full, so that a cycle that became garbage after it
 # was frozen is freed: one deliberate full collection each time.
 REWALK_EVERY_S = 600.0
-_rewalk_at = time.monotonic() + REWALK_EVERY_S
+_rewalk_at = 0.0  # monotonic time of the next rewalk, set by survivors_settled
 _settling = False  # while a service serves (survivors_settled): batches freeze what they kept
 
 

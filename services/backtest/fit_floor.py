@@ -36,8 +36,7 @@ def fit_bands(
     for key, j in judged.items():
         if key in fits:
             bands[int(fits[key] // band_width) * band_width].append(j)
-    rows = [band_row(f"{low} to {low + band_width - 1}", low, bands[low]) for low in sorted(bands)]
-    return rows
+    return [band_row(f"{low} to {low + band_width - 1}", low, bands[low]) for low in sorted(bands)]
 
 
 def suggest_min_fit(
